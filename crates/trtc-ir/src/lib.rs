@@ -1,0 +1,31 @@
+//! trtc's graph IR: an ONNX model as a petgraph `StableGraph`, with typed ops, shapes
+//! with symbolic dims, shared weights, a validity check, a small edit API for passes,
+//! export back to ONNX (whole or any subgraph), DOT, and CPU execution through tract.
+
+pub mod builder;
+pub mod dot;
+pub mod dtype;
+pub mod edit;
+pub mod error;
+pub mod eval;
+pub mod export;
+pub mod graph;
+pub mod infer;
+pub mod load;
+pub mod op;
+pub mod shape;
+pub mod stats;
+pub mod tensor;
+pub mod validate;
+
+pub use builder::GraphBuilder;
+pub use dtype::DType;
+pub use error::{IrError, Result};
+pub use eval::CpuModel;
+pub use export::{subgraph_to_model_proto, to_model_proto, SubgraphIo};
+pub use graph::{Edge, Graph, ModelMeta, Node, NodeId, Outlet};
+pub use load::{from_proto, load_model};
+pub use op::{Activation, AutoPad, ConvAttrs, FusedConv, Op, PoolAttrs};
+pub use shape::{Dim, Shape, TensorInfo};
+pub use tract_onnx;
+pub use tract_onnx::prelude::Tensor;

@@ -1,0 +1,659 @@
+//! The operators trtc works with, typed, plus `Other`, which keeps anything else verbatim.
+//!
+//! A node whose attributes trtc does not fully understand (an attribute it does not model,
+//! an old-opset form) is kept as `Other` with its raw attributes, so nothing in a model is lost.
+
+use crate::dtype::DType;
+use serde::Serialize;
+use std::sync::Arc;
+use tract_onnx::pb::{AttributeProto, TensorProto};
+use tract_onnx::prelude::Tensor;
+
+/// `auto_pad` of Conv and pooling.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Default)]
+pub enum AutoPad {
+    #[default]
+    NotSet,
+    SameUpper,
+    SameLower,
+    Valid,
+}
+
+impl AutoPad {
+    fn parse(s: &str) -> Option<AutoPad> {
+        Some(match s {
+            "NOTSET" | "" => AutoPad::NotSet,
+            "SAME_UPPER" => AutoPad::SameUpper,
+            "SAME_LOWER" => AutoPad::SameLower,
+            "VALID" => AutoPad::Valid,
+            _ => return None,
+        })
+    }
+    fn as_str(self) -> &'static str {
+        match self {
+            AutoPad::NotSet => "NOTSET",
+            AutoPad::SameUpper => "SAME_UPPER",
+            AutoPad::SameLower => "SAME_LOWER",
+            AutoPad::Valid => "VALID",
+        }
+    }
+}
+
+/// Attributes of Conv. Empty vectors mean "absent" (the ONNX default).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Default)]
+pub struct ConvAttrs {
+    pub auto_pad: AutoPad,
+    pub dilations: Vec<i64>,
+    pub group: i64,
+    pub kernel_shape: Vec<i64>,
+    pub pads: Vec<i64>,
+    pub strides: Vec<i64>,
+}
+
+impl ConvAttrs {
+    /// Strides for `spatial` spatial dims (default 1).
+    pub fn strides(&self, spatial: usize) -> Vec<i64> {
+        or_fill(&self.strides, spatial, 1)
+    }
+    pub fn dilations(&self, spatial: usize) -> Vec<i64> {
+        or_fill(&self.dilations, spatial, 1)
+    }
+    /// Explicit pads `[b1, b2, .., e1, e2, ..]` (default 0). Meaningless with auto_pad SAME_*.
+    pub fn pads(&self, spatial: usize) -> Vec<i64> {
+        or_fill(&self.pads, 2 * spatial, 0)
+    }
+}
+
+/// Attributes of MaxPool and AveragePool.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Default)]
+pub struct PoolAttrs {
+    pub auto_pad: AutoPad,
+    pub ceil_mode: i64,
+    pub dilations: Vec<i64>,
+    pub kernel_shape: Vec<i64>,
+    pub pads: Vec<i64>,
+    pub strides: Vec<i64>,
+    /// AveragePool only.
+    pub count_include_pad: i64,
+}
+
+impl PoolAttrs {
+    pub fn strides(&self, spatial: usize) -> Vec<i64> {
+        or_fill(&self.strides, spatial, 1)
+    }
+    pub fn dilations(&self, spatial: usize) -> Vec<i64> {
+        or_fill(&self.dilations, spatial, 1)
+    }
+    pub fn pads(&self, spatial: usize) -> Vec<i64> {
+        or_fill(&self.pads, 2 * spatial, 0)
+    }
+}
+
+fn or_fill(v: &[i64], n: usize, fill: i64) -> Vec<i64> {
+    if v.is_empty() {
+        vec![fill; n]
+    } else {
+        v.to_vec()
+    }
+}
+
+/// An activation folded into a fused node.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub enum Activation {
+    Relu,
+    Clip { min: f32, max: f32 },
+    LeakyRelu { alpha: f32 },
+    Sigmoid,
+    HardSigmoid { alpha: f32, beta: f32 },
+    HardSwish,
+}
+
+impl Activation {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Activation::Relu => "Relu",
+            Activation::Clip { .. } => "Clip",
+            Activation::LeakyRelu { .. } => "LeakyRelu",
+            Activation::Sigmoid => "Sigmoid",
+            Activation::HardSigmoid { .. } => "HardSigmoid",
+            Activation::HardSwish => "HardSwish",
+        }
+    }
+
+    /// The activation as a standalone op (Clip's bounds become inputs when exported).
+    pub fn to_op(self) -> Op {
+        match self {
+            Activation::Relu => Op::Relu,
+            Activation::Clip { .. } => Op::Clip,
+            Activation::LeakyRelu { alpha } => Op::LeakyRelu { alpha },
+            Activation::Sigmoid => Op::Sigmoid,
+            Activation::HardSigmoid { alpha, beta } => Op::HardSigmoid { alpha, beta },
+            Activation::HardSwish => Op::HardSwish,
+        }
+    }
+
+    /// Scalar reference semantics, used by tests and the CPU fallback of fused ops.
+    pub fn apply(self, x: f32) -> f32 {
+        match self {
+            Activation::Relu => x.max(0.0),
+            Activation::Clip { min, max } => x.max(min).min(max),
+            Activation::LeakyRelu { alpha } => {
+                if x < 0.0 {
+                    alpha * x
+                } else {
+                    x
+                }
+            }
+            Activation::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+            Activation::HardSigmoid { alpha, beta } => (alpha * x + beta).clamp(0.0, 1.0),
+            Activation::HardSwish => x * (x / 6.0 + 0.5).clamp(0.0, 1.0),
+        }
+    }
+}
+
+/// Conv + bias (+ residual add) (+ activation), made by the optimizer's vertical fusion.
+/// Inputs: X, W, B, and Z (the residual) when `residual`. Computes `act(conv(X, W) + B + Z)`.
+/// Written back to ONNX as Conv (+ Add) (+ activation).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FusedConv {
+    pub conv: ConvAttrs,
+    pub residual: bool,
+    pub activation: Option<Activation>,
+}
+
+/// A raw ONNX op trtc does not model: kept verbatim.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OtherOp {
+    pub op_type: String,
+    pub domain: String,
+    pub attributes: Vec<AttributeProto>,
+}
+
+/// A node's operation.
+#[derive(Clone, Debug)]
+pub enum Op {
+    /// A graph input (no inputs, one output).
+    Input,
+    /// A constant: initializer or `Constant` node. Shared, never copied.
+    Const(Arc<Tensor>),
+    Conv(ConvAttrs),
+    FusedConv(FusedConv),
+    BatchNormalization { epsilon: f32, momentum: Option<f32> },
+    Relu,
+    Sigmoid,
+    Tanh,
+    HardSwish,
+    LeakyRelu { alpha: f32 },
+    HardSigmoid { alpha: f32, beta: f32 },
+    /// min and max are inputs 1 and 2 (opset 11+).
+    Clip,
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Concat { axis: i64 },
+    /// Split sizes as input 1 (opset 13+), or `num_outputs` (opset 18+), or equal parts.
+    Split { axis: i64, num_outputs: Option<i64> },
+    MaxPool(PoolAttrs),
+    AveragePool(PoolAttrs),
+    GlobalAveragePool,
+    GlobalMaxPool,
+    Gemm { alpha: f32, beta: f32, trans_a: i64, trans_b: i64 },
+    MatMul,
+    Flatten { axis: i64 },
+    Reshape { allowzero: i64 },
+    Softmax { axis: i64 },
+    Pad { mode: String },
+    Identity,
+    Dropout { seed: Option<i64> },
+    Transpose { perm: Option<Vec<i64>> },
+    Cast { to: DType },
+    Shape { start: Option<i64>, end: Option<i64> },
+    Gather { axis: i64 },
+    /// Axes as input 1 (opset 13+).
+    Unsqueeze,
+    Squeeze,
+    Slice,
+    ConstantOfShape { value: Option<Arc<Tensor>> },
+    Other(OtherOp),
+}
+
+impl Op {
+    /// The ONNX op type (for FusedConv: "FusedConv").
+    pub fn op_type(&self) -> &str {
+        match self {
+            Op::Input => "Input",
+            Op::Const(_) => "Constant",
+            Op::Conv(_) => "Conv",
+            Op::FusedConv(_) => "FusedConv",
+            Op::BatchNormalization { .. } => "BatchNormalization",
+            Op::Relu => "Relu",
+            Op::Sigmoid => "Sigmoid",
+            Op::Tanh => "Tanh",
+            Op::HardSwish => "HardSwish",
+            Op::LeakyRelu { .. } => "LeakyRelu",
+            Op::HardSigmoid { .. } => "HardSigmoid",
+            Op::Clip => "Clip",
+            Op::Add => "Add",
+            Op::Sub => "Sub",
+            Op::Mul => "Mul",
+            Op::Div => "Div",
+            Op::Concat { .. } => "Concat",
+            Op::Split { .. } => "Split",
+            Op::MaxPool(_) => "MaxPool",
+            Op::AveragePool(_) => "AveragePool",
+            Op::GlobalAveragePool => "GlobalAveragePool",
+            Op::GlobalMaxPool => "GlobalMaxPool",
+            Op::Gemm { .. } => "Gemm",
+            Op::MatMul => "MatMul",
+            Op::Flatten { .. } => "Flatten",
+            Op::Reshape { .. } => "Reshape",
+            Op::Softmax { .. } => "Softmax",
+            Op::Pad { .. } => "Pad",
+            Op::Identity => "Identity",
+            Op::Dropout { .. } => "Dropout",
+            Op::Transpose { .. } => "Transpose",
+            Op::Cast { .. } => "Cast",
+            Op::Shape { .. } => "Shape",
+            Op::Gather { .. } => "Gather",
+            Op::Unsqueeze => "Unsqueeze",
+            Op::Squeeze => "Squeeze",
+            Op::Slice => "Slice",
+            Op::ConstantOfShape { .. } => "ConstantOfShape",
+            Op::Other(o) => &o.op_type,
+        }
+    }
+
+    pub fn is_const(&self) -> bool {
+        matches!(self, Op::Const(_))
+    }
+
+    pub fn is_input(&self) -> bool {
+        matches!(self, Op::Input)
+    }
+
+    /// Inputs that must be connected (the rest are optional).
+    pub fn required_inputs(&self) -> usize {
+        match self {
+            Op::Input | Op::Const(_) => 0,
+            Op::Other(_) => 0,
+            Op::FusedConv(f) => 3 + f.residual as usize,
+            Op::BatchNormalization { .. } => 5,
+            Op::Conv(_)
+            | Op::Add
+            | Op::Sub
+            | Op::Mul
+            | Op::Div
+            | Op::Gemm { .. }
+            | Op::MatMul
+            | Op::Reshape { .. }
+            | Op::Pad { .. }
+            | Op::Gather { .. }
+            | Op::Unsqueeze => 2,
+            Op::Slice => 3,
+            Op::Concat { .. } => 1,
+            _ => 1,
+        }
+    }
+
+    /// Parse an ONNX node's op. Anything not fully understood becomes `Other`.
+    pub fn from_onnx(op_type: &str, domain: &str, attrs: &[AttributeProto], opset: i64) -> Op {
+        let standard = domain.is_empty() || domain == "ai.onnx";
+        let parsed = if standard { parse_standard(op_type, attrs, opset) } else { None };
+        parsed.unwrap_or_else(|| {
+            Op::Other(OtherOp {
+                op_type: op_type.to_string(),
+                domain: domain.to_string(),
+                attributes: attrs.to_vec(),
+            })
+        })
+    }
+
+    /// The ONNX attributes that express this op (not for Input/Const/FusedConv).
+    pub fn onnx_attributes(&self) -> Vec<AttributeProto> {
+        match self {
+            Op::Conv(c) => conv_attrs(c),
+            Op::FusedConv(f) => conv_attrs(&f.conv),
+            Op::BatchNormalization { epsilon, momentum } => {
+                let mut v = vec![attr_float("epsilon", *epsilon)];
+                if let Some(m) = momentum {
+                    v.push(attr_float("momentum", *m));
+                }
+                v
+            }
+            Op::LeakyRelu { alpha } => vec![attr_float("alpha", *alpha)],
+            Op::HardSigmoid { alpha, beta } => {
+                vec![attr_float("alpha", *alpha), attr_float("beta", *beta)]
+            }
+            Op::Concat { axis } => vec![attr_int("axis", *axis)],
+            Op::Split { axis, num_outputs } => {
+                let mut v = vec![attr_int("axis", *axis)];
+                if let Some(n) = num_outputs {
+                    v.push(attr_int("num_outputs", *n));
+                }
+                v
+            }
+            Op::MaxPool(p) => pool_attrs(p, false),
+            Op::AveragePool(p) => pool_attrs(p, true),
+            Op::Gemm { alpha, beta, trans_a, trans_b } => vec![
+                attr_float("alpha", *alpha),
+                attr_float("beta", *beta),
+                attr_int("transA", *trans_a),
+                attr_int("transB", *trans_b),
+            ],
+            Op::Flatten { axis } => vec![attr_int("axis", *axis)],
+            Op::Reshape { allowzero } => vec![attr_int("allowzero", *allowzero)],
+            Op::Softmax { axis } => vec![attr_int("axis", *axis)],
+            Op::Pad { mode } => vec![attr_string("mode", mode)],
+            Op::Dropout { seed } => seed.iter().map(|s| attr_int("seed", *s)).collect(),
+            Op::Transpose { perm } => perm.iter().map(|p| attr_ints("perm", p)).collect(),
+            Op::Cast { to } => vec![attr_int("to", to.to_onnx() as i64)],
+            Op::Shape { start, end } => {
+                let mut v = vec![];
+                if let Some(s) = start {
+                    v.push(attr_int("start", *s));
+                }
+                if let Some(e) = end {
+                    v.push(attr_int("end", *e));
+                }
+                v
+            }
+            Op::Gather { axis } => vec![attr_int("axis", *axis)],
+            Op::ConstantOfShape { value } => value
+                .iter()
+                .map(|t| AttributeProto {
+                    name: "value".into(),
+                    r#type: 4,
+                    t: Some(crate::tensor::tensor_to_proto("value", t)),
+                    ..Default::default()
+                })
+                .collect(),
+            Op::Other(o) => o.attributes.clone(),
+            _ => vec![],
+        }
+    }
+
+    /// Key attributes for labels: kernel, stride, groups, axis.
+    pub fn summary(&self) -> String {
+        let ints = |v: &[i64]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join("x");
+        match self {
+            Op::Conv(c) => conv_summary(c),
+            Op::FusedConv(f) => conv_summary(&f.conv),
+            Op::MaxPool(p) | Op::AveragePool(p) => {
+                let mut s = format!("k={}", ints(&p.kernel_shape));
+                if !p.strides.is_empty() {
+                    s += &format!(" s={}", ints(&p.strides));
+                }
+                s
+            }
+            Op::Concat { axis } | Op::Softmax { axis } | Op::Flatten { axis } => {
+                format!("axis={axis}")
+            }
+            Op::Split { axis, .. } | Op::Gather { axis } => format!("axis={axis}"),
+            Op::Gemm { trans_b, .. } if *trans_b != 0 => "transB".into(),
+            Op::LeakyRelu { alpha } => format!("alpha={alpha}"),
+            Op::Pad { mode } => mode.clone(),
+            Op::Cast { to } => format!("to={to}"),
+            Op::Other(o) if !o.domain.is_empty() => o.domain.clone(),
+            _ => String::new(),
+        }
+    }
+}
+
+fn conv_summary(c: &ConvAttrs) -> String {
+    let ints = |v: &[i64]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join("x");
+    let mut s = String::new();
+    if !c.kernel_shape.is_empty() {
+        s += &format!("k={}", ints(&c.kernel_shape));
+    }
+    if c.strides.iter().any(|&x| x != 1) {
+        s += &format!(" s={}", ints(&c.strides));
+    }
+    if c.group != 1 {
+        s += &format!(" g={}", c.group);
+    }
+    s.trim().to_string()
+}
+
+fn conv_attrs(c: &ConvAttrs) -> Vec<AttributeProto> {
+    let mut v = vec![attr_int("group", c.group)];
+    if c.auto_pad != AutoPad::NotSet {
+        v.push(attr_string("auto_pad", c.auto_pad.as_str()));
+    }
+    for (name, val) in [
+        ("dilations", &c.dilations),
+        ("kernel_shape", &c.kernel_shape),
+        ("pads", &c.pads),
+        ("strides", &c.strides),
+    ] {
+        if !val.is_empty() {
+            v.push(attr_ints(name, val));
+        }
+    }
+    v
+}
+
+fn pool_attrs(p: &PoolAttrs, average: bool) -> Vec<AttributeProto> {
+    let mut v = vec![attr_int("ceil_mode", p.ceil_mode), attr_ints("kernel_shape", &p.kernel_shape)];
+    if p.auto_pad != AutoPad::NotSet {
+        v.push(attr_string("auto_pad", p.auto_pad.as_str()));
+    }
+    if average {
+        v.push(attr_int("count_include_pad", p.count_include_pad));
+    }
+    for (name, val) in [("dilations", &p.dilations), ("pads", &p.pads), ("strides", &p.strides)] {
+        if !val.is_empty() {
+            v.push(attr_ints(name, val));
+        }
+    }
+    v
+}
+
+pub(crate) fn attr_int(name: &str, i: i64) -> AttributeProto {
+    AttributeProto { name: name.into(), r#type: 2, i, ..Default::default() }
+}
+pub(crate) fn attr_float(name: &str, f: f32) -> AttributeProto {
+    AttributeProto { name: name.into(), r#type: 1, f, ..Default::default() }
+}
+pub(crate) fn attr_ints(name: &str, ints: &[i64]) -> AttributeProto {
+    AttributeProto { name: name.into(), r#type: 7, ints: ints.to_vec(), ..Default::default() }
+}
+pub(crate) fn attr_string(name: &str, s: &str) -> AttributeProto {
+    AttributeProto { name: name.into(), r#type: 3, s: s.as_bytes().to_vec(), ..Default::default() }
+}
+
+/// Reads attributes by name and type, remembering which were read: a node with an
+/// attribute nobody read is not fully understood.
+pub(crate) struct AttrReader<'a> {
+    attrs: &'a [AttributeProto],
+    used: Vec<bool>,
+    bad: bool,
+}
+
+impl<'a> AttrReader<'a> {
+    pub(crate) fn new(attrs: &'a [AttributeProto]) -> Self {
+        AttrReader { attrs, used: vec![false; attrs.len()], bad: false }
+    }
+    fn get(&mut self, name: &str, ty: i32) -> Option<&'a AttributeProto> {
+        let i = self.attrs.iter().position(|a| a.name == name)?;
+        self.used[i] = true;
+        let a = &self.attrs[i];
+        // type 0 (UNDEFINED) is written by some old exporters; accept it.
+        if a.r#type != ty && a.r#type != 0 {
+            self.bad = true;
+            return None;
+        }
+        Some(a)
+    }
+    pub(crate) fn int(&mut self, name: &str) -> Option<i64> {
+        self.get(name, 2).map(|a| a.i)
+    }
+    pub(crate) fn float(&mut self, name: &str) -> Option<f32> {
+        self.get(name, 1).map(|a| a.f)
+    }
+    pub(crate) fn ints(&mut self, name: &str) -> Option<Vec<i64>> {
+        self.get(name, 7).map(|a| a.ints.clone())
+    }
+    pub(crate) fn floats(&mut self, name: &str) -> Option<Vec<f32>> {
+        self.get(name, 6).map(|a| a.floats.clone())
+    }
+    pub(crate) fn string(&mut self, name: &str) -> Option<String> {
+        self.get(name, 3).map(|a| String::from_utf8_lossy(&a.s).into_owned())
+    }
+    pub(crate) fn tensor(&mut self, name: &str) -> Option<&'a TensorProto> {
+        self.get(name, 4).and_then(|a| a.t.as_ref())
+    }
+    /// Every attribute was read, with the type expected.
+    pub(crate) fn complete(&self) -> bool {
+        !self.bad && self.used.iter().all(|&u| u)
+    }
+}
+
+fn parse_standard(op_type: &str, attrs: &[AttributeProto], opset: i64) -> Option<Op> {
+    let mut a = AttrReader::new(attrs);
+    let op = match op_type {
+        "Conv" => Op::Conv(ConvAttrs {
+            auto_pad: AutoPad::parse(&a.string("auto_pad").unwrap_or_default())?,
+            dilations: a.ints("dilations").unwrap_or_default(),
+            group: a.int("group").unwrap_or(1),
+            kernel_shape: a.ints("kernel_shape").unwrap_or_default(),
+            pads: a.ints("pads").unwrap_or_default(),
+            strides: a.ints("strides").unwrap_or_default(),
+        }),
+        "MaxPool" | "AveragePool" => {
+            let p = PoolAttrs {
+                auto_pad: AutoPad::parse(&a.string("auto_pad").unwrap_or_default())?,
+                ceil_mode: a.int("ceil_mode").unwrap_or(0),
+                dilations: a.ints("dilations").unwrap_or_default(),
+                kernel_shape: a.ints("kernel_shape")?,
+                pads: a.ints("pads").unwrap_or_default(),
+                strides: a.ints("strides").unwrap_or_default(),
+                count_include_pad: if op_type == "AveragePool" {
+                    a.int("count_include_pad").unwrap_or(0)
+                } else {
+                    0
+                },
+            };
+            if op_type == "MaxPool" {
+                if a.int("storage_order").unwrap_or(0) != 0 {
+                    return None;
+                }
+                Op::MaxPool(p)
+            } else {
+                Op::AveragePool(p)
+            }
+        }
+        "BatchNormalization" => {
+            if a.int("training_mode").unwrap_or(0) != 0 {
+                return None;
+            }
+            Op::BatchNormalization {
+                epsilon: a.float("epsilon").unwrap_or(1e-5),
+                momentum: a.float("momentum"),
+            }
+        }
+        "Relu" => Op::Relu,
+        "Sigmoid" => Op::Sigmoid,
+        "Tanh" => Op::Tanh,
+        "HardSwish" => Op::HardSwish,
+        "LeakyRelu" => Op::LeakyRelu { alpha: a.float("alpha").unwrap_or(0.01) },
+        "HardSigmoid" => Op::HardSigmoid {
+            alpha: a.float("alpha").unwrap_or(0.2),
+            beta: a.float("beta").unwrap_or(0.5),
+        },
+        "Clip" if opset >= 11 => Op::Clip,
+        "Add" => Op::Add,
+        "Sub" => Op::Sub,
+        "Mul" => Op::Mul,
+        "Div" => Op::Div,
+        "Concat" => Op::Concat { axis: a.int("axis")? },
+        "Split" if opset >= 13 => {
+            Op::Split { axis: a.int("axis").unwrap_or(0), num_outputs: a.int("num_outputs") }
+        }
+        "GlobalAveragePool" => Op::GlobalAveragePool,
+        "GlobalMaxPool" => Op::GlobalMaxPool,
+        "Gemm" => Op::Gemm {
+            alpha: a.float("alpha").unwrap_or(1.0),
+            beta: a.float("beta").unwrap_or(1.0),
+            trans_a: a.int("transA").unwrap_or(0),
+            trans_b: a.int("transB").unwrap_or(0),
+        },
+        "MatMul" => Op::MatMul,
+        "Flatten" => Op::Flatten { axis: a.int("axis").unwrap_or(1) },
+        "Reshape" if opset >= 5 => Op::Reshape { allowzero: a.int("allowzero").unwrap_or(0) },
+        "Softmax" if opset >= 13 => Op::Softmax { axis: a.int("axis").unwrap_or(-1) },
+        "Pad" if opset >= 11 => Op::Pad { mode: a.string("mode").unwrap_or_else(|| "constant".into()) },
+        "Identity" => Op::Identity,
+        "Dropout" if opset >= 12 => Op::Dropout { seed: a.int("seed") },
+        "Transpose" => Op::Transpose { perm: a.ints("perm") },
+        "Cast" => Op::Cast { to: DType::from_onnx(a.int("to")? as i32) },
+        "Shape" => Op::Shape { start: a.int("start"), end: a.int("end") },
+        "Gather" => Op::Gather { axis: a.int("axis").unwrap_or(0) },
+        "Unsqueeze" if opset >= 13 => Op::Unsqueeze,
+        "Squeeze" if opset >= 13 => Op::Squeeze,
+        "Slice" if opset >= 10 => Op::Slice,
+        "ConstantOfShape" => {
+            let value = match a.tensor("value") {
+                Some(t) => Some(Arc::new(crate::tensor::tensor_from_proto(t, None).ok()?)),
+                None => None,
+            };
+            Op::ConstantOfShape { value }
+        }
+        _ => return None,
+    };
+    a.complete().then_some(op)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conv_attributes_round_trip() {
+        let attrs = vec![
+            attr_ints("kernel_shape", &[3, 3]),
+            attr_ints("strides", &[2, 2]),
+            attr_ints("pads", &[1, 1, 1, 1]),
+            attr_int("group", 4),
+        ];
+        let op = Op::from_onnx("Conv", "", &attrs, 17);
+        let Op::Conv(c) = &op else { panic!("not a conv: {op:?}") };
+        assert_eq!(c.group, 4);
+        assert_eq!(c.strides(2), vec![2, 2]);
+        assert_eq!(c.dilations(2), vec![1, 1]);
+        let back = Op::from_onnx("Conv", "", &op.onnx_attributes(), 17);
+        assert!(matches!(back, Op::Conv(ref c2) if c2 == c));
+        assert_eq!(op.summary(), "k=3x3 s=2x2 g=4");
+    }
+
+    #[test]
+    fn unknown_attribute_keeps_the_node_verbatim() {
+        let attrs = vec![attr_int("group", 1), attr_int("mystery", 7)];
+        let op = Op::from_onnx("Conv", "", &attrs, 17);
+        let Op::Other(o) = op else { panic!("should be Other") };
+        assert_eq!(o.op_type, "Conv");
+        assert_eq!(o.attributes.len(), 2);
+    }
+
+    #[test]
+    fn attribute_of_wrong_type_is_not_understood() {
+        let attrs = vec![attr_float("axis", 1.0)];
+        assert!(matches!(Op::from_onnx("Concat", "", &attrs, 17), Op::Other(_)));
+    }
+
+    #[test]
+    fn old_opset_forms_stay_other() {
+        assert!(matches!(Op::from_onnx("Softmax", "", &[], 11), Op::Other(_)));
+        assert!(matches!(Op::from_onnx("Softmax", "", &[], 13), Op::Softmax { axis: -1 }));
+        assert!(matches!(Op::from_onnx("Relu", "com.microsoft", &[], 13), Op::Other(_)));
+    }
+
+    #[test]
+    fn activations_compute_their_formulas() {
+        assert_eq!(Activation::Relu.apply(-2.0), 0.0);
+        assert_eq!(Activation::Clip { min: 0.0, max: 6.0 }.apply(7.0), 6.0);
+        assert_eq!(Activation::LeakyRelu { alpha: 0.1 }.apply(-2.0), -0.2);
+        assert_eq!(Activation::HardSwish.apply(3.0), 3.0);
+        assert!((Activation::Sigmoid.apply(0.0) - 0.5).abs() < 1e-7);
+    }
+}

@@ -1,0 +1,106 @@
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use std::path::{Path, PathBuf};
+use trtc::ir::{CpuModel, Graph, Outlet, Tensor};
+use trtc::preprocess::{image_to_tensor, parse_triple, Preprocess};
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// An ONNX model.
+    pub model: PathBuf,
+    /// Classify this image (the model's single input gets the preprocessed image).
+    #[arg(long, conflicts_with = "input")]
+    pub image: Option<PathBuf>,
+    /// Centre-crop size.
+    #[arg(long, default_value_t = 224)]
+    pub size: u32,
+    /// Shorter side is resized to this first (bilinear).
+    #[arg(long, default_value_t = 256)]
+    pub resize: u32,
+    /// Mean subtracted from each pixel (0-255): one value or three comma-separated.
+    #[arg(long, default_value = "127")]
+    pub mean: String,
+    /// Divisor after the mean (0-255 units): one value or three comma-separated.
+    #[arg(long, default_value = "128")]
+    pub std: String,
+    /// Class names, one per line (default: data/imagenet_classes.txt when the model has 1000 classes).
+    #[arg(long)]
+    pub labels: Option<PathBuf>,
+    /// How many classes to print.
+    #[arg(long, default_value_t = 5)]
+    pub top: usize,
+    /// NAME=FILE.npy for each model input.
+    #[arg(long, value_name = "NAME=FILE.npy")]
+    pub input: Vec<String>,
+    /// Where `--input` runs write each output as `<output name>.npy`.
+    #[arg(long, default_value = ".")]
+    pub output_dir: PathBuf,
+}
+
+pub fn run(a: RunArgs) -> Result<()> {
+    let g = super::load(&a.model)?;
+    let model = CpuModel::new(&g).context("preparing the model for tract")?;
+    if let Some(image) = &a.image {
+        classify(&g, &model, image, &a)
+    } else if !a.input.is_empty() {
+        run_tensors(&g, &model, &a)
+    } else {
+        bail!("give --image FILE or --input NAME=FILE.npy")
+    }
+}
+
+fn classify(g: &Graph, model: &CpuModel, image: &Path, a: &RunArgs) -> Result<()> {
+    if g.inputs().len() != 1 {
+        bail!("--image needs a model with one input; this one has {}", g.inputs().len());
+    }
+    let p = Preprocess { size: a.size, resize: a.resize, mean: parse_triple(&a.mean)?, std: parse_triple(&a.std)? };
+    let input = image_to_tensor(image, &p)?;
+    let out = model.run(vec![input])?;
+    let logits = out.first().context("the model has no output")?;
+    let view = logits.to_plain_array_view::<f32>().context("the first output is not f32 logits")?;
+    let logits: Vec<f32> = view.iter().copied().collect();
+    let labels = read_labels(a.labels.as_deref(), logits.len())?;
+    println!("{}  ({} classes)", image.display(), logits.len());
+    for (rank, s) in trtc::classify::top_k(&logits, a.top, labels.as_deref()).iter().enumerate() {
+        println!("{:>2}. {:>5}  {:.4}  {}", rank + 1, s.index, s.probability, s.label.as_deref().unwrap_or(""));
+    }
+    Ok(())
+}
+
+fn read_labels(path: Option<&Path>, classes: usize) -> Result<Option<Vec<String>>> {
+    let default = Path::new("data/imagenet_classes.txt");
+    let path = match path {
+        Some(p) => p,
+        None if classes == 1000 && default.exists() => default,
+        None => return Ok(None),
+    };
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading labels {}", path.display()))?;
+    Ok(Some(text.lines().map(|l| l.trim().to_string()).collect()))
+}
+
+fn run_tensors(g: &Graph, model: &CpuModel, a: &RunArgs) -> Result<()> {
+    let mut given = std::collections::HashMap::new();
+    for spec in &a.input {
+        let (name, file) = spec.split_once('=').with_context(|| format!("--input `{spec}`: expected NAME=FILE.npy"))?;
+        given.insert(name.to_string(), PathBuf::from(file));
+    }
+    let mut inputs: Vec<Tensor> = vec![];
+    for &id in g.inputs() {
+        let info = g.tensor(Outlet::new(id, 0));
+        let file = given.remove(&info.name).with_context(|| format!("no --input for model input `{}` ({})", info.name, info.describe()))?;
+        let dtype = info.dtype.unwrap_or(trtc::ir::DType::F32);
+        let t = trtc::npy::read_npy(&file, dtype).with_context(|| format!("input `{}`", info.name))?;
+        inputs.push(t);
+    }
+    if let Some(extra) = given.keys().next() {
+        bail!("--input `{extra}`: the model has no input of that name");
+    }
+    let outputs = model.run(inputs)?;
+    std::fs::create_dir_all(&a.output_dir).with_context(|| format!("creating {}", a.output_dir.display()))?;
+    for (info, t) in model.outputs().iter().zip(&outputs) {
+        let path = a.output_dir.join(format!("{}.npy", trtc::npy::sanitize_file_name(&info.name)));
+        trtc::npy::write_npy(&path, t)?;
+        println!("{} {:?} -> {}", info.name, t.shape(), path.display());
+    }
+    Ok(())
+}

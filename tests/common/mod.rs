@@ -1,0 +1,124 @@
+//! Helpers shared by the integration tests: paths, the trtc binary, small ONNX models.
+#![allow(dead_code)]
+
+use prost::Message;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use trtc::ir::tract_onnx::pb::{self, AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto, ValueInfoProto};
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn efficientnet() -> PathBuf {
+    root().join("models/efficientnet_lite0.onnx")
+}
+
+/// InceptionV3 stays out of git; tests that need it fail with this message when it is absent.
+pub fn inception() -> PathBuf {
+    let p = root().join("../shared/models/inception_v3.onnx");
+    assert!(
+        p.exists(),
+        "{} is missing: InceptionV3 (103 MB) is read from ../shared/models, see README",
+        p.display()
+    );
+    p
+}
+
+pub fn image(name: &str) -> PathBuf {
+    root().join("data/images").join(name)
+}
+
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("trtc-test-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Run the trtc binary from the project root.
+pub fn trtc(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_trtc")).args(args).current_dir(root()).output().expect("spawn trtc")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The command failed cleanly: non-zero exit, no panic, and the message says `needle`.
+pub fn assert_clean_failure(o: &Output, needle: &str) {
+    let err = stderr(o);
+    assert!(!o.status.success(), "expected failure, got success; stdout: {}", stdout(o));
+    assert_eq!(o.status.code(), Some(1), "exit code; stderr: {err}");
+    assert!(!err.contains("panicked"), "panicked: {err}");
+    assert!(err.contains(needle), "stderr should mention `{needle}`: {err}");
+}
+
+pub fn f32_info(name: &str, dims: &[i64]) -> ValueInfoProto {
+    use pb::tensor_shape_proto::{dimension::Value, Dimension};
+    ValueInfoProto {
+        name: name.into(),
+        r#type: Some(pb::TypeProto {
+            denotation: String::new(),
+            value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
+                elem_type: 1,
+                shape: Some(pb::TensorShapeProto {
+                    dim: dims.iter().map(|&d| Dimension { denotation: String::new(), value: Some(Value::DimValue(d)) }).collect(),
+                }),
+            })),
+        }),
+        doc_string: String::new(),
+    }
+}
+
+pub fn node(op: &str, inputs: &[&str], outputs: &[&str]) -> NodeProto {
+    NodeProto {
+        name: format!("{op}_{}", outputs.first().unwrap_or(&"")),
+        op_type: op.into(),
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        output: outputs.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+pub fn f32_initializer(name: &str, dims: &[i64], values: &[f32]) -> TensorProto {
+    TensorProto {
+        name: name.into(),
+        dims: dims.to_vec(),
+        data_type: 1,
+        raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        ..Default::default()
+    }
+}
+
+pub fn model(nodes: Vec<NodeProto>, inputs: Vec<ValueInfoProto>, outputs: Vec<ValueInfoProto>, inits: Vec<TensorProto>) -> ModelProto {
+    ModelProto {
+        ir_version: 8,
+        opset_import: vec![pb::OperatorSetIdProto { domain: String::new(), version: 17 }],
+        graph: Some(GraphProto { node: nodes, input: inputs, output: outputs, initializer: inits, name: "test".into(), ..Default::default() }),
+        ..Default::default()
+    }
+}
+
+pub fn write_model(dir: &Path, name: &str, m: &ModelProto) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, m.encode_to_vec()).unwrap();
+    p
+}
+
+pub fn int_attr(name: &str, i: i64) -> AttributeProto {
+    AttributeProto { name: name.into(), r#type: 2, i, ..Default::default() }
+}
+
+/// `y = relu(x + b)` on `[1, 4]`.
+pub fn add_relu_model() -> ModelProto {
+    model(
+        vec![node("Add", &["x", "b"], &["s"]), node("Relu", &["s"], &["y"])],
+        vec![f32_info("x", &[1, 4])],
+        vec![f32_info("y", &[1, 4])],
+        vec![f32_initializer("b", &[4], &[0.5, -0.5, 1.0, -1.0])],
+    )
+}
