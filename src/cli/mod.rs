@@ -2,6 +2,7 @@
 
 mod dot;
 mod inspect;
+mod optimize;
 mod run;
 
 use clap::{Parser, Subcommand};
@@ -21,6 +22,8 @@ pub enum Command {
     Dot(dot::DotArgs),
     /// Run a model on an image (classification) or on .npy tensors.
     Run(run::RunArgs),
+    /// Optimize a model and write it back as standard ONNX.
+    Optimize(optimize::OptimizeArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -28,6 +31,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Inspect(a) => inspect::inspect(a),
         Command::Dot(a) => dot::dot(a),
         Command::Run(a) => run::run(a),
+        Command::Optimize(a) => optimize::optimize(a),
     }
 }
 

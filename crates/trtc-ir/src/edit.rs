@@ -134,6 +134,33 @@ impl Graph {
         (1..).map(|i| format!("{base}_{i}")).find(|s| !taken(s)).unwrap_or_default()
     }
 
+    /// Give a node a new op and number of input slots (slots past the new count are cut).
+    pub fn set_op(&mut self, id: NodeId, op: Op, num_inputs: usize) {
+        let cut: Vec<_> = self
+            .g
+            .edges_directed(id, Direction::Incoming)
+            .filter(|e| e.weight().dst_slot >= num_inputs)
+            .map(|e| e.id())
+            .collect();
+        for e in cut {
+            self.g.remove_edge(e);
+        }
+        let n = &mut self.g[id];
+        n.op = op;
+        n.num_inputs = num_inputs;
+    }
+
+    /// Record that `target` now also stands for `absorbed` (its names and op types).
+    pub fn absorb(&mut self, target: NodeId, absorbed: NodeId) {
+        let (origin, ops) = {
+            let a = &self.g[absorbed];
+            (a.origin.clone(), a.fused_ops.clone())
+        };
+        let t = &mut self.g[target];
+        t.origin.extend(origin);
+        t.fused_ops.extend(ops);
+    }
+
     pub fn node_mut(&mut self, id: NodeId) -> &mut Node {
         &mut self.g[id]
     }

@@ -21,7 +21,7 @@ const EVAL_LIMIT: usize = 1 << 16;
 
 /// An integer of a shape vector: a value or a symbol.
 #[derive(Clone, Debug, PartialEq)]
-pub(crate) enum SymInt {
+pub enum SymInt {
     Int(i64),
     Sym(String),
 }
@@ -56,6 +56,24 @@ impl Known {
 pub struct InferReport {
     pub unknown_shapes: Vec<String>,
     pub from_tract: usize,
+}
+
+/// The integer shape vectors the graph computes (`Shape -> Gather -> Concat ...`), with
+/// symbols where a dimension is dynamic. Graph shapes must already be inferred.
+pub fn shape_values(g: &Graph) -> Result<HashMap<Outlet, Vec<SymInt>>> {
+    let mut known = Known::default();
+    for id in g.topo_order()? {
+        infer_node(g, id, &mut known)?;
+    }
+    let mut out = known.sym_ints;
+    for (o, t) in known.values {
+        if t.rank() <= 1 && t.datum_type().is_integer() {
+            if let Some(v) = tensor_to_i64s(&t) {
+                out.entry(o).or_insert_with(|| v.into_iter().map(SymInt::Int).collect());
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Infer every tensor's dtype and shape in place.
@@ -281,6 +299,10 @@ pub(crate) fn infer_node(g: &Graph, id: NodeId, known: &mut Known) -> Result<Vec
             vec![info(in_dt(0).or(in_dt(1)), shape)]
         }
         Op::Concat { axis } => {
+            let parts: Option<Vec<Vec<SymInt>>> = ins.iter().map(|&o| known.ints(o)).collect();
+            if let Some(parts) = parts.filter(|_| (0..ins.len()).all(|s| in_shape(s).is_some_and(|sh| sh.len() == 1))) {
+                known.sym_ints.insert(Outlet::new(id, 0), parts.concat());
+            }
             let shapes: Option<Vec<&Shape>> = (0..ins.len()).map(in_shape).collect();
             let shape = match shapes {
                 Some(shapes) if !shapes.is_empty() => {
