@@ -16,5 +16,6 @@ pub mod classify;
 pub mod npy;
 pub mod preprocess;
 
+pub use trtc_backend as backend;
 pub use trtc_ir as ir;
 pub use trtc_optimizer as optimizer;

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 #[derive(Args, Debug)]
 pub struct DotArgs {
-    /// An ONNX model.
+    /// An ONNX model or a `.trtc` plan (drawn with one cluster per segment).
     pub model: PathBuf,
     /// Where to write the DOT file.
     #[arg(short, long)]
@@ -12,10 +12,15 @@ pub struct DotArgs {
 }
 
 pub fn dot(a: DotArgs) -> Result<()> {
-    let g = super::load(&a.model)?;
-    let opts = trtc::ir::dot::DotOptions { title: Some(a.model.display().to_string()), ..Default::default() };
-    let text = trtc::ir::dot::to_dot(&g, &opts);
+    let title = a.model.display().to_string();
+    let (text, nodes) = match super::load_any(&a.model)? {
+        super::Loaded::Model(g) => {
+            let opts = trtc::ir::dot::DotOptions { title: Some(title), ..Default::default() };
+            (trtc::ir::dot::to_dot(&g, &opts), g.compute_node_count())
+        }
+        super::Loaded::Plan(p) => (trtc::backend::dot::plan_to_dot(&p, &title), p.graph.compute_node_count()),
+    };
     std::fs::write(&a.output, text).with_context(|| format!("writing {}", a.output.display()))?;
-    eprintln!("wrote {} ({} nodes)", a.output.display(), g.compute_node_count());
+    eprintln!("wrote {} ({nodes} nodes)", a.output.display());
     Ok(())
 }

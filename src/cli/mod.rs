@@ -1,5 +1,6 @@
 //! Subcommands. Each lives in its own file and returns `anyhow::Result`.
 
+mod compile;
 mod dot;
 mod inspect;
 mod optimize;
@@ -24,6 +25,8 @@ pub enum Command {
     Run(run::RunArgs),
     /// Optimize a model and write it back as standard ONNX.
     Optimize(optimize::OptimizeArgs),
+    /// Optimize, partition into GPU/CPU segments, and write a `.trtc` plan.
+    Compile(compile::CompileArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -32,6 +35,66 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dot(a) => dot::dot(a),
         Command::Run(a) => run::run(a),
         Command::Optimize(a) => optimize::optimize(a),
+        Command::Compile(a) => compile::compile_cmd(a),
+    }
+}
+
+/// A model or a compiled plan, by the file's content.
+pub enum Loaded {
+    Model(trtc::ir::Graph),
+    Plan(trtc::backend::Plan),
+}
+
+pub fn load_any(path: &std::path::Path) -> anyhow::Result<Loaded> {
+    use anyhow::Context;
+    if trtc::backend::Plan::is_plan_file(path) {
+        let plan = trtc::backend::Plan::read(path).with_context(|| format!("loading plan {}", path.display()))?;
+        Ok(Loaded::Plan(plan))
+    } else {
+        Ok(Loaded::Model(load(path)?))
+    }
+}
+
+/// Something that runs: a model on tract, or a plan on the hybrid runtime.
+pub enum Runner {
+    Cpu(trtc::ir::CpuModel),
+    Hybrid(trtc::backend::HybridModel),
+}
+
+impl Runner {
+    pub fn new(loaded: &Loaded) -> anyhow::Result<Runner> {
+        use anyhow::Context;
+        Ok(match loaded {
+            Loaded::Model(g) => Runner::Cpu(trtc::ir::CpuModel::new(g).context("preparing the model for tract")?),
+            Loaded::Plan(p) => {
+                let h = trtc::backend::HybridModel::new(&p.graph, &p.partition, &p.options).context("preparing the plan")?;
+                for note in &h.notes {
+                    eprintln!("trtc: {note}");
+                }
+                Runner::Hybrid(h)
+            }
+        })
+    }
+
+    pub fn inputs(&self) -> Vec<trtc::ir::TensorInfo> {
+        match self {
+            Runner::Cpu(m) => m.inputs().to_vec(),
+            Runner::Hybrid(h) => h.input_infos(),
+        }
+    }
+
+    pub fn outputs(&self) -> Vec<trtc::ir::TensorInfo> {
+        match self {
+            Runner::Cpu(m) => m.outputs().to_vec(),
+            Runner::Hybrid(h) => h.output_infos(),
+        }
+    }
+
+    pub fn run(&self, inputs: Vec<trtc::ir::Tensor>) -> anyhow::Result<Vec<trtc::ir::Tensor>> {
+        Ok(match self {
+            Runner::Cpu(m) => m.run(inputs)?,
+            Runner::Hybrid(h) => h.run(inputs)?,
+        })
     }
 }
 

@@ -1,12 +1,13 @@
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use std::path::{Path, PathBuf};
-use trtc::ir::{CpuModel, Graph, Outlet, Tensor};
+use super::Runner;
+use trtc::ir::Tensor;
 use trtc::preprocess::{image_to_tensor, parse_triple, Preprocess};
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    /// An ONNX model.
+    /// An ONNX model or a `.trtc` plan.
     pub model: PathBuf,
     /// Classify this image (the model's single input gets the preprocessed image).
     #[arg(long, conflicts_with = "input")]
@@ -38,20 +39,20 @@ pub struct RunArgs {
 }
 
 pub fn run(a: RunArgs) -> Result<()> {
-    let g = super::load(&a.model)?;
-    let model = CpuModel::new(&g).context("preparing the model for tract")?;
+    let loaded = super::load_any(&a.model)?;
+    let model = Runner::new(&loaded)?;
     if let Some(image) = &a.image {
-        classify(&g, &model, image, &a)
+        classify(&model, image, &a)
     } else if !a.input.is_empty() {
-        run_tensors(&g, &model, &a)
+        run_tensors(&model, &a)
     } else {
         bail!("give --image FILE or --input NAME=FILE.npy")
     }
 }
 
-fn classify(g: &Graph, model: &CpuModel, image: &Path, a: &RunArgs) -> Result<()> {
-    if g.inputs().len() != 1 {
-        bail!("--image needs a model with one input; this one has {}", g.inputs().len());
+fn classify(model: &Runner, image: &Path, a: &RunArgs) -> Result<()> {
+    if model.inputs().len() != 1 {
+        bail!("--image needs a model with one input; this one has {}", model.inputs().len());
     }
     let p = Preprocess { size: a.size, resize: a.resize, mean: parse_triple(&a.mean)?, std: parse_triple(&a.std)? };
     let input = image_to_tensor(image, &p)?;
@@ -78,15 +79,14 @@ fn read_labels(path: Option<&Path>, classes: usize) -> Result<Option<Vec<String>
     Ok(Some(text.lines().map(|l| l.trim().to_string()).collect()))
 }
 
-fn run_tensors(g: &Graph, model: &CpuModel, a: &RunArgs) -> Result<()> {
+fn run_tensors(model: &Runner, a: &RunArgs) -> Result<()> {
     let mut given = std::collections::HashMap::new();
     for spec in &a.input {
         let (name, file) = spec.split_once('=').with_context(|| format!("--input `{spec}`: expected NAME=FILE.npy"))?;
         given.insert(name.to_string(), PathBuf::from(file));
     }
     let mut inputs: Vec<Tensor> = vec![];
-    for &id in g.inputs() {
-        let info = g.tensor(Outlet::new(id, 0));
+    for info in model.inputs() {
         let file = given.remove(&info.name).with_context(|| format!("no --input for model input `{}` ({})", info.name, info.describe()))?;
         let dtype = info.dtype.unwrap_or(trtc::ir::DType::F32);
         let t = trtc::npy::read_npy(&file, dtype).with_context(|| format!("input `{}`", info.name))?;

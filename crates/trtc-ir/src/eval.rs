@@ -134,30 +134,36 @@ pub(crate) fn fill_from_tract_analysis(g: &mut Graph, unknown: &[Outlet]) -> Res
 /// Check run-time inputs against the graph's inputs: count, dtype, rank, known dims, and a
 /// symbol bound to one value across inputs.
 pub fn check_inputs(expected: &[TensorInfo], given: &[Tensor]) -> Result<()> {
-    if expected.len() != given.len() {
+    let shapes: Vec<Vec<usize>> = given.iter().map(|t| t.shape().to_vec()).collect();
+    let dts: Vec<DatumType> = given.iter().map(|t| t.datum_type()).collect();
+    check_shapes(expected, &shapes, &dts)
+}
+
+fn check_shapes(expected: &[TensorInfo], shapes: &[Vec<usize>], dts: &[DatumType]) -> Result<()> {
+    if expected.len() != shapes.len() {
         return Err(IrError::InputMismatch {
             name: "(inputs)".into(),
             expected: format!("{} inputs", expected.len()),
-            given: format!("{}", given.len()),
+            given: format!("{}", shapes.len()),
         });
     }
     let mut symbols: HashMap<String, usize> = HashMap::new();
-    for (e, t) in expected.iter().zip(given) {
-        let given_dt = DType::from_datum(t.datum_type());
+    for ((e, shape_given), dt) in expected.iter().zip(shapes).zip(dts) {
+        let given_dt = DType::from_datum(*dt);
         let given_desc = format!(
             "{}{}",
-            given_dt.map(|d| d.to_string()).unwrap_or_else(|| format!("{:?}", t.datum_type())),
-            shape_to_string(&crate::shape::shape_of(t.shape()))
+            given_dt.map(|d| d.to_string()).unwrap_or_else(|| format!("{dt:?}")),
+            shape_to_string(&crate::shape::shape_of(shape_given))
         );
         let mismatch = || IrError::InputMismatch { name: e.name.clone(), expected: e.describe(), given: given_desc.clone() };
         if e.dtype.is_some() && e.dtype != given_dt {
             return Err(mismatch());
         }
         if let Some(shape) = &e.shape {
-            if shape.len() != t.rank() {
+            if shape.len() != shape_given.len() {
                 return Err(mismatch());
             }
-            for (d, &n) in shape.iter().zip(t.shape()) {
+            for (d, &n) in shape.iter().zip(shape_given) {
                 match d {
                     Dim::Known(k) if *k as usize != n => return Err(mismatch()),
                     Dim::Sym(s) if s != "?" => {
@@ -175,12 +181,19 @@ pub fn check_inputs(expected: &[TensorInfo], given: &[Tensor]) -> Result<()> {
 
 type Plan = Arc<TypedRunnableModel>;
 
-/// A graph ready to run on the CPU through tract, with one optimized plan per input shape.
+/// Plans kept per input shape, oldest evicted first.
+struct PlanCache {
+    plans: Vec<(Vec<Vec<usize>>, Plan)>,
+    capacity: usize,
+}
+
+/// A graph ready to run on the CPU through tract, with one optimized plan per input shape
+/// (up to `max_cached_plans` of them).
 pub struct CpuModel {
     model: InferenceModel,
     inputs: Vec<TensorInfo>,
     outputs: Vec<TensorInfo>,
-    plans: Mutex<HashMap<Vec<Vec<usize>>, Plan>>,
+    cache: Mutex<PlanCache>,
 }
 
 impl CpuModel {
@@ -191,9 +204,18 @@ impl CpuModel {
             g.outputs().iter().map(|&o| g.tensor(o).clone()).collect())
     }
 
-    fn from_proto(proto: &ModelProto, inputs: Vec<TensorInfo>, outputs: Vec<TensorInfo>) -> Result<CpuModel> {
+    /// A model from an exported (sub)graph and the infos of its inputs and outputs.
+    pub fn from_proto(proto: &ModelProto, inputs: Vec<TensorInfo>, outputs: Vec<TensorInfo>) -> Result<CpuModel> {
         let model = onnx_framework().model_for_proto_model(proto).map_err(IrError::tract)?;
-        Ok(CpuModel { model, inputs, outputs, plans: Mutex::new(HashMap::new()) })
+        Ok(CpuModel { model, inputs, outputs, cache: Mutex::new(PlanCache { plans: vec![], capacity: 8 }) })
+    }
+
+    /// Keep at most `n` optimized plans (one per input shape).
+    pub fn with_max_cached_plans(self, n: usize) -> CpuModel {
+        if let Ok(mut c) = self.cache.lock() {
+            c.capacity = n.max(1);
+        }
+        self
     }
 
     pub fn inputs(&self) -> &[TensorInfo] {
@@ -205,27 +227,38 @@ impl CpuModel {
     }
 
     fn plan(&self, shapes: Vec<Vec<usize>>, dts: &[DatumType]) -> Result<Plan> {
-        if let Some(p) = self.plans.lock().map_err(|_| IrError::Tract("plan cache poisoned".into()))?.get(&shapes) {
-            return Ok(p.clone());
+        {
+            let cache = self.cache.lock().map_err(|_| IrError::Tract("plan cache poisoned".into()))?;
+            if let Some((_, p)) = cache.plans.iter().find(|(s, _)| *s == shapes) {
+                return Ok(p.clone());
+            }
         }
         let mut m = self.model.clone();
         for (i, (s, dt)) in shapes.iter().zip(dts).enumerate() {
             m.set_input_fact(i, InferenceFact::dt_shape(*dt, s.clone())).map_err(IrError::tract)?;
         }
         let plan = m.into_optimized().and_then(|m| m.into_runnable()).map_err(IrError::tract)?;
-        if let Ok(mut cache) = self.plans.lock() {
-            cache.insert(shapes, plan.clone());
+        if let Ok(mut cache) = self.cache.lock() {
+            if cache.plans.len() >= cache.capacity {
+                cache.plans.remove(0);
+            }
+            cache.plans.push((shapes, plan.clone()));
         }
         Ok(plan)
     }
 
-    /// Run on the given inputs (checked against the graph's input shapes first).
-    pub fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
-        check_inputs(&self.inputs, &inputs)?;
+    /// Run on tract values (shared, not copied), checked against the input infos.
+    pub fn run_values(&self, inputs: TVec<TValue>) -> Result<TVec<TValue>> {
         let shapes: Vec<Vec<usize>> = inputs.iter().map(|t| t.shape().to_vec()).collect();
         let dts: Vec<DatumType> = inputs.iter().map(|t| t.datum_type()).collect();
+        check_shapes(&self.inputs, &shapes, &dts)?;
         let plan = self.plan(shapes, &dts)?;
-        let outs = plan.run(inputs.into_iter().map(|t| t.into()).collect()).map_err(IrError::tract)?;
+        plan.run(inputs).map_err(IrError::tract)
+    }
+
+    /// Run on the given inputs (checked against the graph's input shapes first).
+    pub fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
+        let outs = self.run_values(inputs.into_iter().map(|t| t.into()).collect())?;
         Ok(outs.into_iter().map(|v| v.into_tensor()).collect())
     }
 }

@@ -20,15 +20,33 @@ pub struct SubgraphIo {
     pub outputs: Vec<Outlet>,
 }
 
-/// The whole graph as an ONNX model.
+/// How fused nodes are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flavor {
+    /// Standard ONNX only: FusedConv becomes Conv [+ Add] [+ activation].
+    Standard,
+    /// trtc's own: FusedConv stays one node of domain `ai.trtc`, and each node's doc string
+    /// keeps the original node names and op types. Read back by `from_proto`.
+    Trtc,
+}
+
+/// The trtc op domain, for fused nodes in plans.
+pub const TRTC_DOMAIN: &str = "ai.trtc";
+
+/// The whole graph as a standard ONNX model.
 pub fn to_model_proto(g: &Graph) -> Result<ModelProto> {
+    to_model_proto_as(g, Flavor::Standard)
+}
+
+/// The whole graph as an ONNX model of the given flavor.
+pub fn to_model_proto_as(g: &Graph, flavor: Flavor) -> Result<ModelProto> {
     let all: Vec<NodeId> = g.node_ids();
     let order = g.topo_order()?;
     let io = SubgraphIo {
         inputs: g.inputs().iter().map(|&i| Outlet::new(i, 0)).collect(),
         outputs: g.outputs().to_vec(),
     };
-    build(g, &all.into_iter().collect(), &order, io)
+    build(g, &all.into_iter().collect(), &order, io, flavor)
 }
 
 /// The nodes `set` as a model of their own. Its inputs are the tensors the set reads from
@@ -57,11 +75,11 @@ pub fn subgraph_to_model_proto(g: &Graph, set: &[NodeId]) -> Result<(ModelProto,
             }
         }
     }
-    let proto = build(g, &set, &order, io.clone())?;
+    let proto = build(g, &set, &order, io.clone(), Flavor::Standard)?;
     Ok((proto, io))
 }
 
-fn build(g: &Graph, set: &HashSet<NodeId>, order: &[NodeId], io: SubgraphIo) -> Result<ModelProto> {
+fn build(g: &Graph, set: &HashSet<NodeId>, order: &[NodeId], io: SubgraphIo, flavor: Flavor) -> Result<ModelProto> {
     let mut gp = GraphProto { name: g.meta.graph_name.clone(), ..Default::default() };
     let mut initialized: HashSet<String> = HashSet::new();
     for &o in &io.inputs {
@@ -91,16 +109,23 @@ fn build(g: &Graph, set: &HashSet<NodeId>, order: &[NodeId], io: SubgraphIo) -> 
                     }
                     inputs.push(name);
                 }
-                emit_node(g, id, inputs, &mut gp);
+                match flavor {
+                    Flavor::Standard => emit_node(g, id, inputs, &mut gp),
+                    Flavor::Trtc => gp.node.push(trtc_node(g, id, inputs)),
+                }
             }
         }
     }
     for &o in &io.outputs {
         gp.output.push(value_info(g.tensor(o)));
     }
+    let mut opset_import = opsets(g);
+    if flavor == Flavor::Trtc {
+        opset_import.push(pb::OperatorSetIdProto { domain: TRTC_DOMAIN.into(), version: 1 });
+    }
     Ok(ModelProto {
         ir_version: if g.meta.ir_version > 0 { g.meta.ir_version } else { 8 },
-        opset_import: opsets(g),
+        opset_import,
         producer_name: "trtc".into(),
         producer_version: env!("CARGO_PKG_VERSION").into(),
         graph: Some(gp),
@@ -163,6 +188,40 @@ fn node_proto(name: &str, op: &Op, inputs: Vec<String>, outputs: Vec<String>) ->
         attribute: op.onnx_attributes(),
         doc_string: String::new(),
     }
+}
+
+/// Node metadata kept in a trtc-flavored node's doc string.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(crate) struct NodeMeta {
+    pub origin: Vec<String>,
+    pub fused_ops: Vec<String>,
+}
+
+pub(crate) const META_PREFIX: &str = "trtc:";
+
+fn trtc_node(g: &Graph, id: NodeId, inputs: Vec<String>) -> NodeProto {
+    let node = g.node(id);
+    let outputs = node.outputs.iter().map(|t| t.name.clone()).collect();
+    let mut p = node_proto(&node.name, &node.op, inputs, outputs);
+    if let Op::FusedConv(f) = &node.op {
+        p.domain = TRTC_DOMAIN.into();
+        p.attribute.push(crate::op::attr_int("residual", f.residual as i64));
+        if let Some(act) = f.activation {
+            p.attribute.push(crate::op::attr_string("activation", act.name()));
+            let params: Vec<f32> = match act {
+                Activation::Clip { min, max } => vec![min, max],
+                Activation::LeakyRelu { alpha } => vec![alpha],
+                Activation::HardSigmoid { alpha, beta } => vec![alpha, beta],
+                _ => vec![],
+            };
+            if !params.is_empty() {
+                p.attribute.push(pb::AttributeProto { name: "activation_params".into(), r#type: 6, floats: params, ..Default::default() });
+            }
+        }
+    }
+    let meta = NodeMeta { origin: node.origin.clone(), fused_ops: node.fused_ops.clone() };
+    p.doc_string = format!("{META_PREFIX}{}", serde_json::to_string(&meta).unwrap_or_default());
+    p
 }
 
 fn emit_node(g: &Graph, id: NodeId, inputs: Vec<String>, gp: &mut GraphProto) {

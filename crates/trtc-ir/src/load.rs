@@ -193,6 +193,12 @@ pub fn from_proto(mut proto: ModelProto, model_dir: Option<&Path>) -> Result<Gra
         };
         let outputs = np.output.iter().map(|o| TensorInfo::new(o.clone())).collect();
         let mut node = Node::new(name, op, np.input.len(), outputs);
+        if let Some(meta) = np.doc_string.strip_prefix(crate::export::META_PREFIX) {
+            if let Ok(m) = serde_json::from_str::<crate::export::NodeMeta>(meta) {
+                node.origin = m.origin;
+                node.fused_ops = m.fused_ops;
+            }
+        }
         if let Op::Const(t) = &node.op {
             node.outputs[0].dtype = DType::from_datum(t.datum_type());
             node.outputs[0].shape = Some(crate::shape::shape_of(t.shape()));

@@ -299,7 +299,13 @@ impl Op {
     /// Parse an ONNX node's op. Anything not fully understood becomes `Other`.
     pub fn from_onnx(op_type: &str, domain: &str, attrs: &[AttributeProto], opset: i64) -> Op {
         let standard = domain.is_empty() || domain == "ai.onnx";
-        let parsed = if standard { parse_standard(op_type, attrs, opset) } else { None };
+        let parsed = if standard {
+            parse_standard(op_type, attrs, opset)
+        } else if domain == crate::export::TRTC_DOMAIN && op_type == "FusedConv" {
+            parse_fused_conv(attrs)
+        } else {
+            None
+        };
         parsed.unwrap_or_else(|| {
             Op::Other(OtherOp {
                 op_type: op_type.to_string(),
@@ -507,6 +513,28 @@ impl<'a> AttrReader<'a> {
     pub(crate) fn complete(&self) -> bool {
         !self.bad && self.used.iter().all(|&u| u)
     }
+}
+
+/// The `ai.trtc` FusedConv that trtc writes into its plans.
+fn parse_fused_conv(attrs: &[AttributeProto]) -> Option<Op> {
+    let conv_attrs: Vec<AttributeProto> =
+        attrs.iter().filter(|a| !matches!(a.name.as_str(), "residual" | "activation" | "activation_params")).cloned().collect();
+    let Some(Op::Conv(conv)) = parse_standard("Conv", &conv_attrs, 17) else { return None };
+    let mut a = AttrReader::new(attrs);
+    let residual = a.int("residual").unwrap_or(0) != 0;
+    let params = a.floats("activation_params").unwrap_or_default();
+    let p = |i: usize| params.get(i).copied();
+    let activation = match a.string("activation").as_deref() {
+        None => None,
+        Some("Relu") => Some(Activation::Relu),
+        Some("Clip") => Some(Activation::Clip { min: p(0)?, max: p(1)? }),
+        Some("LeakyRelu") => Some(Activation::LeakyRelu { alpha: p(0)? }),
+        Some("Sigmoid") => Some(Activation::Sigmoid),
+        Some("HardSigmoid") => Some(Activation::HardSigmoid { alpha: p(0)?, beta: p(1)? }),
+        Some("HardSwish") => Some(Activation::HardSwish),
+        Some(_) => return None,
+    };
+    Some(Op::FusedConv(FusedConv { conv, residual, activation }))
 }
 
 fn parse_standard(op_type: &str, attrs: &[AttributeProto], opset: i64) -> Option<Op> {

@@ -1,11 +1,11 @@
 //! The `Pass` trait and what a pass reports.
 
 use crate::error::Result;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use trtc_ir::Graph;
 
 /// A node a pass looked at and left alone, and why.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Skip {
     pub node: String,
     pub op: String,

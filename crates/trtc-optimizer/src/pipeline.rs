@@ -4,7 +4,7 @@
 use crate::error::{OptError, Result};
 use crate::pass::{Pass, Skip};
 use crate::passes::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::time::Instant;
 use trtc_ir::Graph;
 
@@ -33,7 +33,7 @@ pub fn pass_by_name(name: &str) -> Result<Box<dyn Pass>> {
 }
 
 /// What one pass did over the whole pipeline run (summed over iterations).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PassReport {
     pub name: String,
     /// Computing nodes before its first run and after its last.
@@ -44,7 +44,7 @@ pub struct PassReport {
     pub skipped: Vec<Skip>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PipelineReport {
     pub pipeline: String,
     pub iterations: usize,

@@ -1,0 +1,28 @@
+//! Compile: optimize, partition, describe. What `trtc compile` does before writing a plan.
+
+use crate::error::Result;
+use crate::options::{BackendChoice, CompileOptions};
+use crate::partition::{partition, PartitionOptions};
+use crate::plan::Plan;
+use crate::report::CompileReport;
+use crate::support::CudaOpTable;
+use trtc_ir::Graph;
+use trtc_optimizer::Pipeline;
+
+/// Optimize `g` with the default pipeline and partition it for `opts`.
+pub fn compile(model_name: &str, mut g: Graph, opts: &CompileOptions) -> Result<Plan> {
+    if opts.backend == BackendChoice::Cuda {
+        if crate::engine::gpu_builder().is_none() {
+            return Err(crate::error::BackendError::BackendUnavailable("cuda".into(), crate::engine::gpu_unavailable_reason()));
+        }
+    }
+    let optimizer = Pipeline::default_pipeline().run(&mut g)?;
+    let popts = PartitionOptions {
+        min_segment_size: opts.min_segment_size,
+        deny_ops: opts.deny_ops.clone(),
+        use_gpu: opts.backend != BackendChoice::Cpu,
+    };
+    let p = partition(&g, &CudaOpTable, &popts)?;
+    let report = CompileReport::new(model_name, &g, &p, opts, optimizer)?;
+    Ok(Plan { graph: g, partition: p, options: opts.clone(), report })
+}

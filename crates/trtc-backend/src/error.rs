@@ -1,0 +1,24 @@
+use trtc_ir::IrError;
+use trtc_optimizer::OptError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("plan {path}: {detail}")]
+    Plan { path: String, detail: String },
+    #[error("input `{name}` has batch {batch}, over --max-batch-size {max}")]
+    BatchTooLarge { name: String, batch: usize, max: usize },
+    #[error("backend `{0}` is not available: {1}")]
+    BackendUnavailable(String, String),
+    #[error("segment {segment} ({backend}): {source}")]
+    Segment { segment: usize, backend: String, source: IrError },
+    #[error("partition: {0}")]
+    Partition(String),
+    #[error("{0}")]
+    Io(String),
+    #[error(transparent)]
+    Ir(#[from] IrError),
+    #[error(transparent)]
+    Opt(#[from] OptError),
+}
+
+pub type Result<T, E = BackendError> = std::result::Result<T, E>;

@@ -1,0 +1,131 @@
+//! The typed compile report: optimizer passes, segments, fallback table, boundary bytes.
+
+use crate::options::CompileOptions;
+use crate::partition::{Partition, SegmentBackend};
+use crate::support::FallbackReason;
+use serde::{Deserialize, Serialize};
+use trtc_ir::{subgraph_to_model_proto, Graph, Outlet};
+use trtc_optimizer::PipelineReport;
+
+/// A tensor crossing a segment boundary, with its size at batch 1.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BoundaryTensor {
+    pub name: String,
+    pub tensor: String,
+    pub bytes_batch1: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SegmentReport {
+    pub id: usize,
+    pub backend: SegmentBackend,
+    /// Nodes after optimization (a fused node counts once).
+    pub nodes: usize,
+    /// Nodes of the original model these stand for.
+    pub original_nodes: usize,
+    pub inputs: Vec<BoundaryTensor>,
+    pub outputs: Vec<BoundaryTensor>,
+    /// Bytes read and written across the boundary, at batch 1.
+    pub boundary_bytes_batch1: u64,
+    /// The engine that runs it: "tract" until a GPU engine is built.
+    pub engine: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FallbackReport {
+    pub node: String,
+    pub op: String,
+    pub reason: String,
+    pub detail: FallbackReason,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CompileReport {
+    pub model: String,
+    pub trtc_version: String,
+    pub options: CompileOptions,
+    pub passes: Vec<trtc_optimizer::PassReport>,
+    pub optimizer: PipelineReport,
+    pub segments: Vec<SegmentReport>,
+    pub fallback: Vec<FallbackReport>,
+    pub boundary_bytes_batch1: u64,
+}
+
+fn boundary(g: &Graph, outlets: &[Outlet]) -> Vec<BoundaryTensor> {
+    outlets
+        .iter()
+        .map(|&o| {
+            let t = g.tensor(o);
+            let elems: u64 = t.shape.as_ref().map(|s| s.iter().map(|d| d.at_batch_one()).product()).unwrap_or(0);
+            let size = t.dtype.and_then(|d| d.size_of()).unwrap_or(0) as u64;
+            BoundaryTensor { name: t.name.clone(), tensor: t.describe(), bytes_batch1: elems * size }
+        })
+        .collect()
+}
+
+impl CompileReport {
+    pub fn new(model: &str, g: &Graph, p: &Partition, opts: &CompileOptions, optimizer: PipelineReport) -> trtc_ir::Result<Self> {
+        let mut segments = vec![];
+        for s in &p.segments {
+            let (_, io) = subgraph_to_model_proto(g, &s.nodes)?;
+            let inputs = boundary(g, &io.inputs);
+            let outputs = boundary(g, &io.outputs);
+            let bytes = inputs.iter().chain(&outputs).map(|b| b.bytes_batch1).sum();
+            segments.push(SegmentReport {
+                id: s.id,
+                backend: s.backend,
+                nodes: s.nodes.len(),
+                original_nodes: s.nodes.iter().map(|&n| g.node(n).origin.len().max(1)).sum(),
+                inputs,
+                outputs,
+                boundary_bytes_batch1: bytes,
+                engine: "tract".into(),
+            });
+        }
+        let fallback = p
+            .fallback
+            .iter()
+            .map(|f| FallbackReport {
+                node: g.node(f.node).name.clone(),
+                op: g.node(f.node).label(),
+                reason: f.reason.to_string(),
+                detail: f.reason.clone(),
+            })
+            .collect();
+        let total = segments.iter().map(|s: &SegmentReport| s.boundary_bytes_batch1).sum();
+        Ok(CompileReport {
+            model: model.into(),
+            trtc_version: env!("CARGO_PKG_VERSION").into(),
+            options: opts.clone(),
+            passes: optimizer.passes.clone(),
+            optimizer,
+            segments,
+            fallback,
+            boundary_bytes_batch1: total,
+        })
+    }
+}
+
+impl std::fmt::Display for CompileReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "{} segment(s), min segment size {} (nodes counted after fusion)", self.segments.len(), self.options.min_segment_size)?;
+        writeln!(f, "  {:>3} {:<4} {:>6} {:>9} {:>12}  {}", "id", "on", "nodes", "original", "bytes(b=1)", "inputs -> outputs")?;
+        for s in &self.segments {
+            let names = |v: &[BoundaryTensor]| v.iter().map(|b| b.name.as_str()).collect::<Vec<_>>().join(", ");
+            let mut io = format!("{} -> {}", names(&s.inputs), names(&s.outputs));
+            if io.len() > 70 {
+                io = format!("{}…", io.chars().take(69).collect::<String>());
+            }
+            writeln!(f, "  {:>3} {:<4} {:>6} {:>9} {:>12}  {io}", s.id, s.backend.to_string(), s.nodes, s.original_nodes, s.boundary_bytes_batch1)?;
+        }
+        if self.fallback.is_empty() {
+            writeln!(f, "no node falls back to the CPU")?;
+        } else {
+            writeln!(f, "CPU fallback ({} nodes):", self.fallback.len())?;
+            for fb in &self.fallback {
+                writeln!(f, "  {:<40} {:<22} {}", fb.node, fb.op, fb.reason)?;
+            }
+        }
+        Ok(())
+    }
+}

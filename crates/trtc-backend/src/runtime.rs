@@ -1,0 +1,145 @@
+//! The hybrid runtime: segments run in order, engines and tract models side by side, with
+//! tensors handed between them as shared values (no copies).
+
+use crate::engine::{gpu_builder, gpu_unavailable_reason, Engine, TractEngine};
+use crate::error::{BackendError, Result};
+use crate::options::CompileOptions;
+use crate::partition::{Partition, SegmentBackend};
+use std::collections::HashMap;
+use trtc_ir::eval::check_inputs;
+use trtc_ir::tract_onnx::prelude::{IntoTensor, TVec, TValue};
+use trtc_ir::{subgraph_to_model_proto, CpuModel, Dim, Graph, Outlet, Tensor, TensorInfo};
+
+struct SegmentRuntime {
+    id: usize,
+    backend: SegmentBackend,
+    inputs: Vec<Outlet>,
+    outputs: Vec<Outlet>,
+    engine: Box<dyn Engine>,
+    /// Values no later segment and no graph output reads, dropped after this one runs.
+    drop_after: Vec<Outlet>,
+}
+
+/// A partitioned graph ready to run.
+pub struct HybridModel {
+    inputs: Vec<(Outlet, TensorInfo)>,
+    outputs: Vec<(Outlet, TensorInfo)>,
+    constants: Vec<(Outlet, TValue)>,
+    segments: Vec<SegmentRuntime>,
+    max_batch_size: usize,
+    /// Things the user should hear once (GPU segments on the CPU, say).
+    pub notes: Vec<String>,
+}
+
+impl HybridModel {
+    pub fn new(g: &Graph, p: &Partition, opts: &CompileOptions) -> Result<HybridModel> {
+        let mut notes = vec![];
+        let gpu_segments = p.segments.iter().filter(|s| s.backend == SegmentBackend::Gpu).count();
+        if gpu_segments > 0 && gpu_builder().is_none() {
+            notes.push(format!("{gpu_segments} GPU segment(s) run on the CPU through tract: {}", gpu_unavailable_reason()));
+        }
+        let mut segments = vec![];
+        for s in &p.segments {
+            let (proto, io) = subgraph_to_model_proto(g, &s.nodes)?;
+            let infos = |v: &[Outlet]| v.iter().map(|&o| g.tensor(o).clone()).collect::<Vec<_>>();
+            let model = CpuModel::from_proto(&proto, infos(&io.inputs), infos(&io.outputs))
+                .map_err(|e| BackendError::Segment { segment: s.id, backend: s.backend.to_string(), source: e })?
+                .with_max_cached_plans(opts.max_cached_engines);
+            segments.push(SegmentRuntime {
+                id: s.id,
+                backend: s.backend,
+                inputs: io.inputs,
+                outputs: io.outputs,
+                engine: Box::new(TractEngine::new(model)),
+                drop_after: vec![],
+            });
+        }
+        // Free each intermediate value after the last segment that reads it.
+        let mut last_use: HashMap<Outlet, usize> = HashMap::new();
+        for (i, s) in segments.iter().enumerate() {
+            for &o in &s.inputs {
+                last_use.insert(o, i);
+            }
+        }
+        for o in g.outputs() {
+            last_use.remove(o);
+        }
+        for (o, i) in last_use {
+            segments[i].drop_after.push(o);
+        }
+        let constants = g
+            .outputs()
+            .iter()
+            .filter_map(|&o| g.const_value(o).map(|t| (o, TValue::from((**t).clone()))))
+            .collect();
+        Ok(HybridModel {
+            inputs: g.inputs().iter().map(|&i| (Outlet::new(i, 0), g.tensor(Outlet::new(i, 0)).clone())).collect(),
+            outputs: g.outputs().iter().map(|&o| (o, g.tensor(o).clone())).collect(),
+            constants,
+            segments,
+            max_batch_size: opts.max_batch_size,
+            notes,
+        })
+    }
+
+    pub fn input_infos(&self) -> Vec<TensorInfo> {
+        self.inputs.iter().map(|(_, i)| i.clone()).collect()
+    }
+
+    pub fn output_infos(&self) -> Vec<TensorInfo> {
+        self.outputs.iter().map(|(_, i)| i.clone()).collect()
+    }
+
+    /// (segment id, backend, engine kind) for each segment, in run order.
+    pub fn engines(&self) -> Vec<(usize, SegmentBackend, String)> {
+        self.segments.iter().map(|s| (s.id, s.backend, s.engine.kind().to_string())).collect()
+    }
+
+    /// Run the model: inputs checked (shapes, dtypes, batch up to the maximum).
+    pub fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
+        let infos = self.input_infos();
+        check_inputs(&infos, &inputs)?;
+        for (info, t) in infos.iter().zip(&inputs) {
+            if let (Some(Dim::Sym(_)), Some(&batch)) = (info.shape.as_ref().and_then(|s| s.first()), t.shape().first()) {
+                if batch > self.max_batch_size {
+                    return Err(BackendError::BatchTooLarge { name: info.name.clone(), batch, max: self.max_batch_size });
+                }
+            }
+        }
+        let mut values: HashMap<Outlet, TValue> = HashMap::new();
+        for ((o, _), t) in self.inputs.iter().zip(inputs) {
+            values.insert(*o, t.into());
+        }
+        for (o, v) in &self.constants {
+            values.insert(*o, v.clone());
+        }
+        for s in &self.segments {
+            let args: TVec<TValue> = s
+                .inputs
+                .iter()
+                .map(|o| values.get(o).cloned().ok_or_else(|| BackendError::Partition(format!("segment {} input not computed", s.id))))
+                .collect::<Result<_>>()?;
+            let outs = s
+                .engine
+                .run(args)
+                .map_err(|e| BackendError::Segment { segment: s.id, backend: s.backend.to_string(), source: e })?;
+            for (o, v) in s.outputs.iter().zip(outs) {
+                values.insert(*o, v);
+            }
+            for o in &s.drop_after {
+                values.remove(o);
+            }
+        }
+        self.outputs
+            .iter()
+            .map(|(o, info)| {
+                values
+                    .get(o)
+                    .cloned()
+                    .or_else(|| self.constants.iter().find(|(c, _)| c == o).map(|(_, v)| v.clone()))
+                    .map(|v| v.into_tensor())
+                    .ok_or_else(|| BackendError::Partition(format!("output `{}` not computed", info.name)))
+            })
+            .collect()
+    }
+}

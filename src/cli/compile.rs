@@ -1,0 +1,68 @@
+use anyhow::{Context, Result};
+use clap::Args;
+use std::path::PathBuf;
+use trtc::backend::{compile, BackendChoice, CompileOptions, Precision};
+
+#[derive(Args, Debug)]
+pub struct CompileArgs {
+    /// An ONNX model.
+    pub model: PathBuf,
+    /// Where to write the plan (`.trtc`).
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// fp32, tf32 or fp16 (for GPU engines).
+    #[arg(long, default_value = "fp32")]
+    pub precision: Precision,
+    /// GPU segments of fewer nodes (counted after fusion) run on the CPU.
+    #[arg(long, default_value_t = 3)]
+    pub min_segment_size: usize,
+    /// Largest batch the plan accepts.
+    #[arg(long, default_value_t = 1)]
+    pub max_batch_size: usize,
+    /// Scratch memory any one layer may use, in bytes.
+    #[arg(long, default_value_t = 1 << 30)]
+    pub workspace: u64,
+    /// Engines (and CPU plans) kept per segment, one per input shape.
+    #[arg(long, default_value_t = 1)]
+    pub max_cached_engines: usize,
+    /// Force an op onto the CPU (repeatable).
+    #[arg(long = "deny-op", value_name = "OP")]
+    pub deny_ops: Vec<String>,
+    /// auto, cuda or cpu.
+    #[arg(long, default_value = "auto")]
+    pub backend: BackendChoice,
+    /// Write the compile report as JSON.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Write the partitioned graph as DOT.
+    #[arg(long)]
+    pub dot: Option<PathBuf>,
+}
+
+pub fn compile_cmd(a: CompileArgs) -> Result<()> {
+    let opts = CompileOptions {
+        precision: a.precision,
+        min_segment_size: a.min_segment_size,
+        max_batch_size: a.max_batch_size.max(1),
+        workspace_bytes: a.workspace,
+        max_cached_engines: a.max_cached_engines.max(1),
+        deny_ops: a.deny_ops.clone(),
+        backend: a.backend,
+    };
+    let g = super::load(&a.model)?;
+    let plan = compile(&a.model.display().to_string(), g, &opts).context("compiling")?;
+    print!("{}", plan.report.optimizer);
+    print!("{}", plan.report);
+    plan.write(&a.output)?;
+    println!("wrote {}", a.output.display());
+    if let Some(path) = &a.report {
+        std::fs::write(path, serde_json::to_string_pretty(&plan.report)?).with_context(|| format!("writing {}", path.display()))?;
+        println!("wrote {}", path.display());
+    }
+    if let Some(path) = &a.dot {
+        std::fs::write(path, trtc::backend::dot::plan_to_dot(&plan, &a.model.display().to_string()))
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}
