@@ -426,7 +426,7 @@ fn add_block(ctx: &mut Ctx, i: usize, block: &Block) {
                     ctx.extra_outputs.extend_from_slice(&outs[2..]);
                 }
                 Usage::FirstContinues => {
-                    ctx.x = if std::env::var("AVOID").is_ok() { ctx.b.op("avoid", Op::Add, &[outs[0], outs[0]]) } else { outs[0] };
+                    ctx.x = outs[0];
                     ctx.c = couts[0];
                     ctx.extra_outputs.extend_from_slice(&outs[1..]);
                 }
@@ -657,7 +657,7 @@ fn assert_same_outputs(original: &Graph, optimized: &Graph, what: &str) -> Resul
 }
 
 proptest! {
-    #![proptest_config(config(24))]
+    #![proptest_config(config(256))]
 
     #[test]
     fn every_pass_preserves_outputs(net in net()) {
@@ -673,7 +673,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(config(32))]
+    #![proptest_config(config(256))]
 
     #[test]
     fn pipeline_preserves_outputs_and_is_idempotent(net in net()) {
@@ -695,7 +695,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(config(32))]
+    #![proptest_config(config(256))]
 
     #[test]
     fn every_pass_leaves_a_valid_graph(
@@ -716,7 +716,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(config(32))]
+    #![proptest_config(config(256))]
 
     #[test]
     fn horizontal_fusion_never_merges_different_convs(net in sib_net()) {
@@ -759,27 +759,28 @@ proptest! {
     }
 }
 
+/// The shrunk counterexample the properties found first, kept as a plain test so that it
+/// fails every run until fixed: two sibling groups where the second reads the output of a
+/// conv the first group merges. Horizontal fusion then wires the second merged conv to the
+/// removed conv's (stale, reused) node index, here one of its own new weight constants.
 #[test]
-fn zz_debug_tmp() {
-    fn dump(g: &Graph) {
-        for id in g.topo_order().unwrap() {
-            let n = g.node(id);
-            let ins: Vec<String> = g.node_inputs(id).iter().map(|o| o.map(|o| g.tensor(o).name.clone()).unwrap_or("-".into())).collect();
-            let sh: Vec<String> = n.outputs.iter().map(|t| format!("{:?}", t.shape)).collect();
-            println!("{:?} {} {} {:?} -> {:?}", id, n.name, n.op.op_type(), ins, sh);
-        }
-        println!("outputs: {:?}", g.outputs().iter().map(|&o| g.tensor(o).name.clone()).collect::<Vec<_>>());
-    }
-    let br = || Branch { cout: 1, act: Act::None, bias: false };
-    let net = Net { c: 1, h: 4, w: 4, blocks: vec![
-        Block::Siblings { k3: false, branches: vec![br(), br()], usage: Usage::FirstContinues, seed: 0 },
-        Block::Siblings { k3: false, branches: vec![br(), br()], usage: Usage::ConcatInOrder, seed: 0 },
-    ], head: None };
+fn horizontal_fusion_chained_sibling_groups() {
+    let branch = || Branch { cout: 1, act: Act::None, bias: false };
+    let net = Net {
+        c: 1,
+        h: 4,
+        w: 4,
+        blocks: vec![
+            Block::Siblings { k3: false, branches: vec![branch(), branch()], usage: Usage::FirstContinues, seed: 0 },
+            Block::Siblings { k3: false, branches: vec![branch(), branch()], usage: Usage::ConcatInOrder, seed: 0 },
+        ],
+        head: None,
+    };
     let g = build_net(&net);
-    dump(&g);
-    let mut a = g.clone();
-    pass_by_name("horizontal-fusion").unwrap().run(&mut a).unwrap();
-    trtc_ir::infer_shapes(&mut a).unwrap();
-    println!("---");
-    dump(&a);
+    let mut after = g.clone();
+    pass_by_name("horizontal-fusion").unwrap().run(&mut after).unwrap();
+    trtc_ir::infer_shapes(&mut after).unwrap();
+    after.validate().unwrap();
+    let v = verify(&g, &after, 1, VERIFY_SEED).unwrap();
+    assert!(v.max_rel <= TOLERANCE, "horizontal-fusion changed the outputs: {v:?}");
 }
