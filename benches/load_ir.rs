@@ -15,7 +15,12 @@ fn main() {
     let path = std::env::args()
         .skip(1)
         .find(|a| !a.starts_with('-'))
-        .unwrap_or_else(|| format!("{}/../shared/models/inception_v3.onnx", env!("CARGO_MANIFEST_DIR")));
+        .unwrap_or_else(|| {
+            format!(
+                "{}/../shared/models/inception_v3.onnx",
+                env!("CARGO_MANIFEST_DIR")
+            )
+        });
     let size = match std::fs::metadata(&path) {
         Ok(m) => m.len(),
         Err(e) => {
@@ -46,7 +51,17 @@ fn main() {
     println!("file size        {file_mb:.1} MB");
     println!("nodes            {nodes}");
     println!("first load       {:.3} s", first.as_secs_f64());
-    println!("median of 9      {:.3} s (min {:.3}, max {:.3})", times[4], times[0], times[8]);
-    println!("RSS before load  {:.1} MB", rss_before as f64 * 1024.0 / 1e6);
-    println!("peak RSS         {:.1} MB = {:.2}x file size", peak as f64 / 1e6, peak as f64 / size as f64);
+    println!(
+        "median of 9      {:.3} s (min {:.3}, max {:.3})",
+        times[4], times[0], times[8]
+    );
+    println!(
+        "RSS before load  {:.1} MB",
+        rss_before as f64 * 1024.0 / 1e6
+    );
+    println!(
+        "peak RSS         {:.1} MB = {:.2}x file size",
+        peak as f64 / 1e6,
+        peak as f64 / size as f64
+    );
 }

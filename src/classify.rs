@@ -23,7 +23,11 @@ pub fn top_k(logits: &[f32], k: usize, labels: Option<&[String]>) -> Vec<ClassSc
     idx.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
     idx.into_iter()
         .take(k)
-        .map(|i| ClassScore { index: i, probability: probs[i], label: labels.and_then(|l| l.get(i).cloned()) })
+        .map(|i| ClassScore {
+            index: i,
+            probability: probs[i],
+            label: labels.and_then(|l| l.get(i).cloned()),
+        })
         .collect()
 }
 

@@ -9,9 +9,16 @@ use trtc_ir::{DType, Tensor};
 #[derive(Debug, thiserror::Error)]
 pub enum NpyError {
     #[error("cannot open {path}: {source}")]
-    Open { path: String, source: std::io::Error },
+    Open {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{path} is not a {expected} .npy file ({detail})")]
-    Read { path: String, expected: String, detail: String },
+    Read {
+        path: String,
+        expected: String,
+        detail: String,
+    },
     #[error("cannot write {path}: {detail}")]
     Write { path: String, detail: String },
     #[error("element type {0} cannot be read from or written to .npy")]
@@ -22,7 +29,10 @@ fn read_as<T: ndarray_npy::ReadableElement + trtc_ir::tract_onnx::prelude::Datum
     path: &Path,
     dtype: DType,
 ) -> Result<Tensor, NpyError> {
-    let f = std::fs::File::open(path).map_err(|source| NpyError::Open { path: path.display().to_string(), source })?;
+    let f = std::fs::File::open(path).map_err(|source| NpyError::Open {
+        path: path.display().to_string(),
+        source,
+    })?;
     let arr = ArrayD::<T>::read_npy(std::io::BufReader::new(f)).map_err(|e| NpyError::Read {
         path: path.display().to_string(),
         expected: dtype.to_string(),
@@ -45,11 +55,20 @@ pub fn read_npy(path: &Path, dtype: DType) -> Result<Tensor, NpyError> {
     }
 }
 
-fn write_as<T: ndarray_npy::WritableElement + trtc_ir::tract_onnx::prelude::Datum>(path: &Path, t: &Tensor) -> Result<(), NpyError> {
-    let err = |detail: String| NpyError::Write { path: path.display().to_string(), detail };
-    let view = t.to_plain_array_view::<T>().map_err(|e| err(e.to_string()))?;
+fn write_as<T: ndarray_npy::WritableElement + trtc_ir::tract_onnx::prelude::Datum>(
+    path: &Path,
+    t: &Tensor,
+) -> Result<(), NpyError> {
+    let err = |detail: String| NpyError::Write {
+        path: path.display().to_string(),
+        detail,
+    };
+    let view = t
+        .to_plain_array_view::<T>()
+        .map_err(|e| err(e.to_string()))?;
     let f = std::fs::File::create(path).map_err(|e| err(e.to_string()))?;
-    view.write_npy(std::io::BufWriter::new(f)).map_err(|e| err(e.to_string()))
+    view.write_npy(std::io::BufWriter::new(f))
+        .map_err(|e| err(e.to_string()))
 }
 
 pub fn write_npy(path: &Path, t: &Tensor) -> Result<(), NpyError> {
@@ -69,7 +88,13 @@ pub fn write_npy(path: &Path, t: &Tensor) -> Result<(), NpyError> {
 pub fn sanitize_file_name(name: &str) -> String {
     let s: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     if s.is_empty() || s.chars().all(|c| c == '.') {
         format!("_{s}")

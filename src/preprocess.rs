@@ -14,7 +14,12 @@ pub struct Preprocess {
 
 impl Default for Preprocess {
     fn default() -> Self {
-        Preprocess { size: 224, resize: 256, mean: [127.0; 3], std: [128.0; 3] }
+        Preprocess {
+            size: 224,
+            resize: 256,
+            mean: [127.0; 3],
+            std: [128.0; 3],
+        }
     }
 }
 
@@ -36,13 +41,19 @@ pub fn parse_triple(s: &str) -> Result<[f32; 3], PreprocessError> {
     match vals.as_slice() {
         [v] => Ok([*v; 3]),
         [a, b, c] => Ok([*a, *b, *c]),
-        _ => Err(PreprocessError::Param(s.into(), "give one value or three comma-separated".into())),
+        _ => Err(PreprocessError::Param(
+            s.into(),
+            "give one value or three comma-separated".into(),
+        )),
     }
 }
 
 /// Decode, resize, crop and normalize an image into a `[1, 3, size, size]` f32 tensor.
 pub fn image_to_tensor(path: &Path, p: &Preprocess) -> Result<Tensor, PreprocessError> {
-    let read_err = |detail: String| PreprocessError::Read { path: path.display().to_string(), detail };
+    let read_err = |detail: String| PreprocessError::Read {
+        path: path.display().to_string(),
+        detail,
+    };
     if p.size == 0 || p.resize < p.size {
         return Err(PreprocessError::Param(
             format!("size {} / resize {}", p.size, p.resize),
@@ -50,7 +61,10 @@ pub fn image_to_tensor(path: &Path, p: &Preprocess) -> Result<Tensor, Preprocess
         ));
     }
     if p.std.contains(&0.0) {
-        return Err(PreprocessError::Param(format!("{:?}", p.std), "std must not be 0".into()));
+        return Err(PreprocessError::Param(
+            format!("{:?}", p.std),
+            "std must not be 0".into(),
+        ));
     }
     let img = image::ImageReader::open(path)
         .map_err(|e| read_err(e.to_string()))?
@@ -64,7 +78,10 @@ pub fn image_to_tensor(path: &Path, p: &Preprocess) -> Result<Tensor, Preprocess
         return Err(read_err("empty image".into()));
     }
     let scale = p.resize as f64 / w.min(h) as f64;
-    let (nw, nh) = (((w as f64 * scale).round() as u32).max(p.size), ((h as f64 * scale).round() as u32).max(p.size));
+    let (nw, nh) = (
+        ((w as f64 * scale).round() as u32).max(p.size),
+        ((h as f64 * scale).round() as u32).max(p.size),
+    );
     let resized = image::imageops::resize(&img, nw, nh, image::imageops::FilterType::Triangle);
     let (x0, y0) = ((nw - p.size) / 2, (nh - p.size) / 2);
     let s = p.size as usize;
@@ -77,7 +94,8 @@ pub fn image_to_tensor(path: &Path, p: &Preprocess) -> Result<Tensor, Preprocess
             }
         }
     }
-    Tensor::from_shape(&[1, 3, s, s], &data).map_err(|e| PreprocessError::Param("tensor".into(), e.to_string()))
+    Tensor::from_shape(&[1, 3, s, s], &data)
+        .map_err(|e| PreprocessError::Param("tensor".into(), e.to_string()))
 }
 
 #[cfg(test)]
@@ -97,8 +115,14 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("trtc-pre-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("grey.png");
-        image::RgbImage::from_pixel(40, 30, image::Rgb([255, 127, 0])).save(&path).unwrap();
-        let p = Preprocess { size: 8, resize: 10, ..Default::default() };
+        image::RgbImage::from_pixel(40, 30, image::Rgb([255, 127, 0]))
+            .save(&path)
+            .unwrap();
+        let p = Preprocess {
+            size: 8,
+            resize: 10,
+            ..Default::default()
+        };
         let t = image_to_tensor(&path, &p).unwrap();
         assert_eq!(t.shape(), &[1, 3, 8, 8]);
         let v = t.to_plain_array_view::<f32>().unwrap();

@@ -6,7 +6,10 @@ use prost::Message;
 
 #[test]
 fn missing_file() {
-    assert_clean_failure(&trtc(&["inspect", "no/such/model.onnx"]), "cannot read model file");
+    assert_clean_failure(
+        &trtc(&["inspect", "no/such/model.onnx"]),
+        "cannot read model file",
+    );
 }
 
 #[test]
@@ -19,7 +22,10 @@ fn not_protobuf() {
     let dir = temp_dir("notpb");
     let p = dir.join("text.onnx");
     std::fs::write(&p, "this is a text file, not a model\n".repeat(20)).unwrap();
-    assert_clean_failure(&trtc(&["inspect", p.to_str().unwrap()]), "not a valid ONNX protobuf");
+    assert_clean_failure(
+        &trtc(&["inspect", p.to_str().unwrap()]),
+        "not a valid ONNX protobuf",
+    );
     let empty = dir.join("empty.onnx");
     std::fs::write(&empty, b"").unwrap();
     assert_clean_failure(&trtc(&["inspect", empty.to_str().unwrap()]), "no graph");
@@ -31,14 +37,20 @@ fn truncated_model() {
     let bytes = std::fs::read(efficientnet()).unwrap();
     let p = dir.join("half.onnx");
     std::fs::write(&p, &bytes[..bytes.len() / 2]).unwrap();
-    assert_clean_failure(&trtc(&["inspect", p.to_str().unwrap()]), "truncated or not a model");
+    assert_clean_failure(
+        &trtc(&["inspect", p.to_str().unwrap()]),
+        "truncated or not a model",
+    );
 }
 
 #[test]
 fn graph_with_a_cycle() {
     let dir = temp_dir("cycle");
     let m = model(
-        vec![node("Add", &["x", "b"], &["a"]), node("Relu", &["a"], &["b"])],
+        vec![
+            node("Add", &["x", "b"], &["a"]),
+            node("Relu", &["a"], &["b"]),
+        ],
         vec![f32_info("x", &[1, 4])],
         vec![f32_info("b", &[1, 4])],
         vec![],
@@ -50,7 +62,12 @@ fn graph_with_a_cycle() {
 #[test]
 fn input_nobody_produces() {
     let dir = temp_dir("dangling");
-    let m = model(vec![node("Relu", &["ghost"], &["y"])], vec![f32_info("x", &[1, 4])], vec![f32_info("y", &[1, 4])], vec![]);
+    let m = model(
+        vec![node("Relu", &["ghost"], &["y"])],
+        vec![f32_info("x", &[1, 4])],
+        vec![f32_info("y", &[1, 4])],
+        vec![],
+    );
     let p = write_model(&dir, "dangling.onnx", &m);
     let o = trtc(&["inspect", p.to_str().unwrap()]);
     assert_clean_failure(&o, "reads tensor `ghost`");
@@ -69,7 +86,9 @@ fn missing_initializer() {
 fn initializer_of_the_wrong_length() {
     let dir = temp_dir("badinit");
     let mut m = add_relu_model();
-    m.graph.as_mut().unwrap().initializer[0].raw_data.truncate(12);
+    m.graph.as_mut().unwrap().initializer[0]
+        .raw_data
+        .truncate(12);
     let p = write_model(&dir, "badinit.onnx", &m);
     let o = trtc(&["inspect", p.to_str().unwrap()]);
     assert_clean_failure(&o, "initializer `b`");
@@ -87,8 +106,19 @@ fn unknown_op_is_kept_and_running_it_names_it() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("FancyGelu"), "{}", stdout(&o));
     let x = dir.join("x.npy");
-    trtc::npy::write_npy(&x, &trtc::ir::Tensor::from_shape(&[1, 4], &[1f32, 2., 3., 4.]).unwrap()).unwrap();
-    let o = trtc(&["run", p.to_str().unwrap(), "--input", &format!("x={}", x.display()), "--output-dir", dir.to_str().unwrap()]);
+    trtc::npy::write_npy(
+        &x,
+        &trtc::ir::Tensor::from_shape(&[1, 4], &[1f32, 2., 3., 4.]).unwrap(),
+    )
+    .unwrap();
+    let o = trtc(&[
+        "run",
+        p.to_str().unwrap(),
+        "--input",
+        &format!("x={}", x.display()),
+        "--output-dir",
+        dir.to_str().unwrap(),
+    ]);
     assert_clean_failure(&o, "tract cannot run op `FancyGelu`");
 }
 
@@ -97,8 +127,17 @@ fn wrong_input_shape_names_input_and_shapes() {
     let dir = temp_dir("shape");
     let p = write_model(&dir, "m.onnx", &add_relu_model());
     let x = dir.join("x.npy");
-    trtc::npy::write_npy(&x, &trtc::ir::Tensor::from_shape(&[2, 3], &[0f32; 6]).unwrap()).unwrap();
-    let o = trtc(&["run", p.to_str().unwrap(), "--input", &format!("x={}", x.display())]);
+    trtc::npy::write_npy(
+        &x,
+        &trtc::ir::Tensor::from_shape(&[2, 3], &[0f32; 6]).unwrap(),
+    )
+    .unwrap();
+    let o = trtc(&[
+        "run",
+        p.to_str().unwrap(),
+        "--input",
+        &format!("x={}", x.display()),
+    ]);
     assert_clean_failure(&o, "input `x`: expected f32[1,4], given f32[2,3]");
 }
 
@@ -107,22 +146,41 @@ fn wrong_npy_dtype() {
     let dir = temp_dir("dtype");
     let p = write_model(&dir, "m.onnx", &add_relu_model());
     let x = dir.join("x.npy");
-    trtc::npy::write_npy(&x, &trtc::ir::Tensor::from_shape(&[1, 4], &[1i64, 2, 3, 4]).unwrap()).unwrap();
-    let o = trtc(&["run", p.to_str().unwrap(), "--input", &format!("x={}", x.display())]);
+    trtc::npy::write_npy(
+        &x,
+        &trtc::ir::Tensor::from_shape(&[1, 4], &[1i64, 2, 3, 4]).unwrap(),
+    )
+    .unwrap();
+    let o = trtc(&[
+        "run",
+        p.to_str().unwrap(),
+        "--input",
+        &format!("x={}", x.display()),
+    ]);
     assert_clean_failure(&o, "is not a f32 .npy file");
 }
 
 #[test]
 fn missing_and_corrupt_images() {
     let model = efficientnet();
-    let o = trtc(&["run", model.to_str().unwrap(), "--image", "data/images/nope.png"]);
+    let o = trtc(&[
+        "run",
+        model.to_str().unwrap(),
+        "--image",
+        "data/images/nope.png",
+    ]);
     assert_clean_failure(&o, "cannot read image");
     let dir = temp_dir("img");
     let bad = dir.join("bad.jpg");
     let mut bytes = std::fs::read(image("flower.jpg")).unwrap();
     bytes.truncate(200);
     std::fs::write(&bad, bytes).unwrap();
-    let o = trtc(&["run", model.to_str().unwrap(), "--image", bad.to_str().unwrap()]);
+    let o = trtc(&[
+        "run",
+        model.to_str().unwrap(),
+        "--image",
+        bad.to_str().unwrap(),
+    ]);
     assert_clean_failure(&o, "cannot read image");
 }
 
@@ -132,7 +190,10 @@ fn library_errors_are_typed() {
     let mut m = add_relu_model();
     m.graph.as_mut().unwrap().node[0].input[1] = "nothing".into();
     let err = trtc::ir::from_proto(m, None).unwrap_err();
-    assert!(matches!(err, IrError::DanglingInput { ref tensor, .. } if tensor == "nothing"), "{err}");
+    assert!(
+        matches!(err, IrError::DanglingInput { ref tensor, .. } if tensor == "nothing"),
+        "{err}"
+    );
     let bytes = add_relu_model().encode_to_vec();
     let err = trtc::ir::tract_onnx::pb::ModelProto::decode(&bytes[..bytes.len() - 3]);
     assert!(err.is_err(), "a cut protobuf does not decode");

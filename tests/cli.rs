@@ -4,10 +4,20 @@ mod common;
 use common::*;
 
 fn top1(image_name: &str) -> (usize, String) {
-    let o = trtc(&["run", efficientnet().to_str().unwrap(), "--image", image(image_name).to_str().unwrap(), "--top", "3"]);
+    let o = trtc(&[
+        "run",
+        efficientnet().to_str().unwrap(),
+        "--image",
+        image(image_name).to_str().unwrap(),
+        "--top",
+        "3",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
-    let line = out.lines().find(|l| l.trim_start().starts_with("1.")).unwrap_or_else(|| panic!("no top-1 line: {out}"));
+    let line = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("1."))
+        .unwrap_or_else(|| panic!("no top-1 line: {out}"));
     let fields: Vec<&str> = line.split_whitespace().collect();
     (fields[1].parse().unwrap(), fields[3..].join(" "))
 }
@@ -25,7 +35,10 @@ fn flower_is_daisy() {
 #[test]
 fn chelsea_is_a_cat() {
     let (class, name) = top1("chelsea.png");
-    assert!((281..=285).contains(&class), "class {class} {name} is not a cat");
+    assert!(
+        (281..=285).contains(&class),
+        "class {class} {name} is not a cat"
+    );
 }
 
 #[test]
@@ -39,7 +52,10 @@ fn inspect_json_describes_the_model() {
     assert_eq!(v["op_histogram"]["Conv"], 49);
     assert_eq!(v["parameters"], 4631290);
     let flops = v["flops_batch1"].as_u64().unwrap();
-    assert!((700_000_000..900_000_000).contains(&flops), "EfficientNet-Lite0 is about 0.4 GMAC: {flops}");
+    assert!(
+        (700_000_000..900_000_000).contains(&flops),
+        "EfficientNet-Lite0 is about 0.4 GMAC: {flops}"
+    );
 }
 
 #[test]
@@ -47,12 +63,28 @@ fn run_npy_writes_every_output() {
     let dir = temp_dir("npy");
     let p = write_model(&dir, "m.onnx", &add_relu_model());
     let x = dir.join("x.npy");
-    trtc::npy::write_npy(&x, &trtc::ir::Tensor::from_shape(&[1, 4], &[1f32, 1., -3., 4.]).unwrap()).unwrap();
+    trtc::npy::write_npy(
+        &x,
+        &trtc::ir::Tensor::from_shape(&[1, 4], &[1f32, 1., -3., 4.]).unwrap(),
+    )
+    .unwrap();
     let out_dir = dir.join("out");
-    let o = trtc(&["run", p.to_str().unwrap(), "--input", &format!("x={}", x.display()), "--output-dir", out_dir.to_str().unwrap()]);
+    let o = trtc(&[
+        "run",
+        p.to_str().unwrap(),
+        "--input",
+        &format!("x={}", x.display()),
+        "--output-dir",
+        out_dir.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let y = trtc::npy::read_npy(&out_dir.join("y.npy"), trtc::ir::DType::F32).unwrap();
-    let y: Vec<f32> = y.to_plain_array_view::<f32>().unwrap().iter().copied().collect();
+    let y: Vec<f32> = y
+        .to_plain_array_view::<f32>()
+        .unwrap()
+        .iter()
+        .copied()
+        .collect();
     assert_eq!(y, vec![1.5, 0.5, 0.0, 3.0]);
 }
 
@@ -61,7 +93,12 @@ fn run_npy_writes_every_output() {
 fn dot_renders_with_graphviz() {
     let dir = temp_dir("dot");
     let out = dir.join("inception.dot");
-    let o = trtc(&["dot", inception().to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    let o = trtc(&[
+        "dot",
+        inception().to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let text = std::fs::read_to_string(&out).unwrap();
     assert!(text.starts_with("digraph"));
@@ -72,7 +109,15 @@ fn dot_renders_with_graphviz() {
         .args(["-Tsvg", out.to_str().unwrap(), "-o", svg.to_str().unwrap()])
         .output()
         .expect("graphviz `dot` is needed for this test: apt-get install graphviz");
-    assert!(r.status.success(), "dot failed: {}", String::from_utf8_lossy(&r.stderr));
-    assert!(String::from_utf8_lossy(&r.stderr).trim().is_empty(), "dot warned: {}", String::from_utf8_lossy(&r.stderr));
+    assert!(
+        r.status.success(),
+        "dot failed: {}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&r.stderr).trim().is_empty(),
+        "dot warned: {}",
+        String::from_utf8_lossy(&r.stderr)
+    );
     assert!(std::fs::metadata(&svg).unwrap().len() > 10_000);
 }

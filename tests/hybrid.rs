@@ -3,7 +3,10 @@
 
 mod common;
 use common::*;
-use trtc::backend::{partition, CompileOptions, CudaOpTable, FallbackReason, HybridModel, PartitionOptions, SegmentBackend};
+use trtc::backend::{
+    partition, CompileOptions, CudaOpTable, FallbackReason, HybridModel, PartitionOptions,
+    SegmentBackend,
+};
 use trtc::ir::{load_model, CpuModel, Graph, Tensor};
 use trtc::optimizer::verify::{compare, random_tensor};
 use trtc::optimizer::Pipeline;
@@ -17,9 +20,15 @@ fn optimize(g: &Graph) -> Graph {
 /// Partition `optimized` every way the issue asks and check each hybrid run against the
 /// reference output of the original model.
 fn check_all_partitions(original: &Graph, input: Tensor) {
-    let reference = CpuModel::new(original).unwrap().run(vec![input.clone()]).unwrap();
+    let reference = CpuModel::new(original)
+        .unwrap()
+        .run(vec![input.clone()])
+        .unwrap();
     let optimized = optimize(original);
-    let direct = CpuModel::new(&optimized).unwrap().run(vec![input.clone()]).unwrap();
+    let direct = CpuModel::new(&optimized)
+        .unwrap()
+        .run(vec![input.clone()])
+        .unwrap();
     let configs: Vec<(usize, Vec<String>)> = vec![
         (1, vec![]),
         (3, vec![]),
@@ -29,23 +38,41 @@ fn check_all_partitions(original: &Graph, input: Tensor) {
         (3, vec!["MaxPool".into()]),
         (2, vec!["Clip".into(), "Add".into()]),
     ];
-    let opts = CompileOptions { max_batch_size: 2, ..Default::default() };
+    let opts = CompileOptions {
+        max_batch_size: 2,
+        ..Default::default()
+    };
     for (min, deny) in configs {
-        let popts = PartitionOptions { min_segment_size: min, deny_ops: deny.clone(), use_gpu: true };
+        let popts = PartitionOptions {
+            min_segment_size: min,
+            deny_ops: deny.clone(),
+            use_gpu: true,
+        };
         let p = partition(&optimized, &CudaOpTable, &popts).unwrap();
         p.check(&optimized, min).unwrap();
         let hybrid = HybridModel::new(&optimized, &p, &opts).unwrap();
         let out = hybrid.run(vec![input.clone()]).unwrap();
         let (abs, rel) = compare(&reference, &out).unwrap();
-        assert!(rel <= 1e-4, "min {min} deny {deny:?}: {} segments, rel {rel} abs {abs}", p.segments.len());
+        assert!(
+            rel <= 1e-4,
+            "min {min} deny {deny:?}: {} segments, rel {rel} abs {abs}",
+            p.segments.len()
+        );
         // Different cuts let tract pick different kernels: only rounding may differ.
         let (abs, rel) = compare(&direct, &out).unwrap();
         assert!(rel <= 1e-5, "min {min} deny {deny:?}: hybrid differs from tract on the same graph by {abs} ({rel} relative)");
         if min == 1000 {
-            assert!(p.segments.iter().all(|s| s.backend == SegmentBackend::Cpu), "nothing reaches 1000 nodes");
+            assert!(
+                p.segments.iter().all(|s| s.backend == SegmentBackend::Cpu),
+                "nothing reaches 1000 nodes"
+            );
         }
         for d in &deny {
-            for f in p.fallback.iter().filter(|f| optimized.node(f.node).fused_ops.contains(d)) {
+            for f in p
+                .fallback
+                .iter()
+                .filter(|f| optimized.node(f.node).fused_ops.contains(d))
+            {
                 assert_eq!(f.reason, FallbackReason::DeniedByUser);
             }
         }
@@ -67,21 +94,62 @@ fn inception_hybrid_equals_tract() {
 #[test]
 fn deny_concat_splits_inception_into_segments() {
     let optimized = optimize(&load_model(inception()).unwrap());
-    let popts = PartitionOptions { min_segment_size: 3, deny_ops: vec!["Concat".into()], use_gpu: true };
+    let popts = PartitionOptions {
+        min_segment_size: 3,
+        deny_ops: vec!["Concat".into()],
+        use_gpu: true,
+    };
     let p = partition(&optimized, &CudaOpTable, &popts).unwrap();
-    let gpu = p.segments.iter().filter(|s| s.backend == SegmentBackend::Gpu).count();
-    assert!(gpu >= 10, "every Mixed block is cut at its Concat: {gpu} GPU segments");
-    let denied = p.fallback.iter().filter(|f| f.reason == FallbackReason::DeniedByUser).count();
+    let gpu = p
+        .segments
+        .iter()
+        .filter(|s| s.backend == SegmentBackend::Gpu)
+        .count();
+    assert!(
+        gpu >= 10,
+        "every Mixed block is cut at its Concat: {gpu} GPU segments"
+    );
+    let denied = p
+        .fallback
+        .iter()
+        .filter(|f| f.reason == FallbackReason::DeniedByUser)
+        .count();
     assert_eq!(denied, 11, "InceptionV3 has 11 Concats");
 }
 
 #[test]
 fn batch_over_the_maximum_is_refused() {
     let optimized = optimize(&load_model(efficientnet()).unwrap());
-    let p = partition(&optimized, &CudaOpTable, &PartitionOptions { min_segment_size: 3, deny_ops: vec![], use_gpu: true }).unwrap();
-    let hybrid = HybridModel::new(&optimized, &p, &CompileOptions { max_batch_size: 1, ..Default::default() }).unwrap();
-    let err = hybrid.run(vec![random_tensor(&[2, 3, 224, 224], 1)]).unwrap_err().to_string();
+    let p = partition(
+        &optimized,
+        &CudaOpTable,
+        &PartitionOptions {
+            min_segment_size: 3,
+            deny_ops: vec![],
+            use_gpu: true,
+        },
+    )
+    .unwrap();
+    let hybrid = HybridModel::new(
+        &optimized,
+        &p,
+        &CompileOptions {
+            max_batch_size: 1,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let err = hybrid
+        .run(vec![random_tensor(&[2, 3, 224, 224], 1)])
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("batch 2, over --max-batch-size 1"), "{err}");
-    let err = hybrid.run(vec![random_tensor(&[1, 3, 200, 224], 1)]).unwrap_err().to_string();
-    assert!(err.contains("expected f32[N,3,224,224], given f32[1,3,200,224]"), "{err}");
+    let err = hybrid
+        .run(vec![random_tensor(&[1, 3, 200, 224], 1)])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("expected f32[N,3,224,224], given f32[1,3,200,224]"),
+        "{err}"
+    );
 }

@@ -56,12 +56,16 @@ pub fn compile_cmd(a: CompileArgs) -> Result<()> {
     plan.write(&a.output)?;
     println!("wrote {}", a.output.display());
     if let Some(path) = &a.report {
-        std::fs::write(path, serde_json::to_string_pretty(&plan.report)?).with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(path, serde_json::to_string_pretty(&plan.report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
         println!("wrote {}", path.display());
     }
     if let Some(path) = &a.dot {
-        std::fs::write(path, trtc::backend::dot::plan_to_dot(&plan, &a.model.display().to_string()))
-            .with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(
+            path,
+            trtc::backend::dot::plan_to_dot(&plan, &a.model.display().to_string()),
+        )
+        .with_context(|| format!("writing {}", path.display()))?;
         println!("wrote {}", path.display());
     }
     Ok(())

@@ -15,10 +15,16 @@ pub fn dot(a: DotArgs) -> Result<()> {
     let title = a.model.display().to_string();
     let (text, nodes) = match super::load_any(&a.model)? {
         super::Loaded::Model(g) => {
-            let opts = trtc::ir::dot::DotOptions { title: Some(title), ..Default::default() };
+            let opts = trtc::ir::dot::DotOptions {
+                title: Some(title),
+                ..Default::default()
+            };
             (trtc::ir::dot::to_dot(&g, &opts), g.compute_node_count())
         }
-        super::Loaded::Plan(p) => (trtc::backend::dot::plan_to_dot(&p, &title), p.graph.compute_node_count()),
+        super::Loaded::Plan(p) => (
+            trtc::backend::dot::plan_to_dot(&p, &title),
+            p.graph.compute_node_count(),
+        ),
     };
     std::fs::write(&a.output, text).with_context(|| format!("writing {}", a.output.display()))?;
     eprintln!("wrote {} ({nodes} nodes)", a.output.display());

@@ -25,7 +25,10 @@ pub fn inspect(a: InspectArgs) -> Result<()> {
             if a.json {
                 println!("{}", serde_json::to_string_pretty(&p.report)?);
             } else {
-                println!("plan of {} (trtc {})", p.report.model, p.report.trtc_version);
+                println!(
+                    "plan of {} (trtc {})",
+                    p.report.model, p.report.trtc_version
+                );
                 let o = &p.options;
                 println!(
                     "precision {:?}, min segment size {}, max batch {}, workspace {} B, cached engines {}, backend {:?}, denied {:?}",

@@ -9,7 +9,11 @@ mod run;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "trtc", version, about = "trtc: compile and run ONNX models (TF-TRT style, in Rust)")]
+#[command(
+    name = "trtc",
+    version,
+    about = "trtc: compile and run ONNX models (TF-TRT style, in Rust)"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -42,14 +46,15 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 /// A model or a compiled plan, by the file's content.
 pub enum Loaded {
     Model(trtc::ir::Graph),
-    Plan(trtc::backend::Plan),
+    Plan(Box<trtc::backend::Plan>),
 }
 
 pub fn load_any(path: &std::path::Path) -> anyhow::Result<Loaded> {
     use anyhow::Context;
     if trtc::backend::Plan::is_plan_file(path) {
-        let plan = trtc::backend::Plan::read(path).with_context(|| format!("loading plan {}", path.display()))?;
-        Ok(Loaded::Plan(plan))
+        let plan = trtc::backend::Plan::read(path)
+            .with_context(|| format!("loading plan {}", path.display()))?;
+        Ok(Loaded::Plan(Box::new(plan)))
     } else {
         Ok(Loaded::Model(load(path)?))
     }
@@ -58,20 +63,23 @@ pub fn load_any(path: &std::path::Path) -> anyhow::Result<Loaded> {
 /// Something that runs: a model on tract, or a plan on the hybrid runtime.
 pub enum Runner {
     Cpu(trtc::ir::CpuModel),
-    Hybrid(trtc::backend::HybridModel),
+    Hybrid(Box<trtc::backend::HybridModel>),
 }
 
 impl Runner {
     pub fn new(loaded: &Loaded) -> anyhow::Result<Runner> {
         use anyhow::Context;
         Ok(match loaded {
-            Loaded::Model(g) => Runner::Cpu(trtc::ir::CpuModel::new(g).context("preparing the model for tract")?),
+            Loaded::Model(g) => {
+                Runner::Cpu(trtc::ir::CpuModel::new(g).context("preparing the model for tract")?)
+            }
             Loaded::Plan(p) => {
-                let h = trtc::backend::HybridModel::new(&p.graph, &p.partition, &p.options).context("preparing the plan")?;
+                let h = trtc::backend::HybridModel::new(&p.graph, &p.partition, &p.options)
+                    .context("preparing the plan")?;
                 for note in &h.notes {
                     eprintln!("trtc: {note}");
                 }
-                Runner::Hybrid(h)
+                Runner::Hybrid(Box::new(h))
             }
         })
     }

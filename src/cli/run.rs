@@ -1,7 +1,7 @@
+use super::Runner;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use std::path::{Path, PathBuf};
-use super::Runner;
 use trtc::ir::Tensor;
 use trtc::preprocess::{image_to_tensor, parse_triple, Preprocess};
 
@@ -52,18 +52,37 @@ pub fn run(a: RunArgs) -> Result<()> {
 
 fn classify(model: &Runner, image: &Path, a: &RunArgs) -> Result<()> {
     if model.inputs().len() != 1 {
-        bail!("--image needs a model with one input; this one has {}", model.inputs().len());
+        bail!(
+            "--image needs a model with one input; this one has {}",
+            model.inputs().len()
+        );
     }
-    let p = Preprocess { size: a.size, resize: a.resize, mean: parse_triple(&a.mean)?, std: parse_triple(&a.std)? };
+    let p = Preprocess {
+        size: a.size,
+        resize: a.resize,
+        mean: parse_triple(&a.mean)?,
+        std: parse_triple(&a.std)?,
+    };
     let input = image_to_tensor(image, &p)?;
     let out = model.run(vec![input])?;
     let logits = out.first().context("the model has no output")?;
-    let view = logits.to_plain_array_view::<f32>().context("the first output is not f32 logits")?;
+    let view = logits
+        .to_plain_array_view::<f32>()
+        .context("the first output is not f32 logits")?;
     let logits: Vec<f32> = view.iter().copied().collect();
     let labels = read_labels(a.labels.as_deref(), logits.len())?;
     println!("{}  ({} classes)", image.display(), logits.len());
-    for (rank, s) in trtc::classify::top_k(&logits, a.top, labels.as_deref()).iter().enumerate() {
-        println!("{:>2}. {:>5}  {:.4}  {}", rank + 1, s.index, s.probability, s.label.as_deref().unwrap_or(""));
+    for (rank, s) in trtc::classify::top_k(&logits, a.top, labels.as_deref())
+        .iter()
+        .enumerate()
+    {
+        println!(
+            "{:>2}. {:>5}  {:.4}  {}",
+            rank + 1,
+            s.index,
+            s.probability,
+            s.label.as_deref().unwrap_or("")
+        );
     }
     Ok(())
 }
@@ -75,30 +94,43 @@ fn read_labels(path: Option<&Path>, classes: usize) -> Result<Option<Vec<String>
         None if classes == 1000 && default.exists() => default,
         None => return Ok(None),
     };
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading labels {}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading labels {}", path.display()))?;
     Ok(Some(text.lines().map(|l| l.trim().to_string()).collect()))
 }
 
 fn run_tensors(model: &Runner, a: &RunArgs) -> Result<()> {
     let mut given = std::collections::HashMap::new();
     for spec in &a.input {
-        let (name, file) = spec.split_once('=').with_context(|| format!("--input `{spec}`: expected NAME=FILE.npy"))?;
+        let (name, file) = spec
+            .split_once('=')
+            .with_context(|| format!("--input `{spec}`: expected NAME=FILE.npy"))?;
         given.insert(name.to_string(), PathBuf::from(file));
     }
     let mut inputs: Vec<Tensor> = vec![];
     for info in model.inputs() {
-        let file = given.remove(&info.name).with_context(|| format!("no --input for model input `{}` ({})", info.name, info.describe()))?;
+        let file = given.remove(&info.name).with_context(|| {
+            format!(
+                "no --input for model input `{}` ({})",
+                info.name,
+                info.describe()
+            )
+        })?;
         let dtype = info.dtype.unwrap_or(trtc::ir::DType::F32);
-        let t = trtc::npy::read_npy(&file, dtype).with_context(|| format!("input `{}`", info.name))?;
+        let t =
+            trtc::npy::read_npy(&file, dtype).with_context(|| format!("input `{}`", info.name))?;
         inputs.push(t);
     }
     if let Some(extra) = given.keys().next() {
         bail!("--input `{extra}`: the model has no input of that name");
     }
     let outputs = model.run(inputs)?;
-    std::fs::create_dir_all(&a.output_dir).with_context(|| format!("creating {}", a.output_dir.display()))?;
+    std::fs::create_dir_all(&a.output_dir)
+        .with_context(|| format!("creating {}", a.output_dir.display()))?;
     for (info, t) in model.outputs().iter().zip(&outputs) {
-        let path = a.output_dir.join(format!("{}.npy", trtc::npy::sanitize_file_name(&info.name)));
+        let path = a
+            .output_dir
+            .join(format!("{}.npy", trtc::npy::sanitize_file_name(&info.name)));
         trtc::npy::write_npy(&path, t)?;
         println!("{} {:?} -> {}", info.name, t.shape(), path.display());
     }

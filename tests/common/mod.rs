@@ -4,7 +4,9 @@
 use prost::Message;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use trtc::ir::tract_onnx::pb::{self, AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto, ValueInfoProto};
+use trtc::ir::tract_onnx::pb::{
+    self, AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto, ValueInfoProto,
+};
 
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -37,7 +39,11 @@ pub fn temp_dir(tag: &str) -> PathBuf {
 
 /// Run the trtc binary from the project root.
 pub fn trtc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_trtc")).args(args).current_dir(root()).output().expect("spawn trtc")
+    Command::new(env!("CARGO_BIN_EXE_trtc"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("spawn trtc")
 }
 
 pub fn stdout(o: &Output) -> String {
@@ -51,10 +57,17 @@ pub fn stderr(o: &Output) -> String {
 /// The command failed cleanly: non-zero exit, no panic, and the message says `needle`.
 pub fn assert_clean_failure(o: &Output, needle: &str) {
     let err = stderr(o);
-    assert!(!o.status.success(), "expected failure, got success; stdout: {}", stdout(o));
+    assert!(
+        !o.status.success(),
+        "expected failure, got success; stdout: {}",
+        stdout(o)
+    );
     assert_eq!(o.status.code(), Some(1), "exit code; stderr: {err}");
     assert!(!err.contains("panicked"), "panicked: {err}");
-    assert!(err.contains(needle), "stderr should mention `{needle}`: {err}");
+    assert!(
+        err.contains(needle),
+        "stderr should mention `{needle}`: {err}"
+    );
 }
 
 pub fn f32_info(name: &str, dims: &[i64]) -> ValueInfoProto {
@@ -66,7 +79,13 @@ pub fn f32_info(name: &str, dims: &[i64]) -> ValueInfoProto {
             value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
                 elem_type: 1,
                 shape: Some(pb::TensorShapeProto {
-                    dim: dims.iter().map(|&d| Dimension { denotation: String::new(), value: Some(Value::DimValue(d)) }).collect(),
+                    dim: dims
+                        .iter()
+                        .map(|&d| Dimension {
+                            denotation: String::new(),
+                            value: Some(Value::DimValue(d)),
+                        })
+                        .collect(),
                 }),
             })),
         }),
@@ -94,11 +113,26 @@ pub fn f32_initializer(name: &str, dims: &[i64], values: &[f32]) -> TensorProto 
     }
 }
 
-pub fn model(nodes: Vec<NodeProto>, inputs: Vec<ValueInfoProto>, outputs: Vec<ValueInfoProto>, inits: Vec<TensorProto>) -> ModelProto {
+pub fn model(
+    nodes: Vec<NodeProto>,
+    inputs: Vec<ValueInfoProto>,
+    outputs: Vec<ValueInfoProto>,
+    inits: Vec<TensorProto>,
+) -> ModelProto {
     ModelProto {
         ir_version: 8,
-        opset_import: vec![pb::OperatorSetIdProto { domain: String::new(), version: 17 }],
-        graph: Some(GraphProto { node: nodes, input: inputs, output: outputs, initializer: inits, name: "test".into(), ..Default::default() }),
+        opset_import: vec![pb::OperatorSetIdProto {
+            domain: String::new(),
+            version: 17,
+        }],
+        graph: Some(GraphProto {
+            node: nodes,
+            input: inputs,
+            output: outputs,
+            initializer: inits,
+            name: "test".into(),
+            ..Default::default()
+        }),
         ..Default::default()
     }
 }
@@ -110,13 +144,21 @@ pub fn write_model(dir: &Path, name: &str, m: &ModelProto) -> PathBuf {
 }
 
 pub fn int_attr(name: &str, i: i64) -> AttributeProto {
-    AttributeProto { name: name.into(), r#type: 2, i, ..Default::default() }
+    AttributeProto {
+        name: name.into(),
+        r#type: 2,
+        i,
+        ..Default::default()
+    }
 }
 
 /// `y = relu(x + b)` on `[1, 4]`.
 pub fn add_relu_model() -> ModelProto {
     model(
-        vec![node("Add", &["x", "b"], &["s"]), node("Relu", &["s"], &["y"])],
+        vec![
+            node("Add", &["x", "b"], &["s"]),
+            node("Relu", &["s"], &["y"]),
+        ],
         vec![f32_info("x", &[1, 4])],
         vec![f32_info("y", &[1, 4])],
         vec![f32_initializer("b", &[4], &[0.5, -0.5, 1.0, -1.0])],

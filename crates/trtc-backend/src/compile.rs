@@ -11,10 +11,11 @@ use trtc_optimizer::Pipeline;
 
 /// Optimize `g` with the default pipeline and partition it for `opts`.
 pub fn compile(model_name: &str, mut g: Graph, opts: &CompileOptions) -> Result<Plan> {
-    if opts.backend == BackendChoice::Cuda {
-        if crate::engine::gpu_builder().is_none() {
-            return Err(crate::error::BackendError::BackendUnavailable("cuda".into(), crate::engine::gpu_unavailable_reason()));
-        }
+    if opts.backend == BackendChoice::Cuda && crate::engine::gpu_builder().is_none() {
+        return Err(crate::error::BackendError::BackendUnavailable(
+            "cuda".into(),
+            crate::engine::gpu_unavailable_reason(),
+        ));
     }
     let optimizer = Pipeline::default_pipeline().run(&mut g)?;
     let popts = PartitionOptions {
@@ -24,5 +25,10 @@ pub fn compile(model_name: &str, mut g: Graph, opts: &CompileOptions) -> Result<
     };
     let p = partition(&g, &CudaOpTable, &popts)?;
     let report = CompileReport::new(model_name, &g, &p, opts, optimizer)?;
-    Ok(Plan { graph: g, partition: p, options: opts.clone(), report })
+    Ok(Plan {
+        graph: g,
+        partition: p,
+        options: opts.clone(),
+        report,
+    })
 }

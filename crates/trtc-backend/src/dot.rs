@@ -19,6 +19,18 @@ pub fn plan_to_dot(plan: &Plan, title: &str) -> String {
             nodes: s.nodes.clone(),
         })
         .collect();
-    let notes = plan.partition.fallback.iter().map(|f| (f.node, format!("CPU: {}", f.reason))).collect();
-    to_dot(&plan.graph, &DotOptions { title: Some(title.into()), clusters, notes })
+    let notes = plan
+        .partition
+        .fallback
+        .iter()
+        .map(|f| (f.node, format!("CPU: {}", f.reason)))
+        .collect();
+    to_dot(
+        &plan.graph,
+        &DotOptions {
+            title: Some(title.into()),
+            clusters,
+            notes,
+        },
+    )
 }

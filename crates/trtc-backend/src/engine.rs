@@ -3,7 +3,7 @@
 
 use crate::error::Result;
 use crate::options::CompileOptions;
-use trtc_ir::tract_onnx::prelude::{TVec, TValue};
+use trtc_ir::tract_onnx::prelude::{TValue, TVec};
 use trtc_ir::{CpuModel, Graph, IrError, NodeId};
 
 /// A built segment, ready to run.

@@ -6,11 +6,19 @@ pub enum BackendError {
     #[error("plan {path}: {detail}")]
     Plan { path: String, detail: String },
     #[error("input `{name}` has batch {batch}, over --max-batch-size {max}")]
-    BatchTooLarge { name: String, batch: usize, max: usize },
+    BatchTooLarge {
+        name: String,
+        batch: usize,
+        max: usize,
+    },
     #[error("backend `{0}` is not available: {1}")]
     BackendUnavailable(String, String),
     #[error("segment {segment} ({backend}): {source}")]
-    Segment { segment: usize, backend: String, source: IrError },
+    Segment {
+        segment: usize,
+        backend: String,
+        source: IrError,
+    },
     #[error("partition: {0}")]
     Partition(String),
     #[error("{0}")]

@@ -61,12 +61,16 @@ pub struct PartitionOptions {
 
 /// Nodes that compute: not graph inputs, not constants (constants travel with their users).
 pub fn compute_nodes(g: &Graph) -> Result<Vec<NodeId>> {
-    Ok(g.topo_order()?.into_iter().filter(|&n| !g.node(n).op.is_const() && !g.node(n).op.is_input()).collect())
+    Ok(g.topo_order()?
+        .into_iter()
+        .filter(|&n| !g.node(n).op.is_const() && !g.node(n).op.is_input())
+        .collect())
 }
 
 fn denied(g: &Graph, id: NodeId, deny: &[String]) -> bool {
     let n = g.node(id);
-    deny.iter().any(|d| n.op.op_type() == d || n.fused_ops.iter().any(|f| f == d))
+    deny.iter()
+        .any(|d| n.op.op_type() == d || n.fused_ops.iter().any(|f| f == d))
 }
 
 /// Union of clusters of one label, keeping the contracted graph acyclic.
@@ -82,11 +86,21 @@ impl<'a> Clusters<'a> {
     fn new(g: &'a Graph, nodes: Vec<NodeId>) -> Self {
         let pos = nodes.iter().enumerate().map(|(i, &n)| (n, i)).collect();
         let n = nodes.len();
-        Clusters { g, pos, nodes, of: (0..n).collect(), members: (0..n).map(|i| vec![i]).collect() }
+        Clusters {
+            g,
+            pos,
+            nodes,
+            of: (0..n).collect(),
+            members: (0..n).map(|i| vec![i]).collect(),
+        }
     }
 
     fn succ(&self, i: usize) -> Vec<usize> {
-        self.g.successors(self.nodes[i]).into_iter().filter_map(|s| self.pos.get(&s).copied()).collect()
+        self.g
+            .successors(self.nodes[i])
+            .into_iter()
+            .filter_map(|s| self.pos.get(&s).copied())
+            .collect()
     }
 
     /// Is there a path from cluster `a` to cluster `b` through some node of neither?
@@ -133,7 +147,11 @@ impl<'a> Clusters<'a> {
 }
 
 /// Group `nodes` (in topological order) by label into acyclic connected clusters.
-fn cluster(g: &Graph, nodes: &[NodeId], label: &dyn Fn(NodeId) -> SegmentBackend) -> Vec<Vec<NodeId>> {
+fn cluster(
+    g: &Graph,
+    nodes: &[NodeId],
+    label: &dyn Fn(NodeId) -> SegmentBackend,
+) -> Vec<Vec<NodeId>> {
     let mut c = Clusters::new(g, nodes.to_vec());
     for (i, &n) in nodes.iter().enumerate() {
         for p in g.predecessors(n) {
@@ -151,7 +169,11 @@ fn cluster(g: &Graph, nodes: &[NodeId], label: &dyn Fn(NodeId) -> SegmentBackend
         .map(|m| m.iter().map(|&i| c.nodes[i]).collect())
         .collect();
     // A runnable order: segment A before B when an edge goes from A to B.
-    let seg_of: HashMap<NodeId, usize> = out.iter().enumerate().flat_map(|(s, m)| m.iter().map(move |&n| (n, s))).collect();
+    let seg_of: HashMap<NodeId, usize> = out
+        .iter()
+        .enumerate()
+        .flat_map(|(s, m)| m.iter().map(move |&n| (n, s)))
+        .collect();
     let mut indeg = vec![0usize; out.len()];
     let mut edges: Vec<HashSet<usize>> = vec![HashSet::new(); out.len()];
     for (s, m) in out.iter().enumerate() {
@@ -165,7 +187,14 @@ fn cluster(g: &Graph, nodes: &[NodeId], label: &dyn Fn(NodeId) -> SegmentBackend
             }
         }
     }
-    let first_pos = |s: usize| out[s].iter().filter_map(|n| c.pos.get(n)).min().copied().unwrap_or(0);
+    let first_pos = |s: usize| {
+        out[s]
+            .iter()
+            .filter_map(|n| c.pos.get(n))
+            .min()
+            .copied()
+            .unwrap_or(0)
+    };
     let mut ready: Vec<usize> = (0..out.len()).filter(|&s| indeg[s] == 0).collect();
     let mut order = vec![];
     while !ready.is_empty() {
@@ -201,16 +230,37 @@ pub fn partition(g: &Graph, table: &dyn OpSupport, opts: &PartitionOptions) -> R
     }
     let min = opts.min_segment_size.max(1);
     loop {
-        let label = |n: NodeId| if reason.contains_key(&n) { SegmentBackend::Cpu } else { SegmentBackend::Gpu };
+        let label = |n: NodeId| {
+            if reason.contains_key(&n) {
+                SegmentBackend::Cpu
+            } else {
+                SegmentBackend::Gpu
+            }
+        };
         let clusters = cluster(g, &nodes, &label);
-        let small: Vec<&Vec<NodeId>> = clusters.iter().filter(|c| label(c[0]) == SegmentBackend::Gpu && c.len() < min).collect();
+        let small: Vec<&Vec<NodeId>> = clusters
+            .iter()
+            .filter(|c| label(c[0]) == SegmentBackend::Gpu && c.len() < min)
+            .collect();
         if small.is_empty() {
             let segments: Vec<Segment> = clusters
                 .into_iter()
                 .enumerate()
-                .map(|(id, nodes)| Segment { id, backend: label(nodes[0]), nodes })
+                .map(|(id, nodes)| Segment {
+                    id,
+                    backend: label(nodes[0]),
+                    nodes,
+                })
                 .collect();
-            let mut fallback: Vec<Fallback> = nodes.iter().filter_map(|n| reason.get(n).map(|r| Fallback { node: *n, reason: r.clone() })).collect();
+            let mut fallback: Vec<Fallback> = nodes
+                .iter()
+                .filter_map(|n| {
+                    reason.get(n).map(|r| Fallback {
+                        node: *n,
+                        reason: r.clone(),
+                    })
+                })
+                .collect();
             fallback.sort_by_key(|f| f.node);
             let p = Partition { segments, fallback };
             p.check(g, min)?;
@@ -218,7 +268,13 @@ pub fn partition(g: &Graph, table: &dyn OpSupport, opts: &PartitionOptions) -> R
         }
         for c in small {
             for &n in c {
-                reason.insert(n, FallbackReason::BelowMinSegmentSize { segment_nodes: c.len(), min });
+                reason.insert(
+                    n,
+                    FallbackReason::BelowMinSegmentSize {
+                        segment_nodes: c.len(),
+                        min,
+                    },
+                );
             }
         }
     }
@@ -227,7 +283,11 @@ pub fn partition(g: &Graph, table: &dyn OpSupport, opts: &PartitionOptions) -> R
 impl Partition {
     /// The segment holding each node.
     pub fn segment_of(&self) -> HashMap<NodeId, usize> {
-        self.segments.iter().enumerate().flat_map(|(i, s)| s.nodes.iter().map(move |&n| (n, i))).collect()
+        self.segments
+            .iter()
+            .enumerate()
+            .flat_map(|(i, s)| s.nodes.iter().map(move |&n| (n, i)))
+            .collect()
     }
 
     /// Every computing node in exactly one segment, segments in a runnable order (which
@@ -238,17 +298,26 @@ impl Partition {
         let seg = self.segment_of();
         let total: usize = self.segments.iter().map(|s| s.nodes.len()).sum();
         if total != nodes.len() || nodes.iter().any(|n| !seg.contains_key(n)) {
-            return bad(format!("{} nodes in segments, {} computing nodes", total, nodes.len()));
+            return bad(format!(
+                "{} nodes in segments, {} computing nodes",
+                total,
+                nodes.len()
+            ));
         }
         for (i, s) in self.segments.iter().enumerate() {
             if s.backend == SegmentBackend::Gpu && s.nodes.len() < min {
-                return bad(format!("GPU segment {i} has {} nodes, under {min}", s.nodes.len()));
+                return bad(format!(
+                    "GPU segment {i} has {} nodes, under {min}",
+                    s.nodes.len()
+                ));
             }
             for &n in &s.nodes {
                 for p in g.predecessors(n) {
                     if let Some(&ps) = seg.get(&p) {
                         if ps > i {
-                            return bad(format!("segment {i} reads segment {ps}, which runs later"));
+                            return bad(format!(
+                                "segment {i} reads segment {ps}, which runs later"
+                            ));
                         }
                     }
                 }
@@ -275,7 +344,16 @@ mod tests {
         bld.output(c);
         let g = bld.build().unwrap();
         let table = MaskSupport(|g: &Graph, n: NodeId| g.node(n).name != "b");
-        let p = partition(&g, &table, &PartitionOptions { min_segment_size: 1, deny_ops: vec![], use_gpu: true }).unwrap();
+        let p = partition(
+            &g,
+            &table,
+            &PartitionOptions {
+                min_segment_size: 1,
+                deny_ops: vec![],
+                use_gpu: true,
+            },
+        )
+        .unwrap();
         assert_eq!(p.segments.len(), 3, "{:?}", p.segments);
         let seg = p.segment_of();
         assert_ne!(seg[&a.node], seg[&c.node]);
@@ -290,11 +368,38 @@ mod tests {
         let b = bld.op("b", Op::Tanh, &[a]);
         bld.output(b);
         let g = bld.build().unwrap();
-        let p = partition(&g, &crate::support::CudaOpTable, &PartitionOptions { min_segment_size: 3, deny_ops: vec![], use_gpu: true }).unwrap();
+        let p = partition(
+            &g,
+            &crate::support::CudaOpTable,
+            &PartitionOptions {
+                min_segment_size: 3,
+                deny_ops: vec![],
+                use_gpu: true,
+            },
+        )
+        .unwrap();
         assert_eq!(p.segments.len(), 1);
         assert_eq!(p.segments[0].backend, SegmentBackend::Cpu);
-        assert_eq!(p.fallback[0].reason, FallbackReason::BelowMinSegmentSize { segment_nodes: 2, min: 3 });
-        let p = partition(&g, &crate::support::CudaOpTable, &PartitionOptions { min_segment_size: 2, deny_ops: vec!["Tanh".into()], use_gpu: true }).unwrap();
-        assert!(p.fallback.iter().any(|f| f.reason == FallbackReason::DeniedByUser));
+        assert_eq!(
+            p.fallback[0].reason,
+            FallbackReason::BelowMinSegmentSize {
+                segment_nodes: 2,
+                min: 3
+            }
+        );
+        let p = partition(
+            &g,
+            &crate::support::CudaOpTable,
+            &PartitionOptions {
+                min_segment_size: 2,
+                deny_ops: vec!["Tanh".into()],
+                use_gpu: true,
+            },
+        )
+        .unwrap();
+        assert!(p
+            .fallback
+            .iter()
+            .any(|f| f.reason == FallbackReason::DeniedByUser));
     }
 }

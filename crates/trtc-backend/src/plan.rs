@@ -65,7 +65,11 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 }
 
 fn key(g: &Graph, n: NodeId) -> String {
-    g.node(n).outputs.first().map(|t| t.name.clone()).unwrap_or_default()
+    g.node(n)
+        .outputs
+        .first()
+        .map(|t| t.name.clone())
+        .unwrap_or_default()
 }
 
 impl Plan {
@@ -75,14 +79,27 @@ impl Plan {
             trtc_version: env!("CARGO_PKG_VERSION").into(),
             options: self.options.clone(),
             report: self.report.clone(),
-            graph: ByteRange { offset: 0, len: graph_bytes.len() as u64 },
+            graph: ByteRange {
+                offset: 0,
+                len: graph_bytes.len() as u64,
+            },
             segments: self
                 .partition
                 .segments
                 .iter()
-                .map(|s| PlanSegment { id: s.id, backend: s.backend, nodes: s.nodes.iter().map(|&n| key(&self.graph, n)).collect(), engine: None })
+                .map(|s| PlanSegment {
+                    id: s.id,
+                    backend: s.backend,
+                    nodes: s.nodes.iter().map(|&n| key(&self.graph, n)).collect(),
+                    engine: None,
+                })
                 .collect(),
-            fallback: self.partition.fallback.iter().map(|f| (key(&self.graph, f.node), f.reason.clone())).collect(),
+            fallback: self
+                .partition
+                .fallback
+                .iter()
+                .map(|f| (key(&self.graph, f.node), f.reason.clone()))
+                .collect(),
         };
         let header = serde_json::to_vec(&header).map_err(|e| BackendError::Io(e.to_string()))?;
         let mut out = Vec::with_capacity(32 + header.len() + graph_bytes.len());
@@ -97,26 +114,39 @@ impl Plan {
     }
 
     pub fn write(&self, path: &Path) -> Result<()> {
-        std::fs::write(path, self.to_bytes()?).map_err(|e| BackendError::Io(format!("writing {}: {e}", path.display())))
+        std::fs::write(path, self.to_bytes()?)
+            .map_err(|e| BackendError::Io(format!("writing {}: {e}", path.display())))
     }
 
     /// Does this file start like a plan?
     pub fn is_plan_file(path: &Path) -> bool {
         use std::io::Read;
         let mut magic = [0u8; 8];
-        std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut magic)).is_ok() && &magic == MAGIC
+        std::fs::File::open(path)
+            .and_then(|mut f| f.read_exact(&mut magic))
+            .is_ok()
+            && &magic == MAGIC
     }
 
     pub fn read(path: &Path) -> Result<Plan> {
-        let bytes = std::fs::read(path).map_err(|e| BackendError::Plan { path: path.display().to_string(), detail: e.to_string() })?;
+        let bytes = std::fs::read(path).map_err(|e| BackendError::Plan {
+            path: path.display().to_string(),
+            detail: e.to_string(),
+        })?;
         Self::from_bytes(&bytes).map_err(|e| match e {
-            BackendError::Plan { detail, .. } => BackendError::Plan { path: path.display().to_string(), detail },
+            BackendError::Plan { detail, .. } => BackendError::Plan {
+                path: path.display().to_string(),
+                detail,
+            },
             other => other,
         })
     }
 
     pub fn from_bytes(bytes: &[u8]) -> Result<Plan> {
-        let bad = |d: &str| BackendError::Plan { path: String::new(), detail: d.to_string() };
+        let bad = |d: &str| BackendError::Plan {
+            path: String::new(),
+            detail: d.to_string(),
+        };
         if bytes.len() < 28 || &bytes[..8] != MAGIC {
             return Err(bad("not a trtc plan (bad magic or too short)"));
         }
@@ -126,14 +156,19 @@ impl Plan {
         }
         let (content, sum) = bytes.split_at(bytes.len() - 8);
         let sum = u64::from_le_bytes(sum.try_into().map_err(|_| bad("truncated"))?);
-        let header_len = u64::from_le_bytes(bytes[12..20].try_into().map_err(|_| bad("truncated"))?) as usize;
-        if 20usize.checked_add(header_len).is_none_or(|end| end > content.len()) {
+        let header_len =
+            u64::from_le_bytes(bytes[12..20].try_into().map_err(|_| bad("truncated"))?) as usize;
+        if 20usize
+            .checked_add(header_len)
+            .is_none_or(|end| end > content.len())
+        {
             return Err(bad("truncated (the header runs past the end of the file)"));
         }
         if fnv1a(content) != sum {
             return Err(bad("checksum mismatch: the file is truncated or altered"));
         }
-        let header: PlanHeader = serde_json::from_slice(&bytes[20..20 + header_len]).map_err(|e| bad(&format!("corrupt header: {e}")))?;
+        let header: PlanHeader = serde_json::from_slice(&bytes[20..20 + header_len])
+            .map_err(|e| bad(&format!("corrupt header: {e}")))?;
         if header.trtc_version != env!("CARGO_PKG_VERSION") {
             return Err(bad(&format!(
                 "compiled by trtc {}, this is trtc {}: recompile the model",
@@ -144,25 +179,52 @@ impl Plan {
         let body = &content[20 + header_len..];
         let range = |r: &ByteRange| -> Result<&[u8]> {
             let start = r.offset as usize;
-            let end = start.checked_add(r.len as usize).ok_or_else(|| bad("bad byte range"))?;
-            body.get(start..end).ok_or_else(|| bad("a byte range runs past the end of the file"))
+            let end = start
+                .checked_add(r.len as usize)
+                .ok_or_else(|| bad("bad byte range"))?;
+            body.get(start..end)
+                .ok_or_else(|| bad("a byte range runs past the end of the file"))
         };
-        let proto = trtc_ir::tract_onnx::pb::ModelProto::decode(range(&header.graph)?).map_err(|e| bad(&format!("corrupt graph: {e}")))?;
+        let proto = trtc_ir::tract_onnx::pb::ModelProto::decode(range(&header.graph)?)
+            .map_err(|e| bad(&format!("corrupt graph: {e}")))?;
         let graph = from_proto(proto, None)?;
         let names = graph.tensor_names();
-        let node = |k: &str| names.get(k).map(|o| o.node).ok_or_else(|| bad(&format!("segment node `{k}` is not in the graph")));
+        let node = |k: &str| {
+            names
+                .get(k)
+                .map(|o| o.node)
+                .ok_or_else(|| bad(&format!("segment node `{k}` is not in the graph")))
+        };
         let mut segments = vec![];
         for s in &header.segments {
-            let nodes = s.nodes.iter().map(|k| node(k)).collect::<Result<Vec<_>>>()?;
-            segments.push(Segment { id: s.id, backend: s.backend, nodes });
+            let nodes = s
+                .nodes
+                .iter()
+                .map(|k| node(k))
+                .collect::<Result<Vec<_>>>()?;
+            segments.push(Segment {
+                id: s.id,
+                backend: s.backend,
+                nodes,
+            });
         }
         let fallback = header
             .fallback
             .iter()
-            .map(|(k, r)| Ok(Fallback { node: node(k)?, reason: r.clone() }))
+            .map(|(k, r)| {
+                Ok(Fallback {
+                    node: node(k)?,
+                    reason: r.clone(),
+                })
+            })
             .collect::<Result<Vec<_>>>()?;
         let partition = Partition { segments, fallback };
         partition.check(&graph, 1)?;
-        Ok(Plan { graph, partition, options: header.options, report: header.report })
+        Ok(Plan {
+            graph,
+            partition,
+            options: header.options,
+            report: header.report,
+        })
     }
 }

@@ -56,15 +56,29 @@ fn boundary(g: &Graph, outlets: &[Outlet]) -> Vec<BoundaryTensor> {
         .iter()
         .map(|&o| {
             let t = g.tensor(o);
-            let elems: u64 = t.shape.as_ref().map(|s| s.iter().map(|d| d.at_batch_one()).product()).unwrap_or(0);
+            let elems: u64 = t
+                .shape
+                .as_ref()
+                .map(|s| s.iter().map(|d| d.at_batch_one()).product())
+                .unwrap_or(0);
             let size = t.dtype.and_then(|d| d.size_of()).unwrap_or(0) as u64;
-            BoundaryTensor { name: t.name.clone(), tensor: t.describe(), bytes_batch1: elems * size }
+            BoundaryTensor {
+                name: t.name.clone(),
+                tensor: t.describe(),
+                bytes_batch1: elems * size,
+            }
         })
         .collect()
 }
 
 impl CompileReport {
-    pub fn new(model: &str, g: &Graph, p: &Partition, opts: &CompileOptions, optimizer: PipelineReport) -> trtc_ir::Result<Self> {
+    pub fn new(
+        model: &str,
+        g: &Graph,
+        p: &Partition,
+        opts: &CompileOptions,
+        optimizer: PipelineReport,
+    ) -> trtc_ir::Result<Self> {
         let mut segments = vec![];
         for s in &p.segments {
             let (_, io) = subgraph_to_model_proto(g, &s.nodes)?;
@@ -92,7 +106,10 @@ impl CompileReport {
                 detail: f.reason.clone(),
             })
             .collect();
-        let total = segments.iter().map(|s: &SegmentReport| s.boundary_bytes_batch1).sum();
+        let total = segments
+            .iter()
+            .map(|s: &SegmentReport| s.boundary_bytes_batch1)
+            .sum();
         Ok(CompileReport {
             model: model.into(),
             trtc_version: env!("CARGO_PKG_VERSION").into(),
@@ -108,15 +125,37 @@ impl CompileReport {
 
 impl std::fmt::Display for CompileReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(f, "{} segment(s), min segment size {} (nodes counted after fusion)", self.segments.len(), self.options.min_segment_size)?;
-        writeln!(f, "  {:>3} {:<4} {:>6} {:>9} {:>12}  {}", "id", "on", "nodes", "original", "bytes(b=1)", "inputs -> outputs")?;
+        writeln!(
+            f,
+            "{} segment(s), min segment size {} (nodes counted after fusion)",
+            self.segments.len(),
+            self.options.min_segment_size
+        )?;
+        writeln!(
+            f,
+            "  {:>3} {:<4} {:>6} {:>9} {:>12}  inputs -> outputs",
+            "id", "on", "nodes", "original", "bytes(b=1)"
+        )?;
         for s in &self.segments {
-            let names = |v: &[BoundaryTensor]| v.iter().map(|b| b.name.as_str()).collect::<Vec<_>>().join(", ");
+            let names = |v: &[BoundaryTensor]| {
+                v.iter()
+                    .map(|b| b.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
             let mut io = format!("{} -> {}", names(&s.inputs), names(&s.outputs));
             if io.len() > 70 {
                 io = format!("{}…", io.chars().take(69).collect::<String>());
             }
-            writeln!(f, "  {:>3} {:<4} {:>6} {:>9} {:>12}  {io}", s.id, s.backend.to_string(), s.nodes, s.original_nodes, s.boundary_bytes_batch1)?;
+            writeln!(
+                f,
+                "  {:>3} {:<4} {:>6} {:>9} {:>12}  {io}",
+                s.id,
+                s.backend.to_string(),
+                s.nodes,
+                s.original_nodes,
+                s.boundary_bytes_batch1
+            )?;
         }
         if self.fallback.is_empty() {
             writeln!(f, "no node falls back to the CPU")?;

@@ -7,7 +7,7 @@ use crate::options::CompileOptions;
 use crate::partition::{Partition, SegmentBackend};
 use std::collections::HashMap;
 use trtc_ir::eval::check_inputs;
-use trtc_ir::tract_onnx::prelude::{IntoTensor, TVec, TValue};
+use trtc_ir::tract_onnx::prelude::{IntoTensor, TValue, TVec};
 use trtc_ir::{subgraph_to_model_proto, CpuModel, Dim, Graph, Outlet, Tensor, TensorInfo};
 
 struct SegmentRuntime {
@@ -34,16 +34,27 @@ pub struct HybridModel {
 impl HybridModel {
     pub fn new(g: &Graph, p: &Partition, opts: &CompileOptions) -> Result<HybridModel> {
         let mut notes = vec![];
-        let gpu_segments = p.segments.iter().filter(|s| s.backend == SegmentBackend::Gpu).count();
+        let gpu_segments = p
+            .segments
+            .iter()
+            .filter(|s| s.backend == SegmentBackend::Gpu)
+            .count();
         if gpu_segments > 0 && gpu_builder().is_none() {
-            notes.push(format!("{gpu_segments} GPU segment(s) run on the CPU through tract: {}", gpu_unavailable_reason()));
+            notes.push(format!(
+                "{gpu_segments} GPU segment(s) run on the CPU through tract: {}",
+                gpu_unavailable_reason()
+            ));
         }
         let mut segments = vec![];
         for s in &p.segments {
             let (proto, io) = subgraph_to_model_proto(g, &s.nodes)?;
             let infos = |v: &[Outlet]| v.iter().map(|&o| g.tensor(o).clone()).collect::<Vec<_>>();
             let model = CpuModel::from_proto(&proto, infos(&io.inputs), infos(&io.outputs))
-                .map_err(|e| BackendError::Segment { segment: s.id, backend: s.backend.to_string(), source: e })?
+                .map_err(|e| BackendError::Segment {
+                    segment: s.id,
+                    backend: s.backend.to_string(),
+                    source: e,
+                })?
                 .with_max_cached_plans(opts.max_cached_engines);
             segments.push(SegmentRuntime {
                 id: s.id,
@@ -73,8 +84,16 @@ impl HybridModel {
             .filter_map(|&o| g.const_value(o).map(|t| (o, TValue::from((**t).clone()))))
             .collect();
         Ok(HybridModel {
-            inputs: g.inputs().iter().map(|&i| (Outlet::new(i, 0), g.tensor(Outlet::new(i, 0)).clone())).collect(),
-            outputs: g.outputs().iter().map(|&o| (o, g.tensor(o).clone())).collect(),
+            inputs: g
+                .inputs()
+                .iter()
+                .map(|&i| (Outlet::new(i, 0), g.tensor(Outlet::new(i, 0)).clone()))
+                .collect(),
+            outputs: g
+                .outputs()
+                .iter()
+                .map(|&o| (o, g.tensor(o).clone()))
+                .collect(),
             constants,
             segments,
             max_batch_size: opts.max_batch_size,
@@ -92,7 +111,10 @@ impl HybridModel {
 
     /// (segment id, backend, engine kind) for each segment, in run order.
     pub fn engines(&self) -> Vec<(usize, SegmentBackend, String)> {
-        self.segments.iter().map(|s| (s.id, s.backend, s.engine.kind().to_string())).collect()
+        self.segments
+            .iter()
+            .map(|s| (s.id, s.backend, s.engine.kind().to_string()))
+            .collect()
     }
 
     /// Run the model: inputs checked (shapes, dtypes, batch up to the maximum).
@@ -100,9 +122,16 @@ impl HybridModel {
         let infos = self.input_infos();
         check_inputs(&infos, &inputs)?;
         for (info, t) in infos.iter().zip(&inputs) {
-            if let (Some(Dim::Sym(_)), Some(&batch)) = (info.shape.as_ref().and_then(|s| s.first()), t.shape().first()) {
+            if let (Some(Dim::Sym(_)), Some(&batch)) = (
+                info.shape.as_ref().and_then(|s| s.first()),
+                t.shape().first(),
+            ) {
                 if batch > self.max_batch_size {
-                    return Err(BackendError::BatchTooLarge { name: info.name.clone(), batch, max: self.max_batch_size });
+                    return Err(BackendError::BatchTooLarge {
+                        name: info.name.clone(),
+                        batch,
+                        max: self.max_batch_size,
+                    });
                 }
             }
         }
@@ -117,12 +146,17 @@ impl HybridModel {
             let args: TVec<TValue> = s
                 .inputs
                 .iter()
-                .map(|o| values.get(o).cloned().ok_or_else(|| BackendError::Partition(format!("segment {} input not computed", s.id))))
+                .map(|o| {
+                    values.get(o).cloned().ok_or_else(|| {
+                        BackendError::Partition(format!("segment {} input not computed", s.id))
+                    })
+                })
                 .collect::<Result<_>>()?;
-            let outs = s
-                .engine
-                .run(args)
-                .map_err(|e| BackendError::Segment { segment: s.id, backend: s.backend.to_string(), source: e })?;
+            let outs = s.engine.run(args).map_err(|e| BackendError::Segment {
+                segment: s.id,
+                backend: s.backend.to_string(),
+                source: e,
+            })?;
             for (o, v) in s.outputs.iter().zip(outs) {
                 values.insert(*o, v);
             }
@@ -136,9 +170,16 @@ impl HybridModel {
                 values
                     .get(o)
                     .cloned()
-                    .or_else(|| self.constants.iter().find(|(c, _)| c == o).map(|(_, v)| v.clone()))
+                    .or_else(|| {
+                        self.constants
+                            .iter()
+                            .find(|(c, _)| c == o)
+                            .map(|(_, v)| v.clone())
+                    })
                     .map(|v| v.into_tensor())
-                    .ok_or_else(|| BackendError::Partition(format!("output `{}` not computed", info.name)))
+                    .ok_or_else(|| {
+                        BackendError::Partition(format!("output `{}` not computed", info.name))
+                    })
             })
             .collect()
     }

@@ -26,7 +26,10 @@ impl std::fmt::Display for FallbackReason {
             FallbackReason::UnsupportedDtype(d) => write!(f, "unsupported dtype: {d}"),
             FallbackReason::DynamicShape(s) => write!(f, "dynamic shape: {s}"),
             FallbackReason::BelowMinSegmentSize { segment_nodes, min } => {
-                write!(f, "segment of {segment_nodes} node(s) below minimum size {min}")
+                write!(
+                    f,
+                    "segment of {segment_nodes} node(s) below minimum size {min}"
+                )
             }
             FallbackReason::DeniedByUser => write!(f, "denied by user (--deny-op)"),
             FallbackReason::CpuBackendChosen => write!(f, "--backend cpu"),
@@ -58,14 +61,31 @@ fn check_tensors(g: &Graph, id: NodeId) -> Result<(), FallbackReason> {
     for t in infos {
         match t.dtype {
             Some(DType::F32) | Some(DType::F16) => {}
-            Some(other) => return Err(FallbackReason::UnsupportedDtype(format!("`{}` is {other}", t.name))),
-            None => return Err(FallbackReason::UnsupportedDtype(format!("`{}` has no known type", t.name))),
+            Some(other) => {
+                return Err(FallbackReason::UnsupportedDtype(format!(
+                    "`{}` is {other}",
+                    t.name
+                )))
+            }
+            None => {
+                return Err(FallbackReason::UnsupportedDtype(format!(
+                    "`{}` has no known type",
+                    t.name
+                )))
+            }
         }
         let Some(shape) = &t.shape else {
-            return Err(FallbackReason::DynamicShape(format!("`{}` has no known shape", t.name)));
+            return Err(FallbackReason::DynamicShape(format!(
+                "`{}` has no known shape",
+                t.name
+            )));
         };
         if shape.iter().skip(1).any(|d| matches!(d, Dim::Sym(_))) {
-            return Err(FallbackReason::DynamicShape(format!("`{}` is {}", t.name, t.describe())));
+            return Err(FallbackReason::DynamicShape(format!(
+                "`{}` is {}",
+                t.name,
+                t.describe()
+            )));
         }
     }
     Ok(())
@@ -73,7 +93,9 @@ fn check_tensors(g: &Graph, id: NodeId) -> Result<(), FallbackReason> {
 
 fn const_input(g: &Graph, id: NodeId, slot: usize, what: &str) -> Result<(), FallbackReason> {
     match g.input_outlet(id, slot) {
-        Some(_) if g.input_const(id, slot).is_none() => Err(FallbackReason::UnsupportedAttribute(format!("{what} is computed at run time"))),
+        Some(_) if g.input_const(id, slot).is_none() => Err(FallbackReason::UnsupportedAttribute(
+            format!("{what} is computed at run time"),
+        )),
         _ => Ok(()),
     }
 }
@@ -91,7 +113,9 @@ impl OpSupport for CudaOpTable {
                 if g.input_info(id, 0).and_then(|t| t.rank()) != Some(4) {
                     return attr("only 2-D convolutions");
                 }
-                if g.input_const(id, 1).is_none_or(|w| w.datum_type() != DatumType::F32) {
+                if g.input_const(id, 1)
+                    .is_none_or(|w| w.datum_type() != DatumType::F32)
+                {
                     return attr("weights are not a constant f32 tensor");
                 }
                 const_input(g, id, 2, "bias")?;
@@ -109,7 +133,12 @@ impl OpSupport for CudaOpTable {
             }
             Op::GlobalAveragePool | Op::GlobalMaxPool | Op::Gemm { .. } | Op::MatMul => {}
             Op::Add | Op::Mul | Op::Sub | Op::Div => {}
-            Op::Relu | Op::Sigmoid | Op::Tanh | Op::LeakyRelu { .. } | Op::HardSigmoid { .. } | Op::HardSwish => {}
+            Op::Relu
+            | Op::Sigmoid
+            | Op::Tanh
+            | Op::LeakyRelu { .. }
+            | Op::HardSigmoid { .. }
+            | Op::HardSwish => {}
             Op::Clip => {
                 const_input(g, id, 1, "Clip min")?;
                 const_input(g, id, 2, "Clip max")?;
@@ -118,11 +147,17 @@ impl OpSupport for CudaOpTable {
             Op::Split { .. } => const_input(g, id, 1, "split sizes")?,
             Op::Reshape { .. } => {
                 if g.input_const(id, 1).is_none() {
-                    return Err(FallbackReason::DynamicShape("Reshape target is computed at run time".into()));
+                    return Err(FallbackReason::DynamicShape(
+                        "Reshape target is computed at run time".into(),
+                    ));
                 }
             }
             Op::Other(o) if o.op_type == "Resize" && o.domain.is_empty() => {
-                let mode = o.attributes.iter().find(|a| a.name == "mode").map(|a| String::from_utf8_lossy(&a.s).into_owned());
+                let mode = o
+                    .attributes
+                    .iter()
+                    .find(|a| a.name == "mode")
+                    .map(|a| String::from_utf8_lossy(&a.s).into_owned());
                 if !matches!(mode.as_deref(), None | Some("nearest") | Some("linear")) {
                     return attr("Resize mode other than nearest/linear");
                 }
@@ -136,8 +171,15 @@ impl OpSupport for CudaOpTable {
         }
         check_tensors(g, id)?;
         // Shapes the batch dim aside must be fully static.
-        if node.outputs.iter().any(|t| t.shape.as_deref().and_then(|s| known_shape(&s[1.min(s.len())..])).is_none()) {
-            return Err(FallbackReason::DynamicShape("output shape not static".into()));
+        if node.outputs.iter().any(|t| {
+            t.shape
+                .as_deref()
+                .and_then(|s| known_shape(&s[1.min(s.len())..]))
+                .is_none()
+        }) {
+            return Err(FallbackReason::DynamicShape(
+                "output shape not static".into(),
+            ));
         }
         Ok(())
     }

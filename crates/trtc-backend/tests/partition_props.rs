@@ -37,7 +37,11 @@ fn build(steps: &[Step], outputs: usize) -> Graph {
             }
             Step::Binary(k, a, c) => {
                 let op = [Op::Add, Op::Mul, Op::Sub][k as usize % 3].clone();
-                b.op(&format!("n{i}"), op, &[tensors[a % tensors.len()], tensors[c % tensors.len()]])
+                b.op(
+                    &format!("n{i}"),
+                    op,
+                    &[tensors[a % tensors.len()], tensors[c % tensors.len()]],
+                )
             }
         };
         tensors.push(t);

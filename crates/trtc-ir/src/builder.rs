@@ -63,10 +63,22 @@ impl GraphBuilder {
     }
 
     /// A node with optional inputs and `n_outputs` outputs (`name`, `name:1`, ...).
-    pub fn op_n(&mut self, name: &str, op: Op, inputs: &[Option<Outlet>], n_outputs: usize) -> Vec<Outlet> {
+    pub fn op_n(
+        &mut self,
+        name: &str,
+        op: Op,
+        inputs: &[Option<Outlet>],
+        n_outputs: usize,
+    ) -> Vec<Outlet> {
         let name = self.g.unique_name(name);
         let outputs = (0..n_outputs)
-            .map(|i| TensorInfo::new(if i == 0 { name.clone() } else { format!("{name}:{i}") }))
+            .map(|i| {
+                TensorInfo::new(if i == 0 {
+                    name.clone()
+                } else {
+                    format!("{name}:{i}")
+                })
+            })
             .collect();
         let id = self.g.add_node(Node::new(name, op, inputs.len(), outputs));
         for (slot, i) in inputs.iter().enumerate() {

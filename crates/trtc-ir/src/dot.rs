@@ -25,14 +25,23 @@ pub struct DotOptions {
 }
 
 pub fn escape(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 fn short(s: &str, n: usize) -> String {
     if s.chars().count() <= n {
         s.to_string()
     } else {
-        let tail: String = s.chars().rev().take(n - 1).collect::<Vec<_>>().into_iter().rev().collect();
+        let tail: String = s
+            .chars()
+            .rev()
+            .take(n - 1)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
         format!("…{tail}")
     }
 }
@@ -43,7 +52,13 @@ pub fn node_label(g: &Graph, id: NodeId) -> String {
     let mut label = n.label().replace("BatchNormalization", "BN");
     if let Op::FusedConv(f) = &n.op {
         if n.fused_ops.len() <= 1 {
-            label = format!("Conv{}{}", if f.residual { "+Add" } else { "" }, f.activation.map(|a| format!("+{}", a.name())).unwrap_or_default());
+            label = format!(
+                "Conv{}{}",
+                if f.residual { "+Add" } else { "" },
+                f.activation
+                    .map(|a| format!("+{}", a.name()))
+                    .unwrap_or_default()
+            );
         }
     }
     label
@@ -85,7 +100,13 @@ pub fn to_dot(g: &Graph, opts: &DotOptions) -> String {
                     .into_iter()
                     .flatten()
                     .filter(|&o| g.const_value(o).is_some_and(|t| t.len() > 1))
-                    .map(|o| g.tensor(o).shape.as_deref().map(shape_to_string).unwrap_or_default())
+                    .map(|o| {
+                        g.tensor(o)
+                            .shape
+                            .as_deref()
+                            .map(shape_to_string)
+                            .unwrap_or_default()
+                    })
                     .take(1)
                     .collect();
                 if let Some(w) = weights.first() {
@@ -96,13 +117,23 @@ pub fn to_dot(g: &Graph, opts: &DotOptions) -> String {
                     lines.push(note.clone());
                 }
                 let label: Vec<String> = lines.iter().map(|l| escape(l)).collect();
-                Some(format!("n{} [label=\"{}\"];", id.index(), label.join("\\n")))
+                Some(format!(
+                    "n{} [label=\"{}\"];",
+                    id.index(),
+                    label.join("\\n")
+                ))
             }
         }
     };
     for (ci, c) in opts.clusters.iter().enumerate() {
         let _ = writeln!(out, "  subgraph cluster_{ci} {{");
-        let _ = writeln!(out, "    label=\"{}\"; style=filled; color=\"{}\"; fillcolor=\"{}22\";", escape(&c.label), escape(&c.color), escape(&c.color));
+        let _ = writeln!(
+            out,
+            "    label=\"{}\"; style=filled; color=\"{}\"; fillcolor=\"{}22\";",
+            escape(&c.label),
+            escape(&c.color),
+            escape(&c.color)
+        );
         for &id in &c.nodes {
             if let Some(l) = g.try_node(id).and(node_line(id)) {
                 let _ = writeln!(out, "    {l}");
@@ -127,13 +158,28 @@ pub fn to_dot(g: &Graph, opts: &DotOptions) -> String {
                 continue;
             }
             let t = g.tensor(input);
-            let label = t.shape.as_deref().map(shape_to_string).unwrap_or_else(|| "?".into());
-            let _ = writeln!(out, "  n{} -> n{} [label=\"{}\"];", input.node.index(), id.index(), escape(&label));
+            let label = t
+                .shape
+                .as_deref()
+                .map(shape_to_string)
+                .unwrap_or_else(|| "?".into());
+            let _ = writeln!(
+                out,
+                "  n{} -> n{} [label=\"{}\"];",
+                input.node.index(),
+                id.index(),
+                escape(&label)
+            );
         }
     }
     for (i, o) in g.outputs().iter().enumerate() {
         let t = g.tensor(*o);
-        let _ = writeln!(out, "  out{i} [shape=ellipse, fillcolor=\"#d8f5d0\", label=\"{}\\n{}\"];", escape(&t.name), escape(&t.describe()));
+        let _ = writeln!(
+            out,
+            "  out{i} [shape=ellipse, fillcolor=\"#d8f5d0\", label=\"{}\\n{}\"];",
+            escape(&t.name),
+            escape(&t.describe())
+        );
         let _ = writeln!(out, "  n{} -> out{i};", o.node.index());
     }
     let _ = writeln!(out, "}}");
@@ -152,7 +198,12 @@ mod tests {
         let mut b = GraphBuilder::new();
         let x = b.input("x", &[1, 3, 8, 8]);
         let w = b.constant("w", Tensor::zero::<f32>(&[4, 3, 3, 3]).unwrap());
-        let conv = ConvAttrs { group: 1, kernel_shape: vec![3, 3], strides: vec![2, 2], ..Default::default() };
+        let conv = ConvAttrs {
+            group: 1,
+            kernel_shape: vec![3, 3],
+            strides: vec![2, 2],
+            ..Default::default()
+        };
         let c = b.op("conv \"quoted\"", Op::Conv(conv), &[x, w]);
         b.output(c);
         let g = b.build().unwrap();
@@ -160,6 +211,9 @@ mod tests {
         assert!(dot.contains("Conv\\nk=3x3 s=2x2"), "{dot}");
         assert!(dot.contains("[1,4,3,3]"), "{dot}");
         assert!(dot.contains("\\\"quoted\\\""), "{dot}");
-        assert!(!dot.contains("label=\"w\\n"), "constants are not drawn as nodes");
+        assert!(
+            !dot.contains("label=\"w\\n"),
+            "constants are not drawn as nodes"
+        );
     }
 }

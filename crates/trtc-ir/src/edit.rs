@@ -4,11 +4,11 @@
 //! input, move every use of one tensor to another, and remove nodes. Graph outputs keep
 //! their names when their producer changes.
 
+use crate::dtype::DType;
 use crate::error::{IrError, Result};
 use crate::graph::{Edge, Graph, Node, NodeId, Outlet};
 use crate::op::Op;
 use crate::shape::{shape_of, TensorInfo};
-use crate::dtype::DType;
 use petgraph::visit::EdgeRef;
 use petgraph::Direction;
 use std::collections::HashSet;
@@ -23,7 +23,9 @@ impl Graph {
 
     /// Add a graph input.
     pub fn add_input(&mut self, info: TensorInfo) -> NodeId {
-        let id = self.g.add_node(Node::new(info.name.clone(), Op::Input, 0, vec![info]));
+        let id = self
+            .g
+            .add_node(Node::new(info.name.clone(), Op::Input, 0, vec![info]));
         self.inputs.push(id);
         id
     }
@@ -36,7 +38,11 @@ impl Graph {
             dtype: DType::from_datum(value.datum_type()),
             shape: Some(shape_of(value.shape())),
         };
-        Outlet::new(self.g.add_node(Node::new(name, Op::Const(value), 0, vec![info])), 0)
+        Outlet::new(
+            self.g
+                .add_node(Node::new(name, Op::Const(value), 0, vec![info])),
+            0,
+        )
     }
 
     /// Mark a tensor as a graph output.
@@ -56,7 +62,14 @@ impl Graph {
             )));
         }
         self.disconnect(to, slot);
-        self.g.add_edge(from.node, to, Edge { src_slot: from.slot, dst_slot: slot });
+        self.g.add_edge(
+            from.node,
+            to,
+            Edge {
+                src_slot: from.slot,
+                dst_slot: slot,
+            },
+        );
         Ok(())
     }
 
@@ -87,7 +100,8 @@ impl Graph {
                 *o = new;
             }
             let old_name = self.g[old.node].outputs[old.slot].name.clone();
-            let new_name = std::mem::replace(&mut self.g[new.node].outputs[new.slot].name, old_name);
+            let new_name =
+                std::mem::replace(&mut self.g[new.node].outputs[new.slot].name, old_name);
             self.g[old.node].outputs[old.slot].name = new_name;
         }
         Ok(())
@@ -102,7 +116,9 @@ impl Graph {
             )));
         }
         self.inputs.retain(|&i| i != id);
-        self.g.remove_node(id).ok_or_else(|| IrError::Invalid("remove_node: no such node".into()))
+        self.g
+            .remove_node(id)
+            .ok_or_else(|| IrError::Invalid("remove_node: no such node".into()))
     }
 
     /// Remove every node from which no graph output can be reached (keeps graph inputs).
@@ -120,18 +136,26 @@ impl Graph {
             .node_indices()
             .filter(|n| !live.contains(n) && !self.inputs.contains(n))
             .collect();
-        dead.into_iter().filter_map(|n| self.g.remove_node(n)).map(|n| n.name).collect()
+        dead.into_iter()
+            .filter_map(|n| self.g.remove_node(n))
+            .map(|n| n.name)
+            .collect()
     }
 
     /// A node or tensor name based on `base` that no node and no tensor uses yet.
     pub fn unique_name(&self, base: &str) -> String {
         let taken = |s: &str| {
-            self.g.node_weights().any(|n| n.name == s || n.outputs.iter().any(|t| t.name == s))
+            self.g
+                .node_weights()
+                .any(|n| n.name == s || n.outputs.iter().any(|t| t.name == s))
         };
         if !taken(base) {
             return base.to_string();
         }
-        (1..).map(|i| format!("{base}_{i}")).find(|s| !taken(s)).unwrap_or_default()
+        (1..)
+            .map(|i| format!("{base}_{i}"))
+            .find(|s| !taken(s))
+            .unwrap_or_default()
     }
 
     /// Give a node a new op and number of input slots (slots past the new count are cut).

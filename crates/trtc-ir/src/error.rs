@@ -6,7 +6,10 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum IrError {
     #[error("cannot read model file {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path} is not a valid ONNX protobuf (truncated or not a model): {detail}")]
     Decode { path: PathBuf, detail: String },
     #[error("the model has no graph")]
@@ -22,15 +25,31 @@ pub enum IrError {
     #[error("initializer `{name}`: {detail}")]
     BadInitializer { name: String, detail: String },
     #[error("node `{node}` ({op}): {detail}")]
-    BadNode { node: String, op: String, detail: String },
+    BadNode {
+        node: String,
+        op: String,
+        detail: String,
+    },
     #[error("shape error at node `{node}` ({op}): {detail}")]
-    Shape { node: String, op: String, detail: String },
+    Shape {
+        node: String,
+        op: String,
+        detail: String,
+    },
     #[error("invalid graph: {0}")]
     Invalid(String),
     #[error("tract cannot run op `{op}` (node `{node}`, domain `{domain}`)")]
-    UnsupportedByTract { node: String, op: String, domain: String },
+    UnsupportedByTract {
+        node: String,
+        op: String,
+        domain: String,
+    },
     #[error("input `{name}`: expected {expected}, given {given}")]
-    InputMismatch { name: String, expected: String, given: String },
+    InputMismatch {
+        name: String,
+        expected: String,
+        given: String,
+    },
     #[error("tract: {0}")]
     Tract(String),
 }

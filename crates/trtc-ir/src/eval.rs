@@ -24,7 +24,8 @@ fn onnx_framework() -> &'static tract_onnx::Onnx {
 pub fn tract_supports(op: &Op) -> bool {
     match op {
         Op::Other(o) => {
-            (o.domain.is_empty() || o.domain == "ai.onnx") && onnx_framework().op_register.0.contains_key(&o.op_type)
+            (o.domain.is_empty() || o.domain == "ai.onnx")
+                && onnx_framework().op_register.0.contains_key(&o.op_type)
         }
         _ => true,
     }
@@ -39,7 +40,11 @@ pub fn check_tract_supports(g: &Graph) -> Result<()> {
                 Op::Other(o) => o.domain.clone(),
                 _ => String::new(),
             };
-            return Err(IrError::UnsupportedByTract { node: n.name.clone(), op: n.op.op_type().into(), domain });
+            return Err(IrError::UnsupportedByTract {
+                node: n.name.clone(),
+                op: n.op.op_type().into(),
+                domain,
+            });
         }
     }
     Ok(())
@@ -49,7 +54,11 @@ pub fn check_tract_supports(g: &Graph) -> Result<()> {
 pub fn eval_node(g: &Graph, id: NodeId, inputs: &[Option<Arc<Tensor>>]) -> Result<Vec<Tensor>> {
     let node = g.node(id);
     if !tract_supports(&node.op) {
-        return Err(IrError::UnsupportedByTract { node: node.name.clone(), op: node.op.op_type().into(), domain: String::new() });
+        return Err(IrError::UnsupportedByTract {
+            node: node.name.clone(),
+            op: node.op.op_type().into(),
+            domain: String::new(),
+        });
     }
     // A one-node model whose inputs are initializers and whose outputs are the node's.
     let mut sub = Graph::new(g.meta.clone());
@@ -58,7 +67,10 @@ pub fn eval_node(g: &Graph, id: NodeId, inputs: &[Option<Arc<Tensor>>]) -> Resul
     let new_id = sub.add_node(copy);
     for (slot, value) in inputs.iter().enumerate() {
         if let Some(v) = value {
-            let name = g.input_info(id, slot).map(|t| t.name.clone()).unwrap_or_else(|| format!("in{slot}"));
+            let name = g
+                .input_info(id, slot)
+                .map(|t| t.name.clone())
+                .unwrap_or_else(|| format!("in{slot}"));
             let c = sub.add_const(name, v.clone());
             sub.connect(c, new_id, slot)?;
         }
@@ -75,16 +87,27 @@ pub fn eval_node(g: &Graph, id: NodeId, inputs: &[Option<Arc<Tensor>>]) -> Resul
             o.r#type = None;
         }
     }
-    let model = onnx_framework().model_for_proto_model(&proto).map_err(IrError::tract)?;
-    let plan = model.into_optimized().and_then(|m| m.into_runnable()).map_err(IrError::tract)?;
+    let model = onnx_framework()
+        .model_for_proto_model(&proto)
+        .map_err(IrError::tract)?;
+    let plan = model
+        .into_optimized()
+        .and_then(|m| m.into_runnable())
+        .map_err(IrError::tract)?;
     let results = plan.run(tvec!()).map_err(IrError::tract)?;
-    results.into_iter().map(|v| plain_tensor(v.into_tensor())).collect()
+    results
+        .into_iter()
+        .map(|v| plain_tensor(v.into_tensor()))
+        .collect()
 }
 
 /// tract computes shapes as symbolic `TDim`s; ONNX knows them as int64.
 fn plain_tensor(t: Tensor) -> Result<Tensor> {
     if t.datum_type() == DatumType::TDim {
-        return t.cast_to::<i64>().map(|c| c.into_owned()).map_err(IrError::tract);
+        return t
+            .cast_to::<i64>()
+            .map(|c| c.into_owned())
+            .map_err(IrError::tract);
     }
     Ok(t)
 }
@@ -94,7 +117,9 @@ fn plain_tensor(t: Tensor) -> Result<Tensor> {
 pub(crate) fn fill_from_tract_analysis(g: &mut Graph, unknown: &[Outlet]) -> Result<usize> {
     check_tract_supports(g)?;
     let proto = to_model_proto(g)?;
-    let mut model = onnx_framework().model_for_proto_model(&proto).map_err(IrError::tract)?;
+    let mut model = onnx_framework()
+        .model_for_proto_model(&proto)
+        .map_err(IrError::tract)?;
     let _ = model.analyse(false);
     let mut by_label: HashMap<String, OutletId> = HashMap::new();
     for node in model.nodes() {
@@ -108,8 +133,12 @@ pub(crate) fn fill_from_tract_analysis(g: &mut Graph, unknown: &[Outlet]) -> Res
     let mut filled = 0;
     for &o in unknown {
         let mut info = g.tensor(o).clone();
-        let Some(&to) = by_label.get(&info.name) else { continue };
-        let Ok(fact) = model.outlet_fact(to) else { continue };
+        let Some(&to) = by_label.get(&info.name) else {
+            continue;
+        };
+        let Ok(fact) = model.outlet_fact(to) else {
+            continue;
+        };
         if info.dtype.is_none() {
             info.dtype = fact.datum_type.concretize().and_then(DType::from_datum);
         }
@@ -152,10 +181,16 @@ fn check_shapes(expected: &[TensorInfo], shapes: &[Vec<usize>], dts: &[DatumType
         let given_dt = DType::from_datum(*dt);
         let given_desc = format!(
             "{}{}",
-            given_dt.map(|d| d.to_string()).unwrap_or_else(|| format!("{dt:?}")),
+            given_dt
+                .map(|d| d.to_string())
+                .unwrap_or_else(|| format!("{dt:?}")),
             shape_to_string(&crate::shape::shape_of(shape_given))
         );
-        let mismatch = || IrError::InputMismatch { name: e.name.clone(), expected: e.describe(), given: given_desc.clone() };
+        let mismatch = || IrError::InputMismatch {
+            name: e.name.clone(),
+            expected: e.describe(),
+            given: given_desc.clone(),
+        };
         if e.dtype.is_some() && e.dtype != given_dt {
             return Err(mismatch());
         }
@@ -166,10 +201,8 @@ fn check_shapes(expected: &[TensorInfo], shapes: &[Vec<usize>], dts: &[DatumType
             for (d, &n) in shape.iter().zip(shape_given) {
                 match d {
                     Dim::Known(k) if *k as usize != n => return Err(mismatch()),
-                    Dim::Sym(s) if s != "?" => {
-                        if *symbols.entry(s.clone()).or_insert(n) != n {
-                            return Err(mismatch());
-                        }
+                    Dim::Sym(s) if s != "?" && *symbols.entry(s.clone()).or_insert(n) != n => {
+                        return Err(mismatch());
                     }
                     _ => {}
                 }
@@ -200,14 +233,34 @@ impl CpuModel {
     pub fn new(g: &Graph) -> Result<CpuModel> {
         check_tract_supports(g)?;
         let proto = to_model_proto(g)?;
-        Self::from_proto(&proto, g.inputs().iter().map(|&i| g.tensor(Outlet::new(i, 0)).clone()).collect(),
-            g.outputs().iter().map(|&o| g.tensor(o).clone()).collect())
+        Self::from_proto(
+            &proto,
+            g.inputs()
+                .iter()
+                .map(|&i| g.tensor(Outlet::new(i, 0)).clone())
+                .collect(),
+            g.outputs().iter().map(|&o| g.tensor(o).clone()).collect(),
+        )
     }
 
     /// A model from an exported (sub)graph and the infos of its inputs and outputs.
-    pub fn from_proto(proto: &ModelProto, inputs: Vec<TensorInfo>, outputs: Vec<TensorInfo>) -> Result<CpuModel> {
-        let model = onnx_framework().model_for_proto_model(proto).map_err(IrError::tract)?;
-        Ok(CpuModel { model, inputs, outputs, cache: Mutex::new(PlanCache { plans: vec![], capacity: 8 }) })
+    pub fn from_proto(
+        proto: &ModelProto,
+        inputs: Vec<TensorInfo>,
+        outputs: Vec<TensorInfo>,
+    ) -> Result<CpuModel> {
+        let model = onnx_framework()
+            .model_for_proto_model(proto)
+            .map_err(IrError::tract)?;
+        Ok(CpuModel {
+            model,
+            inputs,
+            outputs,
+            cache: Mutex::new(PlanCache {
+                plans: vec![],
+                capacity: 8,
+            }),
+        })
     }
 
     /// Keep at most `n` optimized plans (one per input shape).
@@ -228,16 +281,23 @@ impl CpuModel {
 
     fn plan(&self, shapes: Vec<Vec<usize>>, dts: &[DatumType]) -> Result<Plan> {
         {
-            let cache = self.cache.lock().map_err(|_| IrError::Tract("plan cache poisoned".into()))?;
+            let cache = self
+                .cache
+                .lock()
+                .map_err(|_| IrError::Tract("plan cache poisoned".into()))?;
             if let Some((_, p)) = cache.plans.iter().find(|(s, _)| *s == shapes) {
                 return Ok(p.clone());
             }
         }
         let mut m = self.model.clone();
         for (i, (s, dt)) in shapes.iter().zip(dts).enumerate() {
-            m.set_input_fact(i, InferenceFact::dt_shape(*dt, s.clone())).map_err(IrError::tract)?;
+            m.set_input_fact(i, InferenceFact::dt_shape(*dt, s.clone()))
+                .map_err(IrError::tract)?;
         }
-        let plan = m.into_optimized().and_then(|m| m.into_runnable()).map_err(IrError::tract)?;
+        let plan = m
+            .into_optimized()
+            .and_then(|m| m.into_runnable())
+            .map_err(IrError::tract)?;
         if let Ok(mut cache) = self.cache.lock() {
             if cache.plans.len() >= cache.capacity {
                 cache.plans.remove(0);

@@ -79,8 +79,17 @@ pub fn subgraph_to_model_proto(g: &Graph, set: &[NodeId]) -> Result<(ModelProto,
     Ok((proto, io))
 }
 
-fn build(g: &Graph, set: &HashSet<NodeId>, order: &[NodeId], io: SubgraphIo, flavor: Flavor) -> Result<ModelProto> {
-    let mut gp = GraphProto { name: g.meta.graph_name.clone(), ..Default::default() };
+fn build(
+    g: &Graph,
+    set: &HashSet<NodeId>,
+    order: &[NodeId],
+    io: SubgraphIo,
+    flavor: Flavor,
+) -> Result<ModelProto> {
+    let mut gp = GraphProto {
+        name: g.meta.graph_name.clone(),
+        ..Default::default()
+    };
     let mut initialized: HashSet<String> = HashSet::new();
     for &o in &io.inputs {
         gp.input.push(value_info(g.tensor(o)));
@@ -91,7 +100,8 @@ fn build(g: &Graph, set: &HashSet<NodeId>, order: &[NodeId], io: SubgraphIo, fla
             Op::Input => {}
             Op::Const(t) => {
                 if initialized.insert(node.outputs[0].name.clone()) {
-                    gp.initializer.push(tensor_to_proto(&node.outputs[0].name, t));
+                    gp.initializer
+                        .push(tensor_to_proto(&node.outputs[0].name, t));
                 }
             }
             _ => {
@@ -121,10 +131,17 @@ fn build(g: &Graph, set: &HashSet<NodeId>, order: &[NodeId], io: SubgraphIo, fla
     }
     let mut opset_import = opsets(g);
     if flavor == Flavor::Trtc {
-        opset_import.push(pb::OperatorSetIdProto { domain: TRTC_DOMAIN.into(), version: 1 });
+        opset_import.push(pb::OperatorSetIdProto {
+            domain: TRTC_DOMAIN.into(),
+            version: 1,
+        });
     }
     Ok(ModelProto {
-        ir_version: if g.meta.ir_version > 0 { g.meta.ir_version } else { 8 },
+        ir_version: if g.meta.ir_version > 0 {
+            g.meta.ir_version
+        } else {
+            8
+        },
         opset_import,
         producer_name: "trtc".into(),
         producer_version: env!("CARGO_PKG_VERSION").into(),
@@ -138,10 +155,19 @@ fn opsets(g: &Graph) -> Vec<pb::OperatorSetIdProto> {
         .meta
         .opset_imports
         .iter()
-        .map(|(domain, version)| pb::OperatorSetIdProto { domain: domain.clone(), version: *version })
+        .map(|(domain, version)| pb::OperatorSetIdProto {
+            domain: domain.clone(),
+            version: *version,
+        })
         .collect();
-    if !v.iter().any(|o| o.domain.is_empty() || o.domain == "ai.onnx") {
-        v.push(pb::OperatorSetIdProto { domain: String::new(), version: 17 });
+    if !v
+        .iter()
+        .any(|o| o.domain.is_empty() || o.domain == "ai.onnx")
+    {
+        v.push(pb::OperatorSetIdProto {
+            domain: String::new(),
+            version: 17,
+        });
     }
     v
 }
@@ -205,9 +231,11 @@ fn trtc_node(g: &Graph, id: NodeId, inputs: Vec<String>) -> NodeProto {
     let mut p = node_proto(&node.name, &node.op, inputs, outputs);
     if let Op::FusedConv(f) = &node.op {
         p.domain = TRTC_DOMAIN.into();
-        p.attribute.push(crate::op::attr_int("residual", f.residual as i64));
+        p.attribute
+            .push(crate::op::attr_int("residual", f.residual as i64));
         if let Some(act) = f.activation {
-            p.attribute.push(crate::op::attr_string("activation", act.name()));
+            p.attribute
+                .push(crate::op::attr_string("activation", act.name()));
             let params: Vec<f32> = match act {
                 Activation::Clip { min, max } => vec![min, max],
                 Activation::LeakyRelu { alpha } => vec![alpha],
@@ -215,12 +243,23 @@ fn trtc_node(g: &Graph, id: NodeId, inputs: Vec<String>) -> NodeProto {
                 _ => vec![],
             };
             if !params.is_empty() {
-                p.attribute.push(pb::AttributeProto { name: "activation_params".into(), r#type: 6, floats: params, ..Default::default() });
+                p.attribute.push(pb::AttributeProto {
+                    name: "activation_params".into(),
+                    r#type: 6,
+                    floats: params,
+                    ..Default::default()
+                });
             }
         }
     }
-    let meta = NodeMeta { origin: node.origin.clone(), fused_ops: node.fused_ops.clone() };
-    p.doc_string = format!("{META_PREFIX}{}", serde_json::to_string(&meta).unwrap_or_default());
+    let meta = NodeMeta {
+        origin: node.origin.clone(),
+        fused_ops: node.fused_ops.clone(),
+    };
+    p.doc_string = format!(
+        "{META_PREFIX}{}",
+        serde_json::to_string(&meta).unwrap_or_default()
+    );
     p
 }
 
@@ -228,18 +267,37 @@ fn emit_node(g: &Graph, id: NodeId, inputs: Vec<String>, gp: &mut GraphProto) {
     let node = g.node(id);
     let outputs: Vec<String> = node.outputs.iter().map(|t| t.name.clone()).collect();
     let Op::FusedConv(f) = &node.op else {
-        gp.node.push(node_proto(&node.name, &node.op, inputs, outputs));
+        gp.node
+            .push(node_proto(&node.name, &node.op, inputs, outputs));
         return;
     };
     let out = outputs[0].clone();
-    let conv_out = if f.residual || f.activation.is_some() { format!("{out}::conv") } else { out.clone() };
+    let conv_out = if f.residual || f.activation.is_some() {
+        format!("{out}::conv")
+    } else {
+        out.clone()
+    };
     let conv_inputs = inputs[..3.min(inputs.len())].to_vec();
-    gp.node.push(node_proto(&node.name, &Op::Conv(f.conv.clone()), conv_inputs, vec![conv_out.clone()]));
+    gp.node.push(node_proto(
+        &node.name,
+        &Op::Conv(f.conv.clone()),
+        conv_inputs,
+        vec![conv_out.clone()],
+    ));
     let mut last = conv_out;
     if f.residual {
-        let add_out = if f.activation.is_some() { format!("{out}::add") } else { out.clone() };
+        let add_out = if f.activation.is_some() {
+            format!("{out}::add")
+        } else {
+            out.clone()
+        };
         let z = inputs.get(3).cloned().unwrap_or_default();
-        gp.node.push(node_proto(&format!("{}::add", node.name), &Op::Add, vec![last, z], vec![add_out.clone()]));
+        gp.node.push(node_proto(
+            &format!("{}::add", node.name),
+            &Op::Add,
+            vec![last, z],
+            vec![add_out.clone()],
+        ));
         last = add_out;
     }
     if let Some(act) = f.activation {
@@ -252,13 +310,21 @@ fn emit_node(g: &Graph, id: NodeId, inputs: Vec<String>, gp: &mut GraphProto) {
                 act_inputs.push(name);
             }
         }
-        gp.node.push(node_proto(&format!("{}::{}", node.name, act.name()), &act.to_op(), act_inputs, vec![out]));
+        gp.node.push(node_proto(
+            &format!("{}::{}", node.name, act.name()),
+            &act.to_op(),
+            act_inputs,
+            vec![out],
+        ));
     }
 }
 
 /// Names of initializers in a model, for tests and reports.
 pub fn initializer_names(m: &ModelProto) -> Vec<String> {
-    m.graph.iter().flat_map(|g| g.initializer.iter().map(|t: &TensorProto| t.name.clone())).collect()
+    m.graph
+        .iter()
+        .flat_map(|g| g.initializer.iter().map(|t: &TensorProto| t.name.clone()))
+        .collect()
 }
 
 /// Op histogram of an exported model.

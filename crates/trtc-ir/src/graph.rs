@@ -1,5 +1,9 @@
 //! The graph: a petgraph `StableGraph` (indices survive deletions) of nodes joined by tensors.
 //!
+//! Node ids stay valid while their node lives, but petgraph hands the id of a removed node
+//! to the next node added: a pass must not keep an id across a removal and an addition
+//! without checking what it names now (`Graph::contains`, or re-reading the inputs).
+//!
 //! A node owns the metadata of the tensors it produces (`outputs`); an edge is one use of
 //! such a tensor: it names the producer's output slot and the consumer's input slot, and
 //! `Graph::edge_tensor` gives its name, element type and shape. Graph inputs are `Input`
@@ -45,10 +49,22 @@ pub struct Node {
 }
 
 impl Node {
-    pub fn new(name: impl Into<String>, op: Op, num_inputs: usize, outputs: Vec<TensorInfo>) -> Node {
+    pub fn new(
+        name: impl Into<String>,
+        op: Op,
+        num_inputs: usize,
+        outputs: Vec<TensorInfo>,
+    ) -> Node {
         let name = name.into();
         let op_type = op.op_type().to_string();
-        Node { origin: vec![name.clone()], fused_ops: vec![op_type], name, op, num_inputs, outputs }
+        Node {
+            origin: vec![name.clone()],
+            fused_ops: vec![op_type],
+            name,
+            op,
+            num_inputs,
+            outputs,
+        }
     }
 
     /// `Conv+BatchNormalization+Relu` for fused nodes, the op type otherwise.
@@ -99,7 +115,10 @@ pub struct Graph {
 
 impl Graph {
     pub fn new(meta: ModelMeta) -> Graph {
-        Graph { meta, ..Default::default() }
+        Graph {
+            meta,
+            ..Default::default()
+        }
     }
 
     pub fn node(&self, id: NodeId) -> &Node {
@@ -125,7 +144,10 @@ impl Graph {
 
     /// Nodes that compute something: neither inputs nor constants.
     pub fn compute_node_count(&self) -> usize {
-        self.g.node_weights().filter(|n| !n.op.is_const() && !n.op.is_input()).count()
+        self.g
+            .node_weights()
+            .filter(|n| !n.op.is_const() && !n.op.is_input())
+            .count()
     }
 
     pub fn inputs(&self) -> &[NodeId] {
@@ -213,7 +235,8 @@ impl Graph {
 
     /// The constant feeding input `slot` of `id`.
     pub fn input_const(&self, id: NodeId, slot: usize) -> Option<&Arc<Tensor>> {
-        self.input_outlet(id, slot).and_then(|o| self.const_value(o))
+        self.input_outlet(id, slot)
+            .and_then(|o| self.const_value(o))
     }
 
     /// Topological order of all nodes, or the cycle error.

@@ -28,7 +28,10 @@ pub fn load_model(path: impl AsRef<Path>) -> Result<Graph> {
 
 /// Decode the protobuf only.
 pub fn read_model_proto(path: &Path) -> Result<ModelProto> {
-    let io = |source| IrError::Io { path: path.to_path_buf(), source };
+    let io = |source| IrError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     let file = std::fs::File::open(path).map_err(io)?;
     if file.metadata().map_err(io)?.is_dir() {
         return Err(io(std::io::Error::other("is a directory")));
@@ -37,8 +40,10 @@ pub fn read_model_proto(path: &Path) -> Result<ModelProto> {
     // truncated underneath us would fault, as it would for any reader of it.
     let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
     let _ = map.advise(memmap2::Advice::Sequential);
-    let proto = ModelProto::decode(ReleasingBuf::new(&map))
-        .map_err(|e| IrError::Decode { path: path.to_path_buf(), detail: e.to_string() })?;
+    let proto = ModelProto::decode(ReleasingBuf::new(&map)).map_err(|e| IrError::Decode {
+        path: path.to_path_buf(),
+        detail: e.to_string(),
+    })?;
     if proto.graph.is_none() {
         return Err(IrError::Decode {
             path: path.to_path_buf(),
@@ -59,7 +64,11 @@ const RELEASE_CHUNK: usize = 4 << 20;
 
 impl<'a> ReleasingBuf<'a> {
     fn new(map: &'a memmap2::Mmap) -> Self {
-        ReleasingBuf { map, pos: 0, released: 0 }
+        ReleasingBuf {
+            map,
+            pos: 0,
+            released: 0,
+        }
     }
 }
 
@@ -92,7 +101,9 @@ impl Buf for ReleasingBuf<'_> {
 
 pub(crate) fn info_from_value_info(vi: &ValueInfoProto) -> TensorInfo {
     let mut info = TensorInfo::new(vi.name.clone());
-    if let Some(pb::type_proto::Value::TensorType(tt)) = vi.r#type.as_ref().and_then(|t| t.value.as_ref()) {
+    if let Some(pb::type_proto::Value::TensorType(tt)) =
+        vi.r#type.as_ref().and_then(|t| t.value.as_ref())
+    {
         if tt.elem_type != 0 {
             info.dtype = Some(DType::from_onnx(tt.elem_type));
         }
@@ -103,7 +114,9 @@ pub(crate) fn info_from_value_info(vi: &ValueInfoProto) -> TensorInfo {
                     Some(pb::tensor_shape_proto::dimension::Value::DimValue(v)) if *v >= 0 => {
                         Dim::Known(*v as u64)
                     }
-                    Some(pb::tensor_shape_proto::dimension::Value::DimParam(p)) if !p.is_empty() => {
+                    Some(pb::tensor_shape_proto::dimension::Value::DimParam(p))
+                        if !p.is_empty() =>
+                    {
                         Dim::Sym(p.clone())
                     }
                     _ => Dim::Sym("?".into()),
@@ -141,10 +154,18 @@ fn constant_value(np: &NodeProto) -> Result<Option<Tensor>> {
 pub fn from_proto(mut proto: ModelProto, model_dir: Option<&Path>) -> Result<Graph> {
     let meta = ModelMeta {
         ir_version: proto.ir_version,
-        opset_imports: proto.opset_import.iter().map(|o| (o.domain.clone(), o.version)).collect(),
+        opset_imports: proto
+            .opset_import
+            .iter()
+            .map(|o| (o.domain.clone(), o.version))
+            .collect(),
         producer_name: proto.producer_name.clone(),
         producer_version: proto.producer_version.clone(),
-        graph_name: proto.graph.as_ref().map(|g| g.name.clone()).unwrap_or_default(),
+        graph_name: proto
+            .graph
+            .as_ref()
+            .map(|g| g.name.clone())
+            .unwrap_or_default(),
     };
     let opset = meta.opset();
     let mut gp = proto.graph.take().ok_or(IrError::NoGraph)?;
@@ -168,7 +189,12 @@ pub fn from_proto(mut proto: ModelProto, model_dir: Option<&Path>) -> Result<Gra
             dtype: DType::from_datum(tensor.datum_type()),
             shape: Some(crate::shape::shape_of(tensor.shape())),
         };
-        let id = graph.add_node(Node::new(tp.name.clone(), Op::Const(Arc::new(tensor)), 0, vec![info]));
+        let id = graph.add_node(Node::new(
+            tp.name.clone(),
+            Op::Const(Arc::new(tensor)),
+            0,
+            vec![info],
+        ));
         define(&mut by_name, &tp.name, Outlet::new(id, 0))?;
     }
     for vi in &gp.input {
@@ -191,7 +217,11 @@ pub fn from_proto(mut proto: ModelProto, model_dir: Option<&Path>) -> Result<Gra
             Some(Err(e)) => return Err(e),
             _ => Op::from_onnx(&np.op_type, &np.domain, &np.attribute, opset),
         };
-        let outputs = np.output.iter().map(|o| TensorInfo::new(o.clone())).collect();
+        let outputs = np
+            .output
+            .iter()
+            .map(|o| TensorInfo::new(o.clone()))
+            .collect();
         let mut node = Node::new(name, op, np.input.len(), outputs);
         if let Some(meta) = np.doc_string.strip_prefix(crate::export::META_PREFIX) {
             if let Ok(m) = serde_json::from_str::<crate::export::NodeMeta>(meta) {
@@ -223,7 +253,9 @@ pub fn from_proto(mut proto: ModelProto, model_dir: Option<&Path>) -> Result<Gra
     }
     let mut outputs = vec![];
     for vi in &gp.output {
-        let o = *by_name.get(&vi.name).ok_or_else(|| IrError::DanglingOutput(vi.name.clone()))?;
+        let o = *by_name
+            .get(&vi.name)
+            .ok_or_else(|| IrError::DanglingOutput(vi.name.clone()))?;
         apply_value_info(&mut graph, o, vi);
         outputs.push(o);
     }

@@ -178,43 +178,82 @@ pub enum Op {
     Const(Arc<Tensor>),
     Conv(ConvAttrs),
     FusedConv(FusedConv),
-    BatchNormalization { epsilon: f32, momentum: Option<f32> },
+    BatchNormalization {
+        epsilon: f32,
+        momentum: Option<f32>,
+    },
     Relu,
     Sigmoid,
     Tanh,
     HardSwish,
-    LeakyRelu { alpha: f32 },
-    HardSigmoid { alpha: f32, beta: f32 },
+    LeakyRelu {
+        alpha: f32,
+    },
+    HardSigmoid {
+        alpha: f32,
+        beta: f32,
+    },
     /// min and max are inputs 1 and 2 (opset 11+).
     Clip,
     Add,
     Sub,
     Mul,
     Div,
-    Concat { axis: i64 },
+    Concat {
+        axis: i64,
+    },
     /// Split sizes as input 1 (opset 13+), or `num_outputs` (opset 18+), or equal parts.
-    Split { axis: i64, num_outputs: Option<i64> },
+    Split {
+        axis: i64,
+        num_outputs: Option<i64>,
+    },
     MaxPool(PoolAttrs),
     AveragePool(PoolAttrs),
     GlobalAveragePool,
     GlobalMaxPool,
-    Gemm { alpha: f32, beta: f32, trans_a: i64, trans_b: i64 },
+    Gemm {
+        alpha: f32,
+        beta: f32,
+        trans_a: i64,
+        trans_b: i64,
+    },
     MatMul,
-    Flatten { axis: i64 },
-    Reshape { allowzero: i64 },
-    Softmax { axis: i64 },
-    Pad { mode: String },
+    Flatten {
+        axis: i64,
+    },
+    Reshape {
+        allowzero: i64,
+    },
+    Softmax {
+        axis: i64,
+    },
+    Pad {
+        mode: String,
+    },
     Identity,
-    Dropout { seed: Option<i64> },
-    Transpose { perm: Option<Vec<i64>> },
-    Cast { to: DType },
-    Shape { start: Option<i64>, end: Option<i64> },
-    Gather { axis: i64 },
+    Dropout {
+        seed: Option<i64>,
+    },
+    Transpose {
+        perm: Option<Vec<i64>>,
+    },
+    Cast {
+        to: DType,
+    },
+    Shape {
+        start: Option<i64>,
+        end: Option<i64>,
+    },
+    Gather {
+        axis: i64,
+    },
     /// Axes as input 1 (opset 13+).
     Unsqueeze,
     Squeeze,
     Slice,
-    ConstantOfShape { value: Option<Arc<Tensor>> },
+    ConstantOfShape {
+        value: Option<Arc<Tensor>>,
+    },
     Other(OtherOp),
 }
 
@@ -341,7 +380,12 @@ impl Op {
             }
             Op::MaxPool(p) => pool_attrs(p, false),
             Op::AveragePool(p) => pool_attrs(p, true),
-            Op::Gemm { alpha, beta, trans_a, trans_b } => vec![
+            Op::Gemm {
+                alpha,
+                beta,
+                trans_a,
+                trans_b,
+            } => vec![
                 attr_float("alpha", *alpha),
                 attr_float("beta", *beta),
                 attr_int("transA", *trans_a),
@@ -381,7 +425,12 @@ impl Op {
 
     /// Key attributes for labels: kernel, stride, groups, axis.
     pub fn summary(&self) -> String {
-        let ints = |v: &[i64]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join("x");
+        let ints = |v: &[i64]| {
+            v.iter()
+                .map(|x| x.to_string())
+                .collect::<Vec<_>>()
+                .join("x")
+        };
         match self {
             Op::Conv(c) => conv_summary(c),
             Op::FusedConv(f) => conv_summary(&f.conv),
@@ -407,7 +456,12 @@ impl Op {
 }
 
 fn conv_summary(c: &ConvAttrs) -> String {
-    let ints = |v: &[i64]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join("x");
+    let ints = |v: &[i64]| {
+        v.iter()
+            .map(|x| x.to_string())
+            .collect::<Vec<_>>()
+            .join("x")
+    };
     let mut s = String::new();
     if !c.kernel_shape.is_empty() {
         s += &format!("k={}", ints(&c.kernel_shape));
@@ -440,14 +494,21 @@ fn conv_attrs(c: &ConvAttrs) -> Vec<AttributeProto> {
 }
 
 fn pool_attrs(p: &PoolAttrs, average: bool) -> Vec<AttributeProto> {
-    let mut v = vec![attr_int("ceil_mode", p.ceil_mode), attr_ints("kernel_shape", &p.kernel_shape)];
+    let mut v = vec![
+        attr_int("ceil_mode", p.ceil_mode),
+        attr_ints("kernel_shape", &p.kernel_shape),
+    ];
     if p.auto_pad != AutoPad::NotSet {
         v.push(attr_string("auto_pad", p.auto_pad.as_str()));
     }
     if average {
         v.push(attr_int("count_include_pad", p.count_include_pad));
     }
-    for (name, val) in [("dilations", &p.dilations), ("pads", &p.pads), ("strides", &p.strides)] {
+    for (name, val) in [
+        ("dilations", &p.dilations),
+        ("pads", &p.pads),
+        ("strides", &p.strides),
+    ] {
         if !val.is_empty() {
             v.push(attr_ints(name, val));
         }
@@ -456,16 +517,36 @@ fn pool_attrs(p: &PoolAttrs, average: bool) -> Vec<AttributeProto> {
 }
 
 pub(crate) fn attr_int(name: &str, i: i64) -> AttributeProto {
-    AttributeProto { name: name.into(), r#type: 2, i, ..Default::default() }
+    AttributeProto {
+        name: name.into(),
+        r#type: 2,
+        i,
+        ..Default::default()
+    }
 }
 pub(crate) fn attr_float(name: &str, f: f32) -> AttributeProto {
-    AttributeProto { name: name.into(), r#type: 1, f, ..Default::default() }
+    AttributeProto {
+        name: name.into(),
+        r#type: 1,
+        f,
+        ..Default::default()
+    }
 }
 pub(crate) fn attr_ints(name: &str, ints: &[i64]) -> AttributeProto {
-    AttributeProto { name: name.into(), r#type: 7, ints: ints.to_vec(), ..Default::default() }
+    AttributeProto {
+        name: name.into(),
+        r#type: 7,
+        ints: ints.to_vec(),
+        ..Default::default()
+    }
 }
 pub(crate) fn attr_string(name: &str, s: &str) -> AttributeProto {
-    AttributeProto { name: name.into(), r#type: 3, s: s.as_bytes().to_vec(), ..Default::default() }
+    AttributeProto {
+        name: name.into(),
+        r#type: 3,
+        s: s.as_bytes().to_vec(),
+        ..Default::default()
+    }
 }
 
 /// Reads attributes by name and type, remembering which were read: a node with an
@@ -478,7 +559,11 @@ pub(crate) struct AttrReader<'a> {
 
 impl<'a> AttrReader<'a> {
     pub(crate) fn new(attrs: &'a [AttributeProto]) -> Self {
-        AttrReader { attrs, used: vec![false; attrs.len()], bad: false }
+        AttrReader {
+            attrs,
+            used: vec![false; attrs.len()],
+            bad: false,
+        }
     }
     fn get(&mut self, name: &str, ty: i32) -> Option<&'a AttributeProto> {
         let i = self.attrs.iter().position(|a| a.name == name)?;
@@ -504,7 +589,8 @@ impl<'a> AttrReader<'a> {
         self.get(name, 6).map(|a| a.floats.clone())
     }
     pub(crate) fn string(&mut self, name: &str) -> Option<String> {
-        self.get(name, 3).map(|a| String::from_utf8_lossy(&a.s).into_owned())
+        self.get(name, 3)
+            .map(|a| String::from_utf8_lossy(&a.s).into_owned())
     }
     pub(crate) fn tensor(&mut self, name: &str) -> Option<&'a TensorProto> {
         self.get(name, 4).and_then(|a| a.t.as_ref())
@@ -517,9 +603,19 @@ impl<'a> AttrReader<'a> {
 
 /// The `ai.trtc` FusedConv that trtc writes into its plans.
 fn parse_fused_conv(attrs: &[AttributeProto]) -> Option<Op> {
-    let conv_attrs: Vec<AttributeProto> =
-        attrs.iter().filter(|a| !matches!(a.name.as_str(), "residual" | "activation" | "activation_params")).cloned().collect();
-    let Some(Op::Conv(conv)) = parse_standard("Conv", &conv_attrs, 17) else { return None };
+    let conv_attrs: Vec<AttributeProto> = attrs
+        .iter()
+        .filter(|a| {
+            !matches!(
+                a.name.as_str(),
+                "residual" | "activation" | "activation_params"
+            )
+        })
+        .cloned()
+        .collect();
+    let Some(Op::Conv(conv)) = parse_standard("Conv", &conv_attrs, 17) else {
+        return None;
+    };
     let mut a = AttrReader::new(attrs);
     let residual = a.int("residual").unwrap_or(0) != 0;
     let params = a.floats("activation_params").unwrap_or_default();
@@ -527,14 +623,24 @@ fn parse_fused_conv(attrs: &[AttributeProto]) -> Option<Op> {
     let activation = match a.string("activation").as_deref() {
         None => None,
         Some("Relu") => Some(Activation::Relu),
-        Some("Clip") => Some(Activation::Clip { min: p(0)?, max: p(1)? }),
+        Some("Clip") => Some(Activation::Clip {
+            min: p(0)?,
+            max: p(1)?,
+        }),
         Some("LeakyRelu") => Some(Activation::LeakyRelu { alpha: p(0)? }),
         Some("Sigmoid") => Some(Activation::Sigmoid),
-        Some("HardSigmoid") => Some(Activation::HardSigmoid { alpha: p(0)?, beta: p(1)? }),
+        Some("HardSigmoid") => Some(Activation::HardSigmoid {
+            alpha: p(0)?,
+            beta: p(1)?,
+        }),
         Some("HardSwish") => Some(Activation::HardSwish),
         Some(_) => return None,
     };
-    Some(Op::FusedConv(FusedConv { conv, residual, activation }))
+    Some(Op::FusedConv(FusedConv {
+        conv,
+        residual,
+        activation,
+    }))
 }
 
 fn parse_standard(op_type: &str, attrs: &[AttributeProto], opset: i64) -> Option<Op> {
@@ -584,7 +690,9 @@ fn parse_standard(op_type: &str, attrs: &[AttributeProto], opset: i64) -> Option
         "Sigmoid" => Op::Sigmoid,
         "Tanh" => Op::Tanh,
         "HardSwish" => Op::HardSwish,
-        "LeakyRelu" => Op::LeakyRelu { alpha: a.float("alpha").unwrap_or(0.01) },
+        "LeakyRelu" => Op::LeakyRelu {
+            alpha: a.float("alpha").unwrap_or(0.01),
+        },
         "HardSigmoid" => Op::HardSigmoid {
             alpha: a.float("alpha").unwrap_or(0.2),
             beta: a.float("beta").unwrap_or(0.5),
@@ -594,10 +702,13 @@ fn parse_standard(op_type: &str, attrs: &[AttributeProto], opset: i64) -> Option
         "Sub" => Op::Sub,
         "Mul" => Op::Mul,
         "Div" => Op::Div,
-        "Concat" => Op::Concat { axis: a.int("axis")? },
-        "Split" if opset >= 13 => {
-            Op::Split { axis: a.int("axis").unwrap_or(0), num_outputs: a.int("num_outputs") }
-        }
+        "Concat" => Op::Concat {
+            axis: a.int("axis")?,
+        },
+        "Split" if opset >= 13 => Op::Split {
+            axis: a.int("axis").unwrap_or(0),
+            num_outputs: a.int("num_outputs"),
+        },
         "GlobalAveragePool" => Op::GlobalAveragePool,
         "GlobalMaxPool" => Op::GlobalMaxPool,
         "Gemm" => Op::Gemm {
@@ -607,16 +718,35 @@ fn parse_standard(op_type: &str, attrs: &[AttributeProto], opset: i64) -> Option
             trans_b: a.int("transB").unwrap_or(0),
         },
         "MatMul" => Op::MatMul,
-        "Flatten" => Op::Flatten { axis: a.int("axis").unwrap_or(1) },
-        "Reshape" if opset >= 5 => Op::Reshape { allowzero: a.int("allowzero").unwrap_or(0) },
-        "Softmax" if opset >= 13 => Op::Softmax { axis: a.int("axis").unwrap_or(-1) },
-        "Pad" if opset >= 11 => Op::Pad { mode: a.string("mode").unwrap_or_else(|| "constant".into()) },
+        "Flatten" => Op::Flatten {
+            axis: a.int("axis").unwrap_or(1),
+        },
+        "Reshape" if opset >= 5 => Op::Reshape {
+            allowzero: a.int("allowzero").unwrap_or(0),
+        },
+        "Softmax" if opset >= 13 => Op::Softmax {
+            axis: a.int("axis").unwrap_or(-1),
+        },
+        "Pad" if opset >= 11 => Op::Pad {
+            mode: a.string("mode").unwrap_or_else(|| "constant".into()),
+        },
         "Identity" => Op::Identity,
-        "Dropout" if opset >= 12 => Op::Dropout { seed: a.int("seed") },
-        "Transpose" => Op::Transpose { perm: a.ints("perm") },
-        "Cast" => Op::Cast { to: DType::from_onnx(a.int("to")? as i32) },
-        "Shape" => Op::Shape { start: a.int("start"), end: a.int("end") },
-        "Gather" => Op::Gather { axis: a.int("axis").unwrap_or(0) },
+        "Dropout" if opset >= 12 => Op::Dropout {
+            seed: a.int("seed"),
+        },
+        "Transpose" => Op::Transpose {
+            perm: a.ints("perm"),
+        },
+        "Cast" => Op::Cast {
+            to: DType::from_onnx(a.int("to")? as i32),
+        },
+        "Shape" => Op::Shape {
+            start: a.int("start"),
+            end: a.int("end"),
+        },
+        "Gather" => Op::Gather {
+            axis: a.int("axis").unwrap_or(0),
+        },
         "Unsqueeze" if opset >= 13 => Op::Unsqueeze,
         "Squeeze" if opset >= 13 => Op::Squeeze,
         "Slice" if opset >= 10 => Op::Slice,
@@ -645,7 +775,9 @@ mod tests {
             attr_int("group", 4),
         ];
         let op = Op::from_onnx("Conv", "", &attrs, 17);
-        let Op::Conv(c) = &op else { panic!("not a conv: {op:?}") };
+        let Op::Conv(c) = &op else {
+            panic!("not a conv: {op:?}")
+        };
         assert_eq!(c.group, 4);
         assert_eq!(c.strides(2), vec![2, 2]);
         assert_eq!(c.dilations(2), vec![1, 1]);
@@ -658,7 +790,9 @@ mod tests {
     fn unknown_attribute_keeps_the_node_verbatim() {
         let attrs = vec![attr_int("group", 1), attr_int("mystery", 7)];
         let op = Op::from_onnx("Conv", "", &attrs, 17);
-        let Op::Other(o) = op else { panic!("should be Other") };
+        let Op::Other(o) = op else {
+            panic!("should be Other")
+        };
         assert_eq!(o.op_type, "Conv");
         assert_eq!(o.attributes.len(), 2);
     }
@@ -666,14 +800,26 @@ mod tests {
     #[test]
     fn attribute_of_wrong_type_is_not_understood() {
         let attrs = vec![attr_float("axis", 1.0)];
-        assert!(matches!(Op::from_onnx("Concat", "", &attrs, 17), Op::Other(_)));
+        assert!(matches!(
+            Op::from_onnx("Concat", "", &attrs, 17),
+            Op::Other(_)
+        ));
     }
 
     #[test]
     fn old_opset_forms_stay_other() {
-        assert!(matches!(Op::from_onnx("Softmax", "", &[], 11), Op::Other(_)));
-        assert!(matches!(Op::from_onnx("Softmax", "", &[], 13), Op::Softmax { axis: -1 }));
-        assert!(matches!(Op::from_onnx("Relu", "com.microsoft", &[], 13), Op::Other(_)));
+        assert!(matches!(
+            Op::from_onnx("Softmax", "", &[], 11),
+            Op::Other(_)
+        ));
+        assert!(matches!(
+            Op::from_onnx("Softmax", "", &[], 13),
+            Op::Softmax { axis: -1 }
+        ));
+        assert!(matches!(
+            Op::from_onnx("Relu", "com.microsoft", &[], 13),
+            Op::Other(_)
+        ));
     }
 
     #[test]

@@ -55,7 +55,10 @@ pub fn shape_to_string(shape: &[Dim]) -> String {
 }
 
 pub fn known_shape(shape: &[Dim]) -> Option<Vec<usize>> {
-    shape.iter().map(|d| d.known().map(|v| v as usize)).collect()
+    shape
+        .iter()
+        .map(|d| d.known().map(|v| v as usize))
+        .collect()
 }
 
 pub fn shape_of(dims: &[usize]) -> Shape {
@@ -72,11 +75,19 @@ pub struct TensorInfo {
 
 impl TensorInfo {
     pub fn new(name: impl Into<String>) -> TensorInfo {
-        TensorInfo { name: name.into(), dtype: None, shape: None }
+        TensorInfo {
+            name: name.into(),
+            dtype: None,
+            shape: None,
+        }
     }
 
     pub fn with(name: impl Into<String>, dtype: DType, shape: Shape) -> TensorInfo {
-        TensorInfo { name: name.into(), dtype: Some(dtype), shape: Some(shape) }
+        TensorInfo {
+            name: name.into(),
+            dtype: Some(dtype),
+            shape: Some(shape),
+        }
     }
 
     pub fn rank(&self) -> Option<usize> {
@@ -85,8 +96,15 @@ impl TensorInfo {
 
     /// `f32[N,3,224,224]`, with `?` for what is unknown.
     pub fn describe(&self) -> String {
-        let dt = self.dtype.map(|d| d.to_string()).unwrap_or_else(|| "?".into());
-        let sh = self.shape.as_deref().map(shape_to_string).unwrap_or_else(|| "[?]".into());
+        let dt = self
+            .dtype
+            .map(|d| d.to_string())
+            .unwrap_or_else(|| "?".into());
+        let sh = self
+            .shape
+            .as_deref()
+            .map(shape_to_string)
+            .unwrap_or_else(|| "[?]".into());
         format!("{dt}{sh}")
     }
 }

@@ -22,7 +22,10 @@ pub struct ModelSummary {
 }
 
 fn elems(t: &TensorInfo) -> u64 {
-    t.shape.as_ref().map(|s| s.iter().map(|d| d.at_batch_one()).product()).unwrap_or(0)
+    t.shape
+        .as_ref()
+        .map(|s| s.iter().map(|d| d.at_batch_one()).product())
+        .unwrap_or(0)
 }
 
 /// Estimated FLOPs of one node at batch 1.
@@ -45,20 +48,37 @@ pub fn node_flops(g: &Graph, id: NodeId) -> u64 {
         Op::Gemm { trans_a, .. } => {
             let k = input(0)
                 .and_then(|a| a.shape.as_ref())
-                .and_then(|a| a.get(if *trans_a != 0 { 0 } else { 1 }).map(|d| d.at_batch_one()))
+                .and_then(|a| {
+                    a.get(if *trans_a != 0 { 0 } else { 1 })
+                        .map(|d| d.at_batch_one())
+                })
                 .unwrap_or(0);
             out * (2 * k + input(2).is_some() as u64)
         }
         Op::MatMul => {
-            let k = input(0).and_then(|a| a.shape.as_ref()).and_then(|a| a.last().map(|d| d.at_batch_one())).unwrap_or(0);
+            let k = input(0)
+                .and_then(|a| a.shape.as_ref())
+                .and_then(|a| a.last().map(|d| d.at_batch_one()))
+                .unwrap_or(0);
             out * 2 * k
         }
-        Op::MaxPool(p) | Op::AveragePool(p) => out * p.kernel_shape.iter().product::<i64>().max(1) as u64,
+        Op::MaxPool(p) | Op::AveragePool(p) => {
+            out * p.kernel_shape.iter().product::<i64>().max(1) as u64
+        }
         Op::GlobalAveragePool | Op::GlobalMaxPool => input(0).map(elems).unwrap_or(0),
         Op::BatchNormalization { .. } => 2 * out,
         Op::Softmax { .. } => 3 * out,
-        Op::Relu | Op::Sigmoid | Op::Tanh | Op::HardSwish | Op::LeakyRelu { .. } | Op::HardSigmoid { .. } | Op::Clip
-        | Op::Add | Op::Sub | Op::Mul | Op::Div => out,
+        Op::Relu
+        | Op::Sigmoid
+        | Op::Tanh
+        | Op::HardSwish
+        | Op::LeakyRelu { .. }
+        | Op::HardSigmoid { .. }
+        | Op::Clip
+        | Op::Add
+        | Op::Sub
+        | Op::Mul
+        | Op::Div => out,
         _ => 0,
     }
 }
@@ -79,7 +99,11 @@ pub fn summarize(g: &Graph) -> ModelSummary {
         }
     }
     ModelSummary {
-        inputs: g.inputs().iter().map(|&i| g.tensor(Outlet::new(i, 0)).clone()).collect(),
+        inputs: g
+            .inputs()
+            .iter()
+            .map(|&i| g.tensor(Outlet::new(i, 0)).clone())
+            .collect(),
         outputs: g.outputs().iter().map(|&o| g.tensor(o).clone()).collect(),
         nodes: g.compute_node_count(),
         op_histogram: hist,
@@ -93,7 +117,16 @@ pub fn summarize(g: &Graph) -> ModelSummary {
 
 impl std::fmt::Display for ModelSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(f, "opset {}  producer {}", self.opset, if self.producer.is_empty() { "?" } else { &self.producer })?;
+        writeln!(
+            f,
+            "opset {}  producer {}",
+            self.opset,
+            if self.producer.is_empty() {
+                "?"
+            } else {
+                &self.producer
+            }
+        )?;
         writeln!(f, "inputs:")?;
         for t in &self.inputs {
             writeln!(f, "  {:<24} {}", t.name, t.describe())?;
@@ -102,8 +135,17 @@ impl std::fmt::Display for ModelSummary {
         for t in &self.outputs {
             writeln!(f, "  {:<24} {}", t.name, t.describe())?;
         }
-        writeln!(f, "nodes: {}  initializers: {}  parameters: {}", self.nodes, self.initializers, self.parameters)?;
-        writeln!(f, "estimated FLOPs (batch 1): {} ({:.2} GFLOP)", self.flops_batch1, self.flops_batch1 as f64 / 1e9)?;
+        writeln!(
+            f,
+            "nodes: {}  initializers: {}  parameters: {}",
+            self.nodes, self.initializers, self.parameters
+        )?;
+        writeln!(
+            f,
+            "estimated FLOPs (batch 1): {} ({:.2} GFLOP)",
+            self.flops_batch1,
+            self.flops_batch1 as f64 / 1e9
+        )?;
         writeln!(f, "ops:")?;
         let mut ops: Vec<_> = self.op_histogram.iter().collect();
         ops.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
@@ -126,7 +168,15 @@ mod tests {
         let mut b = GraphBuilder::new();
         let x = b.input("x", &[1, 3, 8, 8]);
         let w = b.constant("w", Tensor::zero::<f32>(&[4, 3, 3, 3]).unwrap());
-        let c = b.op("conv", Op::Conv(ConvAttrs { group: 1, pads: vec![1, 1, 1, 1], ..Default::default() }), &[x, w]);
+        let c = b.op(
+            "conv",
+            Op::Conv(ConvAttrs {
+                group: 1,
+                pads: vec![1, 1, 1, 1],
+                ..Default::default()
+            }),
+            &[x, w],
+        );
         let r = b.op("relu", Op::Relu, &[c]);
         b.output(r);
         let s = summarize(&b.build().unwrap());

@@ -9,7 +9,10 @@ use tract_onnx::prelude::{DatumType, Tensor};
 const EXTERNAL: i32 = 1;
 
 fn bad(name: &str, detail: impl Into<String>) -> IrError {
-    IrError::BadInitializer { name: name.to_string(), detail: detail.into() }
+    IrError::BadInitializer {
+        name: name.to_string(),
+        detail: detail.into(),
+    }
 }
 
 /// Number of elements, or an error for negative or overflowing dims.
@@ -18,7 +21,8 @@ pub(crate) fn element_count(name: &str, dims: &[i64]) -> Result<usize> {
         if d < 0 {
             return Err(bad(name, format!("negative dimension {d} in {dims:?}")));
         }
-        acc.checked_mul(d as usize).ok_or_else(|| bad(name, format!("shape {dims:?} overflows")))
+        acc.checked_mul(d as usize)
+            .ok_or_else(|| bad(name, format!("shape {dims:?} overflows")))
     })
 }
 
@@ -36,7 +40,10 @@ pub fn tensor_from_proto(t: &TensorProto, model_dir: Option<&Path>) -> Result<Te
 
     if dtype == DType::String {
         if t.string_data.len() != count {
-            return Err(bad(name, format!("{} strings for shape {:?}", t.string_data.len(), t.dims)));
+            return Err(bad(
+                name,
+                format!("{} strings for shape {:?}", t.string_data.len(), t.dims),
+            ));
         }
         return load_with_tract(t);
     }
@@ -95,15 +102,29 @@ fn load_with_tract(t: &TensorProto) -> Result<Tensor> {
 fn read_external(t: &TensorProto, dir: &Path) -> Result<Vec<u8>> {
     use std::io::{Read, Seek, SeekFrom};
     let name = t.name.as_str();
-    let get = |key: &str| t.external_data.iter().find(|e| e.key == key).map(|e| e.value.as_str());
+    let get = |key: &str| {
+        t.external_data
+            .iter()
+            .find(|e| e.key == key)
+            .map(|e| e.value.as_str())
+    };
     let location = get("location").ok_or_else(|| bad(name, "external data without location"))?;
     let rel = Path::new(location);
-    if rel.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) {
-        return Err(bad(name, format!("external data location `{location}` leaves the model directory")));
+    if rel
+        .components()
+        .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+    {
+        return Err(bad(
+            name,
+            format!("external data location `{location}` leaves the model directory"),
+        ));
     }
     let parse = |key: &str| -> Result<Option<u64>> {
         get(key)
-            .map(|v| v.parse::<u64>().map_err(|_| bad(name, format!("external data {key} `{v}`"))))
+            .map(|v| {
+                v.parse::<u64>()
+                    .map_err(|_| bad(name, format!("external data {key} `{v}`")))
+            })
             .transpose()
     };
     let offset = parse("offset")?.unwrap_or(0);
@@ -115,13 +136,23 @@ fn read_external(t: &TensorProto, dir: &Path) -> Result<Vec<u8>> {
     if offset.checked_add(length).is_none_or(|end| end > file_len) {
         return Err(bad(
             name,
-            format!("external data {}+{} is past the end of {} ({file_len} bytes)", offset, length, path.display()),
+            format!(
+                "external data {}+{} is past the end of {} ({file_len} bytes)",
+                offset,
+                length,
+                path.display()
+            ),
         ));
     }
     let mut buf = vec![0u8; length as usize];
     f.seek(SeekFrom::Start(offset))
         .and_then(|_| f.read_exact(&mut buf))
-        .map_err(|e| bad(name, format!("reading external data {}: {e}", path.display())))?;
+        .map_err(|e| {
+            bad(
+                name,
+                format!("reading external data {}: {e}", path.display()),
+            )
+        })?;
     Ok(buf)
 }
 
@@ -170,7 +201,13 @@ mod tests {
     use super::*;
 
     fn f32_proto(dims: &[i64], raw: Vec<u8>) -> TensorProto {
-        TensorProto { name: "w".into(), dims: dims.to_vec(), data_type: 1, raw_data: raw, ..Default::default() }
+        TensorProto {
+            name: "w".into(),
+            dims: dims.to_vec(),
+            data_type: 1,
+            raw_data: raw,
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -190,17 +227,41 @@ mod tests {
 
     #[test]
     fn typed_field_count_must_match_shape() {
-        let p = TensorProto { name: "w".into(), dims: vec![3], data_type: 1, float_data: vec![1.0], ..Default::default() };
-        assert!(tensor_from_proto(&p, None).unwrap_err().to_string().contains("1 values"));
-        let p = TensorProto { float_data: vec![1.0, 2.0, 3.0], ..p };
-        assert_eq!(tensor_to_f32s(&tensor_from_proto(&p, None).unwrap()), Some(vec![1.0, 2.0, 3.0]));
+        let p = TensorProto {
+            name: "w".into(),
+            dims: vec![3],
+            data_type: 1,
+            float_data: vec![1.0],
+            ..Default::default()
+        };
+        assert!(tensor_from_proto(&p, None)
+            .unwrap_err()
+            .to_string()
+            .contains("1 values"));
+        let p = TensorProto {
+            float_data: vec![1.0, 2.0, 3.0],
+            ..p
+        };
+        assert_eq!(
+            tensor_to_f32s(&tensor_from_proto(&p, None).unwrap()),
+            Some(vec![1.0, 2.0, 3.0])
+        );
     }
 
     #[test]
     fn negative_dims_and_unknown_types_are_errors() {
         assert!(tensor_from_proto(&f32_proto(&[-1], vec![]), None).is_err());
-        let p = TensorProto { name: "c".into(), dims: vec![1], data_type: 14, raw_data: vec![0; 8], ..Default::default() };
-        assert!(tensor_from_proto(&p, None).unwrap_err().to_string().contains("not supported"));
+        let p = TensorProto {
+            name: "c".into(),
+            dims: vec![1],
+            data_type: 14,
+            raw_data: vec![0; 8],
+            ..Default::default()
+        };
+        assert!(tensor_from_proto(&p, None)
+            .unwrap_err()
+            .to_string()
+            .contains("not supported"));
     }
 
     #[test]
@@ -210,14 +271,24 @@ mod tests {
         let vals = [1f32, 2., 3.];
         let bytes: Vec<u8> = vals.iter().flat_map(|v| v.to_le_bytes()).collect();
         std::fs::write(dir.join("w.bin"), [vec![9u8; 4], bytes].concat()).unwrap();
-        let kv = |k: &str, v: &str| tract_onnx::pb::StringStringEntryProto { key: k.into(), value: v.into() };
+        let kv = |k: &str, v: &str| tract_onnx::pb::StringStringEntryProto {
+            key: k.into(),
+            value: v.into(),
+        };
         let mut p = f32_proto(&[3], vec![]);
         p.data_location = Some(EXTERNAL);
-        p.external_data = vec![kv("location", "w.bin"), kv("offset", "4"), kv("length", "12")];
+        p.external_data = vec![
+            kv("location", "w.bin"),
+            kv("offset", "4"),
+            kv("length", "12"),
+        ];
         let t = tensor_from_proto(&p, Some(&dir)).unwrap();
         assert_eq!(tensor_to_f32s(&t), Some(vals.to_vec()));
         p.external_data[2] = kv("length", "16");
-        assert!(tensor_from_proto(&p, Some(&dir)).unwrap_err().to_string().contains("past the end"));
+        assert!(tensor_from_proto(&p, Some(&dir))
+            .unwrap_err()
+            .to_string()
+            .contains("past the end"));
         p.external_data[0] = kv("location", "../w.bin");
         assert!(tensor_from_proto(&p, Some(&dir)).is_err());
         std::fs::remove_dir_all(&dir).ok();

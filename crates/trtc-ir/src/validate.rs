@@ -36,18 +36,37 @@ impl Graph {
             for e in self.g.edges_directed(id, Direction::Incoming) {
                 let w = e.weight();
                 if w.dst_slot >= node.num_inputs || seen[w.dst_slot] {
-                    return invalid(format!("node `{}`: input slot {} is wired wrongly", node.name, w.dst_slot));
+                    return invalid(format!(
+                        "node `{}`: input slot {} is wired wrongly",
+                        node.name, w.dst_slot
+                    ));
                 }
                 seen[w.dst_slot] = true;
                 if w.src_slot >= self.node(e.source()).outputs.len() {
-                    return invalid(format!("node `{}` reads a missing output of `{}`", node.name, self.node(e.source()).name));
+                    return invalid(format!(
+                        "node `{}` reads a missing output of `{}`",
+                        node.name,
+                        self.node(e.source()).name
+                    ));
                 }
             }
-            if let Some(slot) = (0..node.op.required_inputs().min(node.num_inputs)).find(|&s| !seen[s]) {
-                return invalid(format!("node `{}` ({}): input {slot} is produced by nobody", node.name, node.op.op_type()));
+            if let Some(slot) =
+                (0..node.op.required_inputs().min(node.num_inputs)).find(|&s| !seen[s])
+            {
+                return invalid(format!(
+                    "node `{}` ({}): input {slot} is produced by nobody",
+                    node.name,
+                    node.op.op_type()
+                ));
             }
             if node.op.required_inputs() > node.num_inputs {
-                return invalid(format!("node `{}` ({}) has {} inputs, needs {}", node.name, node.op.op_type(), node.num_inputs, node.op.required_inputs()));
+                return invalid(format!(
+                    "node `{}` ({}) has {} inputs, needs {}",
+                    node.name,
+                    node.op.op_type(),
+                    node.num_inputs,
+                    node.op.required_inputs()
+                ));
             }
         }
         self.check_shapes(&order)
@@ -60,15 +79,24 @@ impl Graph {
             let inferred = infer_node(self, id, &mut known)?;
             for (slot, inf) in inferred.iter().enumerate() {
                 let stored = self.tensor(Outlet::new(id, slot));
-                let (Some(a), Some(b)) = (&stored.shape, &inf.shape) else { continue };
+                let (Some(a), Some(b)) = (&stored.shape, &inf.shape) else {
+                    continue;
+                };
                 let differ = a.len() != b.len()
-                    || a.iter().zip(b).any(|(x, y)| matches!((x, y), (Dim::Known(p), Dim::Known(q)) if p != q));
+                    || a.iter()
+                        .zip(b)
+                        .any(|(x, y)| matches!((x, y), (Dim::Known(p), Dim::Known(q)) if p != q));
                 if differ {
                     let n = self.node(id);
                     return Err(IrError::Shape {
                         node: n.name.clone(),
                         op: n.op.op_type().into(),
-                        detail: format!("tensor `{}` is recorded as {} but its inputs give {}", stored.name, shape_to_string(a), shape_to_string(b)),
+                        detail: format!(
+                            "tensor `{}` is recorded as {} but its inputs give {}",
+                            stored.name,
+                            shape_to_string(a),
+                            shape_to_string(b)
+                        ),
                     });
                 }
             }
@@ -80,9 +108,9 @@ impl Graph {
 #[cfg(test)]
 mod tests {
     use crate::builder::GraphBuilder;
+    use crate::graph::Outlet;
     use crate::op::Op;
     use crate::shape::shape_of;
-    use crate::graph::Outlet;
 
     #[test]
     fn a_recorded_shape_that_disagrees_is_invalid() {

@@ -16,7 +16,11 @@ fn efficientnet() -> PathBuf {
 /// InceptionV3 lives in ../shared (103 MB, kept out of git). Its absence fails loudly.
 fn inception() -> PathBuf {
     let p = root().join("../shared/models/inception_v3.onnx");
-    assert!(p.exists(), "{} is missing: the InceptionV3 tests need ../shared/models/inception_v3.onnx", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: the InceptionV3 tests need ../shared/models/inception_v3.onnx",
+        p.display()
+    );
     p
 }
 
@@ -45,23 +49,41 @@ fn tract_on_file(path: &Path, input: &Tensor) -> Tensor {
         .unwrap()
         .into_runnable()
         .unwrap();
-    model.run(tvec!(input.clone().into())).unwrap().remove(0).into_tensor()
+    model
+        .run(tvec!(input.clone().into()))
+        .unwrap()
+        .remove(0)
+        .into_tensor()
 }
 
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
     assert_eq!(a.shape(), b.shape());
     let a = a.to_plain_array_view::<f32>().unwrap();
     let b = b.to_plain_array_view::<f32>().unwrap();
-    a.iter().zip(b.iter()).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b.iter())
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 fn check_round_trip(g: &Graph, path: &Path, shape: &[usize]) {
     let input = random_input(shape, 7);
     let reference = tract_on_file(path, &input);
-    let ours = CpuModel::new(g).unwrap().run(vec![input]).unwrap().remove(0);
-    let scale = reference.to_plain_array_view::<f32>().unwrap().iter().fold(0f32, |m, x| m.max(x.abs()));
+    let ours = CpuModel::new(g)
+        .unwrap()
+        .run(vec![input])
+        .unwrap()
+        .remove(0);
+    let scale = reference
+        .to_plain_array_view::<f32>()
+        .unwrap()
+        .iter()
+        .fold(0f32, |m, x| m.max(x.abs()));
     let diff = max_abs_diff(&ours, &reference);
-    assert!(diff == 0.0 || diff <= 1e-6 * scale.max(1.0), "max abs diff {diff} (scale {scale})");
+    assert!(
+        diff == 0.0 || diff <= 1e-6 * scale.max(1.0),
+        "max abs diff {diff} (scale {scale})"
+    );
     // and the exported ONNX re-loads to the same graph size
     let proto = to_model_proto(g).unwrap();
     let again = trtc_ir::from_proto(proto, None).unwrap();
@@ -75,14 +97,21 @@ fn efficientnet_loads_with_every_shape_known() {
     g.validate().unwrap();
     assert_eq!(g.inputs().len(), 1);
     let out = g.tensor(g.outputs()[0]);
-    assert_eq!(out.shape, Some(vec![Dim::Sym("N".into()), Dim::Known(1000)]));
+    assert_eq!(
+        out.shape,
+        Some(vec![Dim::Sym("N".into()), Dim::Known(1000)])
+    );
     for id in g.node_ids() {
         for t in &g.node(id).outputs {
             assert!(t.shape.is_some(), "tensor {} has no shape", t.name);
             assert!(t.dtype.is_some(), "tensor {} has no dtype", t.name);
         }
     }
-    let convs = g.node_ids().into_iter().filter(|&id| matches!(g.node(id).op, Op::Conv(_))).count();
+    let convs = g
+        .node_ids()
+        .into_iter()
+        .filter(|&id| matches!(g.node(id).op, Op::Conv(_)))
+        .count();
     assert_eq!(convs, 49);
 }
 
@@ -97,6 +126,9 @@ fn inception_round_trip_equals_tract_on_the_file() {
     let g = load_model(inception()).unwrap();
     g.validate().unwrap();
     let logits = g.tensor(g.outputs()[0]);
-    assert_eq!(logits.shape, Some(vec![Dim::Sym("N".into()), Dim::Known(1000)]));
+    assert_eq!(
+        logits.shape,
+        Some(vec![Dim::Sym("N".into()), Dim::Known(1000)])
+    );
     check_round_trip(&g, &inception(), &[1, 3, 299, 299]);
 }

@@ -22,7 +22,11 @@ pub struct PassOutcome {
 impl PassOutcome {
     pub fn skip(&mut self, g: &Graph, id: trtc_ir::NodeId, reason: impl Into<String>) {
         let n = g.node(id);
-        self.skipped.push(Skip { node: n.name.clone(), op: n.op.op_type().into(), reason: reason.into() });
+        self.skipped.push(Skip {
+            node: n.name.clone(),
+            op: n.op.op_type().into(),
+            reason: reason.into(),
+        });
     }
 }
 

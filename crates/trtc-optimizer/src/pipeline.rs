@@ -28,7 +28,12 @@ pub fn pass_by_name(name: &str) -> Result<Box<dyn Pass>> {
         "bn-folding" => Box::new(BnFolding),
         "vertical-fusion" => Box::new(VerticalFusion),
         "horizontal-fusion" => Box::new(HorizontalFusion),
-        _ => return Err(OptError::UnknownPass { name: name.into(), valid: PASS_NAMES.join(", ") }),
+        _ => {
+            return Err(OptError::UnknownPass {
+                name: name.into(),
+                valid: PASS_NAMES.join(", "),
+            })
+        }
     })
 }
 
@@ -69,12 +74,20 @@ impl Pipeline {
     }
 
     pub fn new(name: &str, passes: Vec<Box<dyn Pass>>) -> Pipeline {
-        Pipeline { name: name.into(), passes, max_iterations: 8, validate_each_pass: cfg!(debug_assertions) }
+        Pipeline {
+            name: name.into(),
+            passes,
+            max_iterations: 8,
+            validate_each_pass: cfg!(debug_assertions),
+        }
     }
 
     /// A pipeline of the named passes, in the order given.
     pub fn from_names<S: AsRef<str>>(name: &str, names: &[S]) -> Result<Pipeline> {
-        let passes = names.iter().map(|n| pass_by_name(n.as_ref().trim())).collect::<Result<Vec<_>>>()?;
+        let passes = names
+            .iter()
+            .map(|n| pass_by_name(n.as_ref().trim()))
+            .collect::<Result<Vec<_>>>()?;
         Ok(Pipeline::new(name, passes))
     }
 
@@ -84,7 +97,14 @@ impl Pipeline {
         let mut reports: Vec<PassReport> = self
             .passes
             .iter()
-            .map(|p| PassReport { name: p.name().into(), nodes_before: 0, nodes_after: 0, rewrites: 0, ms: 0.0, skipped: vec![] })
+            .map(|p| PassReport {
+                name: p.name().into(),
+                nodes_before: 0,
+                nodes_after: 0,
+                rewrites: 0,
+                ms: 0.0,
+                skipped: vec![],
+            })
             .collect();
         let mut iterations = 0;
         let mut fixed = false;
@@ -96,11 +116,17 @@ impl Pipeline {
                 let t = Instant::now();
                 let outcome = pass.run(g)?;
                 if outcome.rewrites > 0 {
-                    trtc_ir::infer_shapes(g).map_err(|e| OptError::InvalidAfterPass { pass: pass.name().into(), source: e })?;
+                    trtc_ir::infer_shapes(g).map_err(|e| OptError::InvalidAfterPass {
+                        pass: pass.name().into(),
+                        source: e,
+                    })?;
                 }
                 report.ms += t.elapsed().as_secs_f64() * 1e3;
                 if self.validate_each_pass {
-                    g.validate().map_err(|e| OptError::InvalidAfterPass { pass: pass.name().into(), source: e })?;
+                    g.validate().map_err(|e| OptError::InvalidAfterPass {
+                        pass: pass.name().into(),
+                        source: e,
+                    })?;
                 }
                 if iterations == 1 {
                     report.nodes_before = before;
@@ -139,11 +165,23 @@ impl std::fmt::Display for PipelineReport {
             self.nodes_before,
             self.nodes_after,
             self.iterations,
-            if self.reached_fixed_point { "" } else { " (cap reached before a fixed point)" }
+            if self.reached_fixed_point {
+                ""
+            } else {
+                " (cap reached before a fixed point)"
+            }
         )?;
-        writeln!(f, "  {:<20} {:>7} {:>7} {:>8} {:>9}", "pass", "before", "after", "rewrites", "ms")?;
+        writeln!(
+            f,
+            "  {:<20} {:>7} {:>7} {:>8} {:>9}",
+            "pass", "before", "after", "rewrites", "ms"
+        )?;
         for p in &self.passes {
-            writeln!(f, "  {:<20} {:>7} {:>7} {:>8} {:>9.1}", p.name, p.nodes_before, p.nodes_after, p.rewrites, p.ms)?;
+            writeln!(
+                f,
+                "  {:<20} {:>7} {:>7} {:>8} {:>9.1}",
+                p.name, p.nodes_before, p.nodes_after, p.rewrites, p.ms
+            )?;
             for s in p.skipped.iter().take(5) {
                 writeln!(f, "      left `{}` ({}): {}", s.node, s.op, s.reason)?;
             }

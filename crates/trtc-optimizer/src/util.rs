@@ -50,7 +50,10 @@ pub fn activation_of(g: &Graph, id: NodeId) -> Option<Activation> {
         }
         Op::LeakyRelu { alpha } => Activation::LeakyRelu { alpha: *alpha },
         Op::Sigmoid => Activation::Sigmoid,
-        Op::HardSigmoid { alpha, beta } => Activation::HardSigmoid { alpha: *alpha, beta: *beta },
+        Op::HardSigmoid { alpha, beta } => Activation::HardSigmoid {
+            alpha: *alpha,
+            beta: *beta,
+        },
         Op::HardSwish => Activation::HardSwish,
         _ => return None,
     })
@@ -63,7 +66,9 @@ pub fn per_channel(t: &Tensor, values: &[f32], channels: usize, rank: usize) -> 
     if shape.len() > rank {
         return None;
     }
-    let padded: Vec<usize> = std::iter::repeat_n(1, rank - shape.len()).chain(shape.iter().copied()).collect();
+    let padded: Vec<usize> = std::iter::repeat_n(1, rank - shape.len())
+        .chain(shape.iter().copied())
+        .collect();
     if padded.iter().enumerate().any(|(i, &d)| i != 1 && d != 1) {
         return None;
     }

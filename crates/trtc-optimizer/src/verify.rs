@@ -37,13 +37,23 @@ pub fn random_inputs(g: &Graph, batch: usize, seed: u64) -> Result<Vec<Tensor>> 
         .map(|(i, &id)| {
             let info = g.tensor(Outlet::new(id, 0));
             if info.dtype != Some(DType::F32) {
-                return Err(OptError::Verify(format!("input `{}` is {}; only f32 inputs are generated", info.name, info.describe())));
+                return Err(OptError::Verify(format!(
+                    "input `{}` is {}; only f32 inputs are generated",
+                    info.name,
+                    info.describe()
+                )));
             }
-            let shape = info.shape.as_ref().ok_or_else(|| OptError::Verify(format!("input `{}` has no shape", info.name)))?;
-            let dims: Vec<usize> = shape.iter().map(|d| match d {
-                Dim::Known(v) => *v as usize,
-                Dim::Sym(_) => batch,
-            }).collect();
+            let shape = info
+                .shape
+                .as_ref()
+                .ok_or_else(|| OptError::Verify(format!("input `{}` has no shape", info.name)))?;
+            let dims: Vec<usize> = shape
+                .iter()
+                .map(|d| match d {
+                    Dim::Known(v) => *v as usize,
+                    Dim::Sym(_) => batch,
+                })
+                .collect();
             Ok(random_tensor(&dims, seed.wrapping_add(i as u64 * 7919)))
         })
         .collect()
@@ -52,21 +62,42 @@ pub fn random_inputs(g: &Graph, batch: usize, seed: u64) -> Result<Vec<Tensor>> 
 /// Largest absolute and relative differences between two sets of outputs.
 pub fn compare(reference: &[Tensor], other: &[Tensor]) -> Result<(f32, f32)> {
     if reference.len() != other.len() {
-        return Err(OptError::Verify(format!("{} outputs vs {}", reference.len(), other.len())));
+        return Err(OptError::Verify(format!(
+            "{} outputs vs {}",
+            reference.len(),
+            other.len()
+        )));
     }
     let (mut max_abs, mut max_rel) = (0f32, 0f32);
     for (r, o) in reference.iter().zip(other) {
         if r.shape() != o.shape() {
-            return Err(OptError::Verify(format!("output shapes differ: {:?} vs {:?}", r.shape(), o.shape())));
+            return Err(OptError::Verify(format!(
+                "output shapes differ: {:?} vs {:?}",
+                r.shape(),
+                o.shape()
+            )));
         }
-        let (Some(rv), Some(ov)) = (trtc_ir::tensor::tensor_to_f32s(r), trtc_ir::tensor::tensor_to_f32s(o)) else {
+        let (Some(rv), Some(ov)) = (
+            trtc_ir::tensor::tensor_to_f32s(r),
+            trtc_ir::tensor::tensor_to_f32s(o),
+        ) else {
             if r != o {
                 return Err(OptError::Verify("non-float outputs differ".into()));
             }
             continue;
         };
         let scale = rv.iter().fold(0f32, |m, x| m.max(x.abs()));
-        let abs = rv.iter().zip(&ov).map(|(a, b)| if a.is_nan() || b.is_nan() { f32::INFINITY } else { (a - b).abs() }).fold(0f32, f32::max);
+        let abs = rv
+            .iter()
+            .zip(&ov)
+            .map(|(a, b)| {
+                if a.is_nan() || b.is_nan() {
+                    f32::INFINITY
+                } else {
+                    (a - b).abs()
+                }
+            })
+            .fold(0f32, f32::max);
         max_abs = max_abs.max(abs);
         max_rel = max_rel.max(if scale > 0.0 { abs / scale } else { abs });
     }
@@ -74,10 +105,20 @@ pub fn compare(reference: &[Tensor], other: &[Tensor]) -> Result<(f32, f32)> {
 }
 
 /// Run both graphs through tract on the same random inputs and compare.
-pub fn verify(original: &Graph, optimized: &Graph, batch: usize, seed: u64) -> Result<Verification> {
+pub fn verify(
+    original: &Graph,
+    optimized: &Graph,
+    batch: usize,
+    seed: u64,
+) -> Result<Verification> {
     let inputs = random_inputs(original, batch, seed)?;
     let a = CpuModel::new(original)?.run(inputs.clone())?;
     let b = CpuModel::new(optimized)?.run(inputs)?;
     let (max_abs, max_rel) = compare(&a, &b)?;
-    Ok(Verification { max_abs, max_rel, outputs: a.len(), batch })
+    Ok(Verification {
+        max_abs,
+        max_rel,
+        outputs: a.len(),
+        batch,
+    })
 }

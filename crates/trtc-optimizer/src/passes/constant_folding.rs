@@ -31,14 +31,19 @@ impl Pass for ConstantFolding {
                 continue;
             }
             let inputs = g.node_inputs(id);
-            if inputs.iter().all(|i| i.is_none()) || !inputs.iter().flatten().all(|&o| g.const_value(o).is_some()) {
+            if inputs.iter().all(|i| i.is_none())
+                || !inputs.iter().flatten().all(|&o| g.const_value(o).is_some())
+            {
                 continue;
             }
             if !tract_supports(&node.op) {
                 out.skip(g, id, "tract cannot evaluate this op");
                 continue;
             }
-            let args: Vec<Option<Arc<Tensor>>> = inputs.iter().map(|i| i.and_then(|o| g.const_value(o).cloned())).collect();
+            let args: Vec<Option<Arc<Tensor>>> = inputs
+                .iter()
+                .map(|i| i.and_then(|o| g.const_value(o).cloned()))
+                .collect();
             let values = match eval_node(g, id, &args) {
                 Ok(v) => v,
                 Err(e) => {
@@ -50,7 +55,9 @@ impl Pass for ConstantFolding {
                 out.skip(g, id, "result too large to store as a constant");
                 continue;
             }
-            let used: Vec<usize> = (0..g.node(id).outputs.len()).filter(|&s| !g.node(id).outputs[s].name.is_empty()).collect();
+            let used: Vec<usize> = (0..g.node(id).outputs.len())
+                .filter(|&s| !g.node(id).outputs[s].name.is_empty())
+                .collect();
             for (slot, value) in used.into_iter().zip(values) {
                 let name = g.tensor(Outlet::new(id, slot)).name.clone();
                 let c = g.add_const(format!("{name}::folded"), Arc::new(value));
@@ -63,13 +70,19 @@ impl Pass for ConstantFolding {
         let values = shape_values(g)?;
         let mut folded_shapes: Vec<(Outlet, Vec<i64>)> = vec![];
         for (o, v) in values {
-            if g.node(o.node).op.is_const() || !g.is_used(o) || g.tensor(o).dtype != Some(trtc_ir::DType::I64) {
+            if g.node(o.node).op.is_const()
+                || !g.is_used(o)
+                || g.tensor(o).dtype != Some(trtc_ir::DType::I64)
+            {
                 continue;
             }
-            let ints: Option<Vec<i64>> = v.iter().map(|x| match x {
-                SymInt::Int(i) => Some(*i),
-                SymInt::Sym(_) => None,
-            }).collect();
+            let ints: Option<Vec<i64>> = v
+                .iter()
+                .map(|x| match x {
+                    SymInt::Int(i) => Some(*i),
+                    SymInt::Sym(_) => None,
+                })
+                .collect();
             if let Some(ints) = ints {
                 folded_shapes.push((o, ints));
             }
@@ -77,8 +90,13 @@ impl Pass for ConstantFolding {
         folded_shapes.sort();
         for (o, ints) in folded_shapes {
             let rank0 = g.tensor(o).rank() == Some(0);
-            let t = if rank0 && ints.len() == 1 { trtc_ir::tract_onnx::prelude::tensor0(ints[0]) } else { trtc_ir::tract_onnx::prelude::tensor1(&ints) };
-            if trtc_ir::shape::shape_of(t.shape()) != g.tensor(o).shape.clone().unwrap_or_default() {
+            let t = if rank0 && ints.len() == 1 {
+                trtc_ir::tract_onnx::prelude::tensor0(ints[0])
+            } else {
+                trtc_ir::tract_onnx::prelude::tensor1(&ints)
+            };
+            if trtc_ir::shape::shape_of(t.shape()) != g.tensor(o).shape.clone().unwrap_or_default()
+            {
                 continue;
             }
             let name = g.tensor(o).name.clone();
@@ -94,39 +112,64 @@ impl Pass for ConstantFolding {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use trtc_ir::Op;
     use crate::testing::{assert_preserves, random_tensor};
     use trtc_ir::tract_onnx::prelude::tensor1;
-    use trtc_ir::{Dim, DType, GraphBuilder};
+    use trtc_ir::Op;
+    use trtc_ir::{DType, Dim, GraphBuilder};
 
     #[test]
     fn folds_constant_subgraphs_and_static_shapes() {
         let mut b = GraphBuilder::new();
-        let x = b.input_with("x", DType::F32, vec![Dim::Sym("N".into()), Dim::Known(2), Dim::Known(3)]);
+        let x = b.input_with(
+            "x",
+            DType::F32,
+            vec![Dim::Sym("N".into()), Dim::Known(2), Dim::Known(3)],
+        );
         let c1 = b.constant("c1", random_tensor(&[3], 1));
         let c2 = b.constant("c2", random_tensor(&[3], 2));
         let s = b.op("sum", Op::Add, &[c1, c2]);
         let y = b.op("add", Op::Add, &[x, s]);
         // Reshape to [N, 6] using a shape built from Shape(x): dim 0 dynamic, -1 inferred.
-        let shape = b.op("shape", Op::Shape { start: Some(1), end: None }, &[x]);
+        let shape = b.op(
+            "shape",
+            Op::Shape {
+                start: Some(1),
+                end: None,
+            },
+            &[x],
+        );
         let _ = shape;
         let t = b.constant("target", tensor1(&[0i64, -1]));
         let r = b.op("reshape", Op::Reshape { allowzero: 0 }, &[y, t]);
         b.output(r);
         let g = b.build().unwrap();
         let after = assert_preserves(&ConstantFolding, &g);
-        assert_eq!(after.compute_node_count(), 2, "sum folded; the unused Shape is dead");
+        assert_eq!(
+            after.compute_node_count(),
+            2,
+            "sum folded; the unused Shape is dead"
+        );
     }
 
     #[test]
     fn shape_of_a_static_tensor_becomes_a_constant() {
         let mut b = GraphBuilder::new();
         let x = b.input("x", &[2, 3, 4]);
-        let s = b.op("shape", Op::Shape { start: None, end: None }, &[x]);
+        let s = b.op(
+            "shape",
+            Op::Shape {
+                start: None,
+                end: None,
+            },
+            &[x],
+        );
         let r = b.op("reshape", Op::Reshape { allowzero: 0 }, &[x, s]);
         b.output(r);
         let g = b.build().unwrap();
         let after = assert_preserves(&ConstantFolding, &g);
-        assert!(after.node_ids().iter().all(|&id| !matches!(after.node(id).op, Op::Shape { .. })));
+        assert!(after
+            .node_ids()
+            .iter()
+            .all(|&id| !matches!(after.node(id).op, Op::Shape { .. })));
     }
 }

@@ -25,7 +25,10 @@ fn no_op_input(g: &Graph, id: NodeId) -> Option<Outlet> {
     let x = g.input_outlet(id, 0)?;
     let xi = g.tensor(x);
     let out = &node.outputs[0];
-    let same_static_shape = || match (xi.shape.as_deref().and_then(known_shape), out.shape.as_deref().and_then(known_shape)) {
+    let same_static_shape = || match (
+        xi.shape.as_deref().and_then(known_shape),
+        out.shape.as_deref().and_then(known_shape),
+    ) {
         (Some(a), Some(b)) => a == b,
         _ => false,
     };
@@ -34,7 +37,10 @@ fn no_op_input(g: &Graph, id: NodeId) -> Option<Outlet> {
         Op::Dropout { .. } => {
             let training_off = match g.input_outlet(id, 2) {
                 None => true,
-                Some(_) => g.input_const(id, 2).and_then(|t| tensor_to_i64s(t)).is_some_and(|v| v.iter().all(|&x| x == 0)),
+                Some(_) => g
+                    .input_const(id, 2)
+                    .and_then(|t| tensor_to_i64s(t))
+                    .is_some_and(|v| v.iter().all(|&x| x == 0)),
             };
             let mask_unused = node.outputs.len() < 2 || !g.is_used(Outlet::new(id, 1));
             training_off && mask_unused
@@ -61,10 +67,16 @@ impl Pass for DeadLayers {
     fn run(&self, g: &mut Graph) -> Result<PassOutcome> {
         let mut out = PassOutcome::default();
         for id in g.topo_order()? {
-            let Some(x) = no_op_input(g, id) else { continue };
+            let Some(x) = no_op_input(g, id) else {
+                continue;
+            };
             let y = Outlet::new(id, 0);
             if g.is_graph_output(y) && (g.node(x.node).op.is_input() || g.is_graph_output(x)) {
-                out.skip(g, id, "its output is a graph output and its input is a graph input or output");
+                out.skip(
+                    g,
+                    id,
+                    "its output is a graph output and its input is a graph input or output",
+                );
                 continue;
             }
             g.replace_uses(y, x)?;
@@ -96,8 +108,16 @@ mod tests {
         let g = b.build().unwrap();
         let after = assert_preserves(&DeadLayers, &g);
         assert_eq!(after.compute_node_count(), 1, "only relu stays");
-        assert_eq!(after.node_count(), 2, "input + relu; the unused constant is gone");
-        assert_eq!(after.tensor(after.outputs()[0]).name, "cast", "the output keeps its name");
+        assert_eq!(
+            after.node_count(),
+            2,
+            "input + relu; the unused constant is gone"
+        );
+        assert_eq!(
+            after.tensor(after.outputs()[0]).name,
+            "cast",
+            "the output keeps its name"
+        );
     }
 
     #[test]

@@ -45,8 +45,17 @@ fn merge_key(g: &Graph, id: NodeId) -> Option<MergeKey> {
         return None;
     }
     let kernel = w.shape()[2..].to_vec();
-    let attrs = ConvAttrs { kernel_shape: vec![], ..attrs };
-    Some(MergeKey { input: g.input_outlet(id, 0)?, attrs, kernel, activation, fused })
+    let attrs = ConvAttrs {
+        kernel_shape: vec![],
+        ..attrs
+    };
+    Some(MergeKey {
+        input: g.input_outlet(id, 0)?,
+        attrs,
+        kernel,
+        activation,
+        fused,
+    })
 }
 
 /// The Concat slot range the siblings fill, in order, if they all feed one Concat on axis 1.
@@ -55,7 +64,9 @@ fn concat_slots(g: &Graph, members: &[NodeId]) -> Option<(NodeId, Vec<(usize, No
     let mut slots = vec![];
     for &m in members {
         let (c, slot) = sole_consumer(g, Outlet::new(m, 0))?;
-        let Op::Concat { axis } = g.node(c).op else { return None };
+        let Op::Concat { axis } = g.node(c).op else {
+            return None;
+        };
         let rank = g.tensor(Outlet::new(c, 0)).rank()? as i64;
         if (if axis < 0 { axis + rank } else { axis }) != 1 || concat.is_some_and(|x| x != c) {
             return None;
@@ -70,7 +81,16 @@ fn concat_slots(g: &Graph, members: &[NodeId]) -> Option<(NodeId, Vec<(usize, No
 }
 
 impl HorizontalFusion {
-    fn merge(g: &mut Graph, members: &[NodeId], key: &MergeKey) -> Result<()> {
+    /// Merge one group of siblings; false when they no longer share an input.
+    fn merge(g: &mut Graph, members: &[NodeId], key: &MergeKey) -> Result<bool> {
+        // An earlier merge may have rewired what the siblings read (they read its Split
+        // now): take the input from the siblings themselves, never from the stale key.
+        let Some(input) = g.input_outlet(members[0], 0) else {
+            return Ok(false);
+        };
+        if members.iter().any(|&m| g.input_outlet(m, 0) != Some(input)) {
+            return Ok(false);
+        }
         let placement = concat_slots(g, members);
         let members: Vec<NodeId> = match &placement {
             Some((_, slots)) => slots.iter().map(|&(_, m)| m).collect(),
@@ -81,21 +101,36 @@ impl HorizontalFusion {
         let mut sizes = vec![];
         let mut w_shape = vec![];
         for &m in &members {
-            let (wt, w) = const_f32(g, m, 1).ok_or_else(|| trtc_ir::IrError::Invalid("weights vanished".into()))?;
+            let (wt, w) = const_f32(g, m, 1)
+                .ok_or_else(|| trtc_ir::IrError::Invalid("weights vanished".into()))?;
             let out = wt.shape()[0];
             w_shape = wt.shape().to_vec();
             weights.extend(w);
-            biases.extend(const_f32(g, m, 2).map(|(_, b)| b).unwrap_or_else(|| vec![0.0; out]));
+            biases.extend(
+                const_f32(g, m, 2)
+                    .map(|(_, b)| b)
+                    .unwrap_or_else(|| vec![0.0; out]),
+            );
             sizes.push(out);
         }
         let total: usize = sizes.iter().sum();
         w_shape[0] = total;
         let first = g.node(members[0]).clone();
         let name = g.unique_name(&format!("{}+{}", first.name, members.len() - 1));
-        let wo = g.add_const(format!("{name}::W"), Arc::new(f32_tensor(&w_shape, &weights)?));
-        let bo = g.add_const(format!("{name}::B"), Arc::new(f32_tensor(&[total], &biases)?));
+        let wo = g.add_const(
+            format!("{name}::W"),
+            Arc::new(f32_tensor(&w_shape, &weights)?),
+        );
+        let bo = g.add_const(
+            format!("{name}::B"),
+            Arc::new(f32_tensor(&[total], &biases)?),
+        );
         let op = match &first.op {
-            Op::FusedConv(f) => Op::FusedConv(FusedConv { conv: f.conv.clone(), residual: false, activation: key.activation }),
+            Op::FusedConv(f) => Op::FusedConv(FusedConv {
+                conv: f.conv.clone(),
+                residual: false,
+                activation: key.activation,
+            }),
             other => other.clone(),
         };
         let mut info = first.outputs[0].clone();
@@ -111,7 +146,7 @@ impl HorizontalFusion {
             g.absorb(merged, m);
         }
         g.node_mut(merged).fused_ops = first.fused_ops.clone();
-        g.connect(key.input, merged, 0)?;
+        g.connect(input, merged, 0)?;
         g.connect(wo, merged, 1)?;
         g.connect(bo, merged, 2)?;
         let merged_out = Outlet::new(merged, 0);
@@ -134,13 +169,29 @@ impl HorizontalFusion {
             }
             None => {
                 let split_name = g.unique_name(&format!("{name}::split"));
-                let sizes_c = g.add_const(format!("{split_name}::sizes"), Arc::new(tensor1(&sizes.iter().map(|&s| s as i64).collect::<Vec<_>>())));
+                let sizes_c = g.add_const(
+                    format!("{split_name}::sizes"),
+                    Arc::new(tensor1(
+                        &sizes.iter().map(|&s| s as i64).collect::<Vec<_>>(),
+                    )),
+                );
                 let outputs: Vec<TensorInfo> = members
                     .iter()
                     .enumerate()
-                    .map(|(i, &m)| TensorInfo { name: format!("{split_name}:{i}"), ..g.tensor(Outlet::new(m, 0)).clone() })
+                    .map(|(i, &m)| TensorInfo {
+                        name: format!("{split_name}:{i}"),
+                        ..g.tensor(Outlet::new(m, 0)).clone()
+                    })
                     .collect();
-                let split = g.add_node(Node::new(split_name, Op::Split { axis: 1, num_outputs: None }, 2, outputs));
+                let split = g.add_node(Node::new(
+                    split_name,
+                    Op::Split {
+                        axis: 1,
+                        num_outputs: None,
+                    },
+                    2,
+                    outputs,
+                ));
                 g.connect(merged_out, split, 0)?;
                 g.connect(sizes_c, split, 1)?;
                 for (i, &m) in members.iter().enumerate() {
@@ -151,7 +202,7 @@ impl HorizontalFusion {
         for &m in &members {
             g.remove_node(m)?;
         }
-        Ok(())
+        Ok(true)
     }
 }
 
@@ -178,8 +229,9 @@ impl Pass for HorizontalFusion {
                 }
             }
             for (key, members) in groups.into_iter().filter(|(_, m)| m.len() > 1) {
-                Self::merge(g, &members, &key)?;
-                out.rewrites += members.len() - 1;
+                if Self::merge(g, &members, &key)? {
+                    out.rewrites += members.len() - 1;
+                }
             }
         }
         Ok(out)
@@ -192,10 +244,25 @@ mod tests {
     use crate::testing::{assert_preserves, random_tensor};
     use trtc_ir::GraphBuilder;
 
-    fn conv(b: &mut GraphBuilder, name: &str, x: Outlet, cout: usize, k: usize, seed: u64) -> Outlet {
+    fn conv(
+        b: &mut GraphBuilder,
+        name: &str,
+        x: Outlet,
+        cout: usize,
+        k: usize,
+        seed: u64,
+    ) -> Outlet {
         let w = b.constant(&format!("{name}_w"), random_tensor(&[cout, 4, k, k], seed));
         let p = (k / 2) as i64;
-        b.op(name, Op::Conv(ConvAttrs { group: 1, pads: vec![p; 4], ..Default::default() }), &[x, w])
+        b.op(
+            name,
+            Op::Conv(ConvAttrs {
+                group: 1,
+                pads: vec![p; 4],
+                ..Default::default()
+            }),
+            &[x, w],
+        )
     }
 
     #[test]
@@ -209,7 +276,10 @@ mod tests {
         b.output(cat);
         let after = assert_preserves(&HorizontalFusion, &b.build().unwrap());
         assert_eq!(after.compute_node_count(), 3, "k3, merged a+c, concat");
-        assert!(after.node_ids().iter().all(|&id| !matches!(after.node(id).op, Op::Split { .. })));
+        assert!(after
+            .node_ids()
+            .iter()
+            .all(|&id| !matches!(after.node(id).op, Op::Split { .. })));
     }
 
     #[test]
@@ -222,9 +292,17 @@ mod tests {
         b.output(ra);
         b.output(c);
         let after = assert_preserves(&HorizontalFusion, &b.build().unwrap());
-        let convs = after.node_ids().into_iter().filter(|&id| matches!(after.node(id).op, Op::Conv(_))).count();
+        let convs = after
+            .node_ids()
+            .into_iter()
+            .filter(|&id| matches!(after.node(id).op, Op::Conv(_)))
+            .count();
         assert_eq!(convs, 1);
-        assert_eq!(after.tensor(after.outputs()[1]).name, "c", "output names survive");
+        assert_eq!(
+            after.tensor(after.outputs()[1]).name,
+            "c",
+            "output names survive"
+        );
     }
 
     #[test]
@@ -234,7 +312,15 @@ mod tests {
         let a = conv(&mut b, "a", x, 3, 1, 1);
         let c = conv(&mut b, "c", x, 2, 3, 2);
         let w = b.constant("s_w", random_tensor(&[2, 4, 1, 1], 5));
-        let s = b.op("s", Op::Conv(ConvAttrs { group: 1, strides: vec![2, 2], ..Default::default() }), &[x, w]);
+        let s = b.op(
+            "s",
+            Op::Conv(ConvAttrs {
+                group: 1,
+                strides: vec![2, 2],
+                ..Default::default()
+            }),
+            &[x, w],
+        );
         b.output(a).output(c).output(s);
         let after = assert_preserves(&HorizontalFusion, &b.build().unwrap());
         assert_eq!(after.compute_node_count(), 3);

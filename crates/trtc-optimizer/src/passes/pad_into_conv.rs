@@ -18,7 +18,9 @@ pub struct PadIntoConv;
 
 /// The spatial pads `[b.., e..]` a Pad node adds, if it is a plain zero pad of spatial axes.
 fn zero_spatial_pads(g: &Graph, pad: NodeId) -> std::result::Result<Vec<i64>, &'static str> {
-    let Op::Pad { mode } = &g.node(pad).op else { return Err("not a Pad") };
+    let Op::Pad { mode } = &g.node(pad).op else {
+        return Err("not a Pad");
+    };
     if mode != "constant" {
         return Err("not constant-mode padding");
     }
@@ -26,12 +28,18 @@ fn zero_spatial_pads(g: &Graph, pad: NodeId) -> std::result::Result<Vec<i64>, &'
         return Err("has an axes input");
     }
     if g.input_outlet(pad, 2).is_some() {
-        let v = g.input_const(pad, 2).and_then(|t| tensor_to_f32s(t)).ok_or("pad value is not a constant")?;
+        let v = g
+            .input_const(pad, 2)
+            .and_then(|t| tensor_to_f32s(t))
+            .ok_or("pad value is not a constant")?;
         if v.iter().any(|&x| x != 0.0) {
             return Err("pad value is not zero");
         }
     }
-    let pads = g.input_const(pad, 1).and_then(|t| tensor_to_i64s(t)).ok_or("pads are not constant")?;
+    let pads = g
+        .input_const(pad, 1)
+        .and_then(|t| tensor_to_i64s(t))
+        .ok_or("pads are not constant")?;
     let rank = pads.len() / 2;
     if rank < 3 || pads.len() != 2 * rank {
         return Err("pads do not describe an N,C,spatial tensor");
@@ -42,7 +50,11 @@ fn zero_spatial_pads(g: &Graph, pad: NodeId) -> std::result::Result<Vec<i64>, &'
     if pads.iter().any(|&p| p < 0) {
         return Err("negative pads crop");
     }
-    Ok(pads[2..rank].iter().chain(&pads[rank + 2..]).copied().collect())
+    Ok(pads[2..rank]
+        .iter()
+        .chain(&pads[rank + 2..])
+        .copied()
+        .collect())
 }
 
 impl Pass for PadIntoConv {
@@ -58,14 +70,20 @@ impl Pass for PadIntoConv {
                 Op::FusedConv(f) => f.conv.clone(),
                 _ => continue,
             };
-            let Some(x) = g.input_outlet(conv, 0) else { continue };
+            let Some(x) = g.input_outlet(conv, 0) else {
+                continue;
+            };
             if !matches!(g.node(x.node).op, Op::Pad { .. }) {
                 continue;
             }
             let extra = match zero_spatial_pads(g, x.node) {
                 Ok(p) => p,
                 Err(why) => {
-                    out.skip(g, x.node, format!("not folded into `{}`: {why}", g.node(conv).name));
+                    out.skip(
+                        g,
+                        x.node,
+                        format!("not folded into `{}`: {why}", g.node(conv).name),
+                    );
                     continue;
                 }
             };
@@ -75,11 +93,21 @@ impl Pass for PadIntoConv {
             }
             let spatial = extra.len() / 2;
             let mut attrs = attrs;
-            attrs.pads = attrs.pads(spatial).iter().zip(&extra).map(|(a, b)| a + b).collect();
-            let Some(src) = g.input_outlet(x.node, 0) else { continue };
+            attrs.pads = attrs
+                .pads(spatial)
+                .iter()
+                .zip(&extra)
+                .map(|(a, b)| a + b)
+                .collect();
+            let Some(src) = g.input_outlet(x.node, 0) else {
+                continue;
+            };
             let num_inputs = g.node(conv).num_inputs;
             let op = match &g.node(conv).op {
-                Op::FusedConv(f) => Op::FusedConv(trtc_ir::FusedConv { conv: attrs, ..f.clone() }),
+                Op::FusedConv(f) => Op::FusedConv(trtc_ir::FusedConv {
+                    conv: attrs,
+                    ..f.clone()
+                }),
                 _ => Op::Conv(attrs),
             };
             g.set_op(conv, op, num_inputs);
@@ -109,7 +137,15 @@ mod tests {
         let v = b.constant("value", tensor0(value));
         let padded = b.op("pad", Op::Pad { mode: mode.into() }, &[x, p, v]);
         let w = b.constant("w", random_tensor(&[3, 2, 3, 3], 3));
-        let c = b.op("conv", Op::Conv(ConvAttrs { group: 1, pads: vec![1, 0, 0, 1], ..Default::default() }), &[padded, w]);
+        let c = b.op(
+            "conv",
+            Op::Conv(ConvAttrs {
+                group: 1,
+                pads: vec![1, 0, 0, 1],
+                ..Default::default()
+            }),
+            &[padded, w],
+        );
         b.output(c);
         b.build().unwrap()
     }
@@ -120,7 +156,9 @@ mod tests {
         let after = assert_preserves(&PadIntoConv, &g);
         assert_eq!(after.compute_node_count(), 1);
         let conv = after.find_node("conv").unwrap();
-        let Op::Conv(c) = &after.node(conv).op else { panic!() };
+        let Op::Conv(c) = &after.node(conv).op else {
+            panic!()
+        };
         assert_eq!(c.pads, vec![2, 2, 0, 2]);
     }
 

@@ -25,13 +25,19 @@ impl Pass for ShapeFromInput {
         let mut out = PassOutcome::default();
         let values = shape_values(g)?;
         for id in g.topo_order()? {
-            let Op::Reshape { allowzero } = g.node(id).op else { continue };
-            let (Some(x), Some(s)) = (g.input_outlet(id, 0), g.input_outlet(id, 1)) else { continue };
+            let Op::Reshape { allowzero } = g.node(id).op else {
+                continue;
+            };
+            let (Some(x), Some(s)) = (g.input_outlet(id, 0), g.input_outlet(id, 1)) else {
+                continue;
+            };
             if g.const_value(s).is_some() {
                 continue;
             }
             let Some(v) = values.get(&s) else { continue };
-            let Some(xs) = g.tensor(x).shape.clone() else { continue };
+            let Some(xs) = g.tensor(x).shape.clone() else {
+                continue;
+            };
             if allowzero != 0 {
                 out.skip(g, id, "allowzero is set");
                 continue;
@@ -41,7 +47,11 @@ impl Pass for ShapeFromInput {
                 .enumerate()
                 .map(|(i, e)| match e {
                     SymInt::Int(k) => Some(*k),
-                    SymInt::Sym(name) if xs.get(i) == Some(&Dim::Sym(name.clone())) && name != "?" => Some(0),
+                    SymInt::Sym(name)
+                        if xs.get(i) == Some(&Dim::Sym(name.clone())) && name != "?" =>
+                    {
+                        Some(0)
+                    }
                     SymInt::Sym(_) => None,
                 })
                 .collect();
@@ -69,8 +79,19 @@ mod tests {
     #[test]
     fn view_batch_minus_one_becomes_a_constant() {
         let mut b = GraphBuilder::new();
-        let x = b.input_with("x", DType::F32, vec![Dim::Sym("N".into()), Dim::Known(3), Dim::Known(2)]);
-        let s = b.op("shape", Op::Shape { start: None, end: None }, &[x]);
+        let x = b.input_with(
+            "x",
+            DType::F32,
+            vec![Dim::Sym("N".into()), Dim::Known(3), Dim::Known(2)],
+        );
+        let s = b.op(
+            "shape",
+            Op::Shape {
+                start: None,
+                end: None,
+            },
+            &[x],
+        );
         let zero = b.constant("zero", tensor0(0i64));
         let n = b.op("gather", Op::Gather { axis: 0 }, &[s, zero]);
         let axes = b.constant("axes", tensor1(&[0i64]));
@@ -80,7 +101,10 @@ mod tests {
         let r = b.op("reshape", Op::Reshape { allowzero: 0 }, &[x, cat]);
         b.output(r);
         let g = b.build().unwrap();
-        assert_eq!(g.tensor(r).shape, Some(vec![Dim::Sym("N".into()), Dim::Known(6)]));
+        assert_eq!(
+            g.tensor(r).shape,
+            Some(vec![Dim::Sym("N".into()), Dim::Known(6)])
+        );
         let after = assert_preserves(&ShapeFromInput, &g);
         assert_eq!(after.compute_node_count(), 1, "only the Reshape is left");
     }

@@ -50,17 +50,32 @@ fn follower(g: &Graph, conv: NodeId) -> Option<Follower> {
 impl VerticalFusion {
     /// Turn a Conv into a FusedConv with an explicit bias.
     fn to_fused(g: &mut Graph, conv: NodeId) -> Result<bool> {
-        let Op::Conv(attrs) = g.node(conv).op.clone() else { return Ok(false) };
-        let Some(w) = g.input_const(conv, 1) else { return Ok(false) };
+        let Op::Conv(attrs) = g.node(conv).op.clone() else {
+            return Ok(false);
+        };
+        let Some(w) = g.input_const(conv, 1) else {
+            return Ok(false);
+        };
         if w.datum_type() != DatumType::F32 || w.rank() < 3 {
             return Ok(false);
         }
         let m = w.shape()[0];
         let needs_bias = g.input_outlet(conv, 2).is_none();
-        g.set_op(conv, Op::FusedConv(FusedConv { conv: attrs, residual: false, activation: None }), 3);
+        g.set_op(
+            conv,
+            Op::FusedConv(FusedConv {
+                conv: attrs,
+                residual: false,
+                activation: None,
+            }),
+            3,
+        );
         if needs_bias {
             let name = g.node(conv).name.clone();
-            let b = g.add_const(format!("{name}::B"), Arc::new(f32_tensor(&[m], &vec![0.0; m])?));
+            let b = g.add_const(
+                format!("{name}::B"),
+                Arc::new(f32_tensor(&[m], &vec![0.0; m])?),
+            );
             g.connect(b, conv, 2)?;
         }
         Ok(true)
@@ -76,14 +91,18 @@ impl VerticalFusion {
         if activation.is_some() {
             return Ok(false);
         }
-        let Some(f) = follower(g, id) else { return Ok(false) };
+        let Some(f) = follower(g, id) else {
+            return Ok(false);
+        };
         if matches!(f, Follower::Residual(..)) && residual {
             return Ok(false);
         }
         if matches!(g.node(id).op, Op::Conv(_)) && !Self::to_fused(g, id)? {
             return Ok(false);
         }
-        let Op::FusedConv(mut fused) = g.node(id).op.clone() else { return Ok(false) };
+        let Op::FusedConv(mut fused) = g.node(id).op.clone() else {
+            return Ok(false);
+        };
         let absorbed = match f {
             Follower::Activation(next, act) => {
                 fused.activation = Some(act);
@@ -130,10 +149,28 @@ mod tests {
     use trtc_ir::tract_onnx::prelude::tensor0;
     use trtc_ir::{Activation, ConvAttrs, GraphBuilder};
 
-    fn conv(b: &mut GraphBuilder, name: &str, x: Outlet, cin: usize, cout: usize, seed: u64) -> Outlet {
-        let w = b.constant(&format!("{name}_w"), random_tensor(&[cout, cin, 3, 3], seed));
+    fn conv(
+        b: &mut GraphBuilder,
+        name: &str,
+        x: Outlet,
+        cin: usize,
+        cout: usize,
+        seed: u64,
+    ) -> Outlet {
+        let w = b.constant(
+            &format!("{name}_w"),
+            random_tensor(&[cout, cin, 3, 3], seed),
+        );
         let bias = b.constant(&format!("{name}_b"), random_tensor(&[cout], seed + 1));
-        b.op(name, Op::Conv(ConvAttrs { group: 1, pads: vec![1, 1, 1, 1], ..Default::default() }), &[x, w, bias])
+        b.op(
+            name,
+            Op::Conv(ConvAttrs {
+                group: 1,
+                pads: vec![1, 1, 1, 1],
+                ..Default::default()
+            }),
+            &[x, w, bias],
+        )
     }
 
     #[test]
@@ -149,7 +186,9 @@ mod tests {
         let after = assert_preserves(&VerticalFusion, &b.build().unwrap());
         assert_eq!(after.compute_node_count(), 2);
         let c2 = after.find_node("c2").unwrap();
-        let Op::FusedConv(f) = &after.node(c2).op else { panic!("c2 not fused") };
+        let Op::FusedConv(f) = &after.node(c2).op else {
+            panic!("c2 not fused")
+        };
         assert!(f.residual);
         assert_eq!(f.activation, Some(Activation::Relu));
         assert_eq!(after.node(c2).label(), "Conv+Add+Relu");
@@ -161,7 +200,10 @@ mod tests {
         let mut b = GraphBuilder::new();
         let x = b.input("x", &[1, 2, 4, 4]);
         let c = conv(&mut b, "c", x, 2, 3, 1);
-        let (lo, hi) = (b.constant("lo", tensor0(0f32)), b.constant("hi", tensor0(6f32)));
+        let (lo, hi) = (
+            b.constant("lo", tensor0(0f32)),
+            b.constant("hi", tensor0(6f32)),
+        );
         let clip = b.op("clip", Op::Clip, &[c, lo, hi]);
         b.output(clip);
         let after = assert_preserves(&VerticalFusion, &b.build().unwrap());
@@ -177,7 +219,10 @@ mod tests {
         let s = b.op("s", Op::Add, &[r, c]);
         b.output(s);
         let after = assert_preserves(&VerticalFusion, &b.build().unwrap());
-        assert!(matches!(after.node(after.find_node("c").unwrap()).op, Op::Conv(_)));
+        assert!(matches!(
+            after.node(after.find_node("c").unwrap()).op,
+            Op::Conv(_)
+        ));
     }
 
     #[test]
