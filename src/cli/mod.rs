@@ -1,5 +1,6 @@
 //! Subcommands. Each lives in its own file and returns `anyhow::Result`.
 
+mod bench;
 mod compile;
 mod dot;
 mod inspect;
@@ -31,6 +32,8 @@ pub enum Command {
     Optimize(optimize::OptimizeArgs),
     /// Optimize, partition into GPU/CPU segments, and write a `.trtc` plan.
     Compile(compile::CompileArgs),
+    /// Throughput and latency per batch size and precision, plus build time.
+    Bench(bench::BenchArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -40,6 +43,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Run(a) => run::run(a),
         Command::Optimize(a) => optimize::optimize(a),
         Command::Compile(a) => compile::compile_cmd(a),
+        Command::Bench(a) => bench::bench(a),
     }
 }
 

@@ -4,13 +4,13 @@
 use crate::error::Result;
 use crate::options::CompileOptions;
 use trtc_ir::tract_onnx::prelude::{TValue, TVec};
-use trtc_ir::{CpuModel, Graph, IrError, NodeId};
+use trtc_ir::{CpuModel, Graph, NodeId, SubgraphIo};
 
 /// A built segment, ready to run.
 pub trait Engine: Send + Sync {
     /// "tract", "cuda", ...
     fn kind(&self) -> &str;
-    fn run(&self, inputs: TVec<TValue>) -> Result<TVec<TValue>, IrError>;
+    fn run(&self, inputs: TVec<TValue>) -> Result<TVec<TValue>>;
 }
 
 /// A segment run on the CPU by tract (its subgraph exported as ONNX).
@@ -28,32 +28,36 @@ impl Engine for TractEngine {
     fn kind(&self) -> &str {
         "tract"
     }
-    fn run(&self, inputs: TVec<TValue>) -> Result<TVec<TValue>, IrError> {
-        self.model.run_values(inputs)
+    fn run(&self, inputs: TVec<TValue>) -> Result<TVec<TValue>> {
+        Ok(self.model.run_values(inputs)?)
     }
 }
 
-/// Builds GPU engines for segments (the CUDA builder implements this).
+/// Builds GPU engines for segments (built when a plan is loaded; a plan carries no engine
+/// payloads yet, so loading always builds).
 pub trait EngineBuilder: Send + Sync {
     fn name(&self) -> &'static str;
     /// Why no engine can be built on this machine, if none can (no GPU, a missing library).
     fn unavailable(&self) -> Option<String>;
-    /// Build the engine for a segment's nodes; the payload goes into the plan.
-    fn build(&self, g: &Graph, nodes: &[NodeId], opts: &CompileOptions) -> Result<Vec<u8>>;
-    /// Load an engine from its payload.
-    fn load(&self, payload: &[u8], opts: &CompileOptions) -> Result<Box<dyn Engine>>;
+    /// Build the engine for a segment's nodes, whose inputs and outputs are `io`.
+    fn build(
+        &self,
+        g: &Graph,
+        nodes: &[NodeId],
+        io: &SubgraphIo,
+        opts: &CompileOptions,
+    ) -> Result<Box<dyn Engine>>;
 }
 
-/// The GPU engine builders this build of trtc has: none yet. GPU segments then run on the
-/// CPU through tract, and `HybridModel::notes` says so.
+/// The GPU engine builder, when this machine can build engines.
 pub fn gpu_builder() -> Option<Box<dyn EngineBuilder>> {
-    None
+    let b = crate::cuda::CudaBuilder;
+    b.unavailable()
+        .is_none()
+        .then(|| Box::new(b) as Box<dyn EngineBuilder>)
 }
 
 /// Why GPU segments will run through tract here.
 pub fn gpu_unavailable_reason() -> String {
-    match gpu_builder() {
-        Some(b) => b.unavailable().unwrap_or_default(),
-        None => "this build of trtc has no CUDA engine builder yet".into(),
-    }
+    crate::cuda::CudaBuilder.unavailable().unwrap_or_default()
 }

@@ -19,6 +19,8 @@ pub enum BackendError {
         backend: String,
         source: IrError,
     },
+    #[error("CUDA, layer `{layer}`: {detail}")]
+    Cuda { layer: String, detail: String },
     #[error("partition: {0}")]
     Partition(String),
     #[error("{0}")]

@@ -2,6 +2,7 @@
 //! partitioning), the hybrid runtime that runs them as one model, and the `.trtc` plan.
 
 pub mod compile;
+pub mod cuda;
 pub mod dot;
 pub mod engine;
 pub mod error;

@@ -3,7 +3,7 @@
 
 use crate::engine::{gpu_builder, gpu_unavailable_reason, Engine, TractEngine};
 use crate::error::{BackendError, Result};
-use crate::options::CompileOptions;
+use crate::options::{BackendChoice, CompileOptions};
 use crate::partition::{Partition, SegmentBackend};
 use std::collections::HashMap;
 use trtc_ir::eval::check_inputs;
@@ -39,7 +39,12 @@ impl HybridModel {
             .iter()
             .filter(|s| s.backend == SegmentBackend::Gpu)
             .count();
-        if gpu_segments > 0 && gpu_builder().is_none() {
+        let builder = match opts.backend {
+            BackendChoice::Cpu => None,
+            _ if gpu_segments == 0 => None,
+            _ => gpu_builder(),
+        };
+        if gpu_segments > 0 && builder.is_none() && opts.backend != BackendChoice::Cpu {
             notes.push(format!(
                 "{gpu_segments} GPU segment(s) run on the CPU through tract: {}",
                 gpu_unavailable_reason()
@@ -48,20 +53,38 @@ impl HybridModel {
         let mut segments = vec![];
         for s in &p.segments {
             let (proto, io) = subgraph_to_model_proto(g, &s.nodes)?;
-            let infos = |v: &[Outlet]| v.iter().map(|&o| g.tensor(o).clone()).collect::<Vec<_>>();
-            let model = CpuModel::from_proto(&proto, infos(&io.inputs), infos(&io.outputs))
-                .map_err(|e| BackendError::Segment {
-                    segment: s.id,
-                    backend: s.backend.to_string(),
-                    source: e,
-                })?
-                .with_max_cached_plans(opts.max_cached_engines);
+            let mut engine: Option<Box<dyn Engine>> = None;
+            if let (SegmentBackend::Gpu, Some(b)) = (s.backend, &builder) {
+                match b.build(g, &s.nodes, &io, opts) {
+                    Ok(e) => engine = Some(e),
+                    Err(e) if opts.backend == BackendChoice::Cuda => return Err(e),
+                    Err(e) => notes.push(format!(
+                        "segment {} runs on the CPU through tract: {e}",
+                        s.id
+                    )),
+                }
+            }
+            let engine = match engine {
+                Some(e) => e,
+                None => {
+                    let infos =
+                        |v: &[Outlet]| v.iter().map(|&o| g.tensor(o).clone()).collect::<Vec<_>>();
+                    let model = CpuModel::from_proto(&proto, infos(&io.inputs), infos(&io.outputs))
+                        .map_err(|e| BackendError::Segment {
+                            segment: s.id,
+                            backend: s.backend.to_string(),
+                            source: e,
+                        })?
+                        .with_max_cached_plans(opts.max_cached_engines);
+                    Box::new(TractEngine::new(model)) as Box<dyn Engine>
+                }
+            };
             segments.push(SegmentRuntime {
                 id: s.id,
                 backend: s.backend,
                 inputs: io.inputs,
                 outputs: io.outputs,
-                engine: Box::new(TractEngine::new(model)),
+                engine,
                 drop_after: vec![],
             });
         }
@@ -152,10 +175,13 @@ impl HybridModel {
                     })
                 })
                 .collect::<Result<_>>()?;
-            let outs = s.engine.run(args).map_err(|e| BackendError::Segment {
-                segment: s.id,
-                backend: s.backend.to_string(),
-                source: e,
+            let outs = s.engine.run(args).map_err(|e| match e {
+                BackendError::Ir(source) => BackendError::Segment {
+                    segment: s.id,
+                    backend: s.backend.to_string(),
+                    source,
+                },
+                other => other,
             })?;
             for (o, v) in s.outputs.iter().zip(outs) {
                 values.insert(*o, v);

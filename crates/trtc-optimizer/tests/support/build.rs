@@ -13,13 +13,13 @@ use trtc_optimizer::verify::random_tensor;
 
 /// The builder plus the current tensor and its [1, c, h, w] shape.
 struct Ctx {
-    pub b: GraphBuilder,
-    pub x: Outlet,
-    pub input: Outlet,
-    pub c: usize,
-    pub h: usize,
-    pub w: usize,
-    pub extra_outputs: Vec<Outlet>,
+    b: GraphBuilder,
+    x: Outlet,
+    input: Outlet,
+    c: usize,
+    h: usize,
+    w: usize,
+    extra_outputs: Vec<Outlet>,
 }
 
 pub fn out_size(i: usize, k: usize, s: usize, d: usize, pb: i64, pe: i64) -> i64 {

@@ -1,0 +1,731 @@
+//! The CUDA engine of one segment: per batch size, device buffers and tuned cuDNN
+//! convolutions ("instances", cached up to --max-cached-engines), run on one stream.
+
+use super::descriptors::{self as d, ActDesc, ConvDesc, Filter4d, Handle, Tensor4d};
+use super::program::{unsupported, Program, Step};
+use super::{kernel, Device};
+use crate::engine::Engine;
+use crate::error::{BackendError, Result};
+use crate::options::Precision;
+use cudarc::cudnn::{result as dnn, sys as dnn_sys};
+use cudarc::driver::{CudaSlice, DevicePtr, LaunchConfig, PushKernelArg};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use trtc_ir::tract_onnx::prelude::{IntoTValue, TValue, TVec, Tensor};
+
+/// What a convolution needs at one batch size.
+struct ConvRun {
+    x: Tensor4d,
+    w: Filter4d,
+    y: Tensor4d,
+    bias: Tensor4d,
+    conv: ConvDesc,
+    act: ActDesc,
+    algo: dnn_sys::cudnnConvolutionFwdAlgo_t,
+    workspace: Option<CudaSlice<u8>>,
+    /// Asymmetric pads: the input is copied into this zero-padded buffer first.
+    padded: Option<(CudaSlice<f32>, [usize; 4])>,
+}
+
+struct Instance {
+    batch: usize,
+    buffers: Vec<Option<CudaSlice<f32>>>,
+    ptrs: Vec<u64>,
+    convs: HashMap<usize, ConvRun>,
+}
+
+pub struct CudaEngine {
+    dev: Arc<Device>,
+    program: Program,
+    cudnn: Handle,
+    workspace_limit: usize,
+    max_instances: usize,
+    instances: Mutex<Vec<Instance>>,
+}
+
+// Safety: the raw cuDNN handle and descriptors are only used under the `instances` lock,
+// one run at a time, on the engine's one stream.
+unsafe impl Send for CudaEngine {}
+unsafe impl Sync for CudaEngine {}
+
+fn cuda_err(layer: &str, e: impl std::fmt::Display) -> BackendError {
+    BackendError::Cuda {
+        layer: layer.to_string(),
+        detail: e.to_string(),
+    }
+}
+
+fn blocks(n: usize, threads: u32) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: ((n as u32).div_ceil(threads).max(1), 1, 1),
+        block_dim: (threads, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
+/// Algorithms already timed, by layer shape (a build-time cache: no layer is timed twice).
+fn tactic_cache() -> &'static Mutex<HashMap<String, (dnn_sys::cudnnConvolutionFwdAlgo_t, usize)>> {
+    static CACHE: std::sync::OnceLock<
+        Mutex<HashMap<String, (dnn_sys::cudnnConvolutionFwdAlgo_t, usize)>>,
+    > = std::sync::OnceLock::new();
+    CACHE.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+impl CudaEngine {
+    pub(crate) fn new(
+        dev: Arc<Device>,
+        program: Program,
+        workspace_limit: usize,
+        max_instances: usize,
+    ) -> Result<Self> {
+        dev.ctx
+            .bind_to_thread()
+            .map_err(|e| cuda_err("context", e))?;
+        let handle = Handle(dnn::create_handle().map_err(|e| cuda_err("cudnn", e))?);
+        unsafe { dnn::set_stream(handle.0, dev.stream.cu_stream() as *mut _) }
+            .map_err(|e| cuda_err("cudnn", e))?;
+        Ok(CudaEngine {
+            dev,
+            program,
+            cudnn: handle,
+            workspace_limit,
+            max_instances: max_instances.max(1),
+            instances: Mutex::new(vec![]),
+        })
+    }
+
+    fn instance(&self, batch: usize) -> Result<Instance> {
+        let p = &self.program;
+        let stream = &self.dev.stream;
+        let mut buffers: Vec<Option<CudaSlice<f32>>> = Vec::with_capacity(p.slots.len());
+        for (s, slot) in p.slots.iter().enumerate() {
+            buffers.push(if slot.alias_of.is_some() || slot.constant.is_some() {
+                None
+            } else {
+                let n: usize = p.shape(s, batch).iter().product();
+                Some(
+                    stream
+                        .alloc_zeros::<f32>(n.max(1))
+                        .map_err(|e| cuda_err("alloc", e))?,
+                )
+            });
+        }
+        let ptr_of = |buf: &CudaSlice<f32>| buf.device_ptr(stream).0;
+        let mut ptrs = vec![0u64; p.slots.len()];
+        for s in 0..p.slots.len() {
+            let st = p.storage(s);
+            ptrs[s] = match (&buffers[st], &p.slots[st].constant) {
+                (Some(b), _) => ptr_of(b),
+                (None, Some(c)) => ptr_of(c),
+                _ => 0,
+            };
+        }
+        let mut convs = HashMap::new();
+        for (i, step) in p.steps.iter().enumerate() {
+            if let Step::Conv {
+                name,
+                x,
+                y,
+                w_dims,
+                pads,
+                stride,
+                dilation,
+                groups,
+                act,
+                ..
+            } = step
+            {
+                convs.insert(
+                    i,
+                    self.conv_run(
+                        name,
+                        p.shape(*x, batch),
+                        p.shape(*y, batch),
+                        *w_dims,
+                        *pads,
+                        *stride,
+                        *dilation,
+                        *groups,
+                        *act,
+                    )?,
+                );
+            }
+        }
+        Ok(Instance {
+            batch,
+            buffers,
+            ptrs,
+            convs,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn conv_run(
+        &self,
+        name: &str,
+        xs: Vec<usize>,
+        ys: Vec<usize>,
+        w_dims: [i32; 4],
+        pads: [i32; 4],
+        stride: [i32; 2],
+        dilation: [i32; 2],
+        groups: i32,
+        act: Option<trtc_ir::Activation>,
+    ) -> Result<ConvRun> {
+        let e = |err: dnn::CudnnError| cuda_err(name, err);
+        let symmetric = pads[0] == pads[2] && pads[1] == pads[3];
+        let (xs_eff, pad_eff, padded) = if symmetric {
+            (xs.clone(), [pads[0], pads[1]], None)
+        } else {
+            let (h, w) = (
+                xs[2] + (pads[0] + pads[2]) as usize,
+                xs[3] + (pads[1] + pads[3]) as usize,
+            );
+            let buf = self
+                .dev
+                .stream
+                .alloc_zeros::<f32>(xs[0] * xs[1] * h * w)
+                .map_err(|err| cuda_err(name, err))?;
+            (
+                vec![xs[0], xs[1], h, w],
+                [0, 0],
+                Some((buf, [h, w, pads[0] as usize, pads[1] as usize])),
+            )
+        };
+        let dims = |v: &[usize]| [v[0] as i32, v[1] as i32, v[2] as i32, v[3] as i32];
+        let x = d::tensor4d(dims(&xs_eff)).map_err(e)?;
+        let y = d::tensor4d(dims(&ys)).map_err(e)?;
+        let w = d::filter4d(w_dims).map_err(e)?;
+        let bias = d::tensor4d([1, w_dims[0], 1, 1]).map_err(e)?;
+        let conv = d::conv2d(
+            pad_eff,
+            stride,
+            dilation,
+            groups,
+            self.program.precision != Precision::Fp32,
+        )
+        .map_err(e)?;
+        let relu = matches!(act, Some(trtc_ir::Activation::Relu));
+        let act_desc = d::activation(relu).map_err(e)?;
+        let key = format!(
+            "{xs_eff:?}{w_dims:?}{pad_eff:?}{stride:?}{dilation:?}{groups}{relu}{:?}",
+            self.program.precision
+        );
+        let cached = tactic_cache()
+            .lock()
+            .ok()
+            .and_then(|c| c.get(&key).copied());
+        let (algo, ws) = match cached {
+            Some(t) => t,
+            None => {
+                let t = self.pick_algorithm(name, &x, &w, &conv, &y, relu)?;
+                if let Ok(mut c) = tactic_cache().lock() {
+                    c.insert(key, t);
+                }
+                t
+            }
+        };
+        let workspace = if ws > 0 {
+            Some(
+                self.dev
+                    .stream
+                    .alloc_zeros::<u8>(ws)
+                    .map_err(|err| cuda_err(name, err))?,
+            )
+        } else {
+            None
+        };
+        Ok(ConvRun {
+            x,
+            w,
+            y,
+            bias,
+            conv,
+            act: act_desc,
+            algo,
+            workspace,
+            padded,
+        })
+    }
+
+    /// Time the algorithms cuDNN offers for this layer and keep the fastest that fits the
+    /// workspace. Without ReLU the fused call only takes IMPLICIT_PRECOMP_GEMM.
+    fn pick_algorithm(
+        &self,
+        name: &str,
+        x: &Tensor4d,
+        w: &Filter4d,
+        conv: &ConvDesc,
+        y: &Tensor4d,
+        relu: bool,
+    ) -> Result<(dnn_sys::cudnnConvolutionFwdAlgo_t, usize)> {
+        use dnn_sys::cudnnConvolutionFwdAlgo_t::CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM as PRECOMP;
+        let mut count = 0i32;
+        let mut perf: [dnn_sys::cudnnConvolutionFwdAlgoPerf_t; 8] = unsafe { std::mem::zeroed() };
+        unsafe {
+            dnn_sys::cudnnFindConvolutionForwardAlgorithm(
+                self.cudnn.0,
+                x.0,
+                w.0,
+                conv.0,
+                y.0,
+                8,
+                &mut count,
+                perf.as_mut_ptr(),
+            )
+        }
+        .result()
+        .map_err(|e| cuda_err(name, e))?;
+        for p in perf.iter().take(count.max(0) as usize) {
+            let ok = p.status == dnn_sys::cudnnStatus_t::CUDNN_STATUS_SUCCESS;
+            if ok && p.memory <= self.workspace_limit && (relu || p.algo == PRECOMP) {
+                return Ok((p.algo, p.memory));
+            }
+        }
+        let ws = unsafe {
+            dnn::get_convolution_forward_workspace_size(
+                self.cudnn.0,
+                x.0,
+                w.0,
+                conv.0,
+                y.0,
+                PRECOMP,
+            )
+        }
+        .map_err(|e| cuda_err(name, e))?;
+        if ws > self.workspace_limit {
+            return Err(unsupported(
+                name,
+                format!(
+                    "needs {ws} bytes of workspace, over the {} limit",
+                    self.workspace_limit
+                ),
+            ));
+        }
+        Ok((PRECOMP, ws))
+    }
+
+    fn launch_steps(&self, inst: &Instance) -> Result<()> {
+        let p = &self.program;
+        let s = &self.dev.stream;
+        let b = inst.batch;
+        let ptr = |slot: usize| inst.ptrs[slot];
+        let numel = |slot: usize| p.shape(slot, b).iter().product::<usize>();
+        for (i, step) in p.steps.iter().enumerate() {
+            let res: Result<()> = match step {
+                Step::Conv {
+                    name,
+                    x,
+                    y,
+                    z,
+                    w,
+                    b: bias,
+                    act,
+                    ..
+                } => {
+                    let run = inst
+                        .convs
+                        .get(&i)
+                        .ok_or_else(|| unsupported(name, "no instance"))?;
+                    let mut xp = ptr(*x);
+                    if let Some((buf, [h, wd, top, left])) = &run.padded {
+                        let xs = p.shape(*x, b);
+                        let n = xs[0] * xs[1] * h * wd;
+                        let dst = buf.device_ptr(s).0;
+                        let f = kernel(&self.dev, "pad2d")?;
+                        let (nc, ih, iw, oh, ow, t, l) = (
+                            (xs[0] * xs[1]) as i64,
+                            xs[2] as i32,
+                            xs[3] as i32,
+                            *h as i32,
+                            *wd as i32,
+                            *top as i32,
+                            *left as i32,
+                        );
+                        unsafe {
+                            s.launch_builder(&f)
+                                .arg(&dst)
+                                .arg(&xp)
+                                .arg(&nc)
+                                .arg(&ih)
+                                .arg(&iw)
+                                .arg(&oh)
+                                .arg(&ow)
+                                .arg(&t)
+                                .arg(&l)
+                                .launch(blocks(n, 256))
+                        }
+                        .map_err(|e| cuda_err(name, e))?;
+                        xp = dst;
+                    }
+                    let (alpha1, alpha2) = (1f32, if z.is_some() { 1f32 } else { 0f32 });
+                    let zp = z.map(ptr).unwrap_or(ptr(*y));
+                    let (ws_ptr, ws_len) = match &run.workspace {
+                        Some(ws) => (ws.device_ptr(s).0, ws.len()),
+                        None => (0, 0),
+                    };
+                    unsafe {
+                        dnn::convolution_bias_activation_forward(
+                            self.cudnn.0,
+                            &alpha1 as *const f32 as *const _,
+                            run.x.0,
+                            xp as *const _,
+                            run.w.0,
+                            w.device_ptr(s).0 as *const _,
+                            run.conv.0,
+                            run.algo,
+                            ws_ptr as *mut _,
+                            ws_len,
+                            &alpha2 as *const f32 as *const _,
+                            run.y.0,
+                            zp as *const _,
+                            run.bias.0,
+                            bias.device_ptr(s).0 as *const _,
+                            run.act.0,
+                            run.y.0,
+                            ptr(*y) as *mut _,
+                        )
+                    }
+                    .map_err(|e| cuda_err(name, e))?;
+                    match act {
+                        Some(a) if !matches!(a, trtc_ir::Activation::Relu) => {
+                            self.act(ptr(*y), ptr(*y), numel(*y), super::program::act_code(*a))
+                        }
+                        _ => Ok(()),
+                    }
+                }
+                Step::Act { x, y, act } => self.act(ptr(*y), ptr(*x), numel(*y), *act),
+                Step::Binary { a, b: bb, y, op } => self.binary(
+                    ptr(*y),
+                    ptr(*a),
+                    ptr(*bb),
+                    &p.shape(*y, b),
+                    &p.shape(*a, b),
+                    &p.shape(*bb, b),
+                    *op,
+                ),
+                Step::Pool {
+                    x,
+                    y,
+                    max,
+                    kernel: k,
+                    stride,
+                    pads,
+                    count_pad,
+                } => {
+                    let (xs, ys) = (p.shape(*x, b), p.shape(*y, b));
+                    let f = kernel(&self.dev, "pool2d")?;
+                    let n = numel(*y);
+                    let args = [
+                        xs[2] as i32,
+                        xs[3] as i32,
+                        ys[2] as i32,
+                        ys[3] as i32,
+                        k[0],
+                        k[1],
+                        stride[0],
+                        stride[1],
+                        pads[0],
+                        pads[1],
+                        pads[2],
+                        pads[3],
+                        *max as i32,
+                        *count_pad as i32,
+                    ];
+                    let nc = (xs[0] * xs[1]) as i64;
+                    let (yp, xp) = (ptr(*y), ptr(*x));
+                    let mut l = s.launch_builder(&f);
+                    l.arg(&yp).arg(&xp).arg(&nc);
+                    for a in &args {
+                        l.arg(a);
+                    }
+                    unsafe { l.launch(blocks(n, 256)) }
+                        .map(|_| ())
+                        .map_err(|e| cuda_err("pool", e))
+                }
+                Step::GlobalPool { x, y, max } => {
+                    let xs = p.shape(*x, b);
+                    let f = kernel(&self.dev, "global_pool")?;
+                    let (nc, hw, m) = (
+                        (xs[0] * xs[1]) as i64,
+                        (xs[2..].iter().product::<usize>()) as i32,
+                        *max as i32,
+                    );
+                    let (yp, xp) = (ptr(*y), ptr(*x));
+                    unsafe {
+                        s.launch_builder(&f)
+                            .arg(&yp)
+                            .arg(&xp)
+                            .arg(&nc)
+                            .arg(&hw)
+                            .arg(&m)
+                            .launch(blocks(nc as usize * 32, 256))
+                    }
+                    .map(|_| ())
+                    .map_err(|e| cuda_err("global pool", e))
+                }
+                Step::Concat { inputs, y, axis } => {
+                    let ys = p.shape(*y, b);
+                    let outer: usize = ys[..*axis].iter().product();
+                    let dst_stride: usize = ys[*axis..].iter().product();
+                    let mut off = 0usize;
+                    for &inp in inputs {
+                        let len: usize = p.shape(inp, b)[*axis..].iter().product();
+                        self.copy_rows(ptr(*y), ptr(inp), outer, len, len, 0, dst_stride, off)?;
+                        off += len;
+                    }
+                    Ok(())
+                }
+                Step::Split { x, outputs, axis } => {
+                    let xs = p.shape(*x, b);
+                    let outer: usize = xs[..*axis].iter().product();
+                    let src_stride: usize = xs[*axis..].iter().product();
+                    let mut off = 0usize;
+                    for &o in outputs {
+                        let len: usize = p.shape(o, b)[*axis..].iter().product();
+                        self.copy_rows(ptr(o), ptr(*x), outer, len, src_stride, off, len, 0)?;
+                        off += len;
+                    }
+                    Ok(())
+                }
+                Step::Gemm {
+                    a,
+                    y,
+                    w_kn,
+                    bias,
+                    n,
+                    k,
+                    alpha,
+                    beta,
+                } => {
+                    let m = p.shape(*a, b)[0] as i32;
+                    let f = kernel(&self.dev, "gemm_kn")?;
+                    let (yp, ap, wp) = (ptr(*y), ptr(*a), w_kn.device_ptr(s).0);
+                    let bp = bias.as_ref().map(|c| c.device_ptr(s).0).unwrap_or(0);
+                    let (ni, ki, has) = (*n as i32, *k as i32, bias.is_some() as i32);
+                    let cfg = LaunchConfig {
+                        grid_dim: ((*n as u32).div_ceil(128), m.max(1) as u32, 1),
+                        block_dim: (128, 1, 1),
+                        shared_mem_bytes: 0,
+                    };
+                    unsafe {
+                        s.launch_builder(&f)
+                            .arg(&yp)
+                            .arg(&ap)
+                            .arg(&wp)
+                            .arg(&bp)
+                            .arg(&m)
+                            .arg(&ni)
+                            .arg(&ki)
+                            .arg(alpha)
+                            .arg(beta)
+                            .arg(&has)
+                            .launch(cfg)
+                    }
+                    .map(|_| ())
+                    .map_err(|e| cuda_err("gemm", e))
+                }
+                Step::Softmax { x, y } => {
+                    let xs = p.shape(*x, b);
+                    let cols = *xs.last().unwrap_or(&1) as i32;
+                    let rows = (numel(*x) / cols.max(1) as usize) as i64;
+                    let f = kernel(&self.dev, "softmax_rows")?;
+                    let (yp, xp) = (ptr(*y), ptr(*x));
+                    let cfg = LaunchConfig {
+                        grid_dim: (rows.max(1) as u32, 1, 1),
+                        block_dim: (256, 1, 1),
+                        shared_mem_bytes: 0,
+                    };
+                    unsafe {
+                        s.launch_builder(&f)
+                            .arg(&yp)
+                            .arg(&xp)
+                            .arg(&rows)
+                            .arg(&cols)
+                            .launch(cfg)
+                    }
+                    .map(|_| ())
+                    .map_err(|e| cuda_err("softmax", e))
+                }
+            };
+            res?;
+        }
+        Ok(())
+    }
+
+    fn act(&self, y: u64, x: u64, n: usize, (kind, a, b): (i32, f32, f32)) -> Result<()> {
+        let f = kernel(&self.dev, "act")?;
+        let n64 = n as i64;
+        unsafe {
+            self.dev
+                .stream
+                .launch_builder(&f)
+                .arg(&y)
+                .arg(&x)
+                .arg(&n64)
+                .arg(&kind)
+                .arg(&a)
+                .arg(&b)
+                .launch(blocks(n, 256))
+        }
+        .map(|_| ())
+        .map_err(|e| cuda_err("activation", e))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn copy_rows(
+        &self,
+        dst: u64,
+        src: u64,
+        outer: usize,
+        len: usize,
+        src_stride: usize,
+        src_off: usize,
+        dst_stride: usize,
+        dst_off: usize,
+    ) -> Result<()> {
+        let f = kernel(&self.dev, "copy_rows")?;
+        let v = [
+            outer as i64,
+            len as i64,
+            src_stride as i64,
+            src_off as i64,
+            dst_stride as i64,
+            dst_off as i64,
+        ];
+        let mut l = self.dev.stream.launch_builder(&f);
+        l.arg(&dst).arg(&src);
+        for x in &v {
+            l.arg(x);
+        }
+        unsafe { l.launch(blocks(outer * len, 256)) }
+            .map(|_| ())
+            .map_err(|e| cuda_err("copy", e))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn binary(
+        &self,
+        y: u64,
+        a: u64,
+        b: u64,
+        ys: &[usize],
+        as_: &[usize],
+        bs: &[usize],
+        op: i32,
+    ) -> Result<()> {
+        if ys.len() > 4 {
+            return Err(unsupported("elementwise", "rank over 4"));
+        }
+        let pad = |s: &[usize]| -> Vec<usize> {
+            std::iter::repeat_n(1, 4 - s.len())
+                .chain(s.iter().copied())
+                .collect()
+        };
+        let (y4, a4, b4) = (
+            pad(ys),
+            pad(&as_[as_.len().saturating_sub(4)..]),
+            pad(&bs[bs.len().saturating_sub(4)..]),
+        );
+        let strides = |s: &[usize]| -> Vec<i64> {
+            let mut st = vec![0i64; 4];
+            let mut acc = 1i64;
+            for i in (0..4).rev() {
+                st[i] = if s[i] == 1 && y4[i] != 1 { 0 } else { acc };
+                acc *= s[i] as i64;
+            }
+            st
+        };
+        let (sa, sb) = (strides(&a4), strides(&b4));
+        let n: usize = y4.iter().product();
+        let f = kernel(&self.dev, "binary")?;
+        let (n64, d1, d2, d3) = (n as i64, y4[1] as i32, y4[2] as i32, y4[3] as i32);
+        let mut l = self.dev.stream.launch_builder(&f);
+        l.arg(&y)
+            .arg(&a)
+            .arg(&b)
+            .arg(&n64)
+            .arg(&op)
+            .arg(&d1)
+            .arg(&d2)
+            .arg(&d3);
+        for v in sa.iter().chain(&sb) {
+            l.arg(v);
+        }
+        unsafe { l.launch(blocks(n, 256)) }
+            .map(|_| ())
+            .map_err(|e| cuda_err("elementwise", e))
+    }
+}
+
+impl Engine for CudaEngine {
+    fn kind(&self) -> &str {
+        "cuda"
+    }
+
+    fn run(&self, inputs: TVec<TValue>) -> Result<TVec<TValue>> {
+        let p = &self.program;
+        let batch = inputs
+            .first()
+            .and_then(|t| t.shape().first().copied())
+            .unwrap_or(1);
+        self.dev
+            .ctx
+            .bind_to_thread()
+            .map_err(|e| cuda_err("context", e))?;
+        let mut cache = self
+            .instances
+            .lock()
+            .map_err(|_| cuda_err("engine", "instance cache poisoned"))?;
+        if !cache.iter().any(|i| i.batch == batch) {
+            if cache.len() >= self.max_instances {
+                cache.remove(0);
+            }
+            let inst = self.instance(batch)?;
+            cache.push(inst);
+        }
+        let inst = cache
+            .iter_mut()
+            .find(|i| i.batch == batch)
+            .ok_or_else(|| cuda_err("engine", "instance vanished"))?;
+        let s = &self.dev.stream;
+        for (&slot, t) in p.inputs.iter().zip(inputs.iter()) {
+            let want = p.shape(slot, batch);
+            if t.shape() != want.as_slice() {
+                return Err(unsupported(
+                    "input",
+                    format!("shape {:?}, engine built for {want:?}", t.shape()),
+                ));
+            }
+            let host = t
+                .to_plain_array_view::<f32>()
+                .map_err(|e| cuda_err("input", e))?;
+            let host = host
+                .as_slice()
+                .ok_or_else(|| cuda_err("input", "not contiguous"))?;
+            let buf = inst.buffers[p.storage(slot)]
+                .as_mut()
+                .ok_or_else(|| cuda_err("input", "no buffer"))?;
+            s.memcpy_htod(host, buf)
+                .map_err(|e| cuda_err("upload", e))?;
+        }
+        self.launch_steps(inst)?;
+        let mut out = TVec::new();
+        for &slot in &p.outputs {
+            let st = p.storage(slot);
+            let host: Vec<f32> = match (&inst.buffers[st], &p.slots[st].constant) {
+                (Some(b), _) => s.clone_dtoh(b),
+                (None, Some(c)) => s.clone_dtoh(c),
+                _ => return Err(cuda_err("output", "no buffer")),
+            }
+            .map_err(|e| cuda_err("download", e))?;
+            let shape = p.shape(slot, batch);
+            let n: usize = shape.iter().product();
+            let t = Tensor::from_shape(&shape, &host[..n.min(host.len())])
+                .map_err(|e| cuda_err("output", e))?;
+            out.push(t.into_tvalue());
+        }
+        s.synchronize().map_err(|e| cuda_err("run", e))?;
+        Ok(out)
+    }
+}

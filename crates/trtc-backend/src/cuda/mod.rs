@@ -1,0 +1,140 @@
+//! CUDA engines for GPU segments: cuDNN convolutions with bias, residual and ReLU fused
+//! into one call (tactics timed per layer shape), NVRTC kernels for the rest.
+//!
+//! Libraries are loaded at run time: a machine without CUDA builds and runs trtc, and
+//! `CudaBuilder::probe` says why no engine can be built instead of panicking.
+
+mod descriptors;
+mod engine;
+mod kernels;
+mod program;
+
+use crate::engine::{Engine, EngineBuilder};
+use crate::error::{BackendError, Result};
+use crate::options::CompileOptions;
+use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaStream};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use trtc_ir::{Graph, NodeId, SubgraphIo};
+
+pub use engine::CudaEngine;
+
+/// The GPU, its stream and the compiled kernels, shared by every engine.
+pub(crate) struct Device {
+    pub ctx: Arc<CudaContext>,
+    pub stream: Arc<CudaStream>,
+    module: Arc<CudaModule>,
+    functions: Mutex<HashMap<&'static str, CudaFunction>>,
+}
+
+pub(crate) fn kernel(dev: &Device, name: &'static str) -> Result<CudaFunction> {
+    let mut f = dev.functions.lock().map_err(|_| BackendError::Cuda {
+        layer: name.into(),
+        detail: "kernel cache poisoned".into(),
+    })?;
+    if let Some(k) = f.get(name) {
+        return Ok(k.clone());
+    }
+    let k = dev
+        .module
+        .load_function(name)
+        .map_err(|e| BackendError::Cuda {
+            layer: name.into(),
+            detail: e.to_string(),
+        })?;
+    f.insert(name, k.clone());
+    Ok(k)
+}
+
+/// Why CUDA engines cannot run here, checked without touching a missing library.
+pub fn probe() -> std::result::Result<(), String> {
+    // Safety: only tries to dlopen the libraries.
+    let present = unsafe {
+        [
+            (
+                "the CUDA driver (libcuda.so)",
+                cudarc::driver::sys::is_culib_present(),
+            ),
+            (
+                "NVRTC (libnvrtc.so)",
+                cudarc::nvrtc::sys::is_culib_present(),
+            ),
+            (
+                "cuDNN (libcudnn.so)",
+                cudarc::cudnn::sys::is_culib_present(),
+            ),
+        ]
+    };
+    for (what, ok) in present {
+        if !ok {
+            return Err(format!("{what} not found"));
+        }
+    }
+    match CudaContext::device_count() {
+        Ok(n) if n > 0 => Ok(()),
+        Ok(_) => Err("no CUDA device".into()),
+        Err(e) => Err(format!("CUDA driver: {e}")),
+    }
+}
+
+fn device() -> std::result::Result<Arc<Device>, String> {
+    static DEVICE: OnceLock<std::result::Result<Arc<Device>, String>> = OnceLock::new();
+    DEVICE
+        .get_or_init(|| {
+            probe()?;
+            let ctx = CudaContext::new(0).map_err(|e| format!("CUDA context: {e}"))?;
+            let stream = ctx.new_stream().map_err(|e| format!("CUDA stream: {e}"))?;
+            let (major, minor) = ctx.compute_capability().map_err(|e| e.to_string())?;
+            let arch: &'static str = Box::leak(format!("sm_{major}{minor}").into_boxed_str());
+            let opts = cudarc::nvrtc::CompileOptions {
+                arch: Some(arch),
+                ..Default::default()
+            };
+            let ptx = cudarc::nvrtc::compile_ptx_with_opts(kernels::SOURCE, opts)
+                .map_err(|e| format!("NVRTC: {e}"))?;
+            let module = ctx
+                .load_module(ptx)
+                .map_err(|e| format!("loading kernels: {e}"))?;
+            Ok(Arc::new(Device {
+                ctx,
+                stream,
+                module,
+                functions: Mutex::new(HashMap::new()),
+            }))
+        })
+        .clone()
+}
+
+/// Builds CUDA engines.
+pub struct CudaBuilder;
+
+impl EngineBuilder for CudaBuilder {
+    fn name(&self) -> &'static str {
+        "cuda"
+    }
+
+    fn unavailable(&self) -> Option<String> {
+        device().err()
+    }
+
+    fn build(
+        &self,
+        g: &Graph,
+        nodes: &[NodeId],
+        io: &SubgraphIo,
+        opts: &CompileOptions,
+    ) -> Result<Box<dyn Engine>> {
+        let dev = device().map_err(|e| BackendError::BackendUnavailable("cuda".into(), e))?;
+        dev.ctx.bind_to_thread().map_err(|e| BackendError::Cuda {
+            layer: "context".into(),
+            detail: e.to_string(),
+        })?;
+        let program = program::Program::build(g, nodes, io, &dev.stream, opts.precision)?;
+        Ok(Box::new(CudaEngine::new(
+            dev,
+            program,
+            opts.workspace_bytes as usize,
+            opts.max_cached_engines,
+        )?))
+    }
+}

@@ -1,0 +1,163 @@
+//! Shape rules of the ops that compute shapes: Cast, Shape, Gather, Unsqueeze, Squeeze,
+//! Slice and ConstantOfShape. They also carry the integer shape vectors they compute
+//! (`Shape -> Gather -> Concat ...`) in `Known`, with symbols where a dim is dynamic.
+
+use super::rules::{norm_axis, slice_len, unknown_dim};
+use super::{info, Known, NodeCtx, SymInt};
+use crate::dtype::DType;
+use crate::error::Result;
+use crate::shape::{Dim, TensorInfo};
+use tract_onnx::prelude::Tensor;
+
+/// Cast: the input's shape as `to`; an integer shape vector stays known.
+pub(super) fn cast(ctx: &NodeCtx, known: &mut Known, to: DType) -> Vec<TensorInfo> {
+    if let Some(v) = known.ints(ctx.outlet(0)) {
+        if to.to_datum().is_some_and(|d| d.is_integer()) {
+            known.sym_ints.insert(ctx.output(0), v);
+        }
+    }
+    vec![info(Some(to), ctx.in_shape(0).cloned())]
+}
+
+/// Shape: the input's dims `start..end` as an I64 vector, and as known values.
+pub(super) fn shape(
+    ctx: &NodeCtx,
+    known: &mut Known,
+    start: Option<i64>,
+    end: Option<i64>,
+) -> Vec<TensorInfo> {
+    let Some(x) = ctx.in_shape(0) else {
+        return vec![info(Some(DType::I64), None)];
+    };
+    let r = x.len() as i64;
+    let clampi = |v: i64| (if v < 0 { v + r } else { v }).clamp(0, r) as usize;
+    let (s, e) = (clampi(start.unwrap_or(0)), clampi(end.unwrap_or(r)));
+    let dims = if s < e { &x[s..e] } else { &x[0..0] };
+    known.sym_ints.insert(
+        ctx.output(0),
+        dims.iter()
+            .map(|d| match d {
+                Dim::Known(v) => SymInt::Int(*v as i64),
+                Dim::Sym(s) => SymInt::Sym(s.clone()),
+            })
+            .collect(),
+    );
+    vec![info(
+        Some(DType::I64),
+        Some(vec![Dim::Known(dims.len() as u64)]),
+    )]
+}
+
+/// Gather: the indices' shape in place of `axis`; picks from a known shape vector.
+pub(super) fn gather(ctx: &NodeCtx, known: &mut Known, axis: i64) -> Result<Vec<TensorInfo>> {
+    let idx_out = ctx.outlet(1);
+    if let (Some(v), Some(idx)) = (known.ints(ctx.outlet(0)), known.i64s(idx_out)) {
+        let picked: Option<Vec<SymInt>> = idx
+            .iter()
+            .map(|&i| {
+                let i = if i < 0 { i + v.len() as i64 } else { i };
+                v.get(i as usize).cloned()
+            })
+            .collect();
+        if let Some(p) = picked {
+            known.sym_ints.insert(ctx.output(0), p);
+        }
+    }
+    let shape = match (ctx.in_shape(0), ctx.in_shape(1)) {
+        (Some(x), Some(i)) => {
+            let ax = norm_axis(axis, x.len())
+                .ok_or_else(|| ctx.err(format!("axis {axis} out of range")))?;
+            Some([&x[..ax], &i[..], &x[ax + 1..]].concat())
+        }
+        _ => None,
+    };
+    Ok(vec![info(ctx.in_dt(0), shape)])
+}
+
+/// Unsqueeze: unit dims inserted at the constant axes of input 1.
+pub(super) fn unsqueeze(ctx: &NodeCtx, known: &mut Known) -> Vec<TensorInfo> {
+    if let Some(v) = known.ints(ctx.outlet(0)) {
+        known.sym_ints.insert(ctx.output(0), v);
+    }
+    let shape = match (ctx.in_shape(0), known.i64s(ctx.outlet(1))) {
+        (Some(x), Some(axes)) => {
+            let r = x.len() + axes.len();
+            let mut axes: Vec<usize> = axes.iter().filter_map(|&a| norm_axis(a, r)).collect();
+            axes.sort();
+            let mut out = x.clone();
+            for a in axes {
+                out.insert(a.min(out.len()), Dim::Known(1));
+            }
+            Some(out)
+        }
+        _ => None,
+    };
+    vec![info(ctx.in_dt(0), shape)]
+}
+
+/// Squeeze: the axes of input 1 dropped, or every unit dim when absent.
+pub(super) fn squeeze(ctx: &NodeCtx, known: &Known) -> Vec<TensorInfo> {
+    let axes = known.i64s(ctx.outlet(1));
+    let shape = ctx.in_shape(0).map(|x| {
+        let drop: Vec<usize> = match &axes {
+            Some(a) => a.iter().filter_map(|&a| norm_axis(a, x.len())).collect(),
+            None => (0..x.len()).filter(|&i| x[i] == Dim::Known(1)).collect(),
+        };
+        x.iter()
+            .enumerate()
+            .filter(|(i, _)| !drop.contains(i))
+            .map(|(_, d)| d.clone())
+            .collect()
+    });
+    vec![info(ctx.in_dt(0), shape)]
+}
+
+/// Slice by the constant starts, ends, axes and steps of inputs 1 to 4.
+pub(super) fn slice(ctx: &NodeCtx, known: &Known) -> Vec<TensorInfo> {
+    let get = |s: usize| known.i64s(ctx.outlet(s));
+    let shape = match (ctx.in_shape(0), get(1), get(2)) {
+        (Some(x), Some(starts), Some(ends)) => {
+            let axes = get(3).unwrap_or_else(|| (0..starts.len() as i64).collect());
+            let steps = get(4).unwrap_or_else(|| vec![1; starts.len()]);
+            let mut out = x.clone();
+            for i in 0..starts
+                .len()
+                .min(axes.len())
+                .min(ends.len())
+                .min(steps.len())
+            {
+                let Some(ax) = norm_axis(axes[i], x.len()) else {
+                    continue;
+                };
+                out[ax] = match &x[ax] {
+                    Dim::Known(n) => Dim::Known(slice_len(*n as i64, starts[i], ends[i], steps[i])),
+                    d if starts[i] == 0 && ends[i] >= i32::MAX as i64 && steps[i] == 1 => d.clone(),
+                    _ => unknown_dim(),
+                };
+            }
+            Some(out)
+        }
+        _ => None,
+    };
+    vec![info(ctx.in_dt(0), shape)]
+}
+
+/// ConstantOfShape: the shape held by input 1, of `value`'s dtype (F32 by default).
+pub(super) fn constant_of_shape(
+    ctx: &NodeCtx,
+    known: &Known,
+    value: Option<&Tensor>,
+) -> Vec<TensorInfo> {
+    let dt = value
+        .and_then(|v| DType::from_datum(v.datum_type()))
+        .or(Some(DType::F32));
+    let shape = known.ints(ctx.outlet(0)).map(|v| {
+        v.into_iter()
+            .map(|d| match d {
+                SymInt::Int(i) => Dim::Known(i.max(0) as u64),
+                SymInt::Sym(s) => Dim::Sym(s),
+            })
+            .collect()
+    });
+    vec![info(dt, shape)]
+}

@@ -1,0 +1,159 @@
+use anyhow::{Context, Result};
+use clap::Args;
+use serde::Serialize;
+use std::path::PathBuf;
+use std::time::Instant;
+use trtc::backend::{compile, CompileOptions, HybridModel, Plan, Precision};
+use trtc::optimizer::verify::random_tensor;
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// An ONNX model (compiled first) or a `.trtc` plan.
+    pub model: PathBuf,
+    /// Batch sizes, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    pub batch: Vec<usize>,
+    /// Precisions, comma-separated (ONNX models only; a plan keeps its own).
+    #[arg(long, value_delimiter = ',', default_value = "fp32")]
+    pub precision: Vec<Precision>,
+    /// Timed runs per configuration (after 10 warm-up runs).
+    #[arg(long, default_value_t = 50)]
+    pub iterations: usize,
+    /// Minimum segment size when compiling an ONNX model.
+    #[arg(long, default_value_t = 3)]
+    pub min_segment_size: usize,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Serialize)]
+struct BenchResult {
+    precision: Precision,
+    batch: usize,
+    engines: Vec<String>,
+    build_s: f64,
+    p50_ms: f64,
+    p90_ms: f64,
+    p99_ms: f64,
+    images_per_s: f64,
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+pub fn bench(a: BenchArgs) -> Result<()> {
+    let max_batch = a.batch.iter().copied().max().unwrap_or(1);
+    let plans: Vec<(Plan, f64)> = match super::load_any(&a.model)? {
+        super::Loaded::Plan(p) => vec![(*p, 0.0)],
+        super::Loaded::Model(g) => a
+            .precision
+            .iter()
+            .map(|&precision| {
+                let t = Instant::now();
+                let opts = CompileOptions {
+                    precision,
+                    max_batch_size: max_batch,
+                    min_segment_size: a.min_segment_size,
+                    max_cached_engines: a.batch.len(),
+                    ..Default::default()
+                };
+                let plan = compile(&a.model.display().to_string(), g.clone(), &opts)
+                    .context("compiling")?;
+                Ok((plan, t.elapsed().as_secs_f64()))
+            })
+            .collect::<Result<_>>()?,
+    };
+    let mut results = vec![];
+    for (mut plan, compile_s) in plans {
+        plan.options.max_batch_size = plan.options.max_batch_size.max(max_batch);
+        plan.options.max_cached_engines = plan.options.max_cached_engines.max(a.batch.len());
+        let t = Instant::now();
+        let model = HybridModel::new(&plan.graph, &plan.partition, &plan.options)
+            .context("building engines")?;
+        let engines_s = t.elapsed().as_secs_f64();
+        for note in &model.notes {
+            eprintln!("trtc: {note}");
+        }
+        let info = model.input_infos();
+        for &batch in &a.batch {
+            let inputs: Vec<_> = info
+                .iter()
+                .enumerate()
+                .map(|(i, t)| {
+                    let dims: Vec<usize> = t
+                        .shape
+                        .iter()
+                        .flatten()
+                        .map(|d| d.known().map(|v| v as usize).unwrap_or(batch))
+                        .collect();
+                    random_tensor(&dims, i as u64 + 1)
+                })
+                .collect();
+            let t = Instant::now();
+            model.run(inputs.clone())?; // builds the engines for this batch size
+            let first_s = t.elapsed().as_secs_f64();
+            for _ in 0..10 {
+                model.run(inputs.clone())?;
+            }
+            let mut times: Vec<f64> = (0..a.iterations.max(1))
+                .map(|_| {
+                    let t = Instant::now();
+                    model
+                        .run(inputs.clone())
+                        .map(|_| t.elapsed().as_secs_f64() * 1e3)
+                })
+                .collect::<std::result::Result<_, _>>()?;
+            times.sort_by(f64::total_cmp);
+            let p50 = percentile(&times, 0.5);
+            results.push(BenchResult {
+                precision: plan.options.precision,
+                batch,
+                engines: model
+                    .engines()
+                    .iter()
+                    .map(|(id, b, k)| format!("{id}:{b}:{k}"))
+                    .collect(),
+                build_s: compile_s + engines_s + first_s,
+                p50_ms: p50,
+                p90_ms: percentile(&times, 0.9),
+                p99_ms: percentile(&times, 0.99),
+                images_per_s: batch as f64 / (p50 / 1e3),
+            });
+        }
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&results)?);
+    } else {
+        println!(
+            "{}  ({} timed runs each, host inputs and outputs included)",
+            a.model.display(),
+            a.iterations
+        );
+        println!(
+            "{:<9} {:>6} {:>10} {:>10} {:>10} {:>12} {:>9}  engines",
+            "precision", "batch", "p50 ms", "p90 ms", "p99 ms", "images/s", "build s"
+        );
+        for r in &results {
+            let kinds: std::collections::BTreeSet<&str> = r
+                .engines
+                .iter()
+                .filter_map(|e| e.rsplit(':').next())
+                .collect();
+            println!(
+                "{:<9} {:>6} {:>10.3} {:>10.3} {:>10.3} {:>12.1} {:>9.2}  {}",
+                format!("{:?}", r.precision).to_lowercase(),
+                r.batch,
+                r.p50_ms,
+                r.p90_ms,
+                r.p99_ms,
+                r.images_per_s,
+                r.build_s,
+                kinds.into_iter().collect::<Vec<_>>().join("+")
+            );
+        }
+    }
+    Ok(())
+}
