@@ -3,6 +3,7 @@
 //! ONNX's padding rules, concat/split copies, the classifier GEMM, softmax).
 
 pub const SOURCE: &str = r#"
+#define NEG_INF __int_as_float(0xff800000)
 __device__ __forceinline__ float act_apply(float v, int kind, float a, float b) {
     switch (kind) {
         case 1: return v > 0.f ? v : 0.f;                              // Relu
@@ -70,7 +71,7 @@ extern "C" __global__ void pool2d(float* y, const float* x, long long nc, int h,
     if (i >= nc * ho * wo) return;
     int ox = i % wo; int oy = (i / wo) % ho; long long p = i / ((long long)wo * ho);
     int y0 = oy * sh - pt, x0 = ox * sw - pl;
-    float acc = is_max ? -INFINITY : 0.f;
+    float acc = is_max ? NEG_INF : 0.f;
     int count = 0;
     for (int dy = 0; dy < kh; ++dy) {
         int iy = y0 + dy;
@@ -95,7 +96,7 @@ extern "C" __global__ void global_pool(float* y, const float* x, long long nc, i
     int lane = threadIdx.x % 32;
     if (row >= nc) return;
     const float* p = x + row * hw;
-    float acc = is_max ? -INFINITY : 0.f;
+    float acc = is_max ? NEG_INF : 0.f;
     for (int k = lane; k < hw; k += 32) acc = is_max ? fmaxf(acc, p[k]) : acc + p[k];
     for (int o = 16; o > 0; o /= 2) {
         float other = __shfl_down_sync(0xffffffff, acc, o);
@@ -122,7 +123,7 @@ extern "C" __global__ void softmax_rows(float* y, const float* x, long long rows
     long long row = blockIdx.x;
     if (row >= rows) return;
     const float* p = x + row * cols;
-    float m = -INFINITY;
+    float m = NEG_INF;
     for (int c = threadIdx.x; c < cols; c += blockDim.x) m = fmaxf(m, p[c]);
     red[threadIdx.x] = m; __syncthreads();
     for (int s = blockDim.x / 2; s > 0; s /= 2) { if (threadIdx.x < s) red[threadIdx.x] = fmaxf(red[threadIdx.x], red[threadIdx.x + s]); __syncthreads(); }

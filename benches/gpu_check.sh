@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# GPU checks and timings in one lease (see benches/RESULTS.md): run from the repo root on
+# the GPU machine with the release binary and the CUDA test binary, xz-compressed, in .dev/.
+#   bash benches/gpu_check.sh tests|effnet|torchvision|pytorch ...
+set -u
+OUT=${OUT:-/tmp/trtc-gpu}; mkdir -p "$OUT"
+mkdir -p /work; [ -e /work/main ] || ln -s "$PWD" /work/main   # test paths are baked in at build
+for f in trtc cuda_tests; do [ -x .dev/$f ] || { xz -dkf .dev/$f.xz && chmod +x .dev/$f; }; done
+export LD_LIBRARY_PATH=/usr/local/cuda-13.0/targets/x86_64-linux/lib:/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
+for step in "$@"; do
+  case $step in
+    tests) .dev/cuda_tests --ignored --test-threads=1 2>&1 | tee "$OUT/cuda_tests.log" | tail -25 ;;
+    effnet) timeout 150 .dev/trtc bench models/efficientnet_lite0.onnx --batch 1,128 --precision fp32,tf32 --iterations 50 2>&1 | tee "$OUT/bench_effnet.log" ;;
+    torchvision)
+      mkdir -p /tmp/tv && python3 benches/export_torchvision.py /tmp/tv resnet50 mobilenet_v2 inception_v3 > "$OUT/export.log" 2>&1 || tail "$OUT/export.log"
+      for m in resnet50 mobilenet_v2 inception_v3; do
+        timeout 150 .dev/trtc bench /tmp/tv/$m.onnx --batch 1,128 --precision fp32,tf32 --iterations 30 2>&1 | tee "$OUT/bench_$m.log"
+      done ;;
+    pytorch) python3 benches/pytorch_baseline.py --batch 1,128 --iters 30 resnet50 mobilenet_v2 inception_v3 2>&1 | grep -v '^\[' | tee "$OUT/pytorch.log" ;;
+  esac
+done
