@@ -58,9 +58,12 @@ fn check_all_partitions(original: &Graph, input: Tensor) {
             "min {min} deny {deny:?}: {} segments, rel {rel} abs {abs}",
             p.segments.len()
         );
-        // Different cuts let tract pick different kernels: only rounding may differ.
-        let (abs, rel) = compare(&direct, &out).unwrap();
-        assert!(rel <= 1e-5, "min {min} deny {deny:?}: hybrid differs from tract on the same graph by {abs} ({rel} relative)");
+        // Different cuts let tract pick different kernels: only rounding may differ. (On a
+        // machine with a GPU, CUDA engines run the GPU segments: the check above holds.)
+        if hybrid.engines().iter().all(|(_, _, kind)| kind == "tract") {
+            let (abs, rel) = compare(&direct, &out).unwrap();
+            assert!(rel <= 1e-5, "min {min} deny {deny:?}: hybrid differs from tract on the same graph by {abs} ({rel} relative)");
+        }
         if min == 1000 {
             assert!(
                 p.segments.iter().all(|s| s.backend == SegmentBackend::Cpu),

@@ -103,28 +103,39 @@ impl<'a> Clusters<'a> {
             .collect()
     }
 
-    /// Is there a path from cluster `a` to cluster `b` through some node of neither?
-    fn outside_path(&self, a: usize, b: usize) -> bool {
-        let limit = self.members[b].iter().copied().max().unwrap_or(0);
-        let mut seen = HashSet::new();
-        let mut queue: VecDeque<usize> = VecDeque::new();
-        for &m in &self.members[a] {
-            for s in self.succ(m) {
-                if self.of[s] != a && self.of[s] != b && seen.insert(s) {
-                    queue.push_back(s);
-                }
+    /// Clusters read by cluster `c`'s nodes, other than `c` itself.
+    fn succ_clusters(&self, c: usize) -> HashSet<usize> {
+        self.members[c]
+            .iter()
+            .flat_map(|&m| self.succ(m))
+            .map(|s| self.of[s])
+            .filter(|&x| x != c)
+            .collect()
+    }
+
+    /// Is there a path from cluster `a` to cluster `b` in the contracted graph other than a
+    /// direct edge? Merging them would then close a cycle through the clusters in between.
+    /// Clusters need not be convex, so this walks clusters, not nodes.
+    fn indirect_path(&self, a: usize, b: usize) -> bool {
+        let b_last = self.members[b].iter().copied().max().unwrap_or(0);
+        let first = |c: usize| self.members[c].iter().copied().min().unwrap_or(usize::MAX);
+        let mut seen = HashSet::from([a, b]);
+        let mut queue: VecDeque<usize> = self
+            .succ_clusters(a)
+            .into_iter()
+            .filter(|&c| c != b)
+            .collect();
+        seen.extend(queue.iter().copied());
+        while let Some(c) = queue.pop_front() {
+            if first(c) > b_last {
+                continue; // every node of c comes after every node of b
             }
-        }
-        while let Some(x) = queue.pop_front() {
-            if x > limit {
-                continue; // topological positions past b's last node cannot reach b
-            }
-            for s in self.succ(x) {
-                if self.of[s] == b {
+            for next in self.succ_clusters(c) {
+                if next == b {
                     return true;
                 }
-                if self.of[s] != a && seen.insert(s) {
-                    queue.push_back(s);
+                if seen.insert(next) {
+                    queue.push_back(next);
                 }
             }
         }
@@ -133,7 +144,7 @@ impl<'a> Clusters<'a> {
 
     fn try_merge(&mut self, x: usize, y: usize) -> bool {
         let (a, b) = (self.of[x], self.of[y]);
-        if a == b || self.outside_path(a, b) || self.outside_path(b, a) {
+        if a == b || self.indirect_path(a, b) || self.indirect_path(b, a) {
             return false;
         }
         let moved = std::mem::take(&mut self.members[b]);

@@ -55,7 +55,7 @@ fn build(steps: &[Step], outputs: usize) -> Graph {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
     fn partitions_are_complete_acyclic_and_run_right(

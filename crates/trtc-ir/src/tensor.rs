@@ -196,6 +196,22 @@ pub fn tensor_to_f32s(t: &Tensor) -> Option<Vec<f32>> {
     Some(view.iter().copied().collect())
 }
 
+/// Uniform values in [-1, 1) from a seed (xorshift): the random inputs and weights of
+/// tests, benchmarks and `--verify`, the same on every machine.
+pub fn random_uniform(shape: &[usize], seed: u64) -> Tensor {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let n: usize = shape.iter().product();
+    let v: Vec<f32> = (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect();
+    Tensor::from_shape(shape, &v).expect("as many values as the shape holds")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,18 +25,7 @@ fn inception() -> PathBuf {
 }
 
 fn random_input(shape: &[usize], seed: u64) -> Tensor {
-    // xorshift, uniform in [-1, 1)
-    let mut s = seed.wrapping_mul(0x9E3779B97F4A7C15) | 1;
-    let n: usize = shape.iter().product();
-    let v: Vec<f32> = (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect();
-    Tensor::from_shape(shape, &v).unwrap()
+    trtc_ir::tensor::random_uniform(shape, seed)
 }
 
 fn tract_on_file(path: &Path, input: &Tensor) -> Tensor {

@@ -14,20 +14,7 @@ pub struct Verification {
     pub batch: usize,
 }
 
-/// Uniform in [-1, 1), from a seed (xorshift).
-pub fn random_tensor(shape: &[usize], seed: u64) -> Tensor {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let n: usize = shape.iter().product();
-    let v: Vec<f32> = (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect();
-    Tensor::from_shape(shape, &v).expect("as many values as the shape holds")
-}
+pub use trtc_ir::tensor::random_uniform as random_tensor;
 
 /// Random f32 inputs for every graph input; symbolic dims take `batch`.
 pub fn random_inputs(g: &Graph, batch: usize, seed: u64) -> Result<Vec<Tensor>> {

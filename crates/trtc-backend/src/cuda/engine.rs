@@ -29,6 +29,10 @@ struct ConvRun {
 
 struct Instance {
     batch: usize,
+    /// The steps captured as a CUDA graph on the first run, replayed after; `None` with
+    /// `graph_failed` when capture is refused (the steps are then launched one by one).
+    graph: Option<cudarc::driver::CudaGraph>,
+    graph_failed: bool,
     buffers: Vec<Option<CudaSlice<f32>>>,
     ptrs: Vec<u64>,
     convs: HashMap<usize, ConvRun>,
@@ -153,6 +157,8 @@ impl CudaEngine {
         }
         Ok(Instance {
             batch,
+            graph: None,
+            graph_failed: false,
             buffers,
             ptrs,
             convs,
@@ -658,6 +664,29 @@ impl CudaEngine {
     }
 }
 
+impl CudaEngine {
+    /// Launch the steps through the instance's CUDA graph, capturing it on first use.
+    fn replay(&self, inst: &mut Instance) -> Result<()> {
+        use cudarc::driver::sys::{CUgraphInstantiate_flags, CUstreamCaptureMode};
+        let s = &self.dev.stream;
+        if inst.graph.is_none() && !inst.graph_failed {
+            s.begin_capture(CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_RELAXED)
+                .map_err(|e| cuda_err("graph capture", e))?;
+            let launched = self.launch_steps(inst);
+            let captured = s.end_capture(CUgraphInstantiate_flags(0));
+            match (launched, captured) {
+                (Ok(()), Ok(Some(g))) => inst.graph = Some(g),
+                (Err(e), _) => return Err(e),
+                _ => inst.graph_failed = true,
+            }
+        }
+        match &inst.graph {
+            Some(g) => g.launch().map_err(|e| cuda_err("graph launch", e)),
+            None => self.launch_steps(inst),
+        }
+    }
+}
+
 impl Engine for CudaEngine {
     fn kind(&self) -> &str {
         "cuda"
@@ -709,7 +738,7 @@ impl Engine for CudaEngine {
             s.memcpy_htod(host, buf)
                 .map_err(|e| cuda_err("upload", e))?;
         }
-        self.launch_steps(inst)?;
+        self.replay(inst)?;
         let mut out = TVec::new();
         for &slot in &p.outputs {
             let st = p.storage(slot);

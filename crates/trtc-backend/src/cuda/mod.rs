@@ -83,6 +83,10 @@ fn device() -> std::result::Result<Arc<Device>, String> {
         .get_or_init(|| {
             probe()?;
             let ctx = CudaContext::new(0).map_err(|e| format!("CUDA context: {e}"))?;
+            // Engines use one stream each and order their own work: no cross-stream events
+            // (they would also get in the way of graph capture).
+            // Safety: no other stream of this context touches the engines' memory.
+            unsafe { ctx.disable_event_tracking() };
             let stream = ctx.new_stream().map_err(|e| format!("CUDA stream: {e}"))?;
             let (major, minor) = ctx.compute_capability().map_err(|e| e.to_string())?;
             let arch: &'static str = Box::leak(format!("sm_{major}{minor}").into_boxed_str());
