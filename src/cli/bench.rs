@@ -60,7 +60,7 @@ pub fn bench(a: BenchArgs) -> Result<()> {
                     max_cached_engines: a.batch.len(),
                     ..Default::default()
                 };
-                let plan = compile(&a.model.display().to_string(), g.clone(), &opts)
+                let plan = compile(&a.model.display().to_string(), (*g).clone(), &opts)
                     .context("compiling")?;
                 Ok((plan, t.elapsed().as_secs_f64()))
             })

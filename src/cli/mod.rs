@@ -49,7 +49,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// A model or a compiled plan, by the file's content.
 pub enum Loaded {
-    Model(trtc::ir::Graph),
+    Model(Box<trtc::ir::Graph>),
     Plan(Box<trtc::backend::Plan>),
 }
 
@@ -60,13 +60,13 @@ pub fn load_any(path: &std::path::Path) -> anyhow::Result<Loaded> {
             .with_context(|| format!("loading plan {}", path.display()))?;
         Ok(Loaded::Plan(Box::new(plan)))
     } else {
-        Ok(Loaded::Model(load(path)?))
+        Ok(Loaded::Model(Box::new(load(path)?)))
     }
 }
 
 /// Something that runs: a model on tract, or a plan on the hybrid runtime.
 pub enum Runner {
-    Cpu(trtc::ir::CpuModel),
+    Cpu(Box<trtc::ir::CpuModel>),
     Hybrid(Box<trtc::backend::HybridModel>),
 }
 
@@ -74,9 +74,9 @@ impl Runner {
     pub fn new(loaded: &Loaded) -> anyhow::Result<Runner> {
         use anyhow::Context;
         Ok(match loaded {
-            Loaded::Model(g) => {
-                Runner::Cpu(trtc::ir::CpuModel::new(g).context("preparing the model for tract")?)
-            }
+            Loaded::Model(g) => Runner::Cpu(Box::new(
+                trtc::ir::CpuModel::new(g).context("preparing the model for tract")?,
+            )),
             Loaded::Plan(p) => {
                 let h = trtc::backend::HybridModel::new(&p.graph, &p.partition, &p.options)
                     .context("preparing the plan")?;

@@ -14,9 +14,9 @@ use proptest::test_runner::Config as ProptestConfig;
 use support::build::build_net;
 use support::generator::{net, Act, Block, Branch, Net, Usage};
 use support::siblings::{build_sib_net, sib_net};
-use trtc_ir::Graph;
+use trtc_ir::{CpuModel, Graph};
 use trtc_optimizer::testing::TOLERANCE;
-use trtc_optimizer::verify::verify;
+use trtc_optimizer::verify::{compare, random_inputs, verify};
 use trtc_optimizer::{pass_by_name, Pipeline, PASS_NAMES};
 
 // ---------------------------------------------------------------------------------------
@@ -53,13 +53,43 @@ fn assert_same_outputs(
     optimized: &Graph,
     what: &str,
 ) -> Result<(), TestCaseError> {
-    let v = verify(original, optimized, 1, VERIFY_SEED)
-        .map_err(|e| TestCaseError::fail(format!("{what}: verify failed: {e}")))?;
+    // Once in a few thousand generated graphs tract has returned NaN for a graph in one
+    // process and not in the next (see the closing note). Two runs of the same graph that
+    // disagree, or a non-finite reference, say nothing about the pass: reject the case.
+    let run = |g: &Graph| -> Result<Vec<trtc_ir::Tensor>, TestCaseError> {
+        let inputs = random_inputs(original, 1, VERIFY_SEED)
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let m = CpuModel::new(g).map_err(|e| TestCaseError::fail(format!("{what}: {e}")))?;
+        m.run(inputs)
+            .map_err(|e| TestCaseError::fail(format!("{what}: {e}")))
+    };
+    let stable = |a: &[trtc_ir::Tensor], b: &[trtc_ir::Tensor]| {
+        compare(a, b).map(|(abs, _)| abs == 0.0).unwrap_or(false)
+    };
+    let (a1, a2) = (run(original)?, run(original)?);
+    if !stable(&a1, &a2)
+        || compare(&a1, &a1)
+            .map(|(abs, _)| !abs.is_finite())
+            .unwrap_or(true)
+    {
+        return Err(TestCaseError::reject(
+            "tract is unstable or non-finite on the original graph",
+        ));
+    }
+    let (b1, b2) = (run(optimized)?, run(optimized)?);
+    if !stable(&b1, &b2) {
+        return Err(TestCaseError::reject(
+            "tract is unstable on the optimized graph",
+        ));
+    }
+    let (max_abs, max_rel) =
+        compare(&a1, &b1).map_err(|e| TestCaseError::fail(format!("{what}: {e}")))?;
     prop_assert!(
-        v.max_rel <= TOLERANCE,
-        "{} changed the outputs: {:?}",
+        max_rel <= TOLERANCE,
+        "{} changed the outputs: max abs {}, max rel {}",
         what,
-        v
+        max_abs,
+        max_rel
     );
     Ok(())
 }

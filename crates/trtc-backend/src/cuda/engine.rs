@@ -115,15 +115,16 @@ impl CudaEngine {
             });
         }
         let ptr_of = |buf: &CudaSlice<f32>| buf.device_ptr(stream).0;
-        let mut ptrs = vec![0u64; p.slots.len()];
-        for s in 0..p.slots.len() {
-            let st = p.storage(s);
-            ptrs[s] = match (&buffers[st], &p.slots[st].constant) {
-                (Some(b), _) => ptr_of(b),
-                (None, Some(c)) => ptr_of(c),
-                _ => 0,
-            };
-        }
+        let ptrs: Vec<u64> = (0..p.slots.len())
+            .map(|s| {
+                let st = p.storage(s);
+                match (&buffers[st], &p.slots[st].constant) {
+                    (Some(b), _) => ptr_of(b),
+                    (None, Some(c)) => ptr_of(c),
+                    _ => 0,
+                }
+            })
+            .collect();
         let mut convs = HashMap::new();
         for (i, step) in p.steps.iter().enumerate() {
             if let Step::Conv {
