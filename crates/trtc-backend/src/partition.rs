@@ -371,6 +371,43 @@ mod tests {
         let _ = Outlet::new(a.node, 0);
     }
 
+    /// a -> b directly, a -> c1 and c2 -> b, with c1 and c2 CPU nodes joined only through
+    /// c0 (no path from c1 to c2). If c1 and c2 share a cluster, merging a and b closes a
+    /// cycle through it although no node-level path leads from a to b outside them.
+    #[test]
+    fn a_non_convex_cluster_between_two_nodes_keeps_them_apart() {
+        let mut bld = GraphBuilder::new();
+        let x = bld.input("x", &[1, 4]);
+        let a = bld.op("a", Op::Relu, &[x]);
+        let c0 = bld.op("c0", Op::Tanh, &[x]);
+        let c1 = bld.op("c1", Op::Add, &[c0, a]);
+        let c2 = bld.op("c2", Op::Sigmoid, &[c0]);
+        let b = bld.op("b", Op::Add, &[a, c2]);
+        bld.output(c1).output(b);
+        let g = bld.build().unwrap();
+        let table =
+            MaskSupport(|g: &Graph, n: NodeId| matches!(g.node(n).name.as_str(), "a" | "b"));
+        let p = partition(
+            &g,
+            &table,
+            &PartitionOptions {
+                min_segment_size: 1,
+                deny_ops: vec![],
+                use_gpu: true,
+            },
+        )
+        .unwrap();
+        p.check(&g, 1).unwrap();
+        let seg = p.segment_of();
+        // Whichever clustering the merge order gives, a+b together and c1+c2 together
+        // would be a cycle.
+        assert!(
+            seg[&a.node] != seg[&b.node] || seg[&c1.node] != seg[&c2.node],
+            "{:?}",
+            p.segments
+        );
+    }
+
     #[test]
     fn small_segments_fall_back_with_their_size() {
         let mut bld = GraphBuilder::new();

@@ -7,6 +7,7 @@
 mod descriptors;
 mod engine;
 mod kernels;
+mod launch;
 mod program;
 
 use crate::engine::{Engine, EngineBuilder};
