@@ -17,6 +17,11 @@ for step in "$@"; do
       for m in resnet50 mobilenet_v2 inception_v3; do
         timeout 150 .dev/trtc bench /tmp/tv/$m.onnx --batch 1,128 --precision fp32,tf32 --iterations 30 2>&1 | tee "$OUT/bench_$m.log"
       done ;;
+    profile)
+      mkdir -p /tmp/tv; [ -f /tmp/tv/resnet50.onnx ] || python3 benches/export_torchvision.py /tmp/tv resnet50 inception_v3 > "$OUT/export.log" 2>&1
+      for m in models/efficientnet_lite0.onnx /tmp/tv/resnet50.onnx /tmp/tv/inception_v3.onnx; do
+        timeout 150 .dev/trtc bench $m --batch 1,128 --precision fp32 --iterations 20 --profile 2>&1 | tee -a "$OUT/profile.log"
+      done ;;
     pytorch) python3 benches/pytorch_baseline.py --batch 1,128 --iters 30 resnet50 mobilenet_v2 inception_v3 2>&1 | grep -v '^\[' | tee "$OUT/pytorch.log" ;;
   esac
 done

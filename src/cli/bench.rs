@@ -4,6 +4,7 @@ use serde::Serialize;
 use std::path::PathBuf;
 use std::time::Instant;
 use trtc::backend::{compile, CompileOptions, HybridModel, Plan, Precision};
+use trtc::ir::tract_onnx::prelude::{TValue, TVec};
 use trtc::optimizer::verify::random_tensor;
 
 #[derive(Args, Debug)]
@@ -25,6 +26,75 @@ pub struct BenchArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+    /// Also time each GPU layer once and compare it with its floor (FLOPs over
+    /// `--peak-tflops`, bytes over `--peak-gbps`).
+    #[arg(long)]
+    pub profile: bool,
+    /// Arithmetic peak for the floor, TFLOP/s (H100 SXM FP32 without tensor cores: 67).
+    #[arg(long, default_value_t = 67.0)]
+    pub peak_tflops: f64,
+    /// Memory bandwidth for the floor, GB/s (H100 80GB, measured copy: 3000).
+    #[arg(long, default_value_t = 3000.0)]
+    pub peak_gbps: f64,
+}
+
+fn print_profile(
+    timings: &[(usize, trtc::backend::engine::LayerTiming)],
+    a: &BenchArgs,
+    batch: usize,
+) {
+    let floor = |t: &trtc::backend::engine::LayerTiming| {
+        (t.flops as f64 / (a.peak_tflops * 1e9)).max(t.bytes as f64 / (a.peak_gbps * 1e6))
+    };
+    if timings.is_empty() {
+        println!("profile, batch {batch}: no GPU layers (every segment runs through tract)");
+        return;
+    }
+    let total: f64 = timings.iter().map(|(_, t)| t.ms).sum();
+    let total_floor: f64 = timings.iter().map(|(_, t)| floor(t)).sum();
+    println!(
+        "profile, batch {batch}: {} GPU layers, {:.3} ms in layers, floor {:.3} ms",
+        timings.len(),
+        total,
+        total_floor
+    );
+    let mut by_kind: std::collections::BTreeMap<&str, (usize, f64, f64)> = Default::default();
+    for (_, t) in timings {
+        let e = by_kind.entry(t.kind).or_default();
+        e.0 += 1;
+        e.1 += t.ms;
+        e.2 += floor(t);
+    }
+    for (kind, (n, ms, fl)) in &by_kind {
+        println!(
+            "  {kind:<12} {n:>4} layers {ms:>9.3} ms  floor {fl:>8.3} ms  ({:.1}% of layer time)",
+            ms / total * 100.0
+        );
+    }
+    let mut top: Vec<&(usize, trtc::backend::engine::LayerTiming)> = timings.iter().collect();
+    top.sort_by(|x, y| y.1.ms.total_cmp(&x.1.ms));
+    println!(
+        "  {:<48} {:>8} {:>9} {:>9} {:>8}",
+        "slowest layers", "ms", "GFLOP", "MB", "x floor"
+    );
+    for (_, t) in top.iter().take(10) {
+        let name: String = t
+            .layer
+            .chars()
+            .rev()
+            .take(46)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        println!(
+            "  {name:<48} {:>8.3} {:>9.3} {:>9.2} {:>8.1}",
+            t.ms,
+            t.flops as f64 / 1e9,
+            t.bytes as f64 / 1e6,
+            t.ms / floor(t).max(1e-9)
+        );
+    }
 }
 
 #[derive(Serialize)]
@@ -92,22 +162,27 @@ pub fn bench(a: BenchArgs) -> Result<()> {
                     random_tensor(&dims, i as u64 + 1)
                 })
                 .collect();
+            // Shared values: the timed runs do not include copying the inputs on the host.
+            let values: TVec<TValue> = inputs.iter().cloned().map(TValue::from).collect();
             let t = Instant::now();
-            model.run(inputs.clone())?; // builds the engines for this batch size
+            model.run_values(values.clone())?; // builds the engines for this batch size
             let first_s = t.elapsed().as_secs_f64();
             for _ in 0..10 {
-                model.run(inputs.clone())?;
+                model.run_values(values.clone())?;
             }
             let mut times: Vec<f64> = (0..a.iterations.max(1))
                 .map(|_| {
                     let t = Instant::now();
                     model
-                        .run(inputs.clone())
+                        .run_values(values.clone())
                         .map(|_| t.elapsed().as_secs_f64() * 1e3)
                 })
                 .collect::<std::result::Result<_, _>>()?;
             times.sort_by(f64::total_cmp);
             let p50 = percentile(&times, 0.5);
+            if a.profile && !a.json {
+                print_profile(&model.profile(inputs.clone())?, &a, batch);
+            }
             results.push(BenchResult {
                 precision: plan.options.precision,
                 batch,

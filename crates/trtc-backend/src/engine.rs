@@ -6,11 +6,26 @@ use crate::options::CompileOptions;
 use trtc_ir::tract_onnx::prelude::{TValue, TVec};
 use trtc_ir::{CpuModel, Graph, NodeId, SubgraphIo};
 
+/// One layer's time in a profiled run, with the work it does.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct LayerTiming {
+    pub layer: String,
+    pub kind: &'static str,
+    pub ms: f64,
+    pub flops: u64,
+    /// Bytes the layer must read and write at least (inputs, weights, outputs once).
+    pub bytes: u64,
+}
+
 /// A built segment, ready to run.
 pub trait Engine: Send + Sync {
     /// "tract", "cuda", ...
     fn kind(&self) -> &str;
     fn run(&self, inputs: TVec<TValue>) -> Result<TVec<TValue>>;
+    /// Time each layer of one run, where the engine can (GPU engines).
+    fn profile(&self, _inputs: TVec<TValue>) -> Option<Result<Vec<LayerTiming>>> {
+        None
+    }
 }
 
 /// A segment run on the CPU by tract (its subgraph exported as ONNX).

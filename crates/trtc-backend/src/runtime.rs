@@ -1,12 +1,12 @@
 //! The hybrid runtime: segments run in order, engines and tract models side by side, with
 //! tensors handed between them as shared values (no copies).
 
-use crate::engine::{gpu_builder, gpu_unavailable_reason, Engine, TractEngine};
+use crate::engine::{gpu_builder, gpu_unavailable_reason, Engine, LayerTiming, TractEngine};
 use crate::error::{BackendError, Result};
 use crate::options::{BackendChoice, CompileOptions};
 use crate::partition::{Partition, SegmentBackend};
 use std::collections::HashMap;
-use trtc_ir::eval::check_inputs;
+use trtc_ir::eval::check_shapes;
 use trtc_ir::tract_onnx::prelude::{IntoTensor, TValue, TVec};
 use trtc_ir::{subgraph_to_model_proto, CpuModel, Dim, Graph, Outlet, Tensor, TensorInfo};
 
@@ -140,10 +140,38 @@ impl HybridModel {
             .collect()
     }
 
+    /// Run once and time every layer of the engines that can say (GPU engines): (segment
+    /// id, timing) in run order. Segments that cannot are run but not listed.
+    pub fn profile(&self, inputs: Vec<Tensor>) -> Result<Vec<(usize, LayerTiming)>> {
+        let mut timings = vec![];
+        self.run_with(inputs.into_iter().map(TValue::from).collect(), |s, args| {
+            if let Some(t) = s.engine.profile(args) {
+                timings.extend(t?.into_iter().map(|l| (s.id, l)));
+            }
+            Ok(())
+        })?;
+        Ok(timings)
+    }
+
     /// Run the model: inputs checked (shapes, dtypes, batch up to the maximum).
     pub fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
+        self.run_values(inputs.into_iter().map(TValue::from).collect())
+    }
+
+    /// `run` on shared tract values: callers that keep their inputs pass them without a copy.
+    pub fn run_values(&self, inputs: TVec<TValue>) -> Result<Vec<Tensor>> {
+        self.run_with(inputs, |_, _| Ok(()))
+    }
+
+    fn run_with(
+        &self,
+        inputs: TVec<TValue>,
+        mut before_segment: impl FnMut(&SegmentRuntime, TVec<TValue>) -> Result<()>,
+    ) -> Result<Vec<Tensor>> {
         let infos = self.input_infos();
-        check_inputs(&infos, &inputs)?;
+        let shapes: Vec<Vec<usize>> = inputs.iter().map(|t| t.shape().to_vec()).collect();
+        let dts: Vec<_> = inputs.iter().map(|t| t.datum_type()).collect();
+        check_shapes(&infos, &shapes, &dts)?;
         for (info, t) in infos.iter().zip(&inputs) {
             if let (Some(Dim::Sym(_)), Some(&batch)) = (
                 info.shape.as_ref().and_then(|s| s.first()),
@@ -160,7 +188,7 @@ impl HybridModel {
         }
         let mut values: HashMap<Outlet, TValue> = HashMap::new();
         for ((o, _), t) in self.inputs.iter().zip(inputs) {
-            values.insert(*o, t.into());
+            values.insert(*o, t);
         }
         for (o, v) in &self.constants {
             values.insert(*o, v.clone());
@@ -175,6 +203,7 @@ impl HybridModel {
                     })
                 })
                 .collect::<Result<_>>()?;
+            before_segment(s, args.clone())?;
             let outs = s.engine.run(args).map_err(|e| match e {
                 BackendError::Ir(source) => BackendError::Segment {
                     segment: s.id,

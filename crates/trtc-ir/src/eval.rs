@@ -168,7 +168,12 @@ pub fn check_inputs(expected: &[TensorInfo], given: &[Tensor]) -> Result<()> {
     check_shapes(expected, &shapes, &dts)
 }
 
-fn check_shapes(expected: &[TensorInfo], shapes: &[Vec<usize>], dts: &[DatumType]) -> Result<()> {
+/// `check_inputs` on shapes and types (for callers holding shared tract values).
+pub fn check_shapes(
+    expected: &[TensorInfo],
+    shapes: &[Vec<usize>],
+    dts: &[DatumType],
+) -> Result<()> {
     if expected.len() != shapes.len() {
         return Err(IrError::InputMismatch {
             name: "(inputs)".into(),

@@ -4,7 +4,7 @@
 use super::descriptors::{self as d, ActDesc, ConvDesc, Filter4d, Handle, Tensor4d};
 use super::program::{unsupported, Program, Step};
 use super::Device;
-use crate::engine::Engine;
+use crate::engine::{Engine, LayerTiming};
 use crate::error::{BackendError, Result};
 use crate::options::Precision;
 use cudarc::cudnn::{result as dnn, sys as dnn_sys};
@@ -336,12 +336,13 @@ impl CudaEngine {
     }
 }
 
-impl Engine for CudaEngine {
-    fn kind(&self) -> &str {
-        "cuda"
-    }
-
-    fn run(&self, inputs: TVec<TValue>) -> Result<TVec<TValue>> {
+impl CudaEngine {
+    /// Find or build the instance for the inputs' batch, upload the inputs, and call `f`.
+    fn with_instance<R>(
+        &self,
+        inputs: &TVec<TValue>,
+        f: impl FnOnce(&mut Instance) -> Result<R>,
+    ) -> Result<R> {
         let p = &self.program;
         let batch = inputs
             .first()
@@ -387,23 +388,109 @@ impl Engine for CudaEngine {
             s.memcpy_htod(host, buf)
                 .map_err(|e| cuda_err("upload", e))?;
         }
-        self.replay(inst)?;
-        let mut out = TVec::new();
-        for &slot in &p.outputs {
-            let st = p.storage(slot);
-            let host: Vec<f32> = match (&inst.buffers[st], &p.slots[st].constant) {
-                (Some(b), _) => s.clone_dtoh(b),
-                (None, Some(c)) => s.clone_dtoh(c),
-                _ => return Err(cuda_err("output", "no buffer")),
+        f(inst)
+    }
+
+    /// FLOPs and minimum bytes moved by step `i` at batch `b`.
+    fn step_work(&self, i: usize, b: usize) -> (&'static str, u64, u64) {
+        let p = &self.program;
+        let n = |slot: usize| p.shape(slot, b).iter().product::<usize>() as u64;
+        match &p.steps[i] {
+            Step::Conv {
+                x, y, z, w_dims, ..
+            } => {
+                let per_out = (w_dims[1] * w_dims[2] * w_dims[3]) as u64;
+                let w = w_dims.iter().map(|&d| d as u64).product::<u64>();
+                (
+                    "conv",
+                    2 * n(*y) * per_out,
+                    4 * (n(*x) + n(*y) + w + z.map(n).unwrap_or(0)),
+                )
             }
-            .map_err(|e| cuda_err("download", e))?;
-            let shape = p.shape(slot, batch);
-            let n: usize = shape.iter().product();
-            let t = Tensor::from_shape(&shape, &host[..n.min(host.len())])
-                .map_err(|e| cuda_err("output", e))?;
-            out.push(t.into_tvalue());
+            Step::Pool { x, y, kernel, .. } => (
+                "pool",
+                n(*y) * (kernel[0] * kernel[1]) as u64,
+                4 * (n(*x) + n(*y)),
+            ),
+            Step::GlobalPool { x, y, .. } => ("global_pool", n(*x), 4 * (n(*x) + n(*y))),
+            Step::Binary { a, b: bb, y, .. } => {
+                ("elementwise", n(*y), 4 * (n(*a) + n(*bb) + n(*y)))
+            }
+            Step::Act { x, y, .. } => ("activation", n(*y), 4 * (n(*x) + n(*y))),
+            Step::Concat { y, .. } => ("concat", 0, 8 * n(*y)),
+            Step::Split { x, .. } => ("split", 0, 8 * n(*x)),
+            Step::Gemm {
+                a, y, n: cols, k, ..
+            } => {
+                let m = p.shape(*a, b)[0] as u64;
+                (
+                    "gemm",
+                    2 * m * *cols as u64 * *k as u64,
+                    4 * (n(*a) + (*k * *cols) as u64 + n(*y)),
+                )
+            }
+            Step::Softmax { x, y } => ("softmax", 3 * n(*x), 4 * (n(*x) + n(*y))),
         }
-        s.synchronize().map_err(|e| cuda_err("run", e))?;
-        Ok(out)
+    }
+}
+
+impl Engine for CudaEngine {
+    fn kind(&self) -> &str {
+        "cuda"
+    }
+
+    fn run(&self, inputs: TVec<TValue>) -> Result<TVec<TValue>> {
+        let p = &self.program;
+        self.with_instance(&inputs, |inst| {
+            self.replay(inst)?;
+            let s = &self.dev.stream;
+            let mut out = TVec::new();
+            for &slot in &p.outputs {
+                let st = p.storage(slot);
+                let host: Vec<f32> = match (&inst.buffers[st], &p.slots[st].constant) {
+                    (Some(b), _) => s.clone_dtoh(b),
+                    (None, Some(c)) => s.clone_dtoh(c),
+                    _ => return Err(cuda_err("output", "no buffer")),
+                }
+                .map_err(|e| cuda_err("download", e))?;
+                let shape = p.shape(slot, inst.batch);
+                let n: usize = shape.iter().product();
+                let t = Tensor::from_shape(&shape, &host[..n.min(host.len())])
+                    .map_err(|e| cuda_err("output", e))?;
+                out.push(t.into_tvalue());
+            }
+            s.synchronize().map_err(|e| cuda_err("run", e))?;
+            Ok(out)
+        })
+    }
+
+    fn profile(&self, inputs: TVec<TValue>) -> Option<Result<Vec<LayerTiming>>> {
+        Some(self.with_instance(&inputs, |inst| {
+            let s = &self.dev.stream;
+            let ev = |what: &str| {
+                self.dev
+                    .ctx
+                    .new_event(Some(cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT))
+                    .map_err(|e| cuda_err(what, e))
+            };
+            let mut out = vec![];
+            for i in 0..self.program.steps.len() {
+                let (start, end) = (ev("profile")?, ev("profile")?);
+                start.record(s).map_err(|e| cuda_err("profile", e))?;
+                self.launch_step(inst, i)?;
+                end.record(s).map_err(|e| cuda_err("profile", e))?;
+                end.synchronize().map_err(|e| cuda_err("profile", e))?;
+                let ms = start.elapsed_ms(&end).map_err(|e| cuda_err("profile", e))? as f64;
+                let (kind, flops, bytes) = self.step_work(i, inst.batch);
+                out.push(LayerTiming {
+                    layer: self.program.names[i].clone(),
+                    kind,
+                    ms,
+                    flops,
+                    bytes,
+                });
+            }
+            Ok(out)
+        }))
     }
 }

@@ -9,13 +9,22 @@ use cudarc::driver::{DevicePtr, LaunchConfig, PushKernelArg};
 
 impl CudaEngine {
     pub(super) fn launch_steps(&self, inst: &Instance) -> Result<()> {
+        for i in 0..self.program.steps.len() {
+            self.launch_step(inst, i)?;
+        }
+        Ok(())
+    }
+
+    /// Launch step `i` alone (the profiler times steps one by one).
+    pub(super) fn launch_step(&self, inst: &Instance, i: usize) -> Result<()> {
         let p = &self.program;
         let s = &self.dev.stream;
         let b = inst.batch;
         let ptr = |slot: usize| inst.ptrs[slot];
         let numel = |slot: usize| p.shape(slot, b).iter().product::<usize>();
-        for (i, step) in p.steps.iter().enumerate() {
-            let res: Result<()> = match step {
+        {
+            let step = &p.steps[i];
+            match step {
                 Step::Conv {
                     name,
                     x,
@@ -250,10 +259,8 @@ impl CudaEngine {
                     .map(|_| ())
                     .map_err(|e| cuda_err("softmax", e))
                 }
-            };
-            res?;
+            }
         }
-        Ok(())
     }
 
     fn act(&self, y: u64, x: u64, n: usize, (kind, a, b): (i32, f32, f32)) -> Result<()> {

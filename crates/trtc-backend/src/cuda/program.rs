@@ -106,6 +106,8 @@ pub(crate) fn act_code(a: Activation) -> (i32, f32, f32) {
 pub(crate) struct Program {
     pub slots: Vec<Slot>,
     pub steps: Vec<Step>,
+    /// The node each step comes from.
+    pub names: Vec<String>,
     pub inputs: Vec<usize>,
     pub outputs: Vec<usize>,
     pub precision: Precision,
@@ -133,6 +135,7 @@ impl Program {
         let mut p = Program {
             slots: vec![],
             steps: vec![],
+            names: vec![],
             inputs: vec![],
             outputs: vec![],
             precision,
@@ -324,6 +327,7 @@ impl Program {
                         slot_of.insert(Outlet::new(id, slot), s);
                         outputs.push(s);
                     }
+                    p.names.push(name.to_string());
                     p.steps.push(Step::Split { x, outputs, axis });
                     continue;
                 }
@@ -392,6 +396,7 @@ impl Program {
                 }
             };
             slot_of.insert(y_out, y);
+            p.names.push(name.to_string());
             p.steps.push(step);
         }
         for o in &io.outputs {
