@@ -4,7 +4,7 @@ use crate::options::CompileOptions;
 use crate::partition::{Partition, SegmentBackend};
 use crate::support::FallbackReason;
 use serde::{Deserialize, Serialize};
-use trtc_ir::{subgraph_to_model_proto, Graph, Outlet};
+use trtc_ir::{subgraph_io, Graph, Outlet};
 use trtc_optimizer::PipelineReport;
 
 /// A tensor crossing a segment boundary, with its size at batch 1.
@@ -81,7 +81,7 @@ impl CompileReport {
     ) -> trtc_ir::Result<Self> {
         let mut segments = vec![];
         for s in &p.segments {
-            let (_, io) = subgraph_to_model_proto(g, &s.nodes)?;
+            let io = subgraph_io(g, &s.nodes)?;
             let inputs = boundary(g, &io.inputs);
             let outputs = boundary(g, &io.outputs);
             let bytes = inputs.iter().chain(&outputs).map(|b| b.bytes_batch1).sum();

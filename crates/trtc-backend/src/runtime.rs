@@ -8,7 +8,9 @@ use crate::partition::{Partition, SegmentBackend};
 use std::collections::HashMap;
 use trtc_ir::eval::check_shapes;
 use trtc_ir::tract_onnx::prelude::{IntoTensor, TValue, TVec};
-use trtc_ir::{subgraph_to_model_proto, CpuModel, Dim, Graph, Outlet, Tensor, TensorInfo};
+use trtc_ir::{
+    subgraph_io, subgraph_to_model_proto, CpuModel, Dim, Graph, Outlet, Tensor, TensorInfo,
+};
 
 struct SegmentRuntime {
     id: usize,
@@ -52,7 +54,7 @@ impl HybridModel {
         }
         let mut segments = vec![];
         for s in &p.segments {
-            let (proto, io) = subgraph_to_model_proto(g, &s.nodes)?;
+            let io = subgraph_io(g, &s.nodes)?;
             let mut engine: Option<Box<dyn Engine>> = None;
             if let (SegmentBackend::Gpu, Some(b)) = (s.backend, &builder) {
                 match b.build(g, &s.nodes, &io, opts) {
@@ -67,6 +69,8 @@ impl HybridModel {
             let engine = match engine {
                 Some(e) => e,
                 None => {
+                    // Only a segment run by tract needs its subgraph (and weights) as ONNX.
+                    let (proto, _) = subgraph_to_model_proto(g, &s.nodes)?;
                     let infos =
                         |v: &[Outlet]| v.iter().map(|&o| g.tensor(o).clone()).collect::<Vec<_>>();
                     let model = CpuModel::from_proto(&proto, infos(&io.inputs), infos(&io.outputs))

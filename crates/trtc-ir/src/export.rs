@@ -53,6 +53,15 @@ pub fn to_model_proto_as(g: &Graph, flavor: Flavor) -> Result<ModelProto> {
 /// outside (constants outside the set are copied in as initializers); its outputs are the
 /// tensors the rest of the graph, or the graph's outputs, read from the set.
 pub fn subgraph_to_model_proto(g: &Graph, set: &[NodeId]) -> Result<(ModelProto, SubgraphIo)> {
+    let io = subgraph_io(g, set)?;
+    let set: HashSet<NodeId> = set.iter().copied().collect();
+    let proto = build(g, &set, &g.topo_order()?, io.clone(), Flavor::Standard)?;
+    Ok((proto, io))
+}
+
+/// The inputs and outputs `subgraph_to_model_proto` gives the nodes `set`, without building
+/// the model (no weights are copied).
+pub fn subgraph_io(g: &Graph, set: &[NodeId]) -> Result<SubgraphIo> {
     let set: HashSet<NodeId> = set.iter().copied().collect();
     let order = g.topo_order()?;
     let mut io = SubgraphIo::default();
@@ -75,8 +84,7 @@ pub fn subgraph_to_model_proto(g: &Graph, set: &[NodeId]) -> Result<(ModelProto,
             }
         }
     }
-    let proto = build(g, &set, &order, io.clone(), Flavor::Standard)?;
-    Ok((proto, io))
+    Ok(io)
 }
 
 fn build(

@@ -22,7 +22,9 @@ pub use builder::GraphBuilder;
 pub use dtype::DType;
 pub use error::{IrError, Result};
 pub use eval::CpuModel;
-pub use export::{subgraph_to_model_proto, to_model_proto, to_model_proto_as, Flavor, SubgraphIo};
+pub use export::{
+    subgraph_io, subgraph_to_model_proto, to_model_proto, to_model_proto_as, Flavor, SubgraphIo,
+};
 pub use graph::{Edge, Graph, ModelMeta, Node, NodeId, Outlet};
 pub use infer::{infer_shapes, shape_values, SymInt};
 pub use load::{from_proto, load_model};

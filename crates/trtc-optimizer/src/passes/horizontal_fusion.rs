@@ -16,7 +16,7 @@ use crate::pass::{Pass, PassOutcome};
 use crate::util::{const_f32, f32_tensor, sole_consumer};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use trtc_ir::tract_onnx::prelude::tensor1;
+use trtc_ir::tract_onnx::prelude::{tensor1, DatumType};
 use trtc_ir::{Activation, ConvAttrs, FusedConv, Graph, Node, NodeId, Op, Outlet, TensorInfo};
 
 pub struct HorizontalFusion;
@@ -40,8 +40,13 @@ fn merge_key(g: &Graph, id: NodeId) -> Option<MergeKey> {
     if attrs.group != 1 {
         return None;
     }
-    let (w, _) = const_f32(g, id, 1)?;
-    if g.input_outlet(id, 2).is_some() && const_f32(g, id, 2).is_none() {
+    // Only types and shapes here: the weights are read (and copied) when a group merges.
+    let is_f32_const = |slot: usize| {
+        g.input_const(id, slot)
+            .filter(|t| t.datum_type() == DatumType::F32)
+    };
+    let w = is_f32_const(1)?;
+    if w.rank() < 3 || (g.input_outlet(id, 2).is_some() && is_f32_const(2).is_none()) {
         return None;
     }
     let kernel = w.shape()[2..].to_vec();
