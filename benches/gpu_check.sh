@@ -1,16 +1,31 @@
 #!/usr/bin/env bash
 # GPU checks and timings in one lease (see benches/RESULTS.md): run from the repo root on
 # the GPU machine with the release binary and the CUDA test binary, xz-compressed, in .dev/.
-#   bash benches/gpu_check.sh tests|effnet|torchvision|pytorch ...
+#   bash benches/gpu_check.sh tests|effnet|torchvision|fp16|profile16|pytorch|compile16 ...
 set -u
 OUT=${OUT:-/tmp/trtc-gpu}; mkdir -p "$OUT"
 mkdir -p /work; [ -e /work/main ] || ln -s "$PWD" /work/main   # test paths are baked in at build
-for f in trtc cuda_tests; do [ -x .dev/$f ] || { xz -dkf .dev/$f.xz && chmod +x .dev/$f; }; done
+for f in trtc cuda_tests gpu_models; do [ -x .dev/$f ] || [ ! -f .dev/$f.xz ] || { xz -dkf .dev/$f.xz && chmod +x .dev/$f; }; done
+export_tv() { mkdir -p /tmp/tv; for m in "$@"; do [ -f /tmp/tv/$m.onnx ] || python3 benches/export_torchvision.py /tmp/tv $m >> "$OUT/export.log" 2>&1 || tail "$OUT/export.log"; done; }
 export LD_LIBRARY_PATH=/usr/local/cuda-13.0/targets/x86_64-linux/lib:/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
 for step in "$@"; do
   case $step in
     tests) .dev/cuda_tests --ignored --test-threads=1 2>&1 | tee "$OUT/cuda_tests.log" | tail -25 ;;
+    models)
+      export_tv inception_v3
+      TRTC_INCEPTION_V3=/tmp/tv/inception_v3.onnx .dev/gpu_models --ignored --test-threads=1 --nocapture 2>&1 | tee "$OUT/gpu_models.log" | tail -60 ;;
+    fp16)
+      export_tv resnet50 mobilenet_v2 inception_v3
+      for m in models/efficientnet_lite0.onnx /tmp/tv/resnet50.onnx /tmp/tv/mobilenet_v2.onnx /tmp/tv/inception_v3.onnx; do
+        timeout 150 .dev/trtc bench $m --batch 1,128 --precision fp16 --iterations 30 2>&1 | tee -a "$OUT/bench_fp16.log"
+      done ;;
+    profile16)
+      export_tv resnet50 mobilenet_v2 inception_v3
+      for m in models/efficientnet_lite0.onnx /tmp/tv/resnet50.onnx /tmp/tv/mobilenet_v2.onnx /tmp/tv/inception_v3.onnx; do
+        timeout 150 .dev/trtc bench $m --batch 128 --precision fp16 --iterations 10 --profile 2>&1 | tee -a "$OUT/profile16.log"
+      done ;;
+    compile16) timeout 500 python3 benches/pytorch_baseline.py --compile-only --dtypes fp16 --batch 1,128 --iters 30 ${MODELS:-resnet50 mobilenet_v2 inception_v3} 2>&1 | grep -v '^\[' | tee -a "$OUT/pytorch_compile.log" ;;
     effnet) timeout 150 .dev/trtc bench models/efficientnet_lite0.onnx --batch 1,128 --precision fp32,tf32 --iterations 50 2>&1 | tee "$OUT/bench_effnet.log" ;;
     torchvision)
       mkdir -p /tmp/tv && python3 benches/export_torchvision.py /tmp/tv resnet50 mobilenet_v2 inception_v3 > "$OUT/export.log" 2>&1 || tail "$OUT/export.log"

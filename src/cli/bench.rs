@@ -3,7 +3,7 @@ use clap::Args;
 use serde::Serialize;
 use std::path::PathBuf;
 use std::time::Instant;
-use trtc::backend::{compile, CompileOptions, HybridModel, Plan, Precision};
+use trtc::backend::{compile, CompileOptions, HybridModel, Layout, Plan, Precision};
 use trtc::ir::tract_onnx::prelude::{TValue, TVec};
 use trtc::optimizer::verify::random_tensor;
 
@@ -23,6 +23,9 @@ pub struct BenchArgs {
     /// Minimum segment size when compiling an ONNX model.
     #[arg(long, default_value_t = 3)]
     pub min_segment_size: usize,
+    /// Layout of 4-D tensors inside GPU engines (ONNX models only): auto, nchw or nhwc.
+    #[arg(long, default_value = "auto")]
+    pub layout: Layout,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -30,9 +33,10 @@ pub struct BenchArgs {
     /// `--peak-tflops`, bytes over `--peak-gbps`).
     #[arg(long)]
     pub profile: bool,
-    /// Arithmetic peak for the floor, TFLOP/s (H100 SXM FP32 without tensor cores: 67).
-    #[arg(long, default_value_t = 67.0)]
-    pub peak_tflops: f64,
+    /// Arithmetic peak for the floor, TFLOP/s. Default: the H100 SXM's dense peak for the
+    /// precision (fp32 67, tf32 495, fp16 989).
+    #[arg(long)]
+    pub peak_tflops: Option<f64>,
     /// Memory bandwidth for the floor, GB/s (H100 80GB, measured copy: 3000).
     #[arg(long, default_value_t = 3000.0)]
     pub peak_gbps: f64,
@@ -42,9 +46,15 @@ fn print_profile(
     timings: &[(usize, trtc::backend::engine::LayerTiming)],
     a: &BenchArgs,
     batch: usize,
+    precision: Precision,
 ) {
+    let peak = a.peak_tflops.unwrap_or(match precision {
+        Precision::Fp32 => 67.0,
+        Precision::Tf32 => 495.0,
+        Precision::Fp16 => 989.0,
+    });
     let floor = |t: &trtc::backend::engine::LayerTiming| {
-        (t.flops as f64 / (a.peak_tflops * 1e9)).max(t.bytes as f64 / (a.peak_gbps * 1e6))
+        (t.flops as f64 / (peak * 1e9)).max(t.bytes as f64 / (a.peak_gbps * 1e6))
     };
     if timings.is_empty() {
         println!("profile, batch {batch}: no GPU layers (every segment runs through tract)");
@@ -107,6 +117,10 @@ struct BenchResult {
     p90_ms: f64,
     p99_ms: f64,
     images_per_s: f64,
+    /// Engines alone, inputs already on the GPU and outputs left there (only when every
+    /// segment runs on the GPU): how GPU-resident serving, and PyTorch's timing, see it.
+    resident_p50_ms: Option<f64>,
+    resident_images_per_s: Option<f64>,
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -128,6 +142,7 @@ pub fn bench(a: BenchArgs) -> Result<()> {
                     max_batch_size: max_batch,
                     min_segment_size: a.min_segment_size,
                     max_cached_engines: a.batch.len(),
+                    layout: a.layout,
                     ..Default::default()
                 };
                 let plan = compile(&a.model.display().to_string(), (*g).clone(), &opts)
@@ -180,8 +195,19 @@ pub fn bench(a: BenchArgs) -> Result<()> {
                 .collect::<std::result::Result<_, _>>()?;
             times.sort_by(f64::total_cmp);
             let p50 = percentile(&times, 0.5);
+            let resident = model
+                .time_resident(inputs.clone(), a.iterations.max(1))?
+                .map(|mut t| {
+                    t.sort_by(f64::total_cmp);
+                    percentile(&t, 0.5)
+                });
             if a.profile && !a.json {
-                print_profile(&model.profile(inputs.clone())?, &a, batch);
+                print_profile(
+                    &model.profile(inputs.clone())?,
+                    &a,
+                    batch,
+                    plan.options.precision,
+                );
             }
             results.push(BenchResult {
                 precision: plan.options.precision,
@@ -196,6 +222,8 @@ pub fn bench(a: BenchArgs) -> Result<()> {
                 p90_ms: percentile(&times, 0.9),
                 p99_ms: percentile(&times, 0.99),
                 images_per_s: batch as f64 / (p50 / 1e3),
+                resident_p50_ms: resident,
+                resident_images_per_s: resident.map(|ms| batch as f64 / (ms / 1e3)),
             });
         }
     }
@@ -203,13 +231,21 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&results)?);
     } else {
         println!(
-            "{}  ({} timed runs each, host inputs and outputs included)",
+            "{}  ({} timed runs each; p50..images/s include host inputs and outputs, gpu columns do not)",
             a.model.display(),
             a.iterations
         );
         println!(
-            "{:<9} {:>6} {:>10} {:>10} {:>10} {:>12} {:>9}  engines",
-            "precision", "batch", "p50 ms", "p90 ms", "p99 ms", "images/s", "build s"
+            "{:<9} {:>6} {:>10} {:>10} {:>10} {:>12} {:>9} {:>12} {:>12}  engines",
+            "precision",
+            "batch",
+            "p50 ms",
+            "p90 ms",
+            "p99 ms",
+            "images/s",
+            "build s",
+            "gpu p50 ms",
+            "gpu images/s"
         );
         for r in &results {
             let kinds: std::collections::BTreeSet<&str> = r
@@ -217,8 +253,12 @@ pub fn bench(a: BenchArgs) -> Result<()> {
                 .iter()
                 .filter_map(|e| e.rsplit(':').next())
                 .collect();
+            let opt = |v: Option<f64>, prec: usize| {
+                v.map(|v| format!("{v:.prec$}"))
+                    .unwrap_or_else(|| "-".into())
+            };
             println!(
-                "{:<9} {:>6} {:>10.3} {:>10.3} {:>10.3} {:>12.1} {:>9.2}  {}",
+                "{:<9} {:>6} {:>10.3} {:>10.3} {:>10.3} {:>12.1} {:>9.2} {:>12} {:>12}  {}",
                 format!("{:?}", r.precision).to_lowercase(),
                 r.batch,
                 r.p50_ms,
@@ -226,6 +266,8 @@ pub fn bench(a: BenchArgs) -> Result<()> {
                 r.p99_ms,
                 r.images_per_s,
                 r.build_s,
+                opt(r.resident_p50_ms, 3),
+                opt(r.resident_images_per_s, 1),
                 kinds.into_iter().collect::<Vec<_>>().join("+")
             );
         }

@@ -1,7 +1,7 @@
 use anyhow::{Context, Result};
 use clap::Args;
 use std::path::PathBuf;
-use trtc::backend::{compile, BackendChoice, CompileOptions, Precision};
+use trtc::backend::{compile, BackendChoice, CompileOptions, Layout, Precision};
 
 #[derive(Args, Debug)]
 pub struct CompileArgs {
@@ -31,6 +31,10 @@ pub struct CompileArgs {
     /// auto, cuda or cpu.
     #[arg(long, default_value = "auto")]
     pub backend: BackendChoice,
+    /// Layout of 4-D tensors inside GPU engines: auto (NHWC for fp16, NCHW otherwise),
+    /// nchw or nhwc.
+    #[arg(long, default_value = "auto")]
+    pub layout: Layout,
     /// Write the compile report as JSON.
     #[arg(long)]
     pub report: Option<PathBuf>,
@@ -48,6 +52,7 @@ pub fn compile_cmd(a: CompileArgs) -> Result<()> {
         max_cached_engines: a.max_cached_engines.max(1),
         deny_ops: a.deny_ops.clone(),
         backend: a.backend,
+        layout: a.layout,
     };
     let g = super::load(&a.model)?;
     let plan = compile(&a.model.display().to_string(), g, &opts).context("compiling")?;

@@ -17,8 +17,11 @@ pub fn efficientnet() -> PathBuf {
 }
 
 /// InceptionV3 stays out of git; tests that need it fail with this message when it is absent.
+/// `TRTC_INCEPTION_V3` names another copy (on a GPU machine without `../shared`).
 pub fn inception() -> PathBuf {
-    let p = root().join("../shared/models/inception_v3.onnx");
+    let p = std::env::var_os("TRTC_INCEPTION_V3")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("../shared/models/inception_v3.onnx"));
     assert!(
         p.exists(),
         "{} is missing: InceptionV3 (103 MB) is read from ../shared/models, see README",

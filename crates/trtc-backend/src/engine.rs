@@ -26,6 +26,12 @@ pub trait Engine: Send + Sync {
     fn profile(&self, _inputs: TVec<TValue>) -> Option<Result<Vec<LayerTiming>>> {
         None
     }
+    /// Milliseconds of each of `iterations` runs with the inputs already on the device and
+    /// the outputs left there (what a GPU-resident pipeline sees), where the engine can
+    /// say (GPU engines).
+    fn time_resident(&self, _inputs: TVec<TValue>, _iterations: usize) -> Option<Result<Vec<f64>>> {
+        None
+    }
 }
 
 /// A segment run on the CPU by tract (its subgraph exported as ONNX).

@@ -15,7 +15,7 @@ pub mod support;
 
 pub use compile::compile;
 pub use error::{BackendError, Result};
-pub use options::{BackendChoice, CompileOptions, Precision};
+pub use options::{BackendChoice, CompileOptions, Layout, Precision};
 pub use partition::{partition, Partition, PartitionOptions, Segment, SegmentBackend};
 pub use plan::Plan;
 pub use report::CompileReport;

@@ -46,6 +46,41 @@ impl std::str::FromStr for BackendChoice {
     }
 }
 
+/// How GPU engines store 4-D tensors.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Layout {
+    /// NHWC for fp16 (what tensor-core convolutions read), NCHW for fp32 and tf32
+    /// (cuDNN's fastest fp32 kernels on the models measured in `benches/RESULTS.md`).
+    #[default]
+    Auto,
+    Nchw,
+    Nhwc,
+}
+
+impl Layout {
+    /// Whether engines of this precision store 4-D tensors NHWC.
+    pub fn nhwc_for(self, precision: Precision) -> bool {
+        match self {
+            Layout::Auto => precision == Precision::Fp16,
+            Layout::Nchw => false,
+            Layout::Nhwc => true,
+        }
+    }
+}
+
+impl std::str::FromStr for Layout {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "auto" => Ok(Layout::Auto),
+            "nchw" => Ok(Layout::Nchw),
+            "nhwc" => Ok(Layout::Nhwc),
+            _ => Err(format!("unknown layout `{s}` (auto, nchw, nhwc)")),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CompileOptions {
     pub precision: Precision,
@@ -60,6 +95,9 @@ pub struct CompileOptions {
     /// Ops forced onto the CPU (a fused node containing one is too).
     pub deny_ops: Vec<String>,
     pub backend: BackendChoice,
+    /// Layout of 4-D tensors inside GPU engines (segment inputs and outputs stay NCHW).
+    #[serde(default)]
+    pub layout: Layout,
 }
 
 impl Default for CompileOptions {
@@ -72,6 +110,7 @@ impl Default for CompileOptions {
             max_cached_engines: 1,
             deny_ops: vec![],
             backend: BackendChoice::Auto,
+            layout: Layout::Auto,
         }
     }
 }

@@ -157,6 +157,31 @@ impl HybridModel {
         Ok(timings)
     }
 
+    /// Per-iteration milliseconds of the engines alone, inputs and outputs left on the
+    /// device, summed over segments; `None` when a segment cannot be timed that way (it
+    /// runs through tract, so the model is not GPU-resident).
+    pub fn time_resident(
+        &self,
+        inputs: Vec<Tensor>,
+        iterations: usize,
+    ) -> Result<Option<Vec<f64>>> {
+        let mut total: Option<Vec<f64>> = Some(vec![0.0; iterations]);
+        self.run_with(inputs.into_iter().map(TValue::from).collect(), |s, args| {
+            match s.engine.time_resident(args, iterations) {
+                Some(t) => {
+                    if let Some(acc) = total.as_mut() {
+                        for (a, v) in acc.iter_mut().zip(t?) {
+                            *a += v;
+                        }
+                    }
+                }
+                None => total = None,
+            }
+            Ok(())
+        })?;
+        Ok(total)
+    }
+
     /// Run the model: inputs checked (shapes, dtypes, batch up to the maximum).
     pub fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
         self.run_values(inputs.into_iter().map(TValue::from).collect())

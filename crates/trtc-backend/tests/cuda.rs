@@ -1,9 +1,10 @@
-//! CUDA engines against tract, per op and per fused pattern, and on EfficientNet-Lite0.
+//! CUDA engines against tract, per op and per fused pattern, in every precision and layout
+//! (fp32 within 1e-4 relative, fp16 within 1e-2), and on EfficientNet-Lite0.
 //! Run on a GPU machine: `cargo test -p trtc-backend --test cuda -- --ignored`.
 
 use trtc_backend::{
-    compile, partition, BackendChoice, CompileOptions, CudaOpTable, HybridModel, PartitionOptions,
-    SegmentBackend,
+    partition, BackendChoice, CompileOptions, CudaOpTable, HybridModel, Layout, PartitionOptions,
+    Precision, SegmentBackend,
 };
 use trtc_ir::tract_onnx::prelude::tensor0;
 use trtc_ir::{
@@ -12,18 +13,40 @@ use trtc_ir::{
 use trtc_optimizer::verify::{compare, random_tensor};
 
 const FP32_TOLERANCE: f32 = 1e-4;
+const FP16_TOLERANCE: f32 = 1e-2;
 
-fn opts() -> CompileOptions {
+/// Every engine configuration, with the relative error it must stay within.
+const CONFIGS: [(Precision, Layout, f32); 3] = [
+    (Precision::Fp32, Layout::Nchw, FP32_TOLERANCE),
+    (Precision::Fp32, Layout::Nhwc, FP32_TOLERANCE),
+    (Precision::Fp16, Layout::Auto, FP16_TOLERANCE),
+];
+
+fn opts_for(precision: Precision, layout: Layout) -> CompileOptions {
     CompileOptions {
         backend: BackendChoice::Cuda,
         min_segment_size: 1,
         max_batch_size: 8,
+        precision,
+        layout,
         ..Default::default()
     }
 }
 
+/// Run `g` as one CUDA segment in every configuration and compare with tract; panics with
+/// `what` and the configuration when one is over its tolerance.
+fn check_all_configs(g: &Graph, inputs: Vec<trtc_ir::Tensor>, what: &str) {
+    for (precision, layout, tolerance) in CONFIGS {
+        let rel = gpu_vs_tract_with(g, inputs.clone(), &opts_for(precision, layout));
+        assert!(
+            rel <= tolerance,
+            "{what}, {precision:?} {layout:?}: relative error {rel} over {tolerance}"
+        );
+    }
+}
+
 /// Run `g` as one CUDA segment and compare with tract; returns the relative error.
-fn gpu_vs_tract(g: &Graph, inputs: Vec<trtc_ir::Tensor>) -> f32 {
+fn gpu_vs_tract_with(g: &Graph, inputs: Vec<trtc_ir::Tensor>, opts: &CompileOptions) -> f32 {
     let p = partition(
         g,
         &CudaOpTable,
@@ -39,7 +62,7 @@ fn gpu_vs_tract(g: &Graph, inputs: Vec<trtc_ir::Tensor>) -> f32 {
         "all on the GPU: {:?}",
         p.fallback
     );
-    let hybrid = HybridModel::new(g, &p, &opts()).unwrap();
+    let hybrid = HybridModel::new(g, &p, opts).unwrap();
     assert!(
         hybrid.engines().iter().all(|(_, _, kind)| kind == "cuda"),
         "{:?}",
@@ -146,13 +169,82 @@ fn convolutions_match_tract() {
             );
             let y = conv(&mut b, x, cin, cout, k, attrs.clone(), i as u64 + 1);
             b.output(y);
-            let rel = gpu_vs_tract(
+            check_all_configs(
                 &b.build().unwrap(),
                 vec![random_tensor(&[batch, cin, 11, 9], 7)],
+                &format!("conv case {i} batch {batch}"),
             );
-            assert!(rel <= FP32_TOLERANCE, "case {i} batch {batch}: {rel}");
         }
     }
+}
+
+/// Depthwise convolutions through trtc's own NHWC kernel and through cuDNN (the engine
+/// times both and keeps the faster; `TRTC_DEPTHWISE` fixes the choice here), with
+/// asymmetric pads, strides, dilation, residual and activations.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn depthwise_kernels_match_tract() {
+    let cases: Vec<(usize, ConvAttrs, Option<Activation>, bool)> = vec![
+        (
+            3,
+            ConvAttrs {
+                group: 6,
+                pads: vec![1, 1, 1, 1],
+                ..Default::default()
+            },
+            Some(Activation::Clip { min: 0.0, max: 6.0 }),
+            true,
+        ),
+        (
+            5,
+            ConvAttrs {
+                group: 6,
+                pads: vec![1, 1, 2, 2],
+                strides: vec![2, 2],
+                ..Default::default()
+            },
+            Some(Activation::Relu),
+            false,
+        ),
+        (
+            3,
+            ConvAttrs {
+                group: 6,
+                pads: vec![2, 2, 2, 2],
+                dilations: vec![2, 2],
+                ..Default::default()
+            },
+            None,
+            false,
+        ),
+    ];
+    for choice in ["direct", "cudnn"] {
+        std::env::set_var("TRTC_DEPTHWISE", choice);
+        for (i, (k, attrs, activation, residual)) in cases.iter().enumerate() {
+            let mut b = GraphBuilder::new();
+            let x = b.input("x", &[2, 6, 9, 11]);
+            let w = b.constant("w", random_tensor(&[6, 1, *k, *k], i as u64 + 1));
+            let bias = b.constant("b", random_tensor(&[6], 2));
+            let f = FusedConv {
+                conv: attrs.clone(),
+                residual: *residual,
+                activation: *activation,
+            };
+            let inputs: Vec<Outlet> = if *residual {
+                vec![x, w, bias, x]
+            } else {
+                vec![x, w, bias]
+            };
+            let y = b.op("dw", Op::FusedConv(f), &inputs);
+            b.output(y);
+            check_all_configs(
+                &b.build().unwrap(),
+                vec![random_tensor(&[2, 6, 9, 11], 3)],
+                &format!("depthwise case {i} via {choice}"),
+            );
+        }
+    }
+    std::env::remove_var("TRTC_DEPTHWISE");
 }
 
 #[test]
@@ -165,35 +257,41 @@ fn fused_patterns_match_tract() {
         Some(Activation::HardSwish),
         Some(Activation::Sigmoid),
     ];
-    for act in acts {
-        for residual in [false, true] {
-            let mut b = GraphBuilder::new();
-            let x = b.input("x", &[2, 6, 8, 8]);
-            let w = b.constant("w", random_tensor(&[6, 6, 3, 3], 1));
-            let bias = b.constant("b", random_tensor(&[6], 2));
-            let f = FusedConv {
-                conv: ConvAttrs {
-                    group: 1,
-                    pads: vec![1, 1, 1, 1],
-                    ..Default::default()
-                },
-                residual,
-                activation: act,
-            };
-            let inputs: Vec<Outlet> = if residual {
-                vec![x, w, bias, x]
-            } else {
-                vec![x, w, bias]
-            };
-            let y = b.op("fused", Op::FusedConv(f), &inputs);
-            b.output(y);
-            let rel = gpu_vs_tract(&b.build().unwrap(), vec![random_tensor(&[2, 6, 8, 8], 3)]);
-            assert!(
-                rel <= FP32_TOLERANCE,
-                "act {act:?} residual {residual}: {rel}"
-            );
+    // Fused into cuDNN's call, and unfused (cuDNN's convolution, then trtc's bias kernel:
+    // the path for configurations the fused call refuses).
+    for mode in ["fused", "unfused"] {
+        std::env::set_var("TRTC_CONV", mode);
+        for act in acts {
+            for residual in [false, true] {
+                let mut b = GraphBuilder::new();
+                let x = b.input("x", &[2, 6, 8, 8]);
+                let w = b.constant("w", random_tensor(&[6, 6, 3, 3], 1));
+                let bias = b.constant("b", random_tensor(&[6], 2));
+                let f = FusedConv {
+                    conv: ConvAttrs {
+                        group: 1,
+                        pads: vec![1, 1, 1, 1],
+                        ..Default::default()
+                    },
+                    residual,
+                    activation: act,
+                };
+                let inputs: Vec<Outlet> = if residual {
+                    vec![x, w, bias, x]
+                } else {
+                    vec![x, w, bias]
+                };
+                let y = b.op("fused", Op::FusedConv(f), &inputs);
+                b.output(y);
+                check_all_configs(
+                    &b.build().unwrap(),
+                    vec![random_tensor(&[2, 6, 8, 8], 3)],
+                    &format!("act {act:?} residual {residual} {mode}"),
+                );
+            }
         }
     }
+    std::env::remove_var("TRTC_CONV");
 }
 
 #[test]
@@ -255,28 +353,69 @@ fn pools_elementwise_concat_gemm_softmax_match_tract() {
     let sm = b.op("softmax", Op::Softmax { axis: -1 }, &[gm]);
     b.output(sm);
     b.output(gm);
-    let rel = gpu_vs_tract(&b.build().unwrap(), vec![random_tensor(&[2, 4, 10, 10], 8)]);
-    assert!(rel <= FP32_TOLERANCE, "{rel}");
+    check_all_configs(
+        &b.build().unwrap(),
+        vec![random_tensor(&[2, 4, 10, 10], 8)],
+        "pools, concat, broadcast mul, clip, global pool, gemm, softmax",
+    );
 }
 
+/// Reshapes of NHWC data: Flatten of a feature map with many pixels (needs NCHW order),
+/// a 2-D tensor reshaped back to 4-D and convolved, an elementwise op between a 4-D
+/// tensor and a 3-D constant, and a channel split.
 #[test]
 #[ignore = "needs a CUDA GPU"]
-fn efficientnet_on_the_gpu_matches_tract() {
-    let path = format!(
-        "{}/../../models/efficientnet_lite0.onnx",
-        env!("CARGO_MANIFEST_DIR")
+fn reshapes_and_broadcasts_across_layouts_match_tract() {
+    let mut b = GraphBuilder::new();
+    let x = b.input("x", &[2, 3, 6, 5]);
+    let c1 = conv(
+        &mut b,
+        x,
+        3,
+        4,
+        3,
+        ConvAttrs {
+            group: 1,
+            pads: vec![1, 1, 1, 1],
+            ..Default::default()
+        },
+        1,
     );
-    let g = trtc_ir::load_model(&path).unwrap();
-    let x = random_tensor(&[4, 3, 224, 224], 9);
-    let reference = CpuModel::new(&g).unwrap().run(vec![x.clone()]).unwrap();
-    let plan = compile("effnet", g, &opts()).unwrap();
-    let hybrid = HybridModel::new(&plan.graph, &plan.partition, &plan.options).unwrap();
-    assert!(
-        hybrid.engines().iter().any(|(_, _, k)| k == "cuda"),
-        "{:?}",
-        hybrid.notes
+    let k3 = b.constant("k3", random_tensor(&[4, 6, 1], 2));
+    let scaled = b.op("scale", Op::Add, &[c1, k3]);
+    let flat = b.op("flat", Op::Flatten { axis: 1 }, &[scaled]);
+    let shape = b.constant(
+        "shape",
+        trtc_ir::tract_onnx::prelude::tensor1(&[2i64, 8, 3, 5]),
     );
-    let out = hybrid.run(vec![x]).unwrap();
-    let (abs, rel) = compare(&reference, &out).unwrap();
-    assert!(rel <= FP32_TOLERANCE, "logits differ: abs {abs} rel {rel}");
+    let back = b.op("back", Op::Reshape { allowzero: 0 }, &[flat, shape]);
+    let c2 = conv(
+        &mut b,
+        back,
+        8,
+        4,
+        1,
+        ConvAttrs {
+            group: 1,
+            ..Default::default()
+        },
+        3,
+    );
+    let parts = b.op_n(
+        "split",
+        Op::Split {
+            axis: 1,
+            num_outputs: None,
+        },
+        &[Some(c2)],
+        2,
+    );
+    let prod = b.op("prod", Op::Mul, &[parts[0], parts[1]]);
+    b.output(prod);
+    b.output(flat);
+    check_all_configs(
+        &b.build().unwrap(),
+        vec![random_tensor(&[2, 3, 6, 5], 4)],
+        "flatten, reshape, split, broadcast over NHWC",
+    );
 }

@@ -39,39 +39,51 @@ impl Drop for ActDesc {
 
 pub type CudnnResult<T> = Result<T, result::CudnnError>;
 
-pub fn tensor4d(dims: [i32; 4]) -> CudnnResult<Tensor4d> {
+fn format(nhwc: bool) -> sys::cudnnTensorFormat_t {
+    if nhwc {
+        sys::cudnnTensorFormat_t::CUDNN_TENSOR_NHWC
+    } else {
+        sys::cudnnTensorFormat_t::CUDNN_TENSOR_NCHW
+    }
+}
+
+fn data_type(half: bool) -> sys::cudnnDataType_t {
+    if half {
+        sys::cudnnDataType_t::CUDNN_DATA_HALF
+    } else {
+        sys::cudnnDataType_t::CUDNN_DATA_FLOAT
+    }
+}
+
+/// An `[n, c, h, w]` tensor stored NCHW or NHWC, f32 or fp16.
+pub fn tensor4d(dims: [i32; 4], nhwc: bool, half: bool) -> CudnnResult<Tensor4d> {
     let d = Tensor4d(result::create_tensor_descriptor()?);
-    unsafe {
-        result::set_tensor4d_descriptor(
-            d.0,
-            sys::cudnnTensorFormat_t::CUDNN_TENSOR_NCHW,
-            sys::cudnnDataType_t::CUDNN_DATA_FLOAT,
-            dims,
-        )
-    }?;
+    unsafe { result::set_tensor4d_descriptor(d.0, format(nhwc), data_type(half), dims) }?;
     Ok(d)
 }
 
-pub fn filter4d(dims: [i32; 4]) -> CudnnResult<Filter4d> {
+/// `[k, c, r, s]` filters stored KCRS or KRSC, f32 or fp16.
+pub fn filter4d(dims: [i32; 4], nhwc: bool, half: bool) -> CudnnResult<Filter4d> {
     let d = Filter4d(result::create_filter_descriptor()?);
-    unsafe {
-        result::set_filter4d_descriptor(
-            d.0,
-            sys::cudnnDataType_t::CUDNN_DATA_FLOAT,
-            sys::cudnnTensorFormat_t::CUDNN_TENSOR_NCHW,
-            dims,
-        )
-    }?;
+    unsafe { result::set_filter4d_descriptor(d.0, data_type(half), format(nhwc), dims) }?;
     Ok(d)
 }
 
-/// A 2-D cross-correlation with symmetric pads; `tensor_ops` allows TF32.
+/// How a convolution may compute: true FP32, TF32 tensor cores, or fp16 tensor cores.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Math {
+    Fp32,
+    Tf32,
+    Fp16,
+}
+
+/// A 2-D cross-correlation with symmetric pads, accumulating in f32 whatever the data type.
 pub fn conv2d(
     pad: [i32; 2],
     stride: [i32; 2],
     dilation: [i32; 2],
     groups: i32,
-    tensor_ops: bool,
+    math: Math,
 ) -> CudnnResult<ConvDesc> {
     let d = ConvDesc(result::create_convolution_descriptor()?);
     unsafe {
@@ -87,10 +99,10 @@ pub fn conv2d(
             sys::cudnnDataType_t::CUDNN_DATA_FLOAT,
         )?;
         result::set_convolution_group_count(d.0, groups)?;
-        let math = if tensor_ops {
-            sys::cudnnMathType_t::CUDNN_DEFAULT_MATH
-        } else {
-            sys::cudnnMathType_t::CUDNN_FMA_MATH
+        let math = match math {
+            Math::Fp32 => sys::cudnnMathType_t::CUDNN_FMA_MATH,
+            Math::Tf32 => sys::cudnnMathType_t::CUDNN_DEFAULT_MATH,
+            Math::Fp16 => sys::cudnnMathType_t::CUDNN_TENSOR_OP_MATH,
         };
         result::set_convolution_math_type(d.0, math)?;
     }

@@ -1,7 +1,8 @@
 //! The CUDA engine of one segment: per batch size, device buffers and tuned cuDNN
 //! convolutions ("instances", cached up to --max-cached-engines), run on one stream.
 
-use super::descriptors::{self as d, ActDesc, ConvDesc, Filter4d, Handle, Tensor4d};
+use super::descriptors::{self as d, ActDesc, ConvDesc, Filter4d, Handle, Math, Tensor4d};
+use super::host::{decode_f32, f32_bytes};
 use super::program::{unsupported, Program, Step};
 use super::Device;
 use crate::engine::{Engine, LayerTiming};
@@ -19,12 +20,21 @@ pub(super) struct ConvRun {
     pub(super) w: Filter4d,
     pub(super) y: Tensor4d,
     pub(super) bias: Tensor4d,
+    /// The bias is passed as f32 (cuDNN refused it in the engine's fp16).
+    pub(super) bias_f32: bool,
+    /// cuDNN refused the fused call: the convolution runs alone (with its own fastest
+    /// algorithm), bias, residual and activation in a kernel after it.
+    pub(super) unfused: bool,
+    /// A depthwise convolution run by trtc's own NHWC kernel, where timing showed it faster
+    /// than cuDNN.
+    pub(super) direct: bool,
     pub(super) conv: ConvDesc,
     pub(super) act: ActDesc,
     pub(super) algo: dnn_sys::cudnnConvolutionFwdAlgo_t,
     pub(super) workspace: Option<CudaSlice<u8>>,
-    /// Asymmetric pads: the input is copied into this zero-padded buffer first.
-    pub(super) padded: Option<(CudaSlice<f32>, [usize; 4])>,
+    /// Asymmetric pads: the input is copied into this zero-padded buffer first
+    /// (buffer, padded height and width, top and left pads).
+    pub(super) padded: Option<(CudaSlice<u8>, [usize; 4])>,
 }
 
 pub(super) struct Instance {
@@ -33,7 +43,7 @@ pub(super) struct Instance {
     /// `graph_failed` when capture is refused (the steps are then launched one by one).
     graph: Option<cudarc::driver::CudaGraph>,
     graph_failed: bool,
-    pub(super) buffers: Vec<Option<CudaSlice<f32>>>,
+    pub(super) buffers: Vec<Option<CudaSlice<u8>>>,
     pub(super) ptrs: Vec<u64>,
     pub(super) convs: HashMap<usize, ConvRun>,
 }
@@ -101,7 +111,7 @@ impl CudaEngine {
     fn instance(&self, batch: usize) -> Result<Instance> {
         let p = &self.program;
         let stream = &self.dev.stream;
-        let mut buffers: Vec<Option<CudaSlice<f32>>> = Vec::with_capacity(p.slots.len());
+        let mut buffers: Vec<Option<CudaSlice<u8>>> = Vec::with_capacity(p.slots.len());
         for (s, slot) in p.slots.iter().enumerate() {
             buffers.push(if slot.alias_of.is_some() || slot.constant.is_some() {
                 None
@@ -109,12 +119,12 @@ impl CudaEngine {
                 let n: usize = p.shape(s, batch).iter().product();
                 Some(
                     stream
-                        .alloc_zeros::<f32>(n.max(1))
+                        .alloc_zeros::<u8>(n.max(1) * slot.elem_bytes())
                         .map_err(|e| cuda_err("alloc", e))?,
                 )
             });
         }
-        let ptr_of = |buf: &CudaSlice<f32>| buf.device_ptr(stream).0;
+        let ptr_of = |buf: &CudaSlice<u8>| buf.device_ptr(stream).0;
         let ptrs: Vec<u64> = (0..p.slots.len())
             .map(|s| {
                 let st = p.storage(s);
@@ -156,14 +166,136 @@ impl CudaEngine {
                 );
             }
         }
-        Ok(Instance {
+        let mut inst = Instance {
             batch,
             graph: None,
             graph_failed: false,
             buffers,
             ptrs,
             convs,
-        })
+        };
+        self.check_convs(&mut inst)?;
+        Ok(inst)
+    }
+
+    /// Run each convolution once, so that a configuration cuDNN refuses is an error naming
+    /// the layer at build time. Where cuDNN refuses the fused call, an fp16 bias is passed
+    /// as f32; where it still refuses, the convolution runs unfused.
+    fn check_convs(&self, inst: &mut Instance) -> Result<()> {
+        let conv_steps: Vec<usize> = inst.convs.keys().copied().collect();
+        // TRTC_CONV=unfused takes the unfused path everywhere (for tests and comparisons).
+        let force_unfused = std::env::var("TRTC_CONV").is_ok_and(|v| v == "unfused");
+        for i in conv_steps {
+            if !force_unfused && self.launch_step(inst, i).is_ok() {
+                continue;
+            }
+            let name = self.program.names[i].clone();
+            let k = match &self.program.steps[i] {
+                Step::Conv { w_dims, .. } => w_dims[0],
+                _ => continue,
+            };
+            if self.program.half && !force_unfused {
+                let run = inst
+                    .convs
+                    .get_mut(&i)
+                    .ok_or_else(|| cuda_err("engine", "conv instance vanished"))?;
+                run.bias =
+                    d::tensor4d([1, k, 1, 1], false, false).map_err(|e| cuda_err(&name, e))?;
+                run.bias_f32 = true;
+                if self.launch_step(inst, i).is_ok() {
+                    continue;
+                }
+            }
+            let run = inst
+                .convs
+                .get_mut(&i)
+                .ok_or_else(|| cuda_err("engine", "conv instance vanished"))?;
+            let (algo, ws) = self.pick_algorithm(&name, &run.x, &run.w, &run.conv, &run.y, true)?;
+            run.algo = algo;
+            run.workspace = if ws > 0 {
+                Some(
+                    self.dev
+                        .stream
+                        .alloc_zeros::<u8>(ws)
+                        .map_err(|e| cuda_err(&name, e))?,
+                )
+            } else {
+                None
+            };
+            run.unfused = true;
+            self.launch_step(inst, i)?;
+        }
+        self.choose_depthwise_kernels(inst)?;
+        self.dev
+            .stream
+            .synchronize()
+            .map_err(|e| cuda_err("engine build", e))
+    }
+
+    /// For each depthwise convolution of an NHWC engine, time cuDNN against trtc's own
+    /// kernel on this batch size and keep the faster (`TRTC_DEPTHWISE` can fix the choice).
+    fn choose_depthwise_kernels(&self, inst: &mut Instance) -> Result<()> {
+        if !self.program.nhwc {
+            return Ok(());
+        }
+        let depthwise: Vec<usize> = inst
+            .convs
+            .keys()
+            .copied()
+            .filter(|&i| {
+                matches!(&self.program.steps[i],
+                    Step::Conv { w_dims, groups, .. } if w_dims[1] == 1 && *groups == w_dims[0])
+            })
+            .collect();
+        // TRTC_DEPTHWISE=direct or =cudnn fixes the choice (for tests and comparisons).
+        let forced = std::env::var("TRTC_DEPTHWISE").ok();
+        for i in depthwise {
+            if let Some(choice) = forced
+                .as_deref()
+                .filter(|c| ["direct", "cudnn"].contains(c))
+            {
+                if let Some(r) = inst.convs.get_mut(&i) {
+                    r.direct = choice == "direct";
+                }
+                continue;
+            }
+            let cudnn_ms = self.time_step(inst, i)?;
+            let set = |inst: &mut Instance, direct: bool| {
+                if let Some(r) = inst.convs.get_mut(&i) {
+                    r.direct = direct;
+                }
+            };
+            set(inst, true);
+            match self.time_step(inst, i) {
+                Ok(ms) if ms < cudnn_ms => {}
+                _ => set(inst, false),
+            }
+        }
+        Ok(())
+    }
+
+    /// Mean milliseconds of step `i` over a few launches.
+    fn time_step(&self, inst: &Instance, i: usize) -> Result<f32> {
+        let s = &self.dev.stream;
+        let ev = || {
+            self.dev
+                .ctx
+                .new_event(Some(cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT))
+                .map_err(|e| cuda_err("tactic timing", e))
+        };
+        let (start, end) = (ev()?, ev()?);
+        self.launch_step(inst, i)?;
+        start.record(s).map_err(|e| cuda_err("tactic timing", e))?;
+        for _ in 0..5 {
+            self.launch_step(inst, i)?;
+        }
+        end.record(s).map_err(|e| cuda_err("tactic timing", e))?;
+        end.synchronize()
+            .map_err(|e| cuda_err("tactic timing", e))?;
+        Ok(start
+            .elapsed_ms(&end)
+            .map_err(|e| cuda_err("tactic timing", e))?
+            / 5.0)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -180,6 +312,7 @@ impl CudaEngine {
         act: Option<trtc_ir::Activation>,
     ) -> Result<ConvRun> {
         let e = |err: dnn::CudnnError| cuda_err(name, err);
+        let (nhwc, half) = (self.program.nhwc, self.program.half);
         let symmetric = pads[0] == pads[2] && pads[1] == pads[3];
         let (xs_eff, pad_eff, padded) = if symmetric {
             (xs.clone(), [pads[0], pads[1]], None)
@@ -188,10 +321,11 @@ impl CudaEngine {
                 xs[2] + (pads[0] + pads[2]) as usize,
                 xs[3] + (pads[1] + pads[3]) as usize,
             );
+            let elem = if half { 2 } else { 4 };
             let buf = self
                 .dev
                 .stream
-                .alloc_zeros::<f32>(xs[0] * xs[1] * h * w)
+                .alloc_zeros::<u8>(xs[0] * xs[1] * h * w * elem)
                 .map_err(|err| cuda_err(name, err))?;
             (
                 vec![xs[0], xs[1], h, w],
@@ -200,22 +334,20 @@ impl CudaEngine {
             )
         };
         let dims = |v: &[usize]| [v[0] as i32, v[1] as i32, v[2] as i32, v[3] as i32];
-        let x = d::tensor4d(dims(&xs_eff)).map_err(e)?;
-        let y = d::tensor4d(dims(&ys)).map_err(e)?;
-        let w = d::filter4d(w_dims).map_err(e)?;
-        let bias = d::tensor4d([1, w_dims[0], 1, 1]).map_err(e)?;
-        let conv = d::conv2d(
-            pad_eff,
-            stride,
-            dilation,
-            groups,
-            self.program.precision != Precision::Fp32,
-        )
-        .map_err(e)?;
+        let x = d::tensor4d(dims(&xs_eff), nhwc, half).map_err(e)?;
+        let y = d::tensor4d(dims(&ys), nhwc, half).map_err(e)?;
+        let w = d::filter4d(w_dims, nhwc, half).map_err(e)?;
+        let bias = d::tensor4d([1, w_dims[0], 1, 1], false, half).map_err(e)?;
+        let math = match self.program.precision {
+            Precision::Fp32 => Math::Fp32,
+            Precision::Tf32 => Math::Tf32,
+            Precision::Fp16 => Math::Fp16,
+        };
+        let conv = d::conv2d(pad_eff, stride, dilation, groups, math).map_err(e)?;
         let relu = matches!(act, Some(trtc_ir::Activation::Relu));
         let act_desc = d::activation(relu).map_err(e)?;
         let key = format!(
-            "{xs_eff:?}{w_dims:?}{pad_eff:?}{stride:?}{dilation:?}{groups}{relu}{:?}",
+            "{xs_eff:?}{w_dims:?}{pad_eff:?}{stride:?}{dilation:?}{groups}{relu}{:?}{nhwc}",
             self.program.precision
         );
         let cached = tactic_cache()
@@ -247,6 +379,9 @@ impl CudaEngine {
             w,
             y,
             bias,
+            bias_f32: false,
+            unfused: false,
+            direct: false,
             conv,
             act: act_desc,
             algo,
@@ -385,7 +520,7 @@ impl CudaEngine {
             let buf = inst.buffers[p.storage(slot)]
                 .as_mut()
                 .ok_or_else(|| cuda_err("input", "no buffer"))?;
-            s.memcpy_htod(host, buf)
+            s.memcpy_htod(f32_bytes(host), buf)
                 .map_err(|e| cuda_err("upload", e))?;
         }
         f(inst)
@@ -395,6 +530,7 @@ impl CudaEngine {
     fn step_work(&self, i: usize, b: usize) -> (&'static str, u64, u64) {
         let p = &self.program;
         let n = |slot: usize| p.shape(slot, b).iter().product::<usize>() as u64;
+        let e = if p.half { 2 } else { 4 };
         match &p.steps[i] {
             Step::Conv {
                 x, y, z, w_dims, ..
@@ -404,21 +540,21 @@ impl CudaEngine {
                 (
                     "conv",
                     2 * n(*y) * per_out,
-                    4 * (n(*x) + n(*y) + w + z.map(n).unwrap_or(0)),
+                    e * (n(*x) + n(*y) + w + z.map(n).unwrap_or(0)),
                 )
             }
             Step::Pool { x, y, kernel, .. } => (
                 "pool",
                 n(*y) * (kernel[0] * kernel[1]) as u64,
-                4 * (n(*x) + n(*y)),
+                e * (n(*x) + n(*y)),
             ),
-            Step::GlobalPool { x, y, .. } => ("global_pool", n(*x), 4 * (n(*x) + n(*y))),
+            Step::GlobalPool { x, y, .. } => ("global_pool", n(*x), e * (n(*x) + n(*y))),
             Step::Binary { a, b: bb, y, .. } => {
-                ("elementwise", n(*y), 4 * (n(*a) + n(*bb) + n(*y)))
+                ("elementwise", n(*y), e * (n(*a) + n(*bb) + n(*y)))
             }
-            Step::Act { x, y, .. } => ("activation", n(*y), 4 * (n(*x) + n(*y))),
-            Step::Concat { y, .. } => ("concat", 0, 8 * n(*y)),
-            Step::Split { x, .. } => ("split", 0, 8 * n(*x)),
+            Step::Act { x, y, .. } => ("activation", n(*y), e * (n(*x) + n(*y))),
+            Step::Concat { y, .. } => ("concat", 0, 2 * e * n(*y)),
+            Step::Split { x, .. } => ("split", 0, 2 * e * n(*x)),
             Step::Gemm {
                 a, y, n: cols, k, ..
             } => {
@@ -426,10 +562,12 @@ impl CudaEngine {
                 (
                     "gemm",
                     2 * m * *cols as u64 * *k as u64,
-                    4 * (n(*a) + (*k * *cols) as u64 + n(*y)),
+                    e * (n(*a) + (*k * *cols) as u64 + n(*y)),
                 )
             }
-            Step::Softmax { x, y } => ("softmax", 3 * n(*x), 4 * (n(*x) + n(*y))),
+            Step::Softmax { x, y } => ("softmax", 3 * n(*x), e * (n(*x) + n(*y))),
+            Step::Convert { x, .. } => ("convert", 0, (4 + e) * n(*x)),
+            Step::Relayout { x, .. } => ("relayout", 0, 2 * e * n(*x)),
         }
     }
 }
@@ -447,12 +585,13 @@ impl Engine for CudaEngine {
             let mut out = TVec::new();
             for &slot in &p.outputs {
                 let st = p.storage(slot);
-                let host: Vec<f32> = match (&inst.buffers[st], &p.slots[st].constant) {
+                let bytes: Vec<u8> = match (&inst.buffers[st], &p.slots[st].constant) {
                     (Some(b), _) => s.clone_dtoh(b),
                     (None, Some(c)) => s.clone_dtoh(c),
                     _ => return Err(cuda_err("output", "no buffer")),
                 }
                 .map_err(|e| cuda_err("download", e))?;
+                let host = decode_f32(&bytes);
                 let shape = p.shape(slot, inst.batch);
                 let n: usize = shape.iter().product();
                 let t = Tensor::from_shape(&shape, &host[..n.min(host.len())])
@@ -462,6 +601,22 @@ impl Engine for CudaEngine {
             s.synchronize().map_err(|e| cuda_err("run", e))?;
             Ok(out)
         })
+    }
+
+    fn time_resident(&self, inputs: TVec<TValue>, iterations: usize) -> Option<Result<Vec<f64>>> {
+        Some(self.with_instance(&inputs, |inst| {
+            let s = &self.dev.stream;
+            let mut times = Vec::with_capacity(iterations);
+            for i in 0..iterations + 3 {
+                let t = std::time::Instant::now();
+                self.replay(inst)?;
+                s.synchronize().map_err(|e| cuda_err("run", e))?;
+                if i >= 3 {
+                    times.push(t.elapsed().as_secs_f64() * 1e3);
+                }
+            }
+            Ok(times)
+        }))
     }
 
     fn profile(&self, inputs: TVec<TValue>) -> Option<Result<Vec<LayerTiming>>> {

@@ -1,9 +1,30 @@
 //! The kernels trtc compiles with NVRTC when it builds a CUDA engine: everything cuDNN does
 //! not do for it (activations other than ReLU, broadcasting elementwise ops, pooling with
-//! ONNX's padding rules, concat/split copies, the classifier GEMM, softmax).
+//! ONNX's padding rules, concat/split copies, the classifier GEMM, softmax, and the layout
+//! and precision changes at segment boundaries).
+//!
+//! The source is compiled twice: once with `DT` = float, once with `HALF` defined, where
+//! `DT` is an fp16 bit pattern (loads widen to float, all arithmetic is in float, stores
+//! round to nearest). Kernels taking a layout flag read NCHW (0) or NHWC (1) tensors.
 
-pub const SOURCE: &str = r#"
+/// Source of both modules; `module_source(true)` is the fp16 one.
+pub fn module_source(half: bool) -> String {
+    let prelude = if half { "#define HALF 1\n" } else { "" };
+    format!("{prelude}{SOURCE}")
+}
+
+const SOURCE: &str = r#"
 #define NEG_INF __int_as_float(0xff800000)
+#ifdef HALF
+typedef unsigned short DT;
+__device__ __forceinline__ float LD(DT h) { float f; asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h)); return f; }
+__device__ __forceinline__ DT ST(float f) { DT h; asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f)); return h; }
+#else
+typedef float DT;
+__device__ __forceinline__ float LD(DT v) { return v; }
+__device__ __forceinline__ DT ST(float v) { return v; }
+#endif
+
 __device__ __forceinline__ float act_apply(float v, int kind, float a, float b) {
     switch (kind) {
         case 1: return v > 0.f ? v : 0.f;                              // Relu
@@ -17,13 +38,58 @@ __device__ __forceinline__ float act_apply(float v, int kind, float a, float b) 
     }
 }
 
-extern "C" __global__ void act(float* y, const float* x, long long n, int kind, float a, float b) {
-    long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;
-    if (i < n) y[i] = act_apply(x[i], kind, a, b);
+// Offset of element (n, c, y, x) of an n x c x h x w tensor stored NCHW or NHWC.
+__device__ __forceinline__ long long at4(int nhwc, long long n, long long c, long long y, long long x, int C, int H, int W) {
+    return nhwc ? ((n * H + y) * W + x) * C + c : ((n * C + c) * H + y) * W + x;
 }
 
-// y = a (op) b with numpy broadcasting over (up to) 4 dims; strides of 0 broadcast.
-extern "C" __global__ void binary(float* y, const float* a, const float* b, long long n, int op,
+extern "C" __global__ void act(DT* y, const DT* x, long long n, int kind, float a, float b) {
+    long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+    if (i < n) y[i] = ST(act_apply(LD(x[i]), kind, a, b));
+}
+
+// After a convolution run alone: y = act(y + bias[channel] (+ z)), in place.
+extern "C" __global__ void bias_act(DT* y, const DT* bias, const DT* z, long long n, int c, int hw,
+                                    int nhwc, int has_z, int kind, float a, float b) {
+    long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    int ch = nhwc ? (int)(i % c) : (int)((i / hw) % c);
+    float v = LD(y[i]) + LD(bias[ch]);
+    if (has_z) v += LD(z[i]);
+    y[i] = ST(act_apply(v, kind, a, b));
+}
+
+// Depthwise convolution (one filter per channel), NHWC, with bias, residual and activation:
+// neighbouring threads compute neighbouring channels of one output pixel. Pads are top and
+// left; reads past the bottom and right edges are the end pads' zeros.
+extern "C" __global__ void depthwise_nhwc(DT* y, const DT* x, const DT* w, const DT* bias, const DT* z,
+                                          int n, int c, int h, int wd, int ho, int wo, int kh, int kw,
+                                          int sh, int sw, int pt, int pl, int dh, int dw,
+                                          int has_z, int kind, float a, float b) {
+    long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+    long long total = (long long)n * ho * wo * c;
+    if (i >= total) return;
+    int ch = i % c; int ox = (i / c) % wo; int oy = (i / ((long long)c * wo)) % ho;
+    long long p = i / ((long long)c * wo * ho);
+    float acc = LD(bias[ch]);
+    const DT* wc = w + (long long)ch * kh * kw;
+    for (int r = 0; r < kh; ++r) {
+        int iy = oy * sh - pt + r * dh;
+        if (iy < 0 || iy >= h) continue;
+        const DT* row = x + ((p * h + iy) * wd) * c + ch;
+        for (int s = 0; s < kw; ++s) {
+            int ix = ox * sw - pl + s * dw;
+            if (ix < 0 || ix >= wd) continue;
+            acc += LD(row[(long long)ix * c]) * LD(wc[r * kw + s]);
+        }
+    }
+    if (has_z) acc += LD(z[i]);
+    y[i] = ST(act_apply(acc, kind, a, b));
+}
+
+// y = a (op) b with numpy broadcasting over (up to) 4 dims in y's storage order; strides of
+// 0 broadcast.
+extern "C" __global__ void binary(DT* y, const DT* a, const DT* b, long long n, int op,
                                   int d1, int d2, int d3,
                                   long long as0, long long as1, long long as2, long long as3,
                                   long long bs0, long long bs1, long long bs2, long long bs3) {
@@ -34,8 +100,8 @@ extern "C" __global__ void binary(float* y, const float* a, const float* b, long
     long long c2 = r % d2; r /= d2;
     long long c1 = r % d1; r /= d1;
     long long c0 = r;
-    float u = a[c0 * as0 + c1 * as1 + c2 * as2 + c3 * as3];
-    float v = b[c0 * bs0 + c1 * bs1 + c2 * bs2 + c3 * bs3];
+    float u = LD(a[c0 * as0 + c1 * as1 + c2 * as2 + c3 * as3]);
+    float v = LD(b[c0 * bs0 + c1 * bs1 + c2 * bs2 + c3 * bs3]);
     float o;
     switch (op) {
         case 0: o = u + v; break;
@@ -43,11 +109,11 @@ extern "C" __global__ void binary(float* y, const float* a, const float* b, long
         case 2: o = u - v; break;
         default: o = u / v; break;
     }
-    y[i] = o;
+    y[i] = ST(o);
 }
 
-// For each of `outer` rows: copy `len` floats from src[o*src_stride + src_off] to dst[o*dst_stride + dst_off].
-extern "C" __global__ void copy_rows(float* dst, const float* src, long long outer, long long len,
+// For each of `outer` rows: copy `len` elements from src[o*src_stride + src_off] to dst[o*dst_stride + dst_off].
+extern "C" __global__ void copy_rows(DT* dst, const DT* src, long long outer, long long len,
                                      long long src_stride, long long src_off, long long dst_stride, long long dst_off) {
     long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;
     if (i >= outer * len) return;
@@ -56,20 +122,26 @@ extern "C" __global__ void copy_rows(float* dst, const float* src, long long out
 }
 
 // Zero padding of the two spatial dims (for convolutions whose pads cuDNN cannot express).
-extern "C" __global__ void pad2d(float* y, const float* x, long long nc, int h, int w, int ho, int wo, int top, int left) {
+extern "C" __global__ void pad2d(DT* y, const DT* x, int n, int c, int h, int w, int ho, int wo, int top, int left, int nhwc) {
     long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;
-    if (i >= nc * ho * wo) return;
-    int ox = i % wo; int oy = (i / wo) % ho; long long p = i / ((long long)wo * ho);
+    long long total = (long long)n * c * ho * wo;
+    if (i >= total) return;
+    int ox, oy, ch; long long p;
+    if (nhwc) { ch = i % c; ox = (i / c) % wo; oy = (i / ((long long)c * wo)) % ho; p = i / ((long long)c * wo * ho); }
+    else { ox = i % wo; oy = (i / wo) % ho; ch = (i / ((long long)wo * ho)) % c; p = i / ((long long)wo * ho * c); }
     int ix = ox - left, iy = oy - top;
-    y[i] = (ix >= 0 && ix < w && iy >= 0 && iy < h) ? x[(p * h + iy) * w + ix] : 0.f;
+    y[i] = (ix >= 0 && ix < w && iy >= 0 && iy < h) ? x[at4(nhwc, p, ch, iy, ix, c, h, w)] : ST(0.f);
 }
 
 // Max or average pooling, ONNX semantics (pads, ceil_mode via the output size, count_include_pad).
-extern "C" __global__ void pool2d(float* y, const float* x, long long nc, int h, int w, int ho, int wo,
-                                  int kh, int kw, int sh, int sw, int pt, int pl, int pb, int pr, int is_max, int count_pad) {
+extern "C" __global__ void pool2d(DT* y, const DT* x, int n, int c, int h, int w, int ho, int wo,
+                                  int kh, int kw, int sh, int sw, int pt, int pl, int pb, int pr, int is_max, int count_pad, int nhwc) {
     long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;
-    if (i >= nc * ho * wo) return;
-    int ox = i % wo; int oy = (i / wo) % ho; long long p = i / ((long long)wo * ho);
+    long long total = (long long)n * c * ho * wo;
+    if (i >= total) return;
+    int ox, oy, ch; long long p;
+    if (nhwc) { ch = i % c; ox = (i / c) % wo; oy = (i / ((long long)c * wo)) % ho; p = i / ((long long)c * wo * ho); }
+    else { ox = i % wo; oy = (i / wo) % ho; ch = (i / ((long long)wo * ho)) % c; p = i / ((long long)wo * ho * c); }
     int y0 = oy * sh - pt, x0 = ox * sw - pl;
     float acc = is_max ? NEG_INF : 0.f;
     int count = 0;
@@ -79,7 +151,7 @@ extern "C" __global__ void pool2d(float* y, const float* x, long long nc, int h,
             int ix = x0 + dx;
             bool inside = iy >= 0 && iy < h && ix >= 0 && ix < w;
             if (inside) {
-                float v = x[(p * h + iy) * w + ix];
+                float v = LD(x[at4(nhwc, p, ch, iy, ix, c, h, w)]);
                 acc = is_max ? fmaxf(acc, v) : acc + v;
                 ++count;
             } else if (count_pad && iy < h + pb && ix < w + pr) {
@@ -87,52 +159,94 @@ extern "C" __global__ void pool2d(float* y, const float* x, long long nc, int h,
             }
         }
     }
-    y[i] = is_max ? acc : (count > 0 ? acc / count : 0.f);
+    y[i] = ST(is_max ? acc : (count > 0 ? acc / count : 0.f));
 }
 
-// One warp per (n, c): mean or max over h*w.
-extern "C" __global__ void global_pool(float* y, const float* x, long long nc, int hw, int is_max) {
+// NCHW: one warp per (n, c), mean or max over h*w.
+extern "C" __global__ void global_pool(DT* y, const DT* x, long long nc, int hw, int is_max) {
     long long row = (blockIdx.x * (long long)blockDim.x + threadIdx.x) / 32;
     int lane = threadIdx.x % 32;
     if (row >= nc) return;
-    const float* p = x + row * hw;
+    const DT* p = x + row * hw;
     float acc = is_max ? NEG_INF : 0.f;
-    for (int k = lane; k < hw; k += 32) acc = is_max ? fmaxf(acc, p[k]) : acc + p[k];
+    for (int k = lane; k < hw; k += 32) { float v = LD(p[k]); acc = is_max ? fmaxf(acc, v) : acc + v; }
     for (int o = 16; o > 0; o /= 2) {
         float other = __shfl_down_sync(0xffffffff, acc, o);
         acc = is_max ? fmaxf(acc, other) : acc + other;
     }
-    if (lane == 0) y[row] = is_max ? acc : acc / hw;
+    if (lane == 0) y[row] = ST(is_max ? acc : acc / hw);
+}
+
+// NHWC: one thread per (n, c), neighbouring threads reading neighbouring channels.
+extern "C" __global__ void global_pool_nhwc(DT* y, const DT* x, int n, int c, int hw, int is_max) {
+    long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+    if (i >= (long long)n * c) return;
+    long long p = i / c; int ch = i % c;
+    const DT* base = x + p * hw * c + ch;
+    float acc = is_max ? NEG_INF : 0.f;
+    for (int k = 0; k < hw; ++k) { float v = LD(base[(long long)k * c]); acc = is_max ? fmaxf(acc, v) : acc + v; }
+    y[i] = ST(is_max ? acc : acc / hw);
 }
 
 // y[m, n] = alpha * sum_k a[m, k] * w[k, n] + beta * bias[n]; w is stored K x N.
-extern "C" __global__ void gemm_kn(float* y, const float* a, const float* w, const float* bias,
+extern "C" __global__ void gemm_kn(DT* y, const DT* a, const DT* w, const DT* bias,
                                    int m, int n, int k, float alpha, float beta, int has_bias) {
     int col = blockIdx.x * blockDim.x + threadIdx.x;
     int row = blockIdx.y;
     if (col >= n || row >= m) return;
-    const float* ar = a + (long long)row * k;
+    const DT* ar = a + (long long)row * k;
     float acc = 0.f;
-    for (int t = 0; t < k; ++t) acc += ar[t] * w[(long long)t * n + col];
-    y[(long long)row * n + col] = alpha * acc + (has_bias ? beta * bias[col] : 0.f);
+    for (int t = 0; t < k; ++t) acc += LD(ar[t]) * LD(w[(long long)t * n + col]);
+    y[(long long)row * n + col] = ST(alpha * acc + (has_bias ? beta * LD(bias[col]) : 0.f));
 }
 
-// Softmax over rows of `cols` floats, one block of 256 threads per row.
-extern "C" __global__ void softmax_rows(float* y, const float* x, long long rows, int cols) {
+// Softmax over rows of `cols` elements, one block of 256 threads per row.
+extern "C" __global__ void softmax_rows(DT* y, const DT* x, long long rows, int cols) {
     __shared__ float red[256];
     long long row = blockIdx.x;
     if (row >= rows) return;
-    const float* p = x + row * cols;
+    const DT* p = x + row * cols;
     float m = NEG_INF;
-    for (int c = threadIdx.x; c < cols; c += blockDim.x) m = fmaxf(m, p[c]);
+    for (int c = threadIdx.x; c < cols; c += blockDim.x) m = fmaxf(m, LD(p[c]));
     red[threadIdx.x] = m; __syncthreads();
     for (int s = blockDim.x / 2; s > 0; s /= 2) { if (threadIdx.x < s) red[threadIdx.x] = fmaxf(red[threadIdx.x], red[threadIdx.x + s]); __syncthreads(); }
     m = red[0]; __syncthreads();
     float sum = 0.f;
-    for (int c = threadIdx.x; c < cols; c += blockDim.x) sum += expf(p[c] - m);
+    for (int c = threadIdx.x; c < cols; c += blockDim.x) sum += expf(LD(p[c]) - m);
     red[threadIdx.x] = sum; __syncthreads();
     for (int s = blockDim.x / 2; s > 0; s /= 2) { if (threadIdx.x < s) red[threadIdx.x] += red[threadIdx.x + s]; __syncthreads(); }
     sum = red[0];
-    for (int c = threadIdx.x; c < cols; c += blockDim.x) y[row * cols + c] = expf(p[c] - m) / sum;
+    for (int c = threadIdx.x; c < cols; c += blockDim.x) y[row * cols + c] = ST(expf(LD(p[c]) - m) / sum);
+}
+
+// Segment boundary in: float NCHW (as the host sends it) to this module's type and layout.
+extern "C" __global__ void from_host(DT* y, const float* x, int n, int c, int hw, int nhwc) {
+    long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+    long long total = (long long)n * c * hw;
+    if (i >= total) return;
+    long long j = i;
+    if (nhwc) { int ch = i % c; long long s = (i / c) % hw; long long p = i / ((long long)c * hw); j = (p * c + ch) * hw + s; }
+    y[i] = ST(x[j]);
+}
+
+// Segment boundary out: this module's type and layout to float NCHW.
+extern "C" __global__ void to_host(float* y, const DT* x, int n, int c, int hw, int nhwc) {
+    long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+    long long total = (long long)n * c * hw;
+    if (i >= total) return;
+    long long j = i;
+    if (nhwc) { long long s = i % hw; int ch = (i / hw) % c; long long p = i / ((long long)c * hw); j = (p * hw + s) * c + ch; }
+    y[i] = LD(x[j]);
+}
+
+// Between layouts of one type: NHWC to NCHW (to_nhwc = 0) or NCHW to NHWC (to_nhwc = 1).
+extern "C" __global__ void relayout(DT* y, const DT* x, int n, int c, int hw, int to_nhwc) {
+    long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+    long long total = (long long)n * c * hw;
+    if (i >= total) return;
+    long long j;
+    if (to_nhwc) { int ch = i % c; long long s = (i / c) % hw; long long p = i / ((long long)c * hw); j = (p * c + ch) * hw + s; }
+    else { long long s = i % hw; int ch = (i / hw) % c; long long p = i / ((long long)c * hw); j = (p * hw + s) * c + ch; }
+    y[i] = x[j];
 }
 "#;

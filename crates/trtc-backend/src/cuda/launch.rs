@@ -1,6 +1,7 @@
 //! Launching an engine's steps: one cuDNN call or NVRTC kernel each, on the engine's stream.
 
 use super::engine::{blocks, cuda_err, CudaEngine, Instance};
+use super::host::{logical_strides, storage_axis, storage_shape};
 use super::kernel;
 use super::program::{unsupported, Step};
 use crate::error::Result;
@@ -22,6 +23,7 @@ impl CudaEngine {
         let b = inst.batch;
         let ptr = |slot: usize| inst.ptrs[slot];
         let numel = |slot: usize| p.shape(slot, b).iter().product::<usize>();
+        let half = p.half;
         {
             let step = &p.steps[i];
             match step {
@@ -32,49 +34,125 @@ impl CudaEngine {
                     z,
                     w,
                     b: bias,
+                    b_f32,
                     act,
+                    w_dims,
+                    pads,
+                    stride,
+                    dilation,
                     ..
                 } => {
                     let run = inst
                         .convs
                         .get(&i)
                         .ok_or_else(|| unsupported(name, "no instance"))?;
+                    if run.direct {
+                        let (xs, ys) = (p.shape(*x, b), p.shape(*y, b));
+                        let code = act.map(super::program::act_code).unwrap_or((0, 0.0, 0.0));
+                        let f = kernel(&self.dev, "depthwise_nhwc", half)?;
+                        let (yp, xp, wp, bp, zp) = (
+                            ptr(*y),
+                            ptr(*x),
+                            w.device_ptr(s).0,
+                            bias.device_ptr(s).0,
+                            z.map(ptr).unwrap_or(0),
+                        );
+                        let dims = [
+                            xs[0] as i32,
+                            xs[1] as i32,
+                            xs[2] as i32,
+                            xs[3] as i32,
+                            ys[2] as i32,
+                            ys[3] as i32,
+                            w_dims[2],
+                            w_dims[3],
+                            stride[0],
+                            stride[1],
+                            pads[0],
+                            pads[1],
+                            dilation[0],
+                            dilation[1],
+                            z.is_some() as i32,
+                            code.0,
+                        ];
+                        let mut l = s.launch_builder(&f);
+                        l.arg(&yp).arg(&xp).arg(&wp).arg(&bp).arg(&zp);
+                        for d in &dims {
+                            l.arg(d);
+                        }
+                        l.arg(&code.1).arg(&code.2);
+                        return unsafe { l.launch(blocks(numel(*y), 256)) }
+                            .map(|_| ())
+                            .map_err(|e| cuda_err(name, e));
+                    }
                     let mut xp = ptr(*x);
                     if let Some((buf, [h, wd, top, left])) = &run.padded {
                         let xs = p.shape(*x, b);
                         let n = xs[0] * xs[1] * h * wd;
                         let dst = buf.device_ptr(s).0;
-                        let f = kernel(&self.dev, "pad2d")?;
-                        let (nc, ih, iw, oh, ow, t, l) = (
-                            (xs[0] * xs[1]) as i64,
+                        let f = kernel(&self.dev, "pad2d", half)?;
+                        let args = [
+                            xs[0] as i32,
+                            xs[1] as i32,
                             xs[2] as i32,
                             xs[3] as i32,
                             *h as i32,
                             *wd as i32,
                             *top as i32,
                             *left as i32,
-                        );
-                        unsafe {
-                            s.launch_builder(&f)
-                                .arg(&dst)
-                                .arg(&xp)
-                                .arg(&nc)
-                                .arg(&ih)
-                                .arg(&iw)
-                                .arg(&oh)
-                                .arg(&ow)
-                                .arg(&t)
-                                .arg(&l)
-                                .launch(blocks(n, 256))
+                            p.slots[*x].nhwc as i32,
+                        ];
+                        let mut l = s.launch_builder(&f);
+                        l.arg(&dst).arg(&xp);
+                        for a in &args {
+                            l.arg(a);
                         }
-                        .map_err(|e| cuda_err(name, e))?;
+                        unsafe { l.launch(blocks(n, 256)) }.map_err(|e| cuda_err(name, e))?;
                         xp = dst;
                     }
-                    let (alpha1, alpha2) = (1f32, if z.is_some() { 1f32 } else { 0f32 });
-                    let zp = z.map(ptr).unwrap_or(ptr(*y));
                     let (ws_ptr, ws_len) = match &run.workspace {
                         Some(ws) => (ws.device_ptr(s).0, ws.len()),
                         None => (0, 0),
+                    };
+                    if run.unfused {
+                        // cuDNN's convolution alone, then bias, residual and activation in
+                        // one kernel.
+                        let (one, zero) = (1f32, 0f32);
+                        unsafe {
+                            dnn::convolution_forward(
+                                self.cudnn.0,
+                                &one as *const f32 as *const _,
+                                run.x.0,
+                                xp as *const _,
+                                run.w.0,
+                                w.device_ptr(s).0 as *const _,
+                                run.conv.0,
+                                run.algo,
+                                ws_ptr as *mut _,
+                                ws_len,
+                                &zero as *const f32 as *const _,
+                                run.y.0,
+                                ptr(*y) as *mut _,
+                            )
+                        }
+                        .map_err(|e| cuda_err(name, e))?;
+                        let ys = p.shape(*y, b);
+                        let code = act.map(super::program::act_code).unwrap_or((0, 0.0, 0.0));
+                        return self.bias_act(
+                            name,
+                            ptr(*y),
+                            bias.device_ptr(s).0,
+                            z.map(ptr),
+                            [ys[0], ys[1], ys[2] * ys[3]],
+                            p.slots[*y].nhwc,
+                            code,
+                        );
+                    }
+                    let (alpha1, alpha2) = (1f32, if z.is_some() { 1f32 } else { 0f32 });
+                    let zp = z.map(ptr).unwrap_or(ptr(*y));
+                    let bias_ptr = match (run.bias_f32, b_f32) {
+                        (true, Some(b32)) => b32.device_ptr(s).0,
+                        _ => bias.device_ptr(s).0,
                     };
                     unsafe {
                         dnn::convolution_bias_activation_forward(
@@ -92,7 +170,7 @@ impl CudaEngine {
                             run.y.0,
                             zp as *const _,
                             run.bias.0,
-                            bias.device_ptr(s).0 as *const _,
+                            bias_ptr as *const _,
                             run.act.0,
                             run.y.0,
                             ptr(*y) as *mut _,
@@ -107,15 +185,7 @@ impl CudaEngine {
                     }
                 }
                 Step::Act { x, y, act } => self.act(ptr(*y), ptr(*x), numel(*y), *act),
-                Step::Binary { a, b: bb, y, op } => self.binary(
-                    ptr(*y),
-                    ptr(*a),
-                    ptr(*bb),
-                    &p.shape(*y, b),
-                    &p.shape(*a, b),
-                    &p.shape(*bb, b),
-                    *op,
-                ),
+                Step::Binary { a, b: bb, y, op } => self.binary(inst, *y, *a, *bb, *op),
                 Step::Pool {
                     x,
                     y,
@@ -126,9 +196,11 @@ impl CudaEngine {
                     count_pad,
                 } => {
                     let (xs, ys) = (p.shape(*x, b), p.shape(*y, b));
-                    let f = kernel(&self.dev, "pool2d")?;
+                    let f = kernel(&self.dev, "pool2d", half)?;
                     let n = numel(*y);
                     let args = [
+                        xs[0] as i32,
+                        xs[1] as i32,
                         xs[2] as i32,
                         xs[3] as i32,
                         ys[2] as i32,
@@ -143,11 +215,11 @@ impl CudaEngine {
                         pads[3],
                         *max as i32,
                         *count_pad as i32,
+                        p.slots[*x].nhwc as i32,
                     ];
-                    let nc = (xs[0] * xs[1]) as i64;
                     let (yp, xp) = (ptr(*y), ptr(*x));
                     let mut l = s.launch_builder(&f);
-                    l.arg(&yp).arg(&xp).arg(&nc);
+                    l.arg(&yp).arg(&xp);
                     for a in &args {
                         l.arg(a);
                     }
@@ -155,9 +227,28 @@ impl CudaEngine {
                         .map(|_| ())
                         .map_err(|e| cuda_err("pool", e))
                 }
+                Step::GlobalPool { x, y, max } if p.slots[*x].nhwc => {
+                    let xs = p.shape(*x, b);
+                    let f = kernel(&self.dev, "global_pool_nhwc", half)?;
+                    let args = [
+                        xs[0] as i32,
+                        xs[1] as i32,
+                        (xs[2] * xs[3]) as i32,
+                        *max as i32,
+                    ];
+                    let (yp, xp) = (ptr(*y), ptr(*x));
+                    let mut l = s.launch_builder(&f);
+                    l.arg(&yp).arg(&xp);
+                    for a in &args {
+                        l.arg(a);
+                    }
+                    unsafe { l.launch(blocks(xs[0] * xs[1], 128)) }
+                        .map(|_| ())
+                        .map_err(|e| cuda_err("global pool", e))
+                }
                 Step::GlobalPool { x, y, max } => {
                     let xs = p.shape(*x, b);
-                    let f = kernel(&self.dev, "global_pool")?;
+                    let f = kernel(&self.dev, "global_pool", half)?;
                     let (nc, hw, m) = (
                         (xs[0] * xs[1]) as i64,
                         (xs[2..].iter().product::<usize>()) as i32,
@@ -177,24 +268,32 @@ impl CudaEngine {
                     .map_err(|e| cuda_err("global pool", e))
                 }
                 Step::Concat { inputs, y, axis } => {
-                    let ys = p.shape(*y, b);
+                    let nhwc = p.slots[*y].nhwc;
+                    let ys = storage_shape(&p.shape(*y, b), nhwc);
+                    let axis = &storage_axis(*axis, ys.len(), nhwc);
                     let outer: usize = ys[..*axis].iter().product();
                     let dst_stride: usize = ys[*axis..].iter().product();
                     let mut off = 0usize;
                     for &inp in inputs {
-                        let len: usize = p.shape(inp, b)[*axis..].iter().product();
+                        let len: usize = storage_shape(&p.shape(inp, b), nhwc)[*axis..]
+                            .iter()
+                            .product();
                         self.copy_rows(ptr(*y), ptr(inp), outer, len, len, 0, dst_stride, off)?;
                         off += len;
                     }
                     Ok(())
                 }
                 Step::Split { x, outputs, axis } => {
-                    let xs = p.shape(*x, b);
+                    let nhwc = p.slots[*x].nhwc;
+                    let xs = storage_shape(&p.shape(*x, b), nhwc);
+                    let axis = &storage_axis(*axis, xs.len(), nhwc);
                     let outer: usize = xs[..*axis].iter().product();
                     let src_stride: usize = xs[*axis..].iter().product();
                     let mut off = 0usize;
                     for &o in outputs {
-                        let len: usize = p.shape(o, b)[*axis..].iter().product();
+                        let len: usize = storage_shape(&p.shape(o, b), nhwc)[*axis..]
+                            .iter()
+                            .product();
                         self.copy_rows(ptr(o), ptr(*x), outer, len, src_stride, off, len, 0)?;
                         off += len;
                     }
@@ -211,7 +310,7 @@ impl CudaEngine {
                     beta,
                 } => {
                     let m = p.shape(*a, b)[0] as i32;
-                    let f = kernel(&self.dev, "gemm_kn")?;
+                    let f = kernel(&self.dev, "gemm_kn", half)?;
                     let (yp, ap, wp) = (ptr(*y), ptr(*a), w_kn.device_ptr(s).0);
                     let bp = bias.as_ref().map(|c| c.device_ptr(s).0).unwrap_or(0);
                     let (ni, ki, has) = (*n as i32, *k as i32, bias.is_some() as i32);
@@ -241,7 +340,7 @@ impl CudaEngine {
                     let xs = p.shape(*x, b);
                     let cols = *xs.last().unwrap_or(&1) as i32;
                     let rows = (numel(*x) / cols.max(1) as usize) as i64;
-                    let f = kernel(&self.dev, "softmax_rows")?;
+                    let f = kernel(&self.dev, "softmax_rows", half)?;
                     let (yp, xp) = (ptr(*y), ptr(*x));
                     let cfg = LaunchConfig {
                         grid_dim: (rows.max(1) as u32, 1, 1),
@@ -259,12 +358,79 @@ impl CudaEngine {
                     .map(|_| ())
                     .map_err(|e| cuda_err("softmax", e))
                 }
+                Step::Convert { x, y } => {
+                    // One side is the f32 NCHW boundary; the other is the engine's tensor.
+                    let (to_host, inner) = if p.inputs.contains(x) {
+                        (false, *y)
+                    } else {
+                        (true, *x)
+                    };
+                    let shape = p.shape(inner, b);
+                    let (n, c, hw, nhwc) = match shape.as_slice() {
+                        [n, c, h, w] => (*n, *c, h * w, p.slots[inner].nhwc),
+                        _ => (numel(inner), 1, 1, false),
+                    };
+                    let name = if to_host { "to_host" } else { "from_host" };
+                    self.relayout_kernel(name, ptr(*y), ptr(*x), [n, c, hw], nhwc)
+                }
+                Step::Relayout { x, y } => {
+                    let sh = p.shape(*x, b);
+                    let n = [sh[0], sh[1], sh[2] * sh[3]];
+                    self.relayout_kernel("relayout", ptr(*y), ptr(*x), n, p.slots[*y].nhwc)
+                }
             }
         }
     }
 
+    /// `from_host`, `to_host` or `relayout` over an `[n, c, hw]` tensor.
+    fn relayout_kernel(
+        &self,
+        name: &'static str,
+        y: u64,
+        x: u64,
+        [n, c, hw]: [usize; 3],
+        nhwc: bool,
+    ) -> Result<()> {
+        let f = kernel(&self.dev, name, self.program.half)?;
+        let args = [n as i32, c as i32, hw as i32, nhwc as i32];
+        let mut l = self.dev.stream.launch_builder(&f);
+        l.arg(&y).arg(&x);
+        for a in &args {
+            l.arg(a);
+        }
+        unsafe { l.launch(blocks(n * c * hw, 256)) }
+            .map(|_| ())
+            .map_err(|e| cuda_err(name, e))
+    }
+
+    /// `y = act(y + bias[channel] (+ z))` in place, after an unfused convolution.
+    #[allow(clippy::too_many_arguments)]
+    fn bias_act(
+        &self,
+        name: &str,
+        y: u64,
+        bias: u64,
+        z: Option<u64>,
+        [n, c, hw]: [usize; 3],
+        nhwc: bool,
+        (kind, a, b): (i32, f32, f32),
+    ) -> Result<()> {
+        let f = kernel(&self.dev, "bias_act", self.program.half)?;
+        let (total, zp, has_z) = ((n * c * hw) as i64, z.unwrap_or(0), z.is_some() as i32);
+        let dims = [c as i32, hw as i32, nhwc as i32, has_z, kind];
+        let mut l = self.dev.stream.launch_builder(&f);
+        l.arg(&y).arg(&bias).arg(&zp).arg(&total);
+        for d in &dims {
+            l.arg(d);
+        }
+        l.arg(&a).arg(&b);
+        unsafe { l.launch(blocks(n * c * hw, 256)) }
+            .map(|_| ())
+            .map_err(|e| cuda_err(name, e))
+    }
+
     fn act(&self, y: u64, x: u64, n: usize, (kind, a, b): (i32, f32, f32)) -> Result<()> {
-        let f = kernel(&self.dev, "act")?;
+        let f = kernel(&self.dev, "act", self.program.half)?;
         let n64 = n as i64;
         unsafe {
             self.dev
@@ -294,7 +460,7 @@ impl CudaEngine {
         dst_stride: usize,
         dst_off: usize,
     ) -> Result<()> {
-        let f = kernel(&self.dev, "copy_rows")?;
+        let f = kernel(&self.dev, "copy_rows", self.program.half)?;
         let v = [
             outer as i64,
             len as i64,
@@ -313,47 +479,57 @@ impl CudaEngine {
             .map_err(|e| cuda_err("copy", e))
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn binary(
-        &self,
-        y: u64,
-        a: u64,
-        b: u64,
-        ys: &[usize],
-        as_: &[usize],
-        bs: &[usize],
-        op: i32,
-    ) -> Result<()> {
+    /// `y = a (op) b` with broadcasting, each tensor read as it is stored: strides are
+    /// taken per logical dim from each operand's storage and walked in y's storage order.
+    fn binary(&self, inst: &Instance, y: usize, a: usize, b: usize, op: i32) -> Result<()> {
+        let p = &self.program;
+        let batch = inst.batch;
+        let ys = p.shape(y, batch);
         if ys.len() > 4 {
             return Err(unsupported("elementwise", "rank over 4"));
         }
-        let pad = |s: &[usize]| -> Vec<usize> {
-            std::iter::repeat_n(1, 4 - s.len())
-                .chain(s.iter().copied())
+        let pad = |s: Vec<usize>| -> Vec<usize> {
+            std::iter::repeat_n(1, 4usize.saturating_sub(s.len()))
+                .chain(s)
                 .collect()
         };
-        let (y4, a4, b4) = (
-            pad(ys),
-            pad(&as_[as_.len().saturating_sub(4)..]),
-            pad(&bs[bs.len().saturating_sub(4)..]),
-        );
-        let strides = |s: &[usize]| -> Vec<i64> {
-            let mut st = vec![0i64; 4];
-            let mut acc = 1i64;
-            for i in (0..4).rev() {
-                st[i] = if s[i] == 1 && y4[i] != 1 { 0 } else { acc };
-                acc *= s[i] as i64;
-            }
-            st
+        let y4 = pad(ys.clone());
+        // y's storage order over the padded logical dims.
+        let order: [usize; 4] = if p.slots[y].nhwc {
+            [0, 2, 3, 1]
+        } else {
+            [0, 1, 2, 3]
         };
-        let (sa, sb) = (strides(&a4), strides(&b4));
-        let n: usize = y4.iter().product();
-        let f = kernel(&self.dev, "binary")?;
-        let (n64, d1, d2, d3) = (n as i64, y4[1] as i32, y4[2] as i32, y4[3] as i32);
+        let strides = |slot: usize| -> Vec<i64> {
+            let shape = p.shape(slot, batch);
+            let logical = logical_strides(&shape, p.slots[slot].nhwc);
+            let (s4, st4) = (
+                pad(shape),
+                std::iter::repeat_n(0, 4usize.saturating_sub(logical.len()))
+                    .chain(logical)
+                    .collect::<Vec<usize>>(),
+            );
+            order
+                .iter()
+                .map(|&d| {
+                    if s4[d] == 1 && y4[d] != 1 {
+                        0
+                    } else {
+                        st4[d] as i64
+                    }
+                })
+                .collect()
+        };
+        let (sa, sb) = (strides(a), strides(b));
+        let yd: Vec<usize> = order.iter().map(|&d| y4[d]).collect();
+        let n: usize = yd.iter().product();
+        let f = kernel(&self.dev, "binary", p.half)?;
+        let (n64, d1, d2, d3) = (n as i64, yd[1] as i32, yd[2] as i32, yd[3] as i32);
+        let (yp, ap, bp) = (inst.ptrs[y], inst.ptrs[a], inst.ptrs[b]);
         let mut l = self.dev.stream.launch_builder(&f);
-        l.arg(&y)
-            .arg(&a)
-            .arg(&b)
+        l.arg(&yp)
+            .arg(&ap)
+            .arg(&bp)
             .arg(&n64)
             .arg(&op)
             .arg(&d1)

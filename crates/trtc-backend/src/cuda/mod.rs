@@ -1,14 +1,17 @@
 //! CUDA engines for GPU segments: cuDNN convolutions with bias, residual and ReLU fused
-//! into one call (tactics timed per layer shape), NVRTC kernels for the rest.
+//! into one call (tactics timed per layer shape), NVRTC kernels for the rest; f32 or fp16
+//! tensors (fp16 with f32 accumulation on tensor cores), NCHW or NHWC.
 //!
 //! Libraries are loaded at run time: a machine without CUDA builds and runs trtc, and
 //! `CudaBuilder::probe` says why no engine can be built instead of panicking.
 
 mod descriptors;
 mod engine;
+mod host;
 mod kernels;
 mod launch;
 mod program;
+mod views;
 
 use crate::engine::{Engine, EngineBuilder};
 use crate::error::{BackendError, Result};
@@ -24,26 +27,27 @@ pub use engine::CudaEngine;
 pub(crate) struct Device {
     pub ctx: Arc<CudaContext>,
     pub stream: Arc<CudaStream>,
-    module: Arc<CudaModule>,
-    functions: Mutex<HashMap<&'static str, CudaFunction>>,
+    /// The kernels with float (`[0]`) and fp16 (`[1]`) tensors.
+    modules: [Arc<CudaModule>; 2],
+    functions: Mutex<HashMap<(&'static str, bool), CudaFunction>>,
 }
 
-pub(crate) fn kernel(dev: &Device, name: &'static str) -> Result<CudaFunction> {
+/// Kernel `name` of the float or the fp16 module.
+pub(crate) fn kernel(dev: &Device, name: &'static str, half: bool) -> Result<CudaFunction> {
     let mut f = dev.functions.lock().map_err(|_| BackendError::Cuda {
         layer: name.into(),
         detail: "kernel cache poisoned".into(),
     })?;
-    if let Some(k) = f.get(name) {
+    if let Some(k) = f.get(&(name, half)) {
         return Ok(k.clone());
     }
-    let k = dev
-        .module
+    let k = dev.modules[half as usize]
         .load_function(name)
         .map_err(|e| BackendError::Cuda {
             layer: name.into(),
             detail: e.to_string(),
         })?;
-    f.insert(name, k.clone());
+    f.insert((name, half), k.clone());
     Ok(k)
 }
 
@@ -91,19 +95,21 @@ fn device() -> std::result::Result<Arc<Device>, String> {
             let stream = ctx.new_stream().map_err(|e| format!("CUDA stream: {e}"))?;
             let (major, minor) = ctx.compute_capability().map_err(|e| e.to_string())?;
             let arch: &'static str = Box::leak(format!("sm_{major}{minor}").into_boxed_str());
-            let opts = cudarc::nvrtc::CompileOptions {
-                arch: Some(arch),
-                ..Default::default()
+            let module = |half: bool| {
+                let opts = cudarc::nvrtc::CompileOptions {
+                    arch: Some(arch),
+                    ..Default::default()
+                };
+                let ptx = cudarc::nvrtc::compile_ptx_with_opts(kernels::module_source(half), opts)
+                    .map_err(|e| format!("NVRTC: {e}"))?;
+                ctx.load_module(ptx)
+                    .map_err(|e| format!("loading kernels: {e}"))
             };
-            let ptx = cudarc::nvrtc::compile_ptx_with_opts(kernels::SOURCE, opts)
-                .map_err(|e| format!("NVRTC: {e}"))?;
-            let module = ctx
-                .load_module(ptx)
-                .map_err(|e| format!("loading kernels: {e}"))?;
+            let modules = [module(false)?, module(true)?];
             Ok(Arc::new(Device {
                 ctx,
                 stream,
-                module,
+                modules,
                 functions: Mutex::new(HashMap::new()),
             }))
         })
@@ -134,7 +140,7 @@ impl EngineBuilder for CudaBuilder {
             layer: "context".into(),
             detail: e.to_string(),
         })?;
-        let program = program::Program::build(g, nodes, io, &dev.stream, opts.precision)?;
+        let program = program::Program::build(g, nodes, io, &dev.stream, opts)?;
         Ok(Box::new(CudaEngine::new(
             dev,
             program,

@@ -1,8 +1,14 @@
 //! A GPU segment as a list of steps over numbered tensor slots, translated from the graph
-//! once; weights and constants are uploaded once when the engine is built.
+//! once; weights and constants are converted to the engine's element type and layout and
+//! uploaded once when the engine is built.
+//!
+//! Segment inputs and outputs are f32 NCHW, as the rest of trtc sees them; an fp16 or NHWC
+//! engine converts them with `Convert` steps at its boundary. Inside, every 4-D tensor is
+//! stored in the engine's layout, other tensors in their natural order.
 
+use super::host::{encode, nchw_to_nhwc};
 use crate::error::{BackendError, Result};
-use crate::options::Precision;
+use crate::options::{CompileOptions, Precision};
 use cudarc::driver::{CudaSlice, CudaStream};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,13 +22,28 @@ pub(crate) fn unsupported(node: &str, what: impl Into<String>) -> BackendError {
     }
 }
 
-/// A tensor of the segment: its shape (batch symbolic), where its data lives.
+/// A tensor of the segment: its shape (batch symbolic), where its data lives, how it is
+/// stored.
 pub(crate) struct Slot {
     pub shape: Vec<Dim>,
     /// A view of another slot (Reshape, Flatten, Identity).
     pub alias_of: Option<usize>,
     /// A constant operand, on the device.
-    pub constant: Option<CudaSlice<f32>>,
+    pub constant: Option<CudaSlice<u8>>,
+    /// A 4-D tensor stored NHWC.
+    pub nhwc: bool,
+    /// Elements are fp16 (else f32).
+    pub half: bool,
+}
+
+impl Slot {
+    pub fn elem_bytes(&self) -> usize {
+        if self.half {
+            2
+        } else {
+            4
+        }
+    }
 }
 
 pub(crate) enum Step {
@@ -31,9 +52,12 @@ pub(crate) enum Step {
         x: usize,
         y: usize,
         z: Option<usize>,
-        w: CudaSlice<f32>,
+        w: CudaSlice<u8>,
         w_dims: [i32; 4],
-        b: CudaSlice<f32>,
+        /// Bias in the engine's element type, and in f32 for fp16 engines (cuDNN is asked
+        /// for the first and falls back to the second).
+        b: CudaSlice<u8>,
+        b_f32: Option<CudaSlice<u8>>,
         pads: [i32; 4],
         stride: [i32; 2],
         dilation: [i32; 2],
@@ -78,14 +102,24 @@ pub(crate) enum Step {
     Gemm {
         a: usize,
         y: usize,
-        w_kn: CudaSlice<f32>,
-        bias: Option<CudaSlice<f32>>,
+        w_kn: CudaSlice<u8>,
+        bias: Option<CudaSlice<u8>>,
         n: usize,
         k: usize,
         alpha: f32,
         beta: f32,
     },
     Softmax {
+        x: usize,
+        y: usize,
+    },
+    /// Between a segment boundary slot (f32 NCHW) and an engine slot, either way.
+    Convert {
+        x: usize,
+        y: usize,
+    },
+    /// The same 4-D tensor between NHWC and NCHW storage (around reshapes of NHWC data).
+    Relayout {
         x: usize,
         y: usize,
     },
@@ -111,6 +145,10 @@ pub(crate) struct Program {
     pub inputs: Vec<usize>,
     pub outputs: Vec<usize>,
     pub precision: Precision,
+    /// 4-D tensors are stored NHWC.
+    pub nhwc: bool,
+    /// Tensors are fp16.
+    pub half: bool,
 }
 
 fn const_f32(g: &Graph, id: NodeId, slot: usize) -> Option<Vec<f32>> {
@@ -124,14 +162,10 @@ impl Program {
         nodes: &[NodeId],
         io: &SubgraphIo,
         stream: &Arc<CudaStream>,
-        precision: Precision,
+        opts: &CompileOptions,
     ) -> Result<Program> {
-        if precision == Precision::Fp16 {
-            return Err(unsupported(
-                "engine",
-                "fp16 engines are not implemented yet (fp32 and tf32 are)",
-            ));
-        }
+        let precision = opts.precision;
+        let half = precision == Precision::Fp16;
         let mut p = Program {
             slots: vec![],
             steps: vec![],
@@ -139,17 +173,32 @@ impl Program {
             inputs: vec![],
             outputs: vec![],
             precision,
+            nhwc: opts.layout.nhwc_for(precision),
+            half,
         };
         let mut slot_of: HashMap<Outlet, usize> = HashMap::new();
-        let upload = |v: &[f32], name: &str| {
+        // Weights in the engine's type; `dims4` reorders a 4-D tensor to NHWC first.
+        let upload = |v: &[f32], dims4: Option<[usize; 4]>, half: bool, name: &str| {
+            let bytes = match dims4 {
+                Some(d) => encode(&nchw_to_nhwc(v, d), half),
+                None => encode(v, half),
+            };
             stream
-                .clone_htod(v)
+                .clone_htod(&bytes)
                 .map_err(|e| unsupported(name, format!("upload: {e}")))
         };
         for &o in &io.inputs {
-            let s = p.add_slot(g, o, None);
+            let host = p.add_boundary_slot(g, o);
+            p.inputs.push(host);
+            let s = if p.boundary_differs(host) {
+                let s = p.add_slot(g, o, None);
+                p.names.push(g.tensor(o).name.clone());
+                p.steps.push(Step::Convert { x: host, y: s });
+                s
+            } else {
+                host
+            };
             slot_of.insert(o, s);
-            p.inputs.push(s);
         }
         for &id in nodes {
             let node = g.node(id);
@@ -169,7 +218,11 @@ impl Program {
                         unsupported(name, "an input is neither computed nor a float constant")
                     })?;
                 let s = p.add_slot(g, o, None);
-                p.slots[s].constant = Some(upload(&v, name)?);
+                let dims4 = p.slots[s]
+                    .nhwc
+                    .then(|| p.shape(s, 1))
+                    .map(|d| [d[0], d[1], d[2], d[3]]);
+                p.slots[s].constant = Some(upload(&v, dims4, p.half, name)?);
                 slot_of.insert(o, s);
                 Ok(s)
             };
@@ -228,14 +281,20 @@ impl Program {
                         i32s(attrs.strides(2)),
                         i32s(attrs.dilations(2)),
                     );
+                    let wd = [m, dims[1] as usize, dims[2] as usize, dims[3] as usize];
                     Step::Conv {
                         name: name.to_string(),
                         x,
                         y,
                         z,
-                        w: upload(&w, name)?,
+                        w: upload(&w, p.nhwc.then_some(wd), p.half, name)?,
                         w_dims: [dims[0], dims[1], dims[2], dims[3]],
-                        b: upload(&b, name)?,
+                        b: upload(&b, None, p.half, name)?,
+                        b_f32: if p.half {
+                            Some(upload(&b, None, false, name)?)
+                        } else {
+                            None
+                        },
                         pads: [pd[0], pd[1], pd[2], pd[3]],
                         stride: [st[0], st[1]],
                         dilation: [dl[0], dl[1]],
@@ -305,7 +364,7 @@ impl Program {
                 }
                 Op::Identity | Op::Flatten { .. } | Op::Reshape { .. } => {
                     let x = operand(&mut p, 0)?;
-                    let s = p.add_slot(g, y_out, Some(x));
+                    let s = p.reshape(g, x, y_out, name);
                     slot_of.insert(y_out, s);
                     continue;
                 }
@@ -361,13 +420,13 @@ impl Program {
                             if v.len() != n {
                                 return Err(unsupported(name, "C is not one value per column"));
                             }
-                            Some(upload(&v, name)?)
+                            Some(upload(&v, None, p.half, name)?)
                         }
                     };
                     Step::Gemm {
                         a: operand(&mut p, 0)?,
                         y,
-                        w_kn: upload(&w_kn, name)?,
+                        w_kn: upload(&w_kn, None, p.half, name)?,
                         bias,
                         n,
                         k,
@@ -382,6 +441,9 @@ impl Program {
                             name,
                             "softmax over an axis other than the last",
                         ));
+                    }
+                    if p.nhwc && rank == 4 {
+                        return Err(unsupported(name, "softmax of a 4-D tensor stored NHWC"));
                     }
                     Step::Softmax {
                         x: operand(&mut p, 0)?,
@@ -403,19 +465,52 @@ impl Program {
             let s = *slot_of.get(o).ok_or_else(|| {
                 unsupported(&g.tensor(*o).name, "output not produced by the segment")
             })?;
-            p.outputs.push(s);
+            let host = p.add_boundary_slot(g, *o);
+            if p.boundary_differs(host) || p.slots[s].half || p.slots[s].nhwc {
+                p.names.push(g.tensor(*o).name.clone());
+                p.steps.push(Step::Convert { x: s, y: host });
+                p.outputs.push(host);
+            } else {
+                p.slots.pop();
+                p.outputs.push(s);
+            }
         }
         Ok(p)
     }
 
-    fn add_slot(&mut self, g: &Graph, o: Outlet, alias_of: Option<usize>) -> usize {
+    /// A slot for outlet `o` stored as the engine stores its tensors.
+    pub(super) fn add_slot(&mut self, g: &Graph, o: Outlet, alias_of: Option<usize>) -> usize {
         let shape = g.tensor(o).shape.clone().unwrap_or_default();
+        let nhwc = self.nhwc && shape.len() == 4;
+        self.push_slot(shape, alias_of, nhwc, self.half)
+    }
+
+    pub(super) fn push_slot(
+        &mut self,
+        shape: Vec<Dim>,
+        alias_of: Option<usize>,
+        nhwc: bool,
+        half: bool,
+    ) -> usize {
         self.slots.push(Slot {
             shape,
             alias_of,
             constant: None,
+            nhwc,
+            half,
         });
         self.slots.len() - 1
+    }
+
+    /// A segment input or output as the rest of trtc holds it: f32, NCHW.
+    fn add_boundary_slot(&mut self, g: &Graph, o: Outlet) -> usize {
+        let shape = g.tensor(o).shape.clone().unwrap_or_default();
+        self.push_slot(shape, None, false, false)
+    }
+
+    /// Whether boundary slot `s` is stored differently from the engine's own tensors.
+    fn boundary_differs(&self, s: usize) -> bool {
+        self.half || (self.nhwc && self.slots[s].shape.len() == 4)
     }
 
     /// The slot whose memory `s` uses.

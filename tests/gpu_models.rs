@@ -1,0 +1,126 @@
+//! Whole models on CUDA engines against tract, fp32 and fp16: logits on a random batch, and
+//! top-1 on the shared images. Run on a GPU machine:
+//! `cargo test --test gpu_models -- --ignored` (InceptionV3 from `../shared/models` or
+//! `TRTC_INCEPTION_V3`).
+
+mod common;
+
+use common::{efficientnet, inception, root};
+use std::path::Path;
+use trtc::backend::{compile, BackendChoice, CompileOptions, HybridModel, Precision};
+use trtc::classify::top_k;
+use trtc::ir::{CpuModel, Tensor};
+use trtc::optimizer::verify::{compare, random_tensor};
+use trtc::preprocess::{image_to_tensor, Preprocess};
+
+fn logits(t: &Tensor) -> Vec<f32> {
+    t.to_plain_array_view::<f32>()
+        .unwrap()
+        .iter()
+        .copied()
+        .collect()
+}
+
+/// Compile `model` for the GPU in `precision`, check logits on a random batch within
+/// `tolerance` (relative to the largest reference logit), and check that top-1 on every
+/// shared image agrees with tract wherever tract's margin between its first and second
+/// class is wider than that tolerance (a closer pair may swap within the precision).
+fn check(model: &Path, pre: &Preprocess, precision: Precision, tolerance: f32) {
+    let g = trtc::ir::load_model(model).unwrap();
+    let reference = CpuModel::new(&g).unwrap();
+    let opts = CompileOptions {
+        backend: BackendChoice::Cuda,
+        precision,
+        max_batch_size: 2,
+        ..Default::default()
+    };
+    let plan = compile("model", g, &opts).unwrap();
+    let gpu = HybridModel::new(&plan.graph, &plan.partition, &plan.options).unwrap();
+    assert!(
+        gpu.engines().iter().any(|(_, _, k)| k == "cuda"),
+        "no CUDA engine: {:?}",
+        gpu.notes
+    );
+    let s = pre.size as usize;
+    let x = random_tensor(&[2, 3, s, s], 11);
+    let want = reference.run(vec![x.clone()]).unwrap();
+    let got = gpu.run(vec![x]).unwrap();
+    let (abs, rel) = compare(&want, &got).unwrap();
+    println!(
+        "{} {precision:?}: random batch abs {abs:.3e} rel {rel:.3e}",
+        model.display()
+    );
+    assert!(
+        rel <= tolerance,
+        "{precision:?} logits: rel {rel} over {tolerance}"
+    );
+
+    let mut agreed = 0;
+    for entry in std::fs::read_dir(root().join("data/images")).unwrap() {
+        let path = entry.unwrap().path();
+        let input = image_to_tensor(&path, pre).unwrap();
+        let (r, o) = (
+            logits(&reference.run(vec![input.clone()]).unwrap()[0]),
+            logits(&gpu.run(vec![input]).unwrap()[0]),
+        );
+        let top_r = top_k(&r, 2, None);
+        let top_o = top_k(&o, 1, None);
+        let scale = r.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let margin = r[top_r[0].index] - r[top_r[1].index];
+        println!(
+            "  {}: tract {} (margin {margin:.4}), gpu {}",
+            path.file_name().unwrap().to_string_lossy(),
+            top_r[0].index,
+            top_o[0].index
+        );
+        if top_r[0].index == top_o[0].index {
+            agreed += 1;
+        } else {
+            assert!(
+                margin <= tolerance * scale,
+                "{}: top-1 {} on the GPU, {} on tract, margin {margin}",
+                path.display(),
+                top_o[0].index,
+                top_r[0].index
+            );
+        }
+    }
+    assert!(agreed >= 4, "top-1 agreed on {agreed} images only");
+}
+
+fn effnet_pre() -> Preprocess {
+    Preprocess::default()
+}
+
+fn inception_pre() -> Preprocess {
+    Preprocess {
+        size: 299,
+        resize: 342,
+        mean: [127.5; 3],
+        std: [127.5; 3],
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn efficientnet_fp32_matches_tract() {
+    check(&efficientnet(), &effnet_pre(), Precision::Fp32, 1e-4);
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn efficientnet_fp16_matches_tract() {
+    check(&efficientnet(), &effnet_pre(), Precision::Fp16, 1e-2);
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn inception_fp32_matches_tract() {
+    check(&inception(), &inception_pre(), Precision::Fp32, 1e-4);
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn inception_fp16_matches_tract() {
+    check(&inception(), &inception_pre(), Precision::Fp16, 1e-2);
+}
