@@ -15,6 +15,9 @@ pub fn module_source(half: bool) -> String {
 
 const SOURCE: &str = r#"
 #define NEG_INF __int_as_float(0xff800000)
+// Element indices are 32-bit (engines refuse tensors of 2^32 elements or more): 64-bit
+// division is emulated and would dominate these memory-bound kernels.
+typedef unsigned int IX;
 #ifdef HALF
 typedef unsigned short DT;
 __device__ __forceinline__ float LD(DT h) { float f; asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h)); return f; }
@@ -44,16 +47,16 @@ __device__ __forceinline__ long long at4(int nhwc, long long n, long long c, lon
 }
 
 extern "C" __global__ void act(DT* y, const DT* x, long long n, int kind, float a, float b) {
-    long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+    IX i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) y[i] = ST(act_apply(LD(x[i]), kind, a, b));
 }
 
 // After a convolution run alone: y = act(y + bias[channel] (+ z)), in place.
 extern "C" __global__ void bias_act(DT* y, const DT* bias, const DT* z, long long n, int c, int hw,
                                     int nhwc, int has_z, int kind, float a, float b) {
-    long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+    IX i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
-    int ch = nhwc ? (int)(i % c) : (int)((i / hw) % c);
+    IX ch = nhwc ? i % (IX)c : (i / (IX)hw) % (IX)c;
     float v = LD(y[i]) + LD(bias[ch]);
     if (has_z) v += LD(z[i]);
     y[i] = ST(act_apply(v, kind, a, b));
@@ -66,11 +69,10 @@ extern "C" __global__ void depthwise_nhwc(DT* y, const DT* x, const DT* w, const
                                           int n, int c, int h, int wd, int ho, int wo, int kh, int kw,
                                           int sh, int sw, int pt, int pl, int dh, int dw,
                                           int has_z, int kind, float a, float b) {
-    long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;
-    long long total = (long long)n * ho * wo * c;
+    IX i = blockIdx.x * blockDim.x + threadIdx.x;
+    IX total = (IX)n * ho * wo * c;
     if (i >= total) return;
-    int ch = i % c; int ox = (i / c) % wo; int oy = (i / ((long long)c * wo)) % ho;
-    long long p = i / ((long long)c * wo * ho);
+    IX ch = i % c; IX q = i / c; int ox = q % wo; q /= wo; int oy = q % ho; IX p = q / ho;
     float acc = LD(bias[ch]);
     const DT* wc = w + (long long)ch * kh * kw;
     for (int r = 0; r < kh; ++r) {
@@ -93,13 +95,13 @@ extern "C" __global__ void binary(DT* y, const DT* a, const DT* b, long long n, 
                                   int d1, int d2, int d3,
                                   long long as0, long long as1, long long as2, long long as3,
                                   long long bs0, long long bs1, long long bs2, long long bs3) {
-    long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+    IX i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
-    long long r = i;
-    long long c3 = r % d3; r /= d3;
-    long long c2 = r % d2; r /= d2;
-    long long c1 = r % d1; r /= d1;
-    long long c0 = r;
+    IX r = i;
+    IX c3 = r % d3; r /= d3;
+    IX c2 = r % d2; r /= d2;
+    IX c1 = r % d1; r /= d1;
+    IX c0 = r;
     float u = LD(a[c0 * as0 + c1 * as1 + c2 * as2 + c3 * as3]);
     float v = LD(b[c0 * bs0 + c1 * bs1 + c2 * bs2 + c3 * bs3]);
     float o;
@@ -115,20 +117,20 @@ extern "C" __global__ void binary(DT* y, const DT* a, const DT* b, long long n, 
 // For each of `outer` rows: copy `len` elements from src[o*src_stride + src_off] to dst[o*dst_stride + dst_off].
 extern "C" __global__ void copy_rows(DT* dst, const DT* src, long long outer, long long len,
                                      long long src_stride, long long src_off, long long dst_stride, long long dst_off) {
-    long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+    IX i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= outer * len) return;
-    long long o = i / len, k = i % len;
+    IX o = i / (IX)len, k = i % (IX)len;
     dst[o * dst_stride + dst_off + k] = src[o * src_stride + src_off + k];
 }
 
 // Zero padding of the two spatial dims (for convolutions whose pads cuDNN cannot express).
 extern "C" __global__ void pad2d(DT* y, const DT* x, int n, int c, int h, int w, int ho, int wo, int top, int left, int nhwc) {
-    long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;
-    long long total = (long long)n * c * ho * wo;
+    IX i = blockIdx.x * blockDim.x + threadIdx.x;
+    IX total = (IX)n * c * ho * wo;
     if (i >= total) return;
-    int ox, oy, ch; long long p;
-    if (nhwc) { ch = i % c; ox = (i / c) % wo; oy = (i / ((long long)c * wo)) % ho; p = i / ((long long)c * wo * ho); }
-    else { ox = i % wo; oy = (i / wo) % ho; ch = (i / ((long long)wo * ho)) % c; p = i / ((long long)wo * ho * c); }
+    IX ox, oy, ch, p;
+    if (nhwc) { ch = i % c; IX q = i / c; ox = q % wo; q /= wo; oy = q % ho; p = q / ho; }
+    else { ox = i % wo; IX q = i / wo; oy = q % ho; q /= ho; ch = q % c; p = q / c; }
     int ix = ox - left, iy = oy - top;
     y[i] = (ix >= 0 && ix < w && iy >= 0 && iy < h) ? x[at4(nhwc, p, ch, iy, ix, c, h, w)] : ST(0.f);
 }
@@ -136,12 +138,12 @@ extern "C" __global__ void pad2d(DT* y, const DT* x, int n, int c, int h, int w,
 // Max or average pooling, ONNX semantics (pads, ceil_mode via the output size, count_include_pad).
 extern "C" __global__ void pool2d(DT* y, const DT* x, int n, int c, int h, int w, int ho, int wo,
                                   int kh, int kw, int sh, int sw, int pt, int pl, int pb, int pr, int is_max, int count_pad, int nhwc) {
-    long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;
-    long long total = (long long)n * c * ho * wo;
+    IX i = blockIdx.x * blockDim.x + threadIdx.x;
+    IX total = (IX)n * c * ho * wo;
     if (i >= total) return;
-    int ox, oy, ch; long long p;
-    if (nhwc) { ch = i % c; ox = (i / c) % wo; oy = (i / ((long long)c * wo)) % ho; p = i / ((long long)c * wo * ho); }
-    else { ox = i % wo; oy = (i / wo) % ho; ch = (i / ((long long)wo * ho)) % c; p = i / ((long long)wo * ho * c); }
+    IX ox, oy, ch, p;
+    if (nhwc) { ch = i % c; IX q = i / c; ox = q % wo; q /= wo; oy = q % ho; p = q / ho; }
+    else { ox = i % wo; IX q = i / wo; oy = q % ho; q /= ho; ch = q % c; p = q / c; }
     int y0 = oy * sh - pt, x0 = ox * sw - pl;
     float acc = is_max ? NEG_INF : 0.f;
     int count = 0;
@@ -179,9 +181,9 @@ extern "C" __global__ void global_pool(DT* y, const DT* x, long long nc, int hw,
 
 // NHWC: one thread per (n, c), neighbouring threads reading neighbouring channels.
 extern "C" __global__ void global_pool_nhwc(DT* y, const DT* x, int n, int c, int hw, int is_max) {
-    long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;
-    if (i >= (long long)n * c) return;
-    long long p = i / c; int ch = i % c;
+    IX i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (IX)n * c) return;
+    IX p = i / c; IX ch = i % c;
     const DT* base = x + p * hw * c + ch;
     float acc = is_max ? NEG_INF : 0.f;
     for (int k = 0; k < hw; ++k) { float v = LD(base[(long long)k * c]); acc = is_max ? fmaxf(acc, v) : acc + v; }
@@ -221,32 +223,32 @@ extern "C" __global__ void softmax_rows(DT* y, const DT* x, long long rows, int 
 
 // Segment boundary in: float NCHW (as the host sends it) to this module's type and layout.
 extern "C" __global__ void from_host(DT* y, const float* x, int n, int c, int hw, int nhwc) {
-    long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;
-    long long total = (long long)n * c * hw;
+    IX i = blockIdx.x * blockDim.x + threadIdx.x;
+    IX total = (IX)n * c * hw;
     if (i >= total) return;
-    long long j = i;
-    if (nhwc) { int ch = i % c; long long s = (i / c) % hw; long long p = i / ((long long)c * hw); j = (p * c + ch) * hw + s; }
+    IX j = i;
+    if (nhwc) { IX ch = i % c; IX q = i / c; IX s = q % hw; IX p = q / hw; j = (p * c + ch) * hw + s; }
     y[i] = ST(x[j]);
 }
 
 // Segment boundary out: this module's type and layout to float NCHW.
 extern "C" __global__ void to_host(float* y, const DT* x, int n, int c, int hw, int nhwc) {
-    long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;
-    long long total = (long long)n * c * hw;
+    IX i = blockIdx.x * blockDim.x + threadIdx.x;
+    IX total = (IX)n * c * hw;
     if (i >= total) return;
-    long long j = i;
-    if (nhwc) { long long s = i % hw; int ch = (i / hw) % c; long long p = i / ((long long)c * hw); j = (p * hw + s) * c + ch; }
+    IX j = i;
+    if (nhwc) { IX s = i % hw; IX q = i / hw; IX ch = q % c; IX p = q / c; j = (p * hw + s) * c + ch; }
     y[i] = LD(x[j]);
 }
 
 // Between layouts of one type: NHWC to NCHW (to_nhwc = 0) or NCHW to NHWC (to_nhwc = 1).
 extern "C" __global__ void relayout(DT* y, const DT* x, int n, int c, int hw, int to_nhwc) {
-    long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;
-    long long total = (long long)n * c * hw;
+    IX i = blockIdx.x * blockDim.x + threadIdx.x;
+    IX total = (IX)n * c * hw;
     if (i >= total) return;
-    long long j;
-    if (to_nhwc) { int ch = i % c; long long s = (i / c) % hw; long long p = i / ((long long)c * hw); j = (p * c + ch) * hw + s; }
-    else { long long s = i % hw; int ch = (i / hw) % c; long long p = i / ((long long)c * hw); j = (p * hw + s) * c + ch; }
+    IX j;
+    if (to_nhwc) { IX ch = i % c; IX q = i / c; IX s = q % hw; IX p = q / hw; j = (p * c + ch) * hw + s; }
+    else { IX s = i % hw; IX q = i / hw; IX ch = q % c; IX p = q / c; j = (p * hw + s) * c + ch; }
     y[i] = x[j];
 }
 "#;

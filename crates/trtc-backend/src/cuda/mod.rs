@@ -11,6 +11,7 @@ mod host;
 mod kernels;
 mod launch;
 mod program;
+mod tactics;
 mod views;
 
 use crate::engine::{Engine, EngineBuilder};

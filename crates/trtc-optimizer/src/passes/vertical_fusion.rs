@@ -40,7 +40,8 @@ fn follower(g: &Graph, conv: NodeId) -> Option<Follower> {
         let z = g.input_outlet(next, 1 - slot)?;
         let (ys, zs) = (g.tensor(y).shape.as_ref()?, g.tensor(z).shape.as_ref()?);
         let out = g.tensor(Outlet::new(next, 0)).shape.as_ref()?;
-        if z != y && ys == zs && ys == out && ys.iter().all(|d| d.known().is_some()) {
+        // Equal shapes, symbolic dims included (the same batch symbol on both sides).
+        if z != y && !ys.is_empty() && ys == zs && ys == out {
             return Some(Follower::Residual(next, z));
         }
     }
@@ -223,6 +224,28 @@ mod tests {
             after.node(after.find_node("c").unwrap()).op,
             Op::Conv(_)
         ));
+    }
+
+    /// A dynamic batch is the same symbol on both sides of the Add: it fuses (as in every
+    /// exported ResNet); a different symbol may be a different size and does not.
+    #[test]
+    fn residual_with_a_symbolic_batch_fuses_only_with_the_same_symbol() {
+        for (z_batch, fuses) in [("N", true), ("M", false)] {
+            let mut b = GraphBuilder::new();
+            let dims = |n: &str| -> Vec<trtc_ir::Dim> {
+                vec![n.into(), 2u64.into(), 4u64.into(), 4u64.into()]
+            };
+            let x = b.input_with("x", trtc_ir::DType::F32, dims("N"));
+            let z = b.input_with("z", trtc_ir::DType::F32, dims(z_batch));
+            let c = conv(&mut b, "c", x, 2, 2, 1);
+            let a = b.op("a", Op::Add, &[c, z]);
+            b.output(a);
+            let mut fused = b.build().unwrap();
+            VerticalFusion.run(&mut fused).unwrap();
+            let c = fused.find_node("c").unwrap();
+            let residual = matches!(&fused.node(c).op, Op::FusedConv(f) if f.residual);
+            assert_eq!(residual, fuses, "z batch {z_batch}");
+        }
     }
 
     #[test]
