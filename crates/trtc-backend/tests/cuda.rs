@@ -419,3 +419,78 @@ fn reshapes_and_broadcasts_across_layouts_match_tract() {
         "flatten, reshape, split, broadcast over NHWC",
     );
 }
+
+/// Gemm (alpha, beta, transB, batch 1 and 3) through cuBLASLt and through trtc's kernel.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn gemms_match_tract() {
+    for choice in ["cublaslt", "off"] {
+        std::env::set_var("TRTC_GEMM", choice);
+        for trans_b in [0, 1] {
+            for batch in [1, 3] {
+                let mut b = GraphBuilder::new();
+                let x = b.input_with("x", trtc_ir::DType::F32, vec!["N".into(), 37u64.into()]);
+                let wshape = if trans_b == 1 { [29, 37] } else { [37, 29] };
+                let w = b.constant("w", random_tensor(&wshape, 1));
+                let c = b.constant("c", random_tensor(&[29], 2));
+                let y = b.op(
+                    "gemm",
+                    Op::Gemm {
+                        alpha: 0.5,
+                        beta: 2.0,
+                        trans_a: 0,
+                        trans_b,
+                    },
+                    &[x, w, c],
+                );
+                b.output(y);
+                check_all_configs(
+                    &b.build().unwrap(),
+                    vec![random_tensor(&[batch, 37], 3)],
+                    &format!("gemm transB {trans_b} batch {batch} via {choice}"),
+                );
+            }
+        }
+    }
+    std::env::remove_var("TRTC_GEMM");
+}
+
+/// 1x1 convolutions as cuBLASLt products (NHWC engines), with bias, ReLU and a residual.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn pointwise_convs_as_products_match_tract() {
+    std::env::set_var("TRTC_GEMM", "cublaslt");
+    for (act, residual) in [(None, false), (Some(Activation::Relu), true), (None, true)] {
+        for batch in [1, 2] {
+            let mut b = GraphBuilder::new();
+            let x = b.input_with(
+                "x",
+                trtc_ir::DType::F32,
+                vec!["N".into(), 16u64.into(), 5u64.into(), 7u64.into()],
+            );
+            let w = b.constant("w", random_tensor(&[16, 16, 1, 1], 1));
+            let bias = b.constant("b", random_tensor(&[16], 2));
+            let f = FusedConv {
+                conv: ConvAttrs {
+                    group: 1,
+                    ..Default::default()
+                },
+                residual,
+                activation: act,
+            };
+            let inputs: Vec<Outlet> = if residual {
+                vec![x, w, bias, x]
+            } else {
+                vec![x, w, bias]
+            };
+            let y = b.op("pw", Op::FusedConv(f), &inputs);
+            b.output(y);
+            check_all_configs(
+                &b.build().unwrap(),
+                vec![random_tensor(&[batch, 16, 5, 7], 3)],
+                &format!("1x1 conv act {act:?} residual {residual} batch {batch}"),
+            );
+        }
+    }
+    std::env::remove_var("TRTC_GEMM");
+}

@@ -2,6 +2,7 @@
 //! convolutions ("instances", cached up to --max-cached-engines), run on one stream.
 
 use super::descriptors::{self as d, ActDesc, ConvDesc, Filter4d, Handle, Math, Tensor4d};
+use super::gemm::{LtGemm, LtHandle};
 use super::host::{decode_f32, f32_bytes};
 use super::program::{unsupported, Program, Step};
 use super::tactics::tactic_cache;
@@ -33,6 +34,9 @@ pub(super) struct ConvRun {
     pub(super) act: ActDesc,
     pub(super) algo: dnn_sys::cudnnConvolutionFwdAlgo_t,
     pub(super) workspace: Option<CudaSlice<u8>>,
+    /// A 1x1 convolution of an NHWC engine run as a cuBLASLt product, where timing showed
+    /// it faster than cuDNN.
+    pub(super) gemm: Option<LtRun>,
     /// Asymmetric pads: the input is copied into this zero-padded buffer first
     /// (buffer, padded height and width, top and left pads).
     pub(super) padded: Option<(CudaSlice<u8>, [usize; 4])>,
@@ -47,12 +51,22 @@ pub(super) struct Instance {
     pub(super) buffers: Vec<Option<CudaSlice<u8>>>,
     pub(super) ptrs: Vec<u64>,
     pub(super) convs: HashMap<usize, ConvRun>,
+    /// Gemm steps run by cuBLASLt (the others by trtc's kernel).
+    pub(super) gemms: HashMap<usize, LtRun>,
+}
+
+/// A product run by cuBLASLt, with its workspace.
+pub(super) struct LtRun {
+    pub(super) gemm: LtGemm,
+    pub(super) workspace: Option<CudaSlice<u8>>,
 }
 
 pub struct CudaEngine {
     pub(super) dev: Arc<Device>,
     pub(super) program: Program,
     pub(super) cudnn: Handle,
+    /// cuBLASLt, where the library is there.
+    pub(super) lt: Option<LtHandle>,
     pub(super) workspace_limit: usize,
     max_instances: usize,
     instances: Mutex<Vec<Instance>>,
@@ -95,6 +109,7 @@ impl CudaEngine {
             dev,
             program,
             cudnn: handle,
+            lt: LtHandle::new(),
             workspace_limit,
             max_instances: max_instances.max(1),
             instances: Mutex::new(vec![]),
@@ -174,8 +189,10 @@ impl CudaEngine {
             buffers,
             ptrs,
             convs,
+            gemms: HashMap::new(),
         };
         self.check_convs(&mut inst)?;
+        self.choose_gemms(&mut inst)?;
         Ok(inst)
     }
 
@@ -263,6 +280,7 @@ impl CudaEngine {
             bias_f32: false,
             unfused: false,
             direct: false,
+            gemm: None,
             conv,
             act: act_desc,
             algo,
@@ -285,7 +303,17 @@ impl CudaEngine {
             match (launched, captured) {
                 (Ok(()), Ok(Some(g))) => inst.graph = Some(g),
                 (Err(e), _) => return Err(e),
-                _ => inst.graph_failed = true,
+                (Ok(()), other) => {
+                    inst.graph_failed = true;
+                    let why = match other {
+                        Err(e) => e.to_string(),
+                        _ => "nothing captured".into(),
+                    };
+                    eprintln!(
+                        "trtc: batch {}: CUDA graph capture failed ({why}); layers launch one by one",
+                        inst.batch
+                    );
+                }
             }
         }
         match &inst.graph {

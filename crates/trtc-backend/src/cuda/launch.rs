@@ -46,6 +46,25 @@ impl CudaEngine {
                         .convs
                         .get(&i)
                         .ok_or_else(|| unsupported(name, "no instance"))?;
+                    if let (Some(g), Some(h)) = (&run.gemm, &self.lt) {
+                        let ws = g
+                            .workspace
+                            .as_ref()
+                            .map(|w| (w.device_ptr(s).0, w.len()))
+                            .unwrap_or((0, 0));
+                        return g
+                            .gemm
+                            .launch(
+                                h,
+                                s.cu_stream() as _,
+                                w.device_ptr(s).0,
+                                ptr(*x),
+                                z.map(ptr),
+                                ptr(*y),
+                                ws,
+                            )
+                            .map_err(|e| cuda_err(name, e));
+                    }
                     if run.direct {
                         let (xs, ys) = (p.shape(*x, b), p.shape(*y, b));
                         let code = act.map(super::program::act_code).unwrap_or((0, 0.0, 0.0));
@@ -309,6 +328,25 @@ impl CudaEngine {
                     alpha,
                     beta,
                 } => {
+                    if let (Some(g), Some(h)) = (inst.gemms.get(&i), &self.lt) {
+                        let ws = g
+                            .workspace
+                            .as_ref()
+                            .map(|w| (w.device_ptr(s).0, w.len()))
+                            .unwrap_or((0, 0));
+                        return g
+                            .gemm
+                            .launch(
+                                h,
+                                s.cu_stream() as _,
+                                w_kn.device_ptr(s).0,
+                                ptr(*a),
+                                None,
+                                ptr(*y),
+                                ws,
+                            )
+                            .map_err(|e| cuda_err(&p.names[i], e));
+                    }
                     let m = p.shape(*a, b)[0] as i32;
                     let f = kernel(&self.dev, "gemm_kn", half)?;
                     let (yp, ap, wp) = (ptr(*y), ptr(*a), w_kn.device_ptr(s).0);

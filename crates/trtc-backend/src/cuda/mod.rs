@@ -7,6 +7,7 @@
 
 mod descriptors;
 mod engine;
+mod gemm;
 mod host;
 mod kernels;
 mod launch;

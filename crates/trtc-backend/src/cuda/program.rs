@@ -420,6 +420,8 @@ impl Program {
                             if v.len() != n {
                                 return Err(unsupported(name, "C is not one value per column"));
                             }
+                            // beta is folded into the bias (cuBLASLt adds it unscaled).
+                            let v: Vec<f32> = v.iter().map(|c| c * beta).collect();
                             Some(upload(&v, None, p.half, name)?)
                         }
                     };
@@ -431,7 +433,7 @@ impl Program {
                         n,
                         k,
                         alpha: *alpha,
-                        beta: *beta,
+                        beta: 1.0,
                     }
                 }
                 Op::Softmax { axis } => {

@@ -5,10 +5,13 @@
 //! depthwise kernel.
 
 use super::descriptors::{self as d, ConvDesc, Filter4d, Tensor4d};
-use super::engine::{cuda_err, CudaEngine, Instance};
+use super::engine::{cuda_err, CudaEngine, Instance, LtRun};
+use super::gemm::{GemmSpec, LtGemm};
 use super::program::{unsupported, Step};
 use crate::error::Result;
+use crate::options::Precision;
 use cudarc::cudnn::{result as dnn, sys as dnn_sys};
+use cudarc::driver::DevicePtr;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -71,6 +74,7 @@ impl CudaEngine {
         }
         if !force_unfused {
             self.choose_conv_fusion(inst)?;
+            self.choose_conv_gemms(inst)?;
         }
         self.choose_depthwise_kernels(inst)?;
         self.dev
@@ -126,6 +130,195 @@ impl CudaEngine {
         Ok(())
     }
 
+    /// cuBLASLt's candidate algorithms for `spec`, each timed with `launch` (which runs
+    /// the step with the candidate in place); the fastest with its time, or `None` when
+    /// cuBLASLt is not there or takes none.
+    fn fastest_lt(
+        &self,
+        name: &str,
+        spec: GemmSpec,
+        bias: u64,
+        time: &mut dyn FnMut(LtRun) -> Result<(f32, LtRun)>,
+    ) -> Result<Option<(f32, LtRun)>> {
+        let Some(h) = &self.lt else {
+            return Ok(None);
+        };
+        let max_ws = self.workspace_limit.min(32 << 20);
+        let Ok(gemm) = LtGemm::new(h, spec, bias, max_ws) else {
+            return Ok(None);
+        };
+        let mut best: Option<(f32, usize)> = None;
+        let mut run = LtRun {
+            gemm,
+            workspace: None,
+        };
+        for j in 0..run.gemm.algos.len() {
+            run.gemm.chosen = j;
+            let ws = run.gemm.workspace_size();
+            run.workspace = if ws > 0 {
+                Some(
+                    self.dev
+                        .stream
+                        .alloc_zeros::<u8>(ws)
+                        .map_err(|e| cuda_err(name, e))?,
+                )
+            } else {
+                None
+            };
+            let (ms, back) = time(run)?;
+            run = back;
+            if ms.is_finite() && best.is_none_or(|(b, _)| ms < b) {
+                best = Some((ms, j));
+            }
+        }
+        let Some((ms, j)) = best else {
+            return Ok(None);
+        };
+        run.gemm.chosen = j;
+        let ws = run.gemm.workspace_size();
+        run.workspace = if ws > 0 {
+            Some(
+                self.dev
+                    .stream
+                    .alloc_zeros::<u8>(ws)
+                    .map_err(|e| cuda_err(name, e))?,
+            )
+        } else {
+            None
+        };
+        Ok(Some((ms, run)))
+    }
+
+    /// Gemm steps: cuBLASLt's fastest algorithm against trtc's kernel, the faster kept
+    /// (`TRTC_GEMM=cublaslt` or `=off` fixes the choice, for tests and comparisons).
+    pub(super) fn choose_gemms(&self, inst: &mut Instance) -> Result<()> {
+        let p = &self.program;
+        let forced = gemm_choice();
+        if forced == Some(false) {
+            return Ok(());
+        }
+        for i in 0..p.steps.len() {
+            let Step::Gemm {
+                a,
+                n,
+                k,
+                alpha,
+                bias,
+                ..
+            } = &p.steps[i]
+            else {
+                continue;
+            };
+            let Some(bias) = bias else { continue };
+            let spec = GemmSpec {
+                m: p.shape(*a, inst.batch)[0],
+                n: *n,
+                k: *k,
+                weights_nk: false,
+                half: p.half,
+                tf32: p.precision == Precision::Tf32,
+                relu: false,
+                residual: false,
+                alpha: *alpha,
+            };
+            let kernel_ms = if forced == Some(true) {
+                f32::INFINITY
+            } else {
+                self.time_step(inst, i)?
+            };
+            let bias_ptr = bias.device_ptr(&self.dev.stream).0;
+            let name = p.names[i].clone();
+            let found = self.fastest_lt(&name, spec, bias_ptr, &mut |run| {
+                inst.gemms.insert(i, run);
+                let ms = self.time_step(inst, i).unwrap_or(f32::INFINITY);
+                let run = inst
+                    .gemms
+                    .remove(&i)
+                    .ok_or_else(|| cuda_err("engine", "gemm vanished"))?;
+                Ok((ms, run))
+            })?;
+            if let Some((ms, run)) = found {
+                if ms < kernel_ms {
+                    inst.gemms.insert(i, run);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// 1x1 convolutions of NHWC engines (stride 1, no pads, one group; no activation or
+    /// ReLU): cuBLASLt's fastest product against the cuDNN choice, the faster kept.
+    fn choose_conv_gemms(&self, inst: &mut Instance) -> Result<()> {
+        let p = &self.program;
+        let forced = gemm_choice();
+        if !p.nhwc || forced == Some(false) {
+            return Ok(());
+        }
+        let ids: Vec<usize> = inst.convs.keys().copied().collect();
+        for i in ids {
+            let Step::Conv {
+                x,
+                y,
+                z,
+                w_dims,
+                b,
+                pads,
+                stride,
+                groups,
+                act,
+                ..
+            } = &p.steps[i]
+            else {
+                continue;
+            };
+            let pointwise = w_dims[2] == 1
+                && w_dims[3] == 1
+                && *groups == 1
+                && stride == &[1, 1]
+                && pads.iter().all(|&v| v == 0);
+            let relu = matches!(act, Some(trtc_ir::Activation::Relu));
+            if !pointwise || !(act.is_none() || relu) {
+                continue;
+            }
+            let ys = p.shape(*y, inst.batch);
+            let spec = GemmSpec {
+                m: ys[0] * ys[2] * ys[3],
+                n: w_dims[0] as usize,
+                k: p.shape(*x, inst.batch)[1],
+                weights_nk: true,
+                half: p.half,
+                tf32: p.precision == Precision::Tf32,
+                relu,
+                residual: z.is_some(),
+                alpha: 1.0,
+            };
+            let cudnn_ms = if forced == Some(true) {
+                f32::INFINITY
+            } else {
+                self.time_step(inst, i)?
+            };
+            let bias_ptr = b.device_ptr(&self.dev.stream).0;
+            let name = p.names[i].clone();
+            let found = self.fastest_lt(&name, spec, bias_ptr, &mut |run| {
+                let set = |inst: &mut Instance, g: Option<LtRun>| -> Option<LtRun> {
+                    inst.convs
+                        .get_mut(&i)
+                        .and_then(|r| std::mem::replace(&mut r.gemm, g))
+                };
+                set(inst, Some(run));
+                let ms = self.time_step(inst, i).unwrap_or(f32::INFINITY);
+                let run = set(inst, None).ok_or_else(|| cuda_err("engine", "gemm vanished"))?;
+                Ok((ms, run))
+            })?;
+            if let (Some((ms, run)), Some(r)) = (found, inst.convs.get_mut(&i)) {
+                if ms < cudnn_ms {
+                    r.gemm = Some(run);
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// For each depthwise convolution of an NHWC engine, time cuDNN against trtc's own
     /// kernel on this batch size and keep the faster (`TRTC_DEPTHWISE` can fix the choice).
     fn choose_depthwise_kernels(&self, inst: &mut Instance) -> Result<()> {
@@ -170,26 +363,47 @@ impl CudaEngine {
 
     /// Mean milliseconds of step `i` over a few launches.
     fn time_step(&self, inst: &Instance, i: usize) -> Result<f32> {
+        self.time_launch(&|| self.launch_step(inst, i))
+    }
+
+    /// Mean milliseconds of `launch` over a few runs.
+    fn time_launch(&self, launch: &dyn Fn() -> Result<()>) -> Result<f32> {
+        use cudarc::driver::sys::{CUgraphInstantiate_flags, CUstreamCaptureMode};
+        const RUNS: usize = 5;
         let s = &self.dev.stream;
+        let err = |e: cudarc::driver::DriverError| cuda_err("tactic timing", e);
         let ev = || {
             self.dev
                 .ctx
                 .new_event(Some(cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT))
-                .map_err(|e| cuda_err("tactic timing", e))
+                .map_err(err)
         };
         let (start, end) = (ev()?, ev()?);
-        self.launch_step(inst, i)?;
-        start.record(s).map_err(|e| cuda_err("tactic timing", e))?;
-        for _ in 0..5 {
-            self.launch_step(inst, i)?;
+        launch()?;
+        // Timed as it will run: replayed from a CUDA graph, so the host's cost of each
+        // call (large for some cuDNN paths) does not count.
+        s.begin_capture(CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_RELAXED)
+            .map_err(err)?;
+        let launched = (0..RUNS).try_for_each(|_| launch());
+        let graph = s.end_capture(CUgraphInstantiate_flags(0));
+        launched?;
+        match graph {
+            Ok(Some(g)) => {
+                g.launch().map_err(err)?;
+                start.record(s).map_err(err)?;
+                g.launch().map_err(err)?;
+                end.record(s).map_err(err)?;
+            }
+            _ => {
+                start.record(s).map_err(err)?;
+                for _ in 0..RUNS {
+                    launch()?;
+                }
+                end.record(s).map_err(err)?;
+            }
         }
-        end.record(s).map_err(|e| cuda_err("tactic timing", e))?;
-        end.synchronize()
-            .map_err(|e| cuda_err("tactic timing", e))?;
-        Ok(start
-            .elapsed_ms(&end)
-            .map_err(|e| cuda_err("tactic timing", e))?
-            / 5.0)
+        end.synchronize().map_err(err)?;
+        Ok(start.elapsed_ms(&end).map_err(err)? / RUNS as f32)
     }
 
     /// Time the algorithms cuDNN offers for this layer and keep the fastest that fits the
@@ -247,5 +461,14 @@ impl CudaEngine {
             ));
         }
         Ok((PRECOMP, ws))
+    }
+}
+
+/// `TRTC_GEMM`: `cublaslt` takes cuBLASLt wherever it can run a product, `off` never.
+fn gemm_choice() -> Option<bool> {
+    match std::env::var("TRTC_GEMM").ok().as_deref() {
+        Some("cublaslt") => Some(true),
+        Some("off") => Some(false),
+        _ => None,
     }
 }
