@@ -455,12 +455,18 @@ fn gemms_match_tract() {
     std::env::remove_var("TRTC_GEMM");
 }
 
-/// 1x1 convolutions as cuBLASLt products (NHWC engines), with bias, ReLU and a residual.
+/// 1x1 convolutions as cuBLASLt products (NHWC engines), with bias, ReLU, Clip (a kernel
+/// after the product) and a residual.
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn pointwise_convs_as_products_match_tract() {
     std::env::set_var("TRTC_GEMM", "cublaslt");
-    for (act, residual) in [(None, false), (Some(Activation::Relu), true), (None, true)] {
+    for (act, residual) in [
+        (None, false),
+        (Some(Activation::Relu), true),
+        (None, true),
+        (Some(Activation::Clip { min: 0.0, max: 6.0 }), false),
+    ] {
         for batch in [1, 2] {
             let mut b = GraphBuilder::new();
             let x = b.input_with(

@@ -62,31 +62,58 @@ extern "C" __global__ void bias_act(DT* y, const DT* bias, const DT* z, long lon
     y[i] = ST(act_apply(v, kind, a, b));
 }
 
-// Depthwise convolution (one filter per channel), NHWC, with bias, residual and activation:
-// neighbouring threads compute neighbouring channels of one output pixel. Pads are top and
-// left; reads past the bottom and right edges are the end pads' zeros.
+// Depthwise convolution (one filter per channel), NHWC, with bias, residual and activation.
+// One block per output pixel (its coordinates decoded once), threads over channels; the
+// weights are stored [kh][kw][c] so that neighbouring threads read neighbouring values.
+// Pads are top and left; reads past the bottom and right edges are the end pads' zeros.
 extern "C" __global__ void depthwise_nhwc(DT* y, const DT* x, const DT* w, const DT* bias, const DT* z,
-                                          int n, int c, int h, int wd, int ho, int wo, int kh, int kw,
+                                          int c, int h, int wd, int ho, int wo, int kh, int kw,
                                           int sh, int sw, int pt, int pl, int dh, int dw,
                                           int has_z, int kind, float a, float b) {
-    IX i = blockIdx.x * blockDim.x + threadIdx.x;
-    IX total = (IX)n * ho * wo * c;
-    if (i >= total) return;
-    IX ch = i % c; IX q = i / c; int ox = q % wo; q /= wo; int oy = q % ho; IX p = q / ho;
-    float acc = LD(bias[ch]);
-    const DT* wc = w + (long long)ch * kh * kw;
-    for (int r = 0; r < kh; ++r) {
-        int iy = oy * sh - pt + r * dh;
-        if (iy < 0 || iy >= h) continue;
-        const DT* row = x + ((p * h + iy) * wd) * c + ch;
-        for (int s = 0; s < kw; ++s) {
-            int ix = ox * sw - pl + s * dw;
-            if (ix < 0 || ix >= wd) continue;
-            acc += LD(row[(long long)ix * c]) * LD(wc[r * kw + s]);
+    IX pix = blockIdx.x;
+    int ox = pix % wo; IX q = pix / wo; int oy = q % ho; IX p = q / ho;
+    int y0 = oy * sh - pt, x0 = ox * sw - pl;
+    for (int ch = threadIdx.x; ch < c; ch += blockDim.x) {
+        float acc = LD(bias[ch]);
+        for (int r = 0; r < kh; ++r) {
+            int iy = y0 + r * dh;
+            if (iy < 0 || iy >= h) continue;
+            const DT* row = x + ((p * h + iy) * (IX)wd) * c + ch;
+            for (int s = 0; s < kw; ++s) {
+                int ix = x0 + s * dw;
+                if (ix < 0 || ix >= wd) continue;
+                acc += LD(row[(IX)ix * c]) * LD(w[(r * kw + s) * c + ch]);
+            }
         }
+        IX o = pix * c + ch;
+        if (has_z) acc += LD(z[o]);
+        y[o] = ST(act_apply(acc, kind, a, b));
     }
-    if (has_z) acc += LD(z[i]);
-    y[i] = ST(act_apply(acc, kind, a, b));
+}
+
+// Max or average pooling of an NHWC tensor, ONNX semantics: one block per output pixel,
+// threads over channels.
+extern "C" __global__ void pool2d_nhwc(DT* y, const DT* x, int c, int h, int w, int ho, int wo,
+                                       int kh, int kw, int sh, int sw, int pt, int pl, int pb, int pr,
+                                       int is_max, int count_pad) {
+    IX pix = blockIdx.x;
+    int ox = pix % wo; IX q = pix / wo; int oy = q % ho; IX p = q / ho;
+    int y0 = oy * sh - pt, x0 = ox * sw - pl;
+    int ylo = max(y0, 0), yhi = min(y0 + kh, h), xlo = max(x0, 0), xhi = min(x0 + kw, w);
+    // Padding positions count (count_include_pad), positions past the pads (ceil_mode) never.
+    int count = count_pad ? (min(y0 + kh, h + pb) - y0) * (min(x0 + kw, w + pr) - x0)
+                          : (yhi - ylo) * (xhi - xlo);
+    for (int ch = threadIdx.x; ch < c; ch += blockDim.x) {
+        float acc = is_max ? NEG_INF : 0.f;
+        for (int iy = ylo; iy < yhi; ++iy) {
+            const DT* row = x + ((p * h + iy) * (IX)w) * c + ch;
+            for (int ix = xlo; ix < xhi; ++ix) {
+                float v = LD(row[(IX)ix * c]);
+                acc = is_max ? fmaxf(acc, v) : acc + v;
+            }
+        }
+        y[pix * c + ch] = ST(is_max ? acc : (count > 0 ? acc / count : 0.f));
+    }
 }
 
 // y = a (op) b with numpy broadcasting over (up to) 4 dims in y's storage order; strides of

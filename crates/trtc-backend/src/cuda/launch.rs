@@ -1,6 +1,16 @@
 //! Launching an engine's steps: one cuDNN call or NVRTC kernel each, on the engine's stream.
 
 use super::engine::{blocks, cuda_err, CudaEngine, Instance};
+use cudarc::driver::LaunchConfig as Cfg;
+
+/// One block per output pixel, its threads over the channels.
+fn per_pixel(pixels: usize, channels: usize) -> Cfg {
+    Cfg {
+        grid_dim: (pixels.max(1) as u32, 1, 1),
+        block_dim: (channels.div_ceil(32).clamp(1, 8) as u32 * 32, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
 use super::host::{logical_strides, storage_axis, storage_shape};
 use super::kernel;
 use super::program::{unsupported, Step};
@@ -35,6 +45,7 @@ impl CudaEngine {
                     w,
                     b: bias,
                     b_f32,
+                    w_dw,
                     act,
                     w_dims,
                     pads,
@@ -52,8 +63,7 @@ impl CudaEngine {
                             .as_ref()
                             .map(|w| (w.device_ptr(s).0, w.len()))
                             .unwrap_or((0, 0));
-                        return g
-                            .gemm
+                        g.gemm
                             .launch(
                                 h,
                                 s.cu_stream() as _,
@@ -63,21 +73,29 @@ impl CudaEngine {
                                 ptr(*y),
                                 ws,
                             )
-                            .map_err(|e| cuda_err(name, e));
+                            .map_err(|e| cuda_err(name, e))?;
+                        return match act {
+                            Some(a) if !matches!(a, trtc_ir::Activation::Relu) => {
+                                self.act(ptr(*y), ptr(*y), numel(*y), super::program::act_code(*a))
+                            }
+                            _ => Ok(()),
+                        };
                     }
                     if run.direct {
                         let (xs, ys) = (p.shape(*x, b), p.shape(*y, b));
                         let code = act.map(super::program::act_code).unwrap_or((0, 0.0, 0.0));
                         let f = kernel(&self.dev, "depthwise_nhwc", half)?;
+                        let w_dw = w_dw
+                            .as_ref()
+                            .ok_or_else(|| unsupported(name, "no depthwise weights"))?;
                         let (yp, xp, wp, bp, zp) = (
                             ptr(*y),
                             ptr(*x),
-                            w.device_ptr(s).0,
+                            w_dw.device_ptr(s).0,
                             bias.device_ptr(s).0,
                             z.map(ptr).unwrap_or(0),
                         );
                         let dims = [
-                            xs[0] as i32,
                             xs[1] as i32,
                             xs[2] as i32,
                             xs[3] as i32,
@@ -100,7 +118,7 @@ impl CudaEngine {
                             l.arg(d);
                         }
                         l.arg(&code.1).arg(&code.2);
-                        return unsafe { l.launch(blocks(numel(*y), 256)) }
+                        return unsafe { l.launch(per_pixel(ys[0] * ys[2] * ys[3], ys[1])) }
                             .map(|_| ())
                             .map_err(|e| cuda_err(name, e));
                     }
@@ -215,6 +233,35 @@ impl CudaEngine {
                     count_pad,
                 } => {
                     let (xs, ys) = (p.shape(*x, b), p.shape(*y, b));
+                    if p.slots[*x].nhwc {
+                        let f = kernel(&self.dev, "pool2d_nhwc", half)?;
+                        let args = [
+                            xs[1] as i32,
+                            xs[2] as i32,
+                            xs[3] as i32,
+                            ys[2] as i32,
+                            ys[3] as i32,
+                            k[0],
+                            k[1],
+                            stride[0],
+                            stride[1],
+                            pads[0],
+                            pads[1],
+                            pads[2],
+                            pads[3],
+                            *max as i32,
+                            *count_pad as i32,
+                        ];
+                        let (yp, xp) = (ptr(*y), ptr(*x));
+                        let mut l = s.launch_builder(&f);
+                        l.arg(&yp).arg(&xp);
+                        for a in &args {
+                            l.arg(a);
+                        }
+                        return unsafe { l.launch(per_pixel(ys[0] * ys[2] * ys[3], ys[1])) }
+                            .map(|_| ())
+                            .map_err(|e| cuda_err("pool", e));
+                    }
                     let f = kernel(&self.dev, "pool2d", half)?;
                     let n = numel(*y);
                     let args = [

@@ -58,6 +58,8 @@ pub(crate) enum Step {
         /// for the first and falls back to the second).
         b: CudaSlice<u8>,
         b_f32: Option<CudaSlice<u8>>,
+        /// A depthwise conv's weights as `[kh][kw][c]`, for trtc's own NHWC kernel.
+        w_dw: Option<CudaSlice<u8>>,
         pads: [i32; 4],
         stride: [i32; 2],
         dilation: [i32; 2],
@@ -290,6 +292,14 @@ impl Program {
                         w: upload(&w, p.nhwc.then_some(wd), p.half, name)?,
                         w_dims: [dims[0], dims[1], dims[2], dims[3]],
                         b: upload(&b, None, p.half, name)?,
+                        w_dw: if p.nhwc && dims[1] == 1 && attrs.group as i32 == dims[0] {
+                            let taps = (dims[2] * dims[3]) as usize;
+                            let t: Vec<f32> =
+                                (0..taps * m).map(|i| w[(i % m) * taps + i / m]).collect();
+                            Some(upload(&t, None, p.half, name)?)
+                        } else {
+                            None
+                        },
                         b_f32: if p.half {
                             Some(upload(&b, None, false, name)?)
                         } else {

@@ -246,8 +246,8 @@ impl CudaEngine {
         Ok(())
     }
 
-    /// 1x1 convolutions of NHWC engines (stride 1, no pads, one group; no activation or
-    /// ReLU): cuBLASLt's fastest product against the cuDNN choice, the faster kept.
+    /// 1x1 convolutions of NHWC engines (stride 1, no pads, one group): cuBLASLt's fastest
+    /// product against the cuDNN choice, the faster kept.
     fn choose_conv_gemms(&self, inst: &mut Instance) -> Result<()> {
         let p = &self.program;
         let forced = gemm_choice();
@@ -276,8 +276,9 @@ impl CudaEngine {
                 && *groups == 1
                 && stride == &[1, 1]
                 && pads.iter().all(|&v| v == 0);
+            // ReLU is cuBLASLt's epilogue; another activation runs as a kernel after it.
             let relu = matches!(act, Some(trtc_ir::Activation::Relu));
-            if !pointwise || !(act.is_none() || relu) {
+            if !pointwise {
                 continue;
             }
             let ys = p.shape(*y, inst.batch);
