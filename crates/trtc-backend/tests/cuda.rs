@@ -261,12 +261,13 @@ fn fused_patterns_match_tract() {
     // the path for configurations the fused call refuses).
     for mode in ["fused", "unfused"] {
         std::env::set_var("TRTC_CONV", mode);
-        for act in acts {
+        // 6 channels: element-wise kernels; 8: their 16-byte vector forms.
+        for (act, c) in acts.iter().flat_map(|&a| [(a, 6), (a, 8)]) {
             for residual in [false, true] {
                 let mut b = GraphBuilder::new();
-                let x = b.input("x", &[2, 6, 8, 8]);
-                let w = b.constant("w", random_tensor(&[6, 6, 3, 3], 1));
-                let bias = b.constant("b", random_tensor(&[6], 2));
+                let x = b.input("x", &[2, c, 8, 8]);
+                let w = b.constant("w", random_tensor(&[c, c, 3, 3], 1));
+                let bias = b.constant("b", random_tensor(&[c], 2));
                 let f = FusedConv {
                     conv: ConvAttrs {
                         group: 1,
@@ -285,8 +286,8 @@ fn fused_patterns_match_tract() {
                 b.output(y);
                 check_all_configs(
                     &b.build().unwrap(),
-                    vec![random_tensor(&[2, 6, 8, 8], 3)],
-                    &format!("act {act:?} residual {residual} {mode}"),
+                    vec![random_tensor(&[2, c, 8, 8], 3)],
+                    &format!("act {act:?} channels {c} residual {residual} {mode}"),
                 );
             }
         }

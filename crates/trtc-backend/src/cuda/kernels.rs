@@ -46,6 +46,36 @@ __device__ __forceinline__ long long at4(int nhwc, long long n, long long c, lon
     return nhwc ? ((n * H + y) * W + x) * C + c : ((n * C + c) * H + y) * W + x;
 }
 
+// 16 bytes at a time (8 fp16 or 4 f32 values): for tensors whose size is a multiple of that.
+#define VEC (16 / (int)sizeof(DT))
+union Vec16 { uint4 raw; DT v[16 / sizeof(DT)]; };
+
+extern "C" __global__ void act_vec(DT* y, const DT* x, IX nvec, int kind, float a, float b) {
+    IX i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= nvec) return;
+    Vec16 u; u.raw = reinterpret_cast<const uint4*>(x)[i];
+    #pragma unroll
+    for (int k = 0; k < VEC; ++k) u.v[k] = ST(act_apply(LD(u.v[k]), kind, a, b));
+    reinterpret_cast<uint4*>(y)[i] = u.raw;
+}
+
+// bias_act for NHWC tensors whose channel count is a multiple of VEC.
+extern "C" __global__ void bias_act_vec(DT* y, const DT* bias, const DT* z, IX nvec, int c,
+                                        int has_z, int kind, float a, float b) {
+    IX i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= nvec) return;
+    IX ch0 = (i * VEC) % (IX)c;
+    Vec16 u; u.raw = reinterpret_cast<const uint4*>(y)[i];
+    Vec16 r; if (has_z) r.raw = reinterpret_cast<const uint4*>(z)[i];
+    #pragma unroll
+    for (int k = 0; k < VEC; ++k) {
+        float v = LD(u.v[k]) + LD(bias[ch0 + k]);
+        if (has_z) v += LD(r.v[k]);
+        u.v[k] = ST(act_apply(v, kind, a, b));
+    }
+    reinterpret_cast<uint4*>(y)[i] = u.raw;
+}
+
 extern "C" __global__ void act(DT* y, const DT* x, long long n, int kind, float a, float b) {
     IX i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) y[i] = ST(act_apply(LD(x[i]), kind, a, b));

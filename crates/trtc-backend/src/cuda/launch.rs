@@ -500,6 +500,29 @@ impl CudaEngine {
         nhwc: bool,
         (kind, a, b): (i32, f32, f32),
     ) -> Result<()> {
+        let v = self.vec();
+        if nhwc && c % v == 0 {
+            let f = kernel(&self.dev, "bias_act_vec", self.program.half)?;
+            let (zp, has_z) = (z.unwrap_or(0), z.is_some() as i32);
+            let (nvec, ci) = ((n * c * hw / v) as u32, c as i32);
+            return unsafe {
+                self.dev
+                    .stream
+                    .launch_builder(&f)
+                    .arg(&y)
+                    .arg(&bias)
+                    .arg(&zp)
+                    .arg(&nvec)
+                    .arg(&ci)
+                    .arg(&has_z)
+                    .arg(&kind)
+                    .arg(&a)
+                    .arg(&b)
+                    .launch(blocks(n * c * hw / v, 256))
+            }
+            .map(|_| ())
+            .map_err(|e| cuda_err(name, e));
+        }
         let f = kernel(&self.dev, "bias_act", self.program.half)?;
         let (total, zp, has_z) = ((n * c * hw) as i64, z.unwrap_or(0), z.is_some() as i32);
         let dims = [c as i32, hw as i32, nhwc as i32, has_z, kind];
@@ -514,7 +537,35 @@ impl CudaEngine {
             .map_err(|e| cuda_err(name, e))
     }
 
+    /// Elements per 16-byte vector in this engine's type.
+    fn vec(&self) -> usize {
+        if self.program.half {
+            8
+        } else {
+            4
+        }
+    }
+
     fn act(&self, y: u64, x: u64, n: usize, (kind, a, b): (i32, f32, f32)) -> Result<()> {
+        let v = self.vec();
+        if n % v == 0 {
+            let f = kernel(&self.dev, "act_vec", self.program.half)?;
+            let nvec = (n / v) as u32;
+            return unsafe {
+                self.dev
+                    .stream
+                    .launch_builder(&f)
+                    .arg(&y)
+                    .arg(&x)
+                    .arg(&nvec)
+                    .arg(&kind)
+                    .arg(&a)
+                    .arg(&b)
+                    .launch(blocks(n / v, 256))
+            }
+            .map(|_| ())
+            .map_err(|e| cuda_err("activation", e));
+        }
         let f = kernel(&self.dev, "act", self.program.half)?;
         let n64 = n as i64;
         unsafe {
