@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # GPU checks and timings in one lease (see benches/RESULTS.md): run from the repo root on
 # the GPU machine with the release binary and the CUDA test binary, xz-compressed, in .dev/.
-#   bash benches/gpu_check.sh tests|effnet|torchvision|fp16|profile16|pytorch|compile16 ...
+#   bash benches/gpu_check.sh tests|models|effnet|torchvision|fp16|profile16|pytorch|pytorch16|compile16 ...
 set -u
 OUT=${OUT:-/tmp/trtc-gpu}; mkdir -p "$OUT"
 mkdir -p /work; [ -e /work/main ] || ln -s "$PWD" /work/main   # test paths are baked in at build
@@ -25,6 +25,7 @@ for step in "$@"; do
       for m in models/efficientnet_lite0.onnx /tmp/tv/resnet50.onnx /tmp/tv/mobilenet_v2.onnx /tmp/tv/inception_v3.onnx; do
         timeout 150 .dev/trtc bench $m --batch 128 --precision fp16 --iterations 10 --profile 2>&1 | tee -a "$OUT/profile16.log"
       done ;;
+    pytorch16) timeout 560 python3 benches/pytorch_baseline.py --compile --compile-mode reduce-overhead --dtypes fp16 --batch 1,128 --iters 30 resnet50 mobilenet_v2 inception_v3 2>&1 | grep '^{' | tee -a "$OUT/pytorch16.log" ;;
     compile16) timeout 500 python3 benches/pytorch_baseline.py --compile-only --dtypes fp16 --batch 1,128 --iters 30 ${MODELS:-resnet50 mobilenet_v2 inception_v3} 2>&1 | grep -v '^\[' | tee -a "$OUT/pytorch_compile.log" ;;
     effnet) timeout 150 .dev/trtc bench models/efficientnet_lite0.onnx --batch 1,128 --precision fp32,tf32 --iterations 50 2>&1 | tee "$OUT/bench_effnet.log" ;;
     torchvision)

@@ -231,7 +231,7 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&results)?);
     } else {
         println!(
-            "{}  ({} timed runs each; p50..images/s include host inputs and outputs, gpu columns do not)",
+            "{}  ({} timed runs each; p50..images/s: wall clock, host inputs and outputs included; gpu columns: the engines alone between CUDA events, data on the GPU)",
             a.model.display(),
             a.iterations
         );

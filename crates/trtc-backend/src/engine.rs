@@ -27,8 +27,8 @@ pub trait Engine: Send + Sync {
         None
     }
     /// Milliseconds of each of `iterations` runs with the inputs already on the device and
-    /// the outputs left there (what a GPU-resident pipeline sees), where the engine can
-    /// say (GPU engines).
+    /// the outputs left there (what a GPU-resident pipeline sees), timed on the device
+    /// between events, where the engine can say (GPU engines).
     fn time_resident(&self, _inputs: TVec<TValue>, _iterations: usize) -> Option<Result<Vec<f64>>> {
         None
     }

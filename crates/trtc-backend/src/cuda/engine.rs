@@ -456,15 +456,25 @@ impl Engine for CudaEngine {
     }
 
     fn time_resident(&self, inputs: TVec<TValue>, iterations: usize) -> Option<Result<Vec<f64>>> {
+        // GPU time between CUDA events around each replay, as PyTorch's benchmarks measure.
         Some(self.with_instance(&inputs, |inst| {
             let s = &self.dev.stream;
+            let err = |e: cudarc::driver::DriverError| cuda_err("timing", e);
+            let ev = || {
+                self.dev
+                    .ctx
+                    .new_event(Some(cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT))
+                    .map_err(err)
+            };
+            let (start, end) = (ev()?, ev()?);
             let mut times = Vec::with_capacity(iterations);
             for i in 0..iterations + 3 {
-                let t = std::time::Instant::now();
+                start.record(s).map_err(err)?;
                 self.replay(inst)?;
-                s.synchronize().map_err(|e| cuda_err("run", e))?;
+                end.record(s).map_err(err)?;
+                end.synchronize().map_err(err)?;
                 if i >= 3 {
-                    times.push(t.elapsed().as_secs_f64() * 1e3);
+                    times.push(start.elapsed_ms(&end).map_err(err)? as f64);
                 }
             }
             Ok(times)
