@@ -124,3 +124,74 @@ fn inception_fp32_matches_tract() {
 fn inception_fp16_matches_tract() {
     check(&inception(), &inception_pre(), Precision::Fp16, 1e-2);
 }
+
+/// Tactics timed at compile time go into the plan; the plan loads without timing again
+/// (every instance comes from the plan) and computes what tract does. Tactics from another
+/// GPU model are timed anew.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn plan_tactics_load_without_timing() {
+    let g = trtc::ir::load_model(efficientnet()).unwrap();
+    let reference = CpuModel::new(&g).unwrap();
+    let opts = CompileOptions {
+        backend: BackendChoice::Cuda,
+        precision: Precision::Fp16,
+        max_batch_size: 4,
+        max_cached_engines: 2,
+        ..Default::default()
+    };
+    let mut plan = compile("effnet", g, &opts).unwrap();
+    assert_eq!(trtc::backend::tune(&mut plan, &[1, 4]).unwrap(), vec![1, 4]);
+    assert!(!plan.engines.is_empty());
+    let back = trtc::backend::Plan::from_bytes(&plan.to_bytes().unwrap()).unwrap();
+    let x = random_tensor(&[4, 3, 224, 224], 12);
+    let want = reference.run(vec![x.clone()]).unwrap();
+    let tactics = |m: &HybridModel| -> Vec<trtc::backend::cuda::EngineTactics> {
+        m.payloads()
+            .values()
+            .map(|p| serde_json::from_slice(&p.bytes).unwrap())
+            .collect()
+    };
+
+    let loaded = HybridModel::from_plan(&back).unwrap();
+    let (_, rel) = compare(&want, &loaded.run(vec![x.clone()]).unwrap()).unwrap();
+    assert!(rel <= 1e-2, "loaded plan: rel {rel}");
+    let used = tactics(&loaded);
+    assert!(!used.is_empty());
+    for t in &used {
+        assert!(
+            t.instances.iter().all(|i| i.from_plan && i.batch == 4),
+            "{t:?}"
+        );
+    }
+    let stored: Vec<trtc::backend::cuda::EngineTactics> = back
+        .engines
+        .values()
+        .map(|p| serde_json::from_slice(&p.bytes).unwrap())
+        .collect();
+    let same = |a: &trtc::backend::cuda::InstanceTactics,
+                b: &trtc::backend::cuda::InstanceTactics| {
+        a.convs == b.convs && a.gemms == b.gemms
+    };
+    for (u, s) in used.iter().zip(&stored) {
+        let s4 = s.instances.iter().find(|i| i.batch == 4).unwrap();
+        assert!(
+            same(&u.instances[0], s4),
+            "the loaded engine runs the stored tactics"
+        );
+    }
+
+    // Tactics from another GPU: timed again, still correct.
+    let mut other = back.clone();
+    for p in other.engines.values_mut() {
+        let mut t: trtc::backend::cuda::EngineTactics = serde_json::from_slice(&p.bytes).unwrap();
+        t.device = "some other GPU".into();
+        p.bytes = serde_json::to_vec(&t).unwrap();
+    }
+    let retimed = HybridModel::from_plan(&other).unwrap();
+    let (_, rel) = compare(&want, &retimed.run(vec![x]).unwrap()).unwrap();
+    assert!(rel <= 1e-2, "re-timed: rel {rel}");
+    for t in tactics(&retimed) {
+        assert!(t.instances.iter().all(|i| !i.from_plan), "{t:?}");
+    }
+}

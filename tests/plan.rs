@@ -50,6 +50,34 @@ fn plan_round_trip_runs_the_same() {
     assert_eq!(compare(&a, &b).unwrap().0, 0.0);
 }
 
+/// Engine payloads (a GPU engine's tactics) travel in the plan byte for byte; a machine
+/// whose engines cannot use them (no GPU here) still runs the plan.
+#[test]
+fn engine_payloads_survive_the_plan() {
+    let opts = CompileOptions {
+        min_segment_size: 1,
+        ..Default::default()
+    };
+    let mut plan = efficientnet_plan(&opts);
+    let id = plan.partition.segments[0].id;
+    let payload = trtc::backend::engine::EnginePayload {
+        kind: "cuda-tactics".into(),
+        bytes: br#"{"device":"no such GPU","instances":[]}"#.to_vec(),
+    };
+    plan.engines.insert(id, payload.clone());
+    let back = Plan::from_bytes(&plan.to_bytes().unwrap()).unwrap();
+    assert_eq!(back.engines.len(), 1);
+    assert_eq!(back.engines.get(&id), Some(&payload));
+    let input = random_tensor(&[1, 3, 224, 224], 5);
+    let model = HybridModel::from_plan(&back).unwrap();
+    let want = CpuModel::new(&load_model(efficientnet()).unwrap())
+        .unwrap()
+        .run(vec![input.clone()])
+        .unwrap();
+    let (_, rel) = compare(&want, &model.run(vec![input]).unwrap()).unwrap();
+    assert!(rel < 1e-4, "{rel}");
+}
+
 #[test]
 fn cli_compile_run_inspect_dot_on_a_plan() {
     let dir = temp_dir("plancli");

@@ -156,8 +156,8 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         plan.options.max_batch_size = plan.options.max_batch_size.max(max_batch);
         plan.options.max_cached_engines = plan.options.max_cached_engines.max(a.batch.len());
         let t = Instant::now();
-        let model = HybridModel::new(&plan.graph, &plan.partition, &plan.options)
-            .context("building engines")?;
+        // A plan's engines come back with the tactics it stored (no timing).
+        let model = HybridModel::from_plan(&plan).context("building engines")?;
         let engines_s = t.elapsed().as_secs_f64();
         for note in &model.notes {
             eprintln!("trtc: {note}");

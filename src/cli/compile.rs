@@ -1,7 +1,7 @@
 use anyhow::{Context, Result};
 use clap::Args;
 use std::path::PathBuf;
-use trtc::backend::{compile, BackendChoice, CompileOptions, Layout, Precision};
+use trtc::backend::{compile, tune, BackendChoice, CompileOptions, Layout, Precision};
 
 #[derive(Args, Debug)]
 pub struct CompileArgs {
@@ -55,9 +55,20 @@ pub fn compile_cmd(a: CompileArgs) -> Result<()> {
         layout: a.layout,
     };
     let g = super::load(&a.model)?;
-    let plan = compile(&a.model.display().to_string(), g, &opts).context("compiling")?;
+    let mut plan = compile(&a.model.display().to_string(), g, &opts).context("compiling")?;
     print!("{}", plan.report.optimizer);
     print!("{}", plan.report);
+    // GPU engines time their tactics now, at batch 1 and the largest batch, and the plan
+    // keeps them: loading it does not time again.
+    let mut batches = vec![1, opts.max_batch_size];
+    batches.dedup();
+    let tuned = tune(&mut plan, &batches).context("timing GPU tactics")?;
+    if !tuned.is_empty() {
+        println!(
+            "GPU tactics timed for batch sizes {tuned:?}, stored for {} engine(s)",
+            plan.engines.len()
+        );
+    }
     plan.write(&a.output)?;
     println!("wrote {}", a.output.display());
     if let Some(path) = &a.report {

@@ -78,8 +78,7 @@ impl Runner {
                 trtc::ir::CpuModel::new(g).context("preparing the model for tract")?,
             )),
             Loaded::Plan(p) => {
-                let h = trtc::backend::HybridModel::new(&p.graph, &p.partition, &p.options)
-                    .context("preparing the plan")?;
+                let h = trtc::backend::HybridModel::from_plan(p).context("preparing the plan")?;
                 for note in &h.notes {
                     eprintln!("trtc: {note}");
                 }

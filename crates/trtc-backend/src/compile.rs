@@ -30,5 +30,39 @@ pub fn compile(model_name: &str, mut g: Graph, opts: &CompileOptions) -> Result<
         partition: p,
         options: opts.clone(),
         report,
+        engines: Default::default(),
     })
+}
+
+/// Time the GPU engines' tactics at each of `batches` (random inputs) and store them in
+/// the plan, so that loading it builds the same engines without timing. Returns the batch
+/// sizes tuned: none where no GPU engine can be built here.
+pub fn tune(plan: &mut Plan, batches: &[usize]) -> Result<Vec<usize>> {
+    if plan.options.backend == BackendChoice::Cpu || crate::engine::gpu_builder().is_none() {
+        return Ok(vec![]);
+    }
+    let mut opts = plan.options.clone();
+    opts.max_cached_engines = opts.max_cached_engines.max(batches.len());
+    let model = crate::runtime::HybridModel::new(&plan.graph, &plan.partition, &opts)?;
+    let mut tuned = vec![];
+    for &batch in batches {
+        let inputs: Vec<trtc_ir::Tensor> = model
+            .input_infos()
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let dims: Vec<usize> = t
+                    .shape
+                    .iter()
+                    .flatten()
+                    .map(|d| d.known().map(|v| v as usize).unwrap_or(batch))
+                    .collect();
+                trtc_optimizer::verify::random_tensor(&dims, i as u64 + 1)
+            })
+            .collect();
+        model.run(inputs)?;
+        tuned.push(batch);
+    }
+    plan.engines = model.payloads();
+    Ok(tuned)
 }

@@ -17,6 +17,14 @@ pub struct LayerTiming {
     pub bytes: u64,
 }
 
+/// What a plan stores for a segment's engine (for CUDA engines, their tactics), so that
+/// loading the plan rebuilds the same engine without timing anything.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EnginePayload {
+    pub kind: String,
+    pub bytes: Vec<u8>,
+}
+
 /// A built segment, ready to run.
 pub trait Engine: Send + Sync {
     /// "tract", "cuda", ...
@@ -24,6 +32,11 @@ pub trait Engine: Send + Sync {
     fn run(&self, inputs: TVec<TValue>) -> Result<TVec<TValue>>;
     /// Time each layer of one run, where the engine can (GPU engines).
     fn profile(&self, _inputs: TVec<TValue>) -> Option<Result<Vec<LayerTiming>>> {
+        None
+    }
+    /// What a plan should store to rebuild this engine as it is now, where there is
+    /// anything (GPU engines: the tactics of every batch size run so far).
+    fn payload(&self) -> Option<EnginePayload> {
         None
     }
     /// Milliseconds of each of `iterations` runs with the inputs already on the device and
@@ -54,8 +67,7 @@ impl Engine for TractEngine {
     }
 }
 
-/// Builds GPU engines for segments (built when a plan is loaded; a plan carries no engine
-/// payloads yet, so loading always builds).
+/// Builds GPU engines for segments (when a plan is loaded, from the payload it stored).
 pub trait EngineBuilder: Send + Sync {
     fn name(&self) -> &'static str;
     /// Why no engine can be built on this machine, if none can (no GPU, a missing library).
@@ -67,6 +79,7 @@ pub trait EngineBuilder: Send + Sync {
         nodes: &[NodeId],
         io: &SubgraphIo,
         opts: &CompileOptions,
+        payload: Option<&EnginePayload>,
     ) -> Result<Box<dyn Engine>>;
 }
 

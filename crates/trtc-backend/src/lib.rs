@@ -13,7 +13,7 @@ pub mod report;
 pub mod runtime;
 pub mod support;
 
-pub use compile::compile;
+pub use compile::{compile, tune};
 pub use error::{BackendError, Result};
 pub use options::{BackendChoice, CompileOptions, Layout, Precision};
 pub use partition::{partition, Partition, PartitionOptions, Segment, SegmentBackend};

@@ -14,6 +14,8 @@ use crate::support::FallbackReason;
 use prost::Message;
 use serde::{Deserialize, Serialize};
 
+use crate::engine::EnginePayload;
+use std::collections::BTreeMap;
 use std::path::Path;
 use trtc_ir::{from_proto, to_model_proto_as, Flavor, Graph, NodeId};
 
@@ -46,13 +48,15 @@ struct PlanHeader {
     fallback: Vec<(String, FallbackReason)>,
 }
 
-/// A compiled model: optimized graph, partition, options, report.
+/// A compiled model: optimized graph, partition, options, report, and the engines'
+/// payloads (tactics timed at compile time) by segment id.
 #[derive(Clone, Debug)]
 pub struct Plan {
     pub graph: Graph,
     pub partition: Partition,
     pub options: CompileOptions,
     pub report: CompileReport,
+    pub engines: BTreeMap<usize, EnginePayload>,
 }
 
 fn fnv1a(bytes: &[u8]) -> u64 {
@@ -74,14 +78,30 @@ fn key(g: &Graph, n: NodeId) -> String {
 
 impl Plan {
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
-        let graph_bytes = to_model_proto_as(&self.graph, Flavor::Trtc)?.encode_to_vec();
+        let mut body = to_model_proto_as(&self.graph, Flavor::Trtc)?.encode_to_vec();
+        let graph_len = body.len() as u64;
+        let mut engine_ranges = BTreeMap::new();
+        for (id, p) in &self.engines {
+            let offset = body.len() as u64;
+            body.extend_from_slice(&p.bytes);
+            engine_ranges.insert(
+                *id,
+                (
+                    p.kind.clone(),
+                    ByteRange {
+                        offset,
+                        len: p.bytes.len() as u64,
+                    },
+                ),
+            );
+        }
         let header = PlanHeader {
             trtc_version: env!("CARGO_PKG_VERSION").into(),
             options: self.options.clone(),
             report: self.report.clone(),
             graph: ByteRange {
                 offset: 0,
-                len: graph_bytes.len() as u64,
+                len: graph_len,
             },
             segments: self
                 .partition
@@ -91,7 +111,7 @@ impl Plan {
                     id: s.id,
                     backend: s.backend,
                     nodes: s.nodes.iter().map(|&n| key(&self.graph, n)).collect(),
-                    engine: None,
+                    engine: engine_ranges.remove(&s.id),
                 })
                 .collect(),
             fallback: self
@@ -102,12 +122,12 @@ impl Plan {
                 .collect(),
         };
         let header = serde_json::to_vec(&header).map_err(|e| BackendError::Io(e.to_string()))?;
-        let mut out = Vec::with_capacity(32 + header.len() + graph_bytes.len());
+        let mut out = Vec::with_capacity(32 + header.len() + body.len());
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
         out.extend_from_slice(&(header.len() as u64).to_le_bytes());
         out.extend_from_slice(&header);
-        out.extend_from_slice(&graph_bytes);
+        out.extend_from_slice(&body);
         let sum = fnv1a(&out);
         out.extend_from_slice(&sum.to_le_bytes());
         Ok(out)
@@ -196,7 +216,17 @@ impl Plan {
                 .ok_or_else(|| bad(&format!("segment node `{k}` is not in the graph")))
         };
         let mut segments = vec![];
+        let mut engines = BTreeMap::new();
         for s in &header.segments {
+            if let Some((kind, r)) = &s.engine {
+                engines.insert(
+                    s.id,
+                    EnginePayload {
+                        kind: kind.clone(),
+                        bytes: range(r)?.to_vec(),
+                    },
+                );
+            }
             let nodes = s
                 .nodes
                 .iter()
@@ -225,6 +255,7 @@ impl Plan {
             partition,
             options: header.options,
             report: header.report,
+            engines,
         })
     }
 }

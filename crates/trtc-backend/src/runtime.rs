@@ -1,10 +1,14 @@
 //! The hybrid runtime: segments run in order, engines and tract models side by side, with
 //! tensors handed between them as shared values (no copies).
 
-use crate::engine::{gpu_builder, gpu_unavailable_reason, Engine, LayerTiming, TractEngine};
+use crate::engine::{
+    gpu_builder, gpu_unavailable_reason, Engine, EnginePayload, LayerTiming, TractEngine,
+};
 use crate::error::{BackendError, Result};
 use crate::options::{BackendChoice, CompileOptions};
 use crate::partition::{Partition, SegmentBackend};
+use crate::plan::Plan;
+use std::collections::BTreeMap;
 use std::collections::HashMap;
 use trtc_ir::eval::check_shapes;
 use trtc_ir::tract_onnx::prelude::{IntoTensor, TValue, TVec};
@@ -34,7 +38,25 @@ pub struct HybridModel {
 }
 
 impl HybridModel {
+    /// Build every segment's engine (GPU engines time their tactics as each batch size
+    /// first runs).
     pub fn new(g: &Graph, p: &Partition, opts: &CompileOptions) -> Result<HybridModel> {
+        Self::with_payloads(g, p, opts, &BTreeMap::new())
+    }
+
+    /// The model a plan describes, its GPU engines rebuilt from the tactics it stored.
+    pub fn from_plan(plan: &Plan) -> Result<HybridModel> {
+        Self::with_payloads(&plan.graph, &plan.partition, &plan.options, &plan.engines)
+    }
+
+    /// Build every segment's engine, GPU engines from `payloads` (by segment id) where
+    /// there is one.
+    pub fn with_payloads(
+        g: &Graph,
+        p: &Partition,
+        opts: &CompileOptions,
+        payloads: &BTreeMap<usize, EnginePayload>,
+    ) -> Result<HybridModel> {
         let mut notes = vec![];
         let gpu_segments = p
             .segments
@@ -57,7 +79,7 @@ impl HybridModel {
             let io = subgraph_io(g, &s.nodes)?;
             let mut engine: Option<Box<dyn Engine>> = None;
             if let (SegmentBackend::Gpu, Some(b)) = (s.backend, &builder) {
-                match b.build(g, &s.nodes, &io, opts) {
+                match b.build(g, &s.nodes, &io, opts, payloads.get(&s.id)) {
                     Ok(e) => engine = Some(e),
                     Err(e) if opts.backend == BackendChoice::Cuda => return Err(e),
                     Err(e) => notes.push(format!(
@@ -134,6 +156,14 @@ impl HybridModel {
 
     pub fn output_infos(&self) -> Vec<TensorInfo> {
         self.outputs.iter().map(|(_, i)| i.clone()).collect()
+    }
+
+    /// What a plan should store for each segment's engine, by segment id.
+    pub fn payloads(&self) -> BTreeMap<usize, EnginePayload> {
+        self.segments
+            .iter()
+            .filter_map(|s| s.engine.payload().map(|p| (s.id, p)))
+            .collect()
     }
 
     /// (segment id, backend, engine kind) for each segment, in run order.

@@ -5,13 +5,15 @@ use super::descriptors::{self as d, ActDesc, ConvDesc, Filter4d, Handle, Math, T
 use super::gemm::{LtGemm, LtHandle};
 use super::host::{decode_f32, f32_bytes};
 use super::program::{unsupported, Program, Step};
+use super::saved::{algo_from_i32, EngineTactics, InstanceTactics};
 use super::tactics::tactic_cache;
 use super::Device;
-use crate::engine::{Engine, LayerTiming};
+use crate::engine::{Engine, EnginePayload, LayerTiming};
 use crate::error::{BackendError, Result};
 use crate::options::Precision;
 use cudarc::cudnn::{result as dnn, sys as dnn_sys};
 use cudarc::driver::{CudaSlice, DevicePtr, LaunchConfig};
+use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use trtc_ir::tract_onnx::prelude::{IntoTValue, TValue, TVec, Tensor};
@@ -70,6 +72,12 @@ pub struct CudaEngine {
     pub(super) workspace_limit: usize,
     max_instances: usize,
     instances: Mutex<Vec<Instance>>,
+    /// The GPU's name, which stored tactics must match.
+    device_name: String,
+    /// Tactics read from a plan, by batch size.
+    preset: HashMap<usize, InstanceTactics>,
+    /// What each batch size built so far runs (timed or from the plan).
+    used: Mutex<BTreeMap<usize, InstanceTactics>>,
 }
 
 // Safety: the raw cuDNN handle and descriptors are only used under the `instances` lock,
@@ -98,6 +106,7 @@ impl CudaEngine {
         program: Program,
         workspace_limit: usize,
         max_instances: usize,
+        payload: Option<&[u8]>,
     ) -> Result<Self> {
         dev.ctx
             .bind_to_thread()
@@ -105,6 +114,20 @@ impl CudaEngine {
         let handle = Handle(dnn::create_handle().map_err(|e| cuda_err("cudnn", e))?);
         unsafe { dnn::set_stream(handle.0, dev.stream.cu_stream() as *mut _) }
             .map_err(|e| cuda_err("cudnn", e))?;
+        let device_name = dev.ctx.name().unwrap_or_default();
+        let mut preset = HashMap::new();
+        if let Some(bytes) = payload {
+            let stored: EngineTactics = serde_json::from_slice(bytes)
+                .map_err(|e| cuda_err("engine payload", format!("corrupt tactics: {e}")))?;
+            if stored.device == device_name {
+                preset = stored.instances.into_iter().map(|t| (t.batch, t)).collect();
+            } else {
+                eprintln!(
+                    "trtc: the plan's tactics were timed on {}, this is {device_name}: timing again",
+                    stored.device
+                );
+            }
+        }
         Ok(CudaEngine {
             dev,
             program,
@@ -113,10 +136,39 @@ impl CudaEngine {
             workspace_limit,
             max_instances: max_instances.max(1),
             instances: Mutex::new(vec![]),
+            device_name,
+            preset,
+            used: Mutex::new(BTreeMap::new()),
         })
     }
 
+    /// The instance for `batch`: with the plan's tactics where it has some that still
+    /// apply, else with tactics timed now.
     fn instance(&self, batch: usize) -> Result<Instance> {
+        if let Some(t) = self.preset.get(&batch) {
+            match self.build_instance(batch, Some(t)) {
+                Ok(inst) => {
+                    self.remember(&inst, true);
+                    return Ok(inst);
+                }
+                Err(e) => eprintln!(
+                    "trtc: the plan's tactics for batch {batch} do not apply here ({e}): timing again"
+                ),
+            }
+        }
+        let inst = self.build_instance(batch, None)?;
+        self.remember(&inst, false);
+        Ok(inst)
+    }
+
+    fn remember(&self, inst: &Instance, from_plan: bool) {
+        let t = self.record(inst, from_plan);
+        if let Ok(mut used) = self.used.lock() {
+            used.insert(inst.batch, t);
+        }
+    }
+
+    fn build_instance(&self, batch: usize, preset: Option<&InstanceTactics>) -> Result<Instance> {
         let p = &self.program;
         let stream = &self.dev.stream;
         let mut buffers: Vec<Option<CudaSlice<u8>>> = Vec::with_capacity(p.slots.len());
@@ -166,6 +218,20 @@ impl CudaEngine {
                 ..
             } = step
             {
+                let stored = match preset {
+                    Some(t) => {
+                        let c = t
+                            .convs
+                            .iter()
+                            .find(|(s, _)| *s == i)
+                            .map(|(_, c)| c)
+                            .ok_or_else(|| cuda_err(name, "no stored tactic"))?;
+                        let algo = algo_from_i32(c.algo)
+                            .ok_or_else(|| cuda_err(name, "unknown stored algorithm"))?;
+                        Some((algo, c.workspace))
+                    }
+                    None => None,
+                };
                 convs.insert(
                     i,
                     self.conv_run(
@@ -178,6 +244,7 @@ impl CudaEngine {
                         *dilation,
                         *groups,
                         *act,
+                        stored,
                     )?,
                 );
             }
@@ -191,8 +258,13 @@ impl CudaEngine {
             convs,
             gemms: HashMap::new(),
         };
-        self.check_convs(&mut inst)?;
-        self.choose_gemms(&mut inst)?;
+        match preset {
+            Some(t) => self.apply(&mut inst, t)?,
+            None => {
+                self.check_convs(&mut inst)?;
+                self.choose_gemms(&mut inst)?;
+            }
+        }
         Ok(inst)
     }
 
@@ -208,6 +280,7 @@ impl CudaEngine {
         dilation: [i32; 2],
         groups: i32,
         act: Option<trtc_ir::Activation>,
+        stored: Option<(dnn_sys::cudnnConvolutionFwdAlgo_t, usize)>,
     ) -> Result<ConvRun> {
         let e = |err: dnn::CudnnError| cuda_err(name, err);
         let (nhwc, half) = (self.program.nhwc, self.program.half);
@@ -248,10 +321,12 @@ impl CudaEngine {
             "{xs_eff:?}{w_dims:?}{pad_eff:?}{stride:?}{dilation:?}{groups}{relu}{:?}{nhwc}",
             self.program.precision
         );
-        let cached = tactic_cache()
-            .lock()
-            .ok()
-            .and_then(|c| c.get(&key).copied());
+        let cached = stored.or_else(|| {
+            tactic_cache()
+                .lock()
+                .ok()
+                .and_then(|c| c.get(&key).copied())
+        });
         let (algo, ws) = match cached {
             Some(t) => t,
             None => {
@@ -479,6 +554,18 @@ impl Engine for CudaEngine {
             }
             Ok(times)
         }))
+    }
+
+    fn payload(&self) -> Option<EnginePayload> {
+        let instances: Vec<InstanceTactics> = self.used.lock().ok()?.values().cloned().collect();
+        let t = EngineTactics {
+            device: self.device_name.clone(),
+            instances,
+        };
+        Some(EnginePayload {
+            kind: "cuda-tactics".into(),
+            bytes: serde_json::to_vec(&t).ok()?,
+        })
     }
 
     fn profile(&self, inputs: TVec<TValue>) -> Option<Result<Vec<LayerTiming>>> {

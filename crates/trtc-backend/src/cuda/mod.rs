@@ -12,10 +12,11 @@ mod host;
 mod kernels;
 mod launch;
 mod program;
+mod saved;
 mod tactics;
 mod views;
 
-use crate::engine::{Engine, EngineBuilder};
+use crate::engine::{Engine, EngineBuilder, EnginePayload};
 use crate::error::{BackendError, Result};
 use crate::options::CompileOptions;
 use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaStream};
@@ -24,6 +25,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use trtc_ir::{Graph, NodeId, SubgraphIo};
 
 pub use engine::CudaEngine;
+pub use saved::{ConvTactic, EngineTactics, InstanceTactics, LtTactic};
 
 /// The GPU, its stream and the compiled kernels, shared by every engine.
 pub(crate) struct Device {
@@ -136,6 +138,7 @@ impl EngineBuilder for CudaBuilder {
         nodes: &[NodeId],
         io: &SubgraphIo,
         opts: &CompileOptions,
+        payload: Option<&EnginePayload>,
     ) -> Result<Box<dyn Engine>> {
         let dev = device().map_err(|e| BackendError::BackendUnavailable("cuda".into(), e))?;
         dev.ctx.bind_to_thread().map_err(|e| BackendError::Cuda {
@@ -148,6 +151,9 @@ impl EngineBuilder for CudaBuilder {
             program,
             opts.workspace_bytes as usize,
             opts.max_cached_engines,
+            payload
+                .filter(|p| p.kind == "cuda-tactics")
+                .map(|p| p.bytes.as_slice()),
         )?))
     }
 }

@@ -130,6 +130,78 @@ impl CudaEngine {
         Ok(())
     }
 
+    /// The product a Gemm step with a bias is at `batch`, with its bias pointer.
+    pub(super) fn gemm_step_spec(&self, i: usize, batch: usize) -> Option<(GemmSpec, u64)> {
+        let p = &self.program;
+        let Step::Gemm {
+            a,
+            n,
+            k,
+            alpha,
+            bias: Some(bias),
+            ..
+        } = &p.steps[i]
+        else {
+            return None;
+        };
+        let spec = GemmSpec {
+            m: p.shape(*a, batch)[0],
+            n: *n,
+            k: *k,
+            weights_nk: false,
+            half: p.half,
+            tf32: p.precision == Precision::Tf32,
+            relu: false,
+            residual: false,
+            alpha: *alpha,
+        };
+        Some((spec, bias.device_ptr(&self.dev.stream).0))
+    }
+
+    /// The product a 1x1 convolution of an NHWC engine (stride 1, no pads, one group) is at
+    /// `batch`, with its bias pointer; ReLU is the product's epilogue, another activation
+    /// runs as a kernel after it.
+    pub(super) fn conv_gemm_spec(&self, i: usize, batch: usize) -> Option<(GemmSpec, u64)> {
+        let p = &self.program;
+        let Step::Conv {
+            x,
+            y,
+            z,
+            w_dims,
+            b,
+            pads,
+            stride,
+            groups,
+            act,
+            ..
+        } = &p.steps[i]
+        else {
+            return None;
+        };
+        let pointwise = p.nhwc
+            && w_dims[2] == 1
+            && w_dims[3] == 1
+            && *groups == 1
+            && stride == &[1, 1]
+            && pads.iter().all(|&v| v == 0);
+        if !pointwise {
+            return None;
+        }
+        let ys = p.shape(*y, batch);
+        let spec = GemmSpec {
+            m: ys[0] * ys[2] * ys[3],
+            n: w_dims[0] as usize,
+            k: p.shape(*x, batch)[1],
+            weights_nk: true,
+            half: p.half,
+            tf32: p.precision == Precision::Tf32,
+            relu: matches!(act, Some(trtc_ir::Activation::Relu)),
+            residual: z.is_some(),
+            alpha: 1.0,
+        };
+        Some((spec, b.device_ptr(&self.dev.stream).0))
+    }
+
     /// cuBLASLt's candidate algorithms for `spec`, each timed with `launch` (which runs
     /// the step with the candidate in place); the fastest with its time, or `None` when
     /// cuBLASLt is not there or takes none.
@@ -198,35 +270,14 @@ impl CudaEngine {
             return Ok(());
         }
         for i in 0..p.steps.len() {
-            let Step::Gemm {
-                a,
-                n,
-                k,
-                alpha,
-                bias,
-                ..
-            } = &p.steps[i]
-            else {
+            let Some((spec, bias_ptr)) = self.gemm_step_spec(i, inst.batch) else {
                 continue;
-            };
-            let Some(bias) = bias else { continue };
-            let spec = GemmSpec {
-                m: p.shape(*a, inst.batch)[0],
-                n: *n,
-                k: *k,
-                weights_nk: false,
-                half: p.half,
-                tf32: p.precision == Precision::Tf32,
-                relu: false,
-                residual: false,
-                alpha: *alpha,
             };
             let kernel_ms = if forced == Some(true) {
                 f32::INFINITY
             } else {
                 self.time_step(inst, i)?
             };
-            let bias_ptr = bias.device_ptr(&self.dev.stream).0;
             let name = p.names[i].clone();
             let found = self.fastest_lt(&name, spec, bias_ptr, &mut |run| {
                 inst.gemms.insert(i, run);
@@ -256,49 +307,14 @@ impl CudaEngine {
         }
         let ids: Vec<usize> = inst.convs.keys().copied().collect();
         for i in ids {
-            let Step::Conv {
-                x,
-                y,
-                z,
-                w_dims,
-                b,
-                pads,
-                stride,
-                groups,
-                act,
-                ..
-            } = &p.steps[i]
-            else {
+            let Some((spec, bias_ptr)) = self.conv_gemm_spec(i, inst.batch) else {
                 continue;
-            };
-            let pointwise = w_dims[2] == 1
-                && w_dims[3] == 1
-                && *groups == 1
-                && stride == &[1, 1]
-                && pads.iter().all(|&v| v == 0);
-            // ReLU is cuBLASLt's epilogue; another activation runs as a kernel after it.
-            let relu = matches!(act, Some(trtc_ir::Activation::Relu));
-            if !pointwise {
-                continue;
-            }
-            let ys = p.shape(*y, inst.batch);
-            let spec = GemmSpec {
-                m: ys[0] * ys[2] * ys[3],
-                n: w_dims[0] as usize,
-                k: p.shape(*x, inst.batch)[1],
-                weights_nk: true,
-                half: p.half,
-                tf32: p.precision == Precision::Tf32,
-                relu,
-                residual: z.is_some(),
-                alpha: 1.0,
             };
             let cudnn_ms = if forced == Some(true) {
                 f32::INFINITY
             } else {
                 self.time_step(inst, i)?
             };
-            let bias_ptr = b.device_ptr(&self.dev.stream).0;
             let name = p.names[i].clone();
             let found = self.fastest_lt(&name, spec, bias_ptr, &mut |run| {
                 let set = |inst: &mut Instance, g: Option<LtRun>| -> Option<LtRun> {
