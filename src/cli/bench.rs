@@ -107,6 +107,23 @@ fn print_profile(
     }
 }
 
+/// Each GPU engine's arena at `batch` against its tensors' total without sharing.
+fn print_memory(model: &HybridModel, batch: usize) {
+    for (id, p) in model.payloads() {
+        let Ok(t) = serde_json::from_slice::<trtc::backend::cuda::EngineTactics>(&p.bytes) else {
+            continue;
+        };
+        for i in t.instances.iter().filter(|i| i.batch == batch) {
+            println!(
+                "  segment {id} memory, batch {batch}: arena {:.1} MB for tensors of {:.1} MB ({:.1}x less)",
+                i.arena_bytes as f64 / 1e6,
+                i.tensor_bytes as f64 / 1e6,
+                i.tensor_bytes as f64 / (i.arena_bytes.max(1)) as f64
+            );
+        }
+    }
+}
+
 #[derive(Serialize)]
 struct BenchResult {
     precision: Precision,
@@ -208,6 +225,7 @@ pub fn bench(a: BenchArgs) -> Result<()> {
                     batch,
                     plan.options.precision,
                 );
+                print_memory(&model, batch);
             }
             results.push(BenchResult {
                 precision: plan.options.precision,

@@ -1,6 +1,7 @@
 //! The CUDA engine of one segment: per batch size, device buffers and tuned cuDNN
 //! convolutions ("instances", cached up to --max-cached-engines), run on one stream.
 
+use super::arena;
 use super::descriptors::{self as d, ActDesc, ConvDesc, Filter4d, Handle, Math, Tensor4d};
 use super::gemm::{LtGemm, LtHandle};
 use super::host::{decode_f32, f32_bytes};
@@ -55,6 +56,11 @@ pub(super) struct Instance {
     pub(super) convs: HashMap<usize, ConvRun>,
     /// Gemm steps run by cuBLASLt (the others by trtc's kernel).
     pub(super) gemms: HashMap<usize, LtRun>,
+    /// The internal tensors' memory (owned here; `ptrs` point into it).
+    #[allow(dead_code)]
+    arena: CudaSlice<u8>,
+    /// Arena bytes, and what the same tensors would take without sharing.
+    pub(super) memory: (usize, usize),
 }
 
 /// A product run by cuBLASLt, with its workspace.
@@ -171,9 +177,36 @@ impl CudaEngine {
     fn build_instance(&self, batch: usize, preset: Option<&InstanceTactics>) -> Result<Instance> {
         let p = &self.program;
         let stream = &self.dev.stream;
+        // Internal tensors live in one arena, placed by lifetime.
+        let life = arena::lifetimes(p);
+        let bytes_of = |s: usize| -> usize {
+            p.shape(s, batch).iter().product::<usize>().max(1) * p.slots[s].elem_bytes()
+        };
+        let intervals: Vec<arena::Interval> = life
+            .iter()
+            .map(|&(s, first, last)| arena::Interval {
+                bytes: bytes_of(s),
+                first,
+                last,
+            })
+            .collect();
+        let (offsets, arena_bytes) = arena::place(&intervals);
+        let tensor_bytes: usize = intervals
+            .iter()
+            .map(|t| t.bytes.div_ceil(arena::ALIGN) * arena::ALIGN)
+            .sum();
+        let arena_buf = stream
+            .alloc_zeros::<u8>(arena_bytes.max(1))
+            .map_err(|e| cuda_err("arena", format!("{arena_bytes} bytes: {e}")))?;
+        let arena_base = arena_buf.device_ptr(stream).0;
+        let mut arena_offset: HashMap<usize, usize> = HashMap::new();
+        for (&(s, _, _), &o) in life.iter().zip(&offsets) {
+            arena_offset.insert(s, o);
+        }
         let mut buffers: Vec<Option<CudaSlice<u8>>> = Vec::with_capacity(p.slots.len());
         for (s, slot) in p.slots.iter().enumerate() {
-            buffers.push(if slot.alias_of.is_some() || slot.constant.is_some() {
+            let elsewhere = slot.alias_of.is_some() || slot.constant.is_some();
+            buffers.push(if elsewhere || arena_offset.contains_key(&s) {
                 None
             } else {
                 let n: usize = p.shape(s, batch).iter().product();
@@ -196,9 +229,10 @@ impl CudaEngine {
         let ptrs: Vec<u64> = (0..p.slots.len())
             .map(|s| {
                 let st = p.storage(s);
-                match (&buffers[st], &p.slots[st].constant) {
-                    (Some(b), _) => ptr_of(b),
-                    (None, Some(c)) => ptr_of(c),
+                match (&buffers[st], &p.slots[st].constant, arena_offset.get(&st)) {
+                    (Some(b), _, _) => ptr_of(b),
+                    (None, Some(c), _) => ptr_of(c),
+                    (None, None, Some(&o)) => arena_base + o as u64,
                     _ => 0,
                 }
             })
@@ -257,6 +291,8 @@ impl CudaEngine {
             ptrs,
             convs,
             gemms: HashMap::new(),
+            arena: arena_buf,
+            memory: (arena_bytes, tensor_bytes),
         };
         match preset {
             Some(t) => self.apply(&mut inst, t)?,

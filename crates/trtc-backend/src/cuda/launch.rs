@@ -548,7 +548,7 @@ impl CudaEngine {
 
     fn act(&self, y: u64, x: u64, n: usize, (kind, a, b): (i32, f32, f32)) -> Result<()> {
         let v = self.vec();
-        if n % v == 0 {
+        if n.is_multiple_of(v) {
             let f = kernel(&self.dev, "act_vec", self.program.half)?;
             let nvec = (n / v) as u32;
             return unsafe {

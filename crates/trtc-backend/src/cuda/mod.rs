@@ -5,6 +5,7 @@
 //! Libraries are loaded at run time: a machine without CUDA builds and runs trtc, and
 //! `CudaBuilder::probe` says why no engine can be built instead of panicking.
 
+mod arena;
 mod descriptors;
 mod engine;
 mod gemm;

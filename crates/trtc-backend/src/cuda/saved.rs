@@ -39,6 +39,11 @@ pub struct InstanceTactics {
     /// By step index.
     pub convs: Vec<(usize, ConvTactic)>,
     pub gemms: Vec<(usize, LtTactic)>,
+    /// The instance's arena, and what its tensors would take without sharing memory.
+    #[serde(default)]
+    pub arena_bytes: usize,
+    #[serde(default)]
+    pub tensor_bytes: usize,
 }
 
 /// A CUDA engine's payload in a plan.
@@ -100,6 +105,8 @@ impl CudaEngine {
             from_plan,
             convs,
             gemms,
+            arena_bytes: inst.memory.0,
+            tensor_bytes: inst.memory.1,
         }
     }
 }
@@ -223,6 +230,8 @@ mod tests {
                     },
                 )],
                 gemms: vec![],
+                arena_bytes: 1 << 20,
+                tensor_bytes: 3 << 20,
             }],
         };
         let bytes = serde_json::to_vec(&t).unwrap();
