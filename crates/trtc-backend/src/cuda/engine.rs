@@ -249,7 +249,6 @@ impl CudaEngine {
                 dilation,
                 groups,
                 act,
-                c_pad,
                 ..
             } = step
             {
@@ -279,7 +278,6 @@ impl CudaEngine {
                         *dilation,
                         *groups,
                         *act,
-                        *c_pad,
                         stored,
                     )?,
                 );
@@ -318,28 +316,13 @@ impl CudaEngine {
         dilation: [i32; 2],
         groups: i32,
         act: Option<trtc_ir::Activation>,
-        c_pad: i32,
         stored: Option<(dnn_sys::cudnnConvolutionFwdAlgo_t, usize)>,
     ) -> Result<ConvRun> {
         let e = |err: dnn::CudnnError| cuda_err(name, err);
         let (nhwc, half) = (self.program.nhwc, self.program.half);
         let symmetric = pads[0] == pads[2] && pads[1] == pads[3];
-        let c_pad = c_pad as usize;
-        let (xs_eff, pad_eff, padded) = if symmetric && c_pad == xs[1] {
+        let (xs_eff, pad_eff, padded) = if symmetric {
             (xs.clone(), [pads[0], pads[1]], None)
-        } else if symmetric {
-            // Channels only.
-            let elem = if half { 2 } else { 4 };
-            let buf = self
-                .dev
-                .stream
-                .alloc_zeros::<u8>(xs[0] * c_pad * xs[2] * xs[3] * elem)
-                .map_err(|err| cuda_err(name, err))?;
-            (
-                vec![xs[0], c_pad, xs[2], xs[3]],
-                [pads[0], pads[1]],
-                Some((buf, [xs[2], xs[3], 0, 0])),
-            )
         } else {
             let (h, w) = (
                 xs[2] + (pads[0] + pads[2]) as usize,
@@ -349,10 +332,10 @@ impl CudaEngine {
             let buf = self
                 .dev
                 .stream
-                .alloc_zeros::<u8>(xs[0] * c_pad * h * w * elem)
+                .alloc_zeros::<u8>(xs[0] * xs[1] * h * w * elem)
                 .map_err(|err| cuda_err(name, err))?;
             (
-                vec![xs[0], c_pad, h, w],
+                vec![xs[0], xs[1], h, w],
                 [0, 0],
                 Some((buf, [h, w, pads[0] as usize, pads[1] as usize])),
             )
@@ -360,8 +343,7 @@ impl CudaEngine {
         let dims = |v: &[usize]| [v[0] as i32, v[1] as i32, v[2] as i32, v[3] as i32];
         let x = d::tensor4d(dims(&xs_eff), nhwc, half).map_err(e)?;
         let y = d::tensor4d(dims(&ys), nhwc, half).map_err(e)?;
-        let w =
-            d::filter4d([w_dims[0], c_pad as i32, w_dims[2], w_dims[3]], nhwc, half).map_err(e)?;
+        let w = d::filter4d(w_dims, nhwc, half).map_err(e)?;
         let bias = d::tensor4d([1, w_dims[0], 1, 1], false, half).map_err(e)?;
         let math = match self.program.precision {
             Precision::Fp32 => Math::Fp32,

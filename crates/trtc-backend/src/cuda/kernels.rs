@@ -180,19 +180,19 @@ extern "C" __global__ void copy_rows(DT* dst, const DT* src, long long outer, lo
     dst[o * dst_stride + dst_off + k] = src[o * src_stride + src_off + k];
 }
 
-// Zero padding of the two spatial dims (for convolutions whose pads cuDNN cannot express)
-// and, NHWC only, of the channels from c to cp (for tensor-core convolutions).
-extern "C" __global__ void pad2d(DT* y, const DT* x, int n, int c, int cp, int h, int w, int ho, int wo, int top, int left, int nhwc) {
+// Zero padding of the two spatial dims (for convolutions whose pads cuDNN cannot express).
+extern "C" __global__ void pad2d(DT* y, const DT* x, int n, int c, int h, int w, int ho, int wo, int top, int left, int nhwc) {
     IX i = blockIdx.x * blockDim.x + threadIdx.x;
-    IX total = (IX)n * cp * ho * wo;
+    IX total = (IX)n * c * ho * wo;
     if (i >= total) return;
     IX ox, oy, ch, p;
-    if (nhwc) { ch = i % cp; IX q = i / cp; ox = q % wo; q /= wo; oy = q % ho; p = q / ho; }
-    else { ox = i % wo; IX q = i / wo; oy = q % ho; q /= ho; ch = q % cp; p = q / cp; }
-    int ix = (int)ox - left, iy = (int)oy - top;
-    y[i] = (ix >= 0 && ix < w && iy >= 0 && iy < h && ch < (IX)c) ? x[at4(nhwc, p, ch, iy, ix, c, h, w)] : ST(0.f);
+    if (nhwc) { ch = i % c; IX q = i / c; ox = q % wo; q /= wo; oy = q % ho; p = q / ho; }
+    else { ox = i % wo; IX q = i / wo; oy = q % ho; q /= ho; ch = q % c; p = q / c; }
+    int ix = ox - left, iy = oy - top;
+    y[i] = (ix >= 0 && ix < w && iy >= 0 && iy < h) ? x[at4(nhwc, p, ch, iy, ix, c, h, w)] : ST(0.f);
 }
 
+// Max or average pooling, ONNX semantics (pads, ceil_mode via the output size, count_include_pad).
 extern "C" __global__ void pool2d(DT* y, const DT* x, int n, int c, int h, int w, int ho, int wo,
                                   int kh, int kw, int sh, int sw, int pt, int pl, int pb, int pr, int is_max, int count_pad, int nhwc) {
     IX i = blockIdx.x * blockDim.x + threadIdx.x;

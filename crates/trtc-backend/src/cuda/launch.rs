@@ -46,7 +46,6 @@ impl CudaEngine {
                     b: bias,
                     b_f32,
                     w_dw,
-                    c_pad,
                     act,
                     w_dims,
                     pads,
@@ -126,13 +125,12 @@ impl CudaEngine {
                     let mut xp = ptr(*x);
                     if let Some((buf, [h, wd, top, left])) = &run.padded {
                         let xs = p.shape(*x, b);
-                        let n = xs[0] * *c_pad as usize * h * wd;
+                        let n = xs[0] * xs[1] * h * wd;
                         let dst = buf.device_ptr(s).0;
                         let f = kernel(&self.dev, "pad2d", half)?;
                         let args = [
                             xs[0] as i32,
                             xs[1] as i32,
-                            *c_pad,
                             xs[2] as i32,
                             xs[3] as i32,
                             *h as i32,

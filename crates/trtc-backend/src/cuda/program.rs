@@ -53,9 +53,6 @@ pub(crate) enum Step {
         y: usize,
         z: Option<usize>,
         w: CudaSlice<u8>,
-        /// Input channels the convolution sees: more than the tensor's (zeros) where
-        /// padding them lets tensor cores run it.
-        c_pad: i32,
         w_dims: [i32; 4],
         /// Bias in the engine's element type, and in f32 for fp16 engines (cuDNN is asked
         /// for the first and falls back to the second).
@@ -286,35 +283,13 @@ impl Program {
                         i32s(attrs.strides(2)),
                         i32s(attrs.dilations(2)),
                     );
-                    // NHWC convolutions of fewer than 8 input channels (an image's 3) see
-                    // 8, the rest zeros, so that tensor-core kernels take them.
-                    let c_in = dims[1] as usize;
-                    let c_pad = if p.nhwc && attrs.group == 1 && c_in < 8 {
-                        8
-                    } else {
-                        c_in
-                    };
-                    let taps = (dims[2] * dims[3]) as usize;
-                    let w = if c_pad == c_in {
-                        w
-                    } else {
-                        let mut padded = vec![0f32; m * c_pad * taps];
-                        for k in 0..m {
-                            for c in 0..c_in {
-                                let (src, dst) = ((k * c_in + c) * taps, (k * c_pad + c) * taps);
-                                padded[dst..dst + taps].copy_from_slice(&w[src..src + taps]);
-                            }
-                        }
-                        padded
-                    };
-                    let wd = [m, c_pad, dims[2] as usize, dims[3] as usize];
+                    let wd = [m, dims[1] as usize, dims[2] as usize, dims[3] as usize];
                     Step::Conv {
                         name: name.to_string(),
                         x,
                         y,
                         z,
                         w: upload(&w, p.nhwc.then_some(wd), p.half, name)?,
-                        c_pad: c_pad as i32,
                         w_dims: [dims[0], dims[1], dims[2], dims[3]],
                         b: upload(&b, None, p.half, name)?,
                         w_dw: if p.nhwc && dims[1] == 1 && attrs.group as i32 == dims[0] {

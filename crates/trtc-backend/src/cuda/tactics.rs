@@ -173,14 +173,12 @@ impl CudaEngine {
             stride,
             groups,
             act,
-            c_pad,
             ..
         } = &p.steps[i]
         else {
             return None;
         };
         let pointwise = p.nhwc
-            && *c_pad == w_dims[1]
             && w_dims[2] == 1
             && w_dims[3] == 1
             && *groups == 1
