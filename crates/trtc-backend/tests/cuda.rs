@@ -158,6 +158,18 @@ fn convolutions_match_tract() {
                 ..Default::default()
             },
         ),
+        // An image stem: 3 channels, stride 2, asymmetric pads.
+        (
+            3,
+            16,
+            3,
+            ConvAttrs {
+                group: 1,
+                pads: vec![0, 0, 1, 1],
+                strides: vec![2, 2],
+                ..Default::default()
+            },
+        ),
     ];
     for (i, (cin, cout, k, attrs)) in cases.into_iter().enumerate() {
         for batch in [1, 3] {
