@@ -1,19 +1,16 @@
 //! The CUDA engine of one segment: per batch size, device buffers and tuned cuDNN
 //! convolutions ("instances", cached up to --max-cached-engines), run on one stream.
 
-use super::arena;
-use super::descriptors::{self as d, ActDesc, ConvDesc, Filter4d, Handle, Math, Tensor4d};
+use super::descriptors::{ActDesc, ConvDesc, Filter4d, Handle, Tensor4d};
 use super::gemm::{LtGemm, LtHandle};
 use super::host::{decode_f32, f32_bytes};
 use super::program::{unsupported, Program, Step};
-use super::saved::{algo_from_i32, EngineTactics, InstanceTactics};
-use super::tactics::tactic_cache;
+use super::saved::{EngineTactics, InstanceTactics};
 use super::Device;
 use crate::engine::{Engine, EnginePayload, LayerTiming};
 use crate::error::{BackendError, Result};
-use crate::options::Precision;
 use cudarc::cudnn::{result as dnn, sys as dnn_sys};
-use cudarc::driver::{CudaSlice, DevicePtr, LaunchConfig};
+use cudarc::driver::{CudaSlice, LaunchConfig};
 use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -49,8 +46,8 @@ pub(super) struct Instance {
     pub(super) batch: usize,
     /// The steps captured as a CUDA graph on the first run, replayed after; `None` with
     /// `graph_failed` when capture is refused (the steps are then launched one by one).
-    graph: Option<cudarc::driver::CudaGraph>,
-    graph_failed: bool,
+    pub(super) graph: Option<cudarc::driver::CudaGraph>,
+    pub(super) graph_failed: bool,
     pub(super) buffers: Vec<Option<CudaSlice<u8>>>,
     pub(super) ptrs: Vec<u64>,
     pub(super) convs: HashMap<usize, ConvRun>,
@@ -58,7 +55,7 @@ pub(super) struct Instance {
     pub(super) gemms: HashMap<usize, LtRun>,
     /// The internal tensors' memory (owned here; `ptrs` point into it).
     #[allow(dead_code)]
-    arena: CudaSlice<u8>,
+    pub(super) arena: CudaSlice<u8>,
     /// Arena bytes, and what the same tensors would take without sharing.
     pub(super) memory: (usize, usize),
 }
@@ -172,232 +169,6 @@ impl CudaEngine {
         if let Ok(mut used) = self.used.lock() {
             used.insert(inst.batch, t);
         }
-    }
-
-    fn build_instance(&self, batch: usize, preset: Option<&InstanceTactics>) -> Result<Instance> {
-        let p = &self.program;
-        let stream = &self.dev.stream;
-        // Internal tensors live in one arena, placed by lifetime.
-        let life = arena::lifetimes(p);
-        let bytes_of = |s: usize| -> usize {
-            p.shape(s, batch).iter().product::<usize>().max(1) * p.slots[s].elem_bytes()
-        };
-        let intervals: Vec<arena::Interval> = life
-            .iter()
-            .map(|&(s, first, last)| arena::Interval {
-                bytes: bytes_of(s),
-                first,
-                last,
-            })
-            .collect();
-        let (offsets, arena_bytes) = arena::place(&intervals);
-        let tensor_bytes: usize = intervals
-            .iter()
-            .map(|t| t.bytes.div_ceil(arena::ALIGN) * arena::ALIGN)
-            .sum();
-        let arena_buf = stream
-            .alloc_zeros::<u8>(arena_bytes.max(1))
-            .map_err(|e| cuda_err("arena", format!("{arena_bytes} bytes: {e}")))?;
-        let arena_base = arena_buf.device_ptr(stream).0;
-        let mut arena_offset: HashMap<usize, usize> = HashMap::new();
-        for (&(s, _, _), &o) in life.iter().zip(&offsets) {
-            arena_offset.insert(s, o);
-        }
-        let mut buffers: Vec<Option<CudaSlice<u8>>> = Vec::with_capacity(p.slots.len());
-        for (s, slot) in p.slots.iter().enumerate() {
-            let elsewhere = slot.alias_of.is_some() || slot.constant.is_some();
-            buffers.push(if elsewhere || arena_offset.contains_key(&s) {
-                None
-            } else {
-                let n: usize = p.shape(s, batch).iter().product();
-                if n >= u32::MAX as usize {
-                    return Err(unsupported(
-                        "engine",
-                        format!(
-                            "a tensor of {n} elements at batch {batch}: kernels index with 32 bits"
-                        ),
-                    ));
-                }
-                Some(
-                    stream
-                        .alloc_zeros::<u8>(n.max(1) * slot.elem_bytes())
-                        .map_err(|e| cuda_err("alloc", e))?,
-                )
-            });
-        }
-        let ptr_of = |buf: &CudaSlice<u8>| buf.device_ptr(stream).0;
-        let ptrs: Vec<u64> = (0..p.slots.len())
-            .map(|s| {
-                let st = p.storage(s);
-                match (&buffers[st], &p.slots[st].constant, arena_offset.get(&st)) {
-                    (Some(b), _, _) => ptr_of(b),
-                    (None, Some(c), _) => ptr_of(c),
-                    (None, None, Some(&o)) => arena_base + o as u64,
-                    _ => 0,
-                }
-            })
-            .collect();
-        let mut convs = HashMap::new();
-        for (i, step) in p.steps.iter().enumerate() {
-            if let Step::Conv {
-                name,
-                x,
-                y,
-                w_dims,
-                pads,
-                stride,
-                dilation,
-                groups,
-                act,
-                ..
-            } = step
-            {
-                let stored = match preset {
-                    Some(t) => {
-                        let c = t
-                            .convs
-                            .iter()
-                            .find(|(s, _)| *s == i)
-                            .map(|(_, c)| c)
-                            .ok_or_else(|| cuda_err(name, "no stored tactic"))?;
-                        let algo = algo_from_i32(c.algo)
-                            .ok_or_else(|| cuda_err(name, "unknown stored algorithm"))?;
-                        Some((algo, c.workspace))
-                    }
-                    None => None,
-                };
-                convs.insert(
-                    i,
-                    self.conv_run(
-                        name,
-                        p.shape(*x, batch),
-                        p.shape(*y, batch),
-                        *w_dims,
-                        *pads,
-                        *stride,
-                        *dilation,
-                        *groups,
-                        *act,
-                        stored,
-                    )?,
-                );
-            }
-        }
-        let mut inst = Instance {
-            batch,
-            graph: None,
-            graph_failed: false,
-            buffers,
-            ptrs,
-            convs,
-            gemms: HashMap::new(),
-            arena: arena_buf,
-            memory: (arena_bytes, tensor_bytes),
-        };
-        match preset {
-            Some(t) => self.apply(&mut inst, t)?,
-            None => {
-                self.check_convs(&mut inst)?;
-                self.choose_gemms(&mut inst)?;
-            }
-        }
-        Ok(inst)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn conv_run(
-        &self,
-        name: &str,
-        xs: Vec<usize>,
-        ys: Vec<usize>,
-        w_dims: [i32; 4],
-        pads: [i32; 4],
-        stride: [i32; 2],
-        dilation: [i32; 2],
-        groups: i32,
-        act: Option<trtc_ir::Activation>,
-        stored: Option<(dnn_sys::cudnnConvolutionFwdAlgo_t, usize)>,
-    ) -> Result<ConvRun> {
-        let e = |err: dnn::CudnnError| cuda_err(name, err);
-        let (nhwc, half) = (self.program.nhwc, self.program.half);
-        let symmetric = pads[0] == pads[2] && pads[1] == pads[3];
-        let (xs_eff, pad_eff, padded) = if symmetric {
-            (xs.clone(), [pads[0], pads[1]], None)
-        } else {
-            let (h, w) = (
-                xs[2] + (pads[0] + pads[2]) as usize,
-                xs[3] + (pads[1] + pads[3]) as usize,
-            );
-            let elem = if half { 2 } else { 4 };
-            let buf = self
-                .dev
-                .stream
-                .alloc_zeros::<u8>(xs[0] * xs[1] * h * w * elem)
-                .map_err(|err| cuda_err(name, err))?;
-            (
-                vec![xs[0], xs[1], h, w],
-                [0, 0],
-                Some((buf, [h, w, pads[0] as usize, pads[1] as usize])),
-            )
-        };
-        let dims = |v: &[usize]| [v[0] as i32, v[1] as i32, v[2] as i32, v[3] as i32];
-        let x = d::tensor4d(dims(&xs_eff), nhwc, half).map_err(e)?;
-        let y = d::tensor4d(dims(&ys), nhwc, half).map_err(e)?;
-        let w = d::filter4d(w_dims, nhwc, half).map_err(e)?;
-        let bias = d::tensor4d([1, w_dims[0], 1, 1], false, half).map_err(e)?;
-        let math = match self.program.precision {
-            Precision::Fp32 => Math::Fp32,
-            Precision::Tf32 => Math::Tf32,
-            Precision::Fp16 => Math::Fp16,
-        };
-        let conv = d::conv2d(pad_eff, stride, dilation, groups, math).map_err(e)?;
-        let relu = matches!(act, Some(trtc_ir::Activation::Relu));
-        let act_desc = d::activation(relu).map_err(e)?;
-        let key = format!(
-            "{xs_eff:?}{w_dims:?}{pad_eff:?}{stride:?}{dilation:?}{groups}{relu}{:?}{nhwc}",
-            self.program.precision
-        );
-        let cached = stored.or_else(|| {
-            tactic_cache()
-                .lock()
-                .ok()
-                .and_then(|c| c.get(&key).copied())
-        });
-        let (algo, ws) = match cached {
-            Some(t) => t,
-            None => {
-                let t = self.pick_algorithm(name, &x, &w, &conv, &y, relu)?;
-                if let Ok(mut c) = tactic_cache().lock() {
-                    c.insert(key, t);
-                }
-                t
-            }
-        };
-        let workspace = if ws > 0 {
-            Some(
-                self.dev
-                    .stream
-                    .alloc_zeros::<u8>(ws)
-                    .map_err(|err| cuda_err(name, err))?,
-            )
-        } else {
-            None
-        };
-        Ok(ConvRun {
-            x,
-            w,
-            y,
-            bias,
-            bias_f32: false,
-            unfused: false,
-            direct: false,
-            gemm: None,
-            conv,
-            act: act_desc,
-            algo,
-            workspace,
-            padded,
-        })
     }
 }
 

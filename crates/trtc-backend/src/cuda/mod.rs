@@ -7,9 +7,11 @@
 
 mod arena;
 mod descriptors;
+mod elementwise;
 mod engine;
 mod gemm;
 mod host;
+mod instance;
 mod kernels;
 mod launch;
 mod program;
