@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 use trtc::backend::{compile, CompileOptions, HybridModel, Layout, Plan, Precision};
 use trtc::ir::tract_onnx::prelude::{TValue, TVec};
-use trtc::optimizer::verify::random_tensor;
+use trtc::optimizer::verify::random_inputs;
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
@@ -179,21 +179,8 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         for note in &model.notes {
             eprintln!("trtc: {note}");
         }
-        let info = model.input_infos();
         for &batch in &a.batch {
-            let inputs: Vec<_> = info
-                .iter()
-                .enumerate()
-                .map(|(i, t)| {
-                    let dims: Vec<usize> = t
-                        .shape
-                        .iter()
-                        .flatten()
-                        .map(|d| d.known().map(|v| v as usize).unwrap_or(batch))
-                        .collect();
-                    random_tensor(&dims, i as u64 + 1)
-                })
-                .collect();
+            let inputs = random_inputs(&plan.graph, batch, 1).context("making inputs")?;
             // Shared values: the timed runs do not include copying the inputs on the host.
             let values: TVec<TValue> = inputs.iter().cloned().map(TValue::from).collect();
             let t = Instant::now();

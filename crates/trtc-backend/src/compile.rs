@@ -46,20 +46,7 @@ pub fn tune(plan: &mut Plan, batches: &[usize]) -> Result<Vec<usize>> {
     let model = crate::runtime::HybridModel::new(&plan.graph, &plan.partition, &opts)?;
     let mut tuned = vec![];
     for &batch in batches {
-        let inputs: Vec<trtc_ir::Tensor> = model
-            .input_infos()
-            .iter()
-            .enumerate()
-            .map(|(i, t)| {
-                let dims: Vec<usize> = t
-                    .shape
-                    .iter()
-                    .flatten()
-                    .map(|d| d.known().map(|v| v as usize).unwrap_or(batch))
-                    .collect();
-                trtc_optimizer::verify::random_tensor(&dims, i as u64 + 1)
-            })
-            .collect();
+        let inputs = trtc_optimizer::verify::random_inputs(&plan.graph, batch, 1)?;
         model.run(inputs)?;
         tuned.push(batch);
     }

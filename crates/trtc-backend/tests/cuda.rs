@@ -92,6 +92,26 @@ fn conv(
     b.op(&format!("conv{seed}"), Op::Conv(attrs), &[x, w, bias])
 }
 
+/// FusedConv `f` of `x`, with random weights of shape `w_shape` (seed `seed`) and bias
+/// (seed 2); with a residual, x itself is the added tensor.
+fn fused_conv(
+    b: &mut GraphBuilder,
+    name: &str,
+    x: Outlet,
+    w_shape: [usize; 4],
+    seed: u64,
+    f: FusedConv,
+) -> Outlet {
+    let w = b.constant(&format!("{name}_w"), random_tensor(&w_shape, seed));
+    let bias = b.constant(&format!("{name}_b"), random_tensor(&[w_shape[0]], 2));
+    let inputs: Vec<Outlet> = if f.residual {
+        vec![x, w, bias, x]
+    } else {
+        vec![x, w, bias]
+    };
+    b.op(name, Op::FusedConv(f), &inputs)
+}
+
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn convolutions_match_tract() {
@@ -235,19 +255,18 @@ fn depthwise_kernels_match_tract() {
         for (i, (k, attrs, activation, residual)) in cases.iter().enumerate() {
             let mut b = GraphBuilder::new();
             let x = b.input("x", &[2, 6, 9, 11]);
-            let w = b.constant("w", random_tensor(&[6, 1, *k, *k], i as u64 + 1));
-            let bias = b.constant("b", random_tensor(&[6], 2));
-            let f = FusedConv {
-                conv: attrs.clone(),
-                residual: *residual,
-                activation: *activation,
-            };
-            let inputs: Vec<Outlet> = if *residual {
-                vec![x, w, bias, x]
-            } else {
-                vec![x, w, bias]
-            };
-            let y = b.op("dw", Op::FusedConv(f), &inputs);
+            let y = fused_conv(
+                &mut b,
+                "dw",
+                x,
+                [6, 1, *k, *k],
+                i as u64 + 1,
+                FusedConv {
+                    conv: attrs.clone(),
+                    residual: *residual,
+                    activation: *activation,
+                },
+            );
             b.output(y);
             check_all_configs(
                 &b.build().unwrap(),
@@ -278,23 +297,17 @@ fn fused_patterns_match_tract() {
             for residual in [false, true] {
                 let mut b = GraphBuilder::new();
                 let x = b.input("x", &[2, c, 8, 8]);
-                let w = b.constant("w", random_tensor(&[c, c, 3, 3], 1));
-                let bias = b.constant("b", random_tensor(&[c], 2));
+                let attrs = ConvAttrs {
+                    group: 1,
+                    pads: vec![1, 1, 1, 1],
+                    ..Default::default()
+                };
                 let f = FusedConv {
-                    conv: ConvAttrs {
-                        group: 1,
-                        pads: vec![1, 1, 1, 1],
-                        ..Default::default()
-                    },
+                    conv: attrs,
                     residual,
                     activation: act,
                 };
-                let inputs: Vec<Outlet> = if residual {
-                    vec![x, w, bias, x]
-                } else {
-                    vec![x, w, bias]
-                };
-                let y = b.op("fused", Op::FusedConv(f), &inputs);
+                let y = fused_conv(&mut b, "fused", x, [c, c, 3, 3], 1, f);
                 b.output(y);
                 check_all_configs(
                     &b.build().unwrap(),
@@ -487,22 +500,16 @@ fn pointwise_convs_as_products_match_tract() {
                 trtc_ir::DType::F32,
                 vec!["N".into(), 16u64.into(), 5u64.into(), 7u64.into()],
             );
-            let w = b.constant("w", random_tensor(&[16, 16, 1, 1], 1));
-            let bias = b.constant("b", random_tensor(&[16], 2));
+            let attrs = ConvAttrs {
+                group: 1,
+                ..Default::default()
+            };
             let f = FusedConv {
-                conv: ConvAttrs {
-                    group: 1,
-                    ..Default::default()
-                },
+                conv: attrs,
                 residual,
                 activation: act,
             };
-            let inputs: Vec<Outlet> = if residual {
-                vec![x, w, bias, x]
-            } else {
-                vec![x, w, bias]
-            };
-            let y = b.op("pw", Op::FusedConv(f), &inputs);
+            let y = fused_conv(&mut b, "pw", x, [16, 16, 1, 1], 1, f);
             b.output(y);
             check_all_configs(
                 &b.build().unwrap(),

@@ -10,7 +10,7 @@ use super::Device;
 use crate::engine::{Engine, EnginePayload, LayerTiming};
 use crate::error::{BackendError, Result};
 use cudarc::cudnn::{result as dnn, sys as dnn_sys};
-use cudarc::driver::{CudaSlice, LaunchConfig};
+use cudarc::driver::{CudaEvent, CudaSlice, CudaStream, DevicePtr, LaunchConfig};
 use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -95,6 +95,13 @@ pub(super) fn cuda_err(layer: &str, e: impl std::fmt::Display) -> BackendError {
     }
 }
 
+/// Device pointer and length of an optional scratch buffer ((0, 0) for none).
+pub(super) fn scratch_ptr(ws: &Option<CudaSlice<u8>>, s: &Arc<CudaStream>) -> (u64, usize) {
+    ws.as_ref()
+        .map(|w| (w.device_ptr(s).0, w.len()))
+        .unwrap_or((0, 0))
+}
+
 pub(super) fn blocks(n: usize, threads: u32) -> LaunchConfig {
     LaunchConfig {
         grid_dim: ((n as u32).div_ceil(threads).max(1), 1, 1),
@@ -104,6 +111,29 @@ pub(super) fn blocks(n: usize, threads: u32) -> LaunchConfig {
 }
 
 impl CudaEngine {
+    /// Zeroed device scratch of `bytes` for layer `name` (a workspace); none for 0 bytes.
+    pub(super) fn scratch(&self, name: &str, bytes: usize) -> Result<Option<CudaSlice<u8>>> {
+        if bytes == 0 {
+            return Ok(None);
+        }
+        self.dev
+            .stream
+            .alloc_zeros::<u8>(bytes)
+            .map(Some)
+            .map_err(|e| cuda_err(name, e))
+    }
+
+    /// Two timing events (start, end); errors name `what`.
+    pub(super) fn event_pair(&self, what: &str) -> Result<(CudaEvent, CudaEvent)> {
+        let ev = || {
+            self.dev
+                .ctx
+                .new_event(Some(cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT))
+                .map_err(|e| cuda_err(what, e))
+        };
+        Ok((ev()?, ev()?))
+    }
+
     pub(crate) fn new(
         dev: Arc<Device>,
         program: Program,
@@ -342,13 +372,7 @@ impl Engine for CudaEngine {
         Some(self.with_instance(&inputs, |inst| {
             let s = &self.dev.stream;
             let err = |e: cudarc::driver::DriverError| cuda_err("timing", e);
-            let ev = || {
-                self.dev
-                    .ctx
-                    .new_event(Some(cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT))
-                    .map_err(err)
-            };
-            let (start, end) = (ev()?, ev()?);
+            let (start, end) = self.event_pair("timing")?;
             let mut times = Vec::with_capacity(iterations);
             for i in 0..iterations + 3 {
                 start.record(s).map_err(err)?;
@@ -378,15 +402,9 @@ impl Engine for CudaEngine {
     fn profile(&self, inputs: TVec<TValue>) -> Option<Result<Vec<LayerTiming>>> {
         Some(self.with_instance(&inputs, |inst| {
             let s = &self.dev.stream;
-            let ev = |what: &str| {
-                self.dev
-                    .ctx
-                    .new_event(Some(cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT))
-                    .map_err(|e| cuda_err(what, e))
-            };
+            let (start, end) = self.event_pair("profile")?;
             let mut out = vec![];
             for i in 0..self.program.steps.len() {
-                let (start, end) = (ev("profile")?, ev("profile")?);
                 start.record(s).map_err(|e| cuda_err("profile", e))?;
                 self.launch_step(inst, i)?;
                 end.record(s).map_err(|e| cuda_err("profile", e))?;

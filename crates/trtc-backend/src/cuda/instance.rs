@@ -218,16 +218,7 @@ impl CudaEngine {
                 t
             }
         };
-        let workspace = if ws > 0 {
-            Some(
-                self.dev
-                    .stream
-                    .alloc_zeros::<u8>(ws)
-                    .map_err(|err| cuda_err(name, err))?,
-            )
-        } else {
-            None
-        };
+        let workspace = self.scratch(name, ws)?;
         Ok(ConvRun {
             x,
             w,

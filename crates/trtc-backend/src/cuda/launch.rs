@@ -1,6 +1,6 @@
 //! Launching an engine's steps: one cuDNN call or NVRTC kernel each, on the engine's stream.
 
-use super::engine::{blocks, cuda_err, CudaEngine, Instance};
+use super::engine::{blocks, cuda_err, scratch_ptr, CudaEngine, Instance};
 use super::host::{storage_axis, storage_shape};
 use super::kernel;
 use super::program::{unsupported, Step};
@@ -58,11 +58,7 @@ impl CudaEngine {
                         .get(&i)
                         .ok_or_else(|| unsupported(name, "no instance"))?;
                     if let (Some(g), Some(h)) = (&run.gemm, &self.lt) {
-                        let ws = g
-                            .workspace
-                            .as_ref()
-                            .map(|w| (w.device_ptr(s).0, w.len()))
-                            .unwrap_or((0, 0));
+                        let ws = scratch_ptr(&g.workspace, s);
                         g.gemm
                             .launch(
                                 h,
@@ -147,10 +143,7 @@ impl CudaEngine {
                         unsafe { l.launch(blocks(n, 256)) }.map_err(|e| cuda_err(name, e))?;
                         xp = dst;
                     }
-                    let (ws_ptr, ws_len) = match &run.workspace {
-                        Some(ws) => (ws.device_ptr(s).0, ws.len()),
-                        None => (0, 0),
-                    };
+                    let (ws_ptr, ws_len) = scratch_ptr(&run.workspace, s);
                     if run.unfused {
                         // cuDNN's convolution alone, then bias, residual and activation in
                         // one kernel.
@@ -376,11 +369,7 @@ impl CudaEngine {
                     beta,
                 } => {
                     if let (Some(g), Some(h)) = (inst.gemms.get(&i), &self.lt) {
-                        let ws = g
-                            .workspace
-                            .as_ref()
-                            .map(|w| (w.device_ptr(s).0, w.len()))
-                            .unwrap_or((0, 0));
+                        let ws = scratch_ptr(&g.workspace, s);
                         return g
                             .gemm
                             .launch(

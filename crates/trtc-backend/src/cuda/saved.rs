@@ -181,16 +181,7 @@ impl CudaEngine {
         chosen.state = lt_sys::cublasStatus_t::CUBLAS_STATUS_SUCCESS;
         gemm.algos = vec![chosen];
         gemm.chosen = 0;
-        let workspace = if t.workspace > 0 {
-            Some(
-                self.dev
-                    .stream
-                    .alloc_zeros::<u8>(t.workspace)
-                    .map_err(|e| cuda_err(name, e))?,
-            )
-        } else {
-            None
-        };
+        let workspace = self.scratch(name, t.workspace)?;
         Ok(LtRun { gemm, workspace })
     }
 }

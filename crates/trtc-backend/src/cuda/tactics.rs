@@ -59,16 +59,7 @@ impl CudaEngine {
                 .ok_or_else(|| cuda_err("engine", "conv instance vanished"))?;
             let (algo, ws) = self.pick_algorithm(&name, &run.x, &run.w, &run.conv, &run.y, true)?;
             run.algo = algo;
-            run.workspace = if ws > 0 {
-                Some(
-                    self.dev
-                        .stream
-                        .alloc_zeros::<u8>(ws)
-                        .map_err(|e| cuda_err(&name, e))?,
-                )
-            } else {
-                None
-            };
+            run.workspace = self.scratch(&name, ws)?;
             run.unfused = true;
             self.launch_step(inst, i)?;
         }
@@ -105,16 +96,7 @@ impl CudaEngine {
                 .get_mut(&i)
                 .ok_or_else(|| cuda_err("engine", "conv instance vanished"))?;
             let (algo, ws) = self.pick_algorithm(&name, &run.x, &run.w, &run.conv, &run.y, true)?;
-            let workspace = if ws > 0 {
-                Some(
-                    self.dev
-                        .stream
-                        .alloc_zeros::<u8>(ws)
-                        .map_err(|e| cuda_err(&name, e))?,
-                )
-            } else {
-                None
-            };
+            let workspace = self.scratch(&name, ws)?;
             let old_algo = std::mem::replace(&mut run.algo, algo);
             let old_ws = std::mem::replace(&mut run.workspace, workspace);
             run.unfused = true;
@@ -226,17 +208,7 @@ impl CudaEngine {
         };
         for j in 0..run.gemm.algos.len() {
             run.gemm.chosen = j;
-            let ws = run.gemm.workspace_size();
-            run.workspace = if ws > 0 {
-                Some(
-                    self.dev
-                        .stream
-                        .alloc_zeros::<u8>(ws)
-                        .map_err(|e| cuda_err(name, e))?,
-                )
-            } else {
-                None
-            };
+            run.workspace = self.scratch(name, run.gemm.workspace_size())?;
             let (ms, back) = time(run)?;
             run = back;
             if ms.is_finite() && best.is_none_or(|(b, _)| ms < b) {
@@ -247,17 +219,7 @@ impl CudaEngine {
             return Ok(None);
         };
         run.gemm.chosen = j;
-        let ws = run.gemm.workspace_size();
-        run.workspace = if ws > 0 {
-            Some(
-                self.dev
-                    .stream
-                    .alloc_zeros::<u8>(ws)
-                    .map_err(|e| cuda_err(name, e))?,
-            )
-        } else {
-            None
-        };
+        run.workspace = self.scratch(name, run.gemm.workspace_size())?;
         Ok(Some((ms, run)))
     }
 
@@ -389,13 +351,7 @@ impl CudaEngine {
         const RUNS: usize = 5;
         let s = &self.dev.stream;
         let err = |e: cudarc::driver::DriverError| cuda_err("tactic timing", e);
-        let ev = || {
-            self.dev
-                .ctx
-                .new_event(Some(cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT))
-                .map_err(err)
-        };
-        let (start, end) = (ev()?, ev()?);
+        let (start, end) = self.event_pair("tactic timing")?;
         launch()?;
         // Timed as it will run: replayed from a CUDA graph, so the host's cost of each
         // call (large for some cuDNN paths) does not count.
