@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # GPU checks and timings in one lease (see benches/RESULTS.md): run from the repo root on
 # the GPU machine with the release binary and the CUDA test binary, xz-compressed, in .dev/.
-#   bash benches/gpu_check.sh tests|models|effnet|torchvision|fp16|profile16|pytorch|pytorch16|compile16 ...
+#   [INCEPTION=file.onnx] bash benches/gpu_check.sh tests|models|effnet|torchvision|fp16|profile16|pytorch|pytorch16|compile16 ...
 set -u
 OUT=${OUT:-/tmp/trtc-gpu}; mkdir -p "$OUT"
 mkdir -p /work; [ -e /work/main ] || ln -s "$PWD" /work/main   # test paths are baked in at build
@@ -13,8 +13,8 @@ for step in "$@"; do
   case $step in
     tests) .dev/cuda_tests --ignored --test-threads=1 2>&1 | tee "$OUT/cuda_tests.log" | tail -25 ;;
     models)
-      export_tv inception_v3
-      TRTC_INCEPTION_V3=/tmp/tv/inception_v3.onnx .dev/gpu_models --ignored --test-threads=1 --nocapture 2>&1 | tee "$OUT/gpu_models.log" | tail -60 ;;
+      [ -n "${INCEPTION:-}" ] || export_tv inception_v3
+      TRTC_INCEPTION_V3=${INCEPTION:-/tmp/tv/inception_v3.onnx} .dev/gpu_models --ignored --test-threads=1 --nocapture 2>&1 | tee "$OUT/gpu_models.log" | tail -60 ;;
     fp16)
       export_tv resnet50 mobilenet_v2 inception_v3
       for m in models/efficientnet_lite0.onnx /tmp/tv/resnet50.onnx /tmp/tv/mobilenet_v2.onnx /tmp/tv/inception_v3.onnx; do

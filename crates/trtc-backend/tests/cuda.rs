@@ -47,6 +47,15 @@ fn check_all_configs(g: &Graph, inputs: Vec<trtc_ir::Tensor>, what: &str) {
 
 /// Run `g` as one CUDA segment and compare with tract; returns the relative error.
 fn gpu_vs_tract_with(g: &Graph, inputs: Vec<trtc_ir::Tensor>, opts: &CompileOptions) -> f32 {
+    gpu_vs_tract_model(g, inputs, opts).0
+}
+
+/// As `gpu_vs_tract_with`, also returning the model that ran.
+fn gpu_vs_tract_model(
+    g: &Graph,
+    inputs: Vec<trtc_ir::Tensor>,
+    opts: &CompileOptions,
+) -> (f32, HybridModel) {
     let p = partition(
         g,
         &CudaOpTable,
@@ -71,7 +80,7 @@ fn gpu_vs_tract_with(g: &Graph, inputs: Vec<trtc_ir::Tensor>, opts: &CompileOpti
     let reference = CpuModel::new(g).unwrap().run(inputs.clone()).unwrap();
     let out = hybrid.run(inputs).unwrap();
     let (_, rel) = compare(&reference, &out).unwrap();
-    rel
+    (rel, hybrid)
 }
 
 fn conv(
@@ -250,29 +259,36 @@ fn depthwise_kernels_match_tract() {
             false,
         ),
     ];
+    // 6 channels: trtc's per-pixel kernel; 16: its 16-byte vector form.
     for choice in ["direct", "cudnn"] {
         std::env::set_var("TRTC_DEPTHWISE", choice);
         for (i, (k, attrs, activation, residual)) in cases.iter().enumerate() {
-            let mut b = GraphBuilder::new();
-            let x = b.input("x", &[2, 6, 9, 11]);
-            let y = fused_conv(
-                &mut b,
-                "dw",
-                x,
-                [6, 1, *k, *k],
-                i as u64 + 1,
-                FusedConv {
-                    conv: attrs.clone(),
-                    residual: *residual,
-                    activation: *activation,
-                },
-            );
-            b.output(y);
-            check_all_configs(
-                &b.build().unwrap(),
-                vec![random_tensor(&[2, 6, 9, 11], 3)],
-                &format!("depthwise case {i} via {choice}"),
-            );
+            for c in [6, 16] {
+                let mut b = GraphBuilder::new();
+                let x = b.input("x", &[2, c, 9, 11]);
+                let attrs = ConvAttrs {
+                    group: c as i64,
+                    ..attrs.clone()
+                };
+                let y = fused_conv(
+                    &mut b,
+                    "dw",
+                    x,
+                    [c, 1, *k, *k],
+                    i as u64 + 1,
+                    FusedConv {
+                        conv: attrs,
+                        residual: *residual,
+                        activation: *activation,
+                    },
+                );
+                b.output(y);
+                check_all_configs(
+                    &b.build().unwrap(),
+                    vec![random_tensor(&[2, c, 9, 11], 3)],
+                    &format!("depthwise case {i}, {c} channels, via {choice}"),
+                );
+            }
         }
     }
     std::env::remove_var("TRTC_DEPTHWISE");
@@ -323,8 +339,15 @@ fn fused_patterns_match_tract() {
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn pools_elementwise_concat_gemm_softmax_match_tract() {
+    // 4 channels: trtc's per-pixel fp16 pooling kernel; 16: its 16-byte vector form.
+    for c in [4, 16] {
+        pools_etc_for(c);
+    }
+}
+
+fn pools_etc_for(c: usize) {
     let mut b = GraphBuilder::new();
-    let x = b.input("x", &[2, 4, 10, 10]);
+    let x = b.input("x", &[2, c, 10, 10]);
     let mp = b.op(
         "mp",
         Op::MaxPool(PoolAttrs {
@@ -357,14 +380,14 @@ fn pools_elementwise_concat_gemm_softmax_match_tract() {
         &[x],
     );
     let cat = b.op("cat", Op::Concat { axis: 1 }, &[mp, ap, ap2]);
-    let k = b.constant("k", random_tensor(&[1, 12, 1, 1], 4));
+    let k = b.constant("k", random_tensor(&[1, 3 * c, 1, 1], 4));
     let m = b.op("mul", Op::Mul, &[cat, k]);
     let lo = b.constant("lo", tensor0(-0.2f32));
     let hi = b.constant("hi", tensor0(0.5f32));
-    let c = b.op("clip", Op::Clip, &[m, lo, hi]);
-    let gap = b.op("gap", Op::GlobalAveragePool, &[c]);
+    let clipped = b.op("clip", Op::Clip, &[m, lo, hi]);
+    let gap = b.op("gap", Op::GlobalAveragePool, &[clipped]);
     let flat = b.op("flat", Op::Flatten { axis: 1 }, &[gap]);
-    let w = b.constant("gw", random_tensor(&[10, 12], 5));
+    let w = b.constant("gw", random_tensor(&[10, 3 * c], 5));
     let gb = b.constant("gb", random_tensor(&[10], 6));
     let gm = b.op(
         "gemm",
@@ -381,8 +404,8 @@ fn pools_elementwise_concat_gemm_softmax_match_tract() {
     b.output(gm);
     check_all_configs(
         &b.build().unwrap(),
-        vec![random_tensor(&[2, 4, 10, 10], 8)],
-        "pools, concat, broadcast mul, clip, global pool, gemm, softmax",
+        vec![random_tensor(&[2, c, 10, 10], 8)],
+        &format!("pools, concat, broadcast mul, clip, global pool, gemm, softmax; {c} channels"),
     );
 }
 
@@ -519,4 +542,197 @@ fn pointwise_convs_as_products_match_tract() {
         }
     }
     std::env::remove_var("TRTC_GEMM");
+}
+
+/// Concat inputs computed in place (each producer writes its channel slice of the concat's
+/// output): a 1x1 conv with ReLU (cuDNN or cuBLASLt), a 3x3 conv (fused or unfused), a
+/// max pool, and an activation whose output is still copied. Checks the values in every
+/// configuration and that the engine really wrote the slices in place.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn concat_inputs_written_in_place_match_tract() {
+    let relu_1x1 = FusedConv {
+        conv: ConvAttrs {
+            group: 1,
+            ..Default::default()
+        },
+        residual: false,
+        activation: Some(Activation::Relu),
+    };
+    let plain_3x3 = FusedConv {
+        conv: ConvAttrs {
+            group: 1,
+            pads: vec![1, 1, 1, 1],
+            ..Default::default()
+        },
+        residual: false,
+        activation: None,
+    };
+    let mut b = GraphBuilder::new();
+    let x = b.input_with(
+        "x",
+        trtc_ir::DType::F32,
+        vec!["N".into(), 16u64.into(), 9u64.into(), 9u64.into()],
+    );
+    let a = fused_conv(&mut b, "a", x, [8, 16, 1, 1], 1, relu_1x1.clone());
+    let c3 = fused_conv(&mut b, "b", x, [16, 16, 3, 3], 4, plain_3x3);
+    let mp = b.op(
+        "mp",
+        Op::MaxPool(PoolAttrs {
+            kernel_shape: vec![3, 3],
+            pads: vec![1, 1, 1, 1],
+            ..Default::default()
+        }),
+        &[x],
+    );
+    let act = b.op("sig", Op::Sigmoid, &[x]);
+    let cat = b.op("cat", Op::Concat { axis: 1 }, &[a, c3, mp, act]);
+    let y = fused_conv(&mut b, "head", cat, [8, 56, 1, 1], 5, relu_1x1);
+    b.output(y);
+    let g = b.build().unwrap();
+    for (conv, gemm) in [
+        ("fused", "off"),
+        ("unfused", "off"),
+        ("fused", "cublaslt"),
+        ("unfused", "auto"),
+    ] {
+        std::env::set_var("TRTC_CONV", conv);
+        match gemm {
+            "auto" => std::env::remove_var("TRTC_GEMM"),
+            _ => std::env::set_var("TRTC_GEMM", gemm),
+        }
+        for batch in [1, 3] {
+            for (precision, layout, tolerance) in CONFIGS {
+                let opts = opts_for(precision, layout);
+                let inputs = vec![random_tensor(&[batch, 16, 9, 9], 3)];
+                let (rel, model) = gpu_vs_tract_model(&g, inputs, &opts);
+                let what = format!("{conv} convs, gemm {gemm}, batch {batch}, {precision:?} {layout:?}");
+                assert!(rel <= tolerance, "{what}: relative error {rel} over {tolerance}");
+                // NCHW: both convs write in place (trtc's NCHW pooling writes packed
+                // images). NHWC: the pool, and the 1x1 conv as a cuBLASLt product where
+                // products are allowed (cuDNN writes no strided NHWC output). The sigmoid's
+                // output is always copied.
+                let expected = match (layout.nhwc_for(precision), gemm) {
+                    (false, _) => 2,
+                    (true, "off") => 1,
+                    (true, _) => 2,
+                };
+                let tactics: trtc_backend::cuda::EngineTactics = serde_json::from_slice(
+                    &model.payloads().values().next().unwrap().bytes,
+                )
+                .unwrap();
+                let views = tactics.instances[0].views.clone().unwrap();
+                assert_eq!(views.len(), expected, "{what}: {views:?}");
+            }
+        }
+    }
+    std::env::remove_var("TRTC_CONV");
+    std::env::remove_var("TRTC_GEMM");
+}
+
+/// Elementwise chains run as one kernel each: HardSwish written out (`x * Clip(x + 3, 0, 6)
+/// / 6`) then a per-channel Sub and a Sigmoid; and `tanh(x * x)`, whose one input is read
+/// once. Checks the values in every configuration and that each chain is one step.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn elementwise_chains_run_as_one_kernel_and_match_tract() {
+    let mut b = GraphBuilder::new();
+    let x = b.input("x", &[2, 8, 6, 6]);
+    let three = b.constant("three", tensor0(3f32));
+    let six = b.constant("six", tensor0(6f32));
+    let zero = b.constant("zero", tensor0(0f32));
+    let shifted = b.op("add3", Op::Add, &[x, three]);
+    let clipped = b.op("clip", Op::Clip, &[shifted, zero, six]);
+    let scaled = b.op("div6", Op::Div, &[clipped, six]);
+    let hswish = b.op("mul_x", Op::Mul, &[x, scaled]);
+    let per_channel = b.constant("c", random_tensor(&[1, 8, 1, 1], 4));
+    let centred = b.op("sub_c", Op::Sub, &[hswish, per_channel]);
+    let y1 = b.op("sigmoid", Op::Sigmoid, &[centred]);
+    let square = b.op("square", Op::Mul, &[x, x]);
+    let y2 = b.op("tanh", Op::Tanh, &[square]);
+    b.output(y1);
+    b.output(y2);
+    let g = b.build().unwrap();
+    let inputs = vec![random_tensor(&[2, 8, 6, 6], 3)];
+    for (precision, layout, tolerance) in CONFIGS {
+        let opts = opts_for(precision, layout);
+        let (rel, model) = gpu_vs_tract_model(&g, inputs.clone(), &opts);
+        let what = format!("{precision:?} {layout:?}");
+        assert!(rel <= tolerance, "{what}: relative error {rel} over {tolerance}");
+        let layers: Vec<String> = model
+            .profile(inputs.clone())
+            .unwrap()
+            .into_iter()
+            .filter(|(_, t)| ["elementwise", "activation"].contains(&t.kind))
+            .map(|(_, t)| t.layer)
+            .collect();
+        let mut layers = layers;
+        layers.sort();
+        assert_eq!(
+            layers,
+            vec!["sigmoid (+5 fused)", "tanh (+1 fused)"],
+            "{what}: one step per chain"
+        );
+    }
+}
+
+/// Clip after a conv moved into the depthwise conv that reads it (trtc's kernel clamps the
+/// input as it loads it; the conv before it then skips its clip pass): Clip(0, 6) and
+/// Clip(-1, 2). Checks the values in every configuration with trtc's depthwise kernel (the
+/// clip moves, in NHWC engines) and with cuDNN's (the producer keeps its clip).
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn clip_moved_into_the_depthwise_conv_matches_tract() {
+    for (min, max) in [(0.0, 6.0), (-1.0, 2.0)] {
+        let clip = Some(Activation::Clip { min, max });
+        let expand = FusedConv {
+            conv: ConvAttrs {
+                group: 1,
+                ..Default::default()
+            },
+            residual: false,
+            activation: clip,
+        };
+        let depthwise = FusedConv {
+            conv: ConvAttrs {
+                group: 32,
+                pads: vec![1, 1, 1, 1],
+                ..Default::default()
+            },
+            residual: false,
+            activation: clip,
+        };
+        let mut b = GraphBuilder::new();
+        let x = b.input("x", &[2, 8, 7, 7]);
+        let e = fused_conv(&mut b, "expand", x, [32, 8, 1, 1], 11, expand);
+        let d = fused_conv(&mut b, "dw", e, [32, 1, 3, 3], 12, depthwise);
+        b.output(d);
+        let g = b.build().unwrap();
+        // Inputs scaled so that both clip bounds are reached.
+        let input = trtc_ir::Tensor::from_shape(
+            &[2, 8, 7, 7],
+            &trtc_ir::tensor::tensor_to_f32s(&random_tensor(&[2, 8, 7, 7], 13))
+                .unwrap()
+                .iter()
+                .map(|v| v * 8.0)
+                .collect::<Vec<f32>>(),
+        )
+        .unwrap();
+        for depthwise_by in ["direct", "cudnn"] {
+            std::env::set_var("TRTC_DEPTHWISE", depthwise_by);
+            for (precision, layout, tolerance) in CONFIGS {
+                let opts = opts_for(precision, layout);
+                let (rel, model) = gpu_vs_tract_model(&g, vec![input.clone()], &opts);
+                let what = format!("clip({min}, {max}), {depthwise_by}, {precision:?} {layout:?}");
+                assert!(rel <= tolerance, "{what}: relative error {rel} over {tolerance}");
+                let tactics: trtc_backend::cuda::EngineTactics =
+                    serde_json::from_slice(&model.payloads().values().next().unwrap().bytes)
+                        .unwrap();
+                let moved = tactics.instances[0].clips_moved.len();
+                let expected = layout.nhwc_for(precision) && depthwise_by == "direct";
+                assert_eq!(moved, expected as usize, "{what}: clips moved");
+            }
+        }
+    }
+    std::env::remove_var("TRTC_DEPTHWISE");
 }

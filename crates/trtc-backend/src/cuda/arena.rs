@@ -7,7 +7,9 @@
 //! lifetime. Lifetimes are inclusive at both ends, so a step never writes its output over
 //! an input it is still reading.
 
+use super::concat_views::View;
 use super::program::{Program, Step};
+use std::collections::HashMap;
 
 /// Offsets are multiples of this (cuDNN and cuBLASLt want aligned tensors).
 pub const ALIGN: usize = 256;
@@ -70,17 +72,20 @@ pub fn step_slots(step: &Step) -> (Vec<usize>, Vec<usize>) {
         Step::Concat { inputs, y, .. } => (inputs.clone(), vec![*y]),
         Step::Split { x, outputs, .. } => (vec![*x], outputs.clone()),
         Step::Gemm { a, y, .. } => (vec![*a], vec![*y]),
+        Step::Chain { inputs, y, .. } => (inputs.clone(), vec![*y]),
     }
 }
 
 /// For each storage slot that belongs in the arena: (slot, first step, last step). Views
-/// extend the lifetime of the tensor they view.
-pub fn lifetimes(p: &Program) -> Vec<(usize, usize, usize)> {
+/// (reshapes, and concat inputs computed in place) extend the lifetime of the tensor they
+/// view.
+pub fn lifetimes(p: &Program, views: &HashMap<usize, View>) -> Vec<(usize, usize, usize)> {
     let mut span: Vec<Option<(usize, usize)>> = vec![None; p.slots.len()];
     for (i, step) in p.steps.iter().enumerate() {
         let (reads, writes) = step_slots(step);
         for s in reads.into_iter().chain(writes) {
             let st = p.storage(s);
+            let st = views.get(&st).map(|v| p.storage(v.base)).unwrap_or(st);
             span[st] = Some(match span[st] {
                 Some((a, b)) => (a.min(i), b.max(i)),
                 None => (i, i),

@@ -62,6 +62,21 @@ pub fn tensor4d(dims: [i32; 4], nhwc: bool, half: bool) -> CudnnResult<Tensor4d>
     Ok(d)
 }
 
+/// An `[n, c, h, w]` tensor whose rows (NHWC: pixels, NCHW: images) are `ld` elements
+/// apart: a channel slice of a wider tensor.
+pub fn tensor4d_rows(dims: [i32; 4], nhwc: bool, half: bool, ld: usize) -> CudnnResult<Tensor4d> {
+    let [_, _, h, w] = dims;
+    let ld = ld as i32;
+    let strides = if nhwc {
+        [h * w * ld, 1, w * ld, ld]
+    } else {
+        [ld, h * w, w, 1]
+    };
+    let d = Tensor4d(result::create_tensor_descriptor()?);
+    unsafe { result::set_tensor4d_descriptor_ex(d.0, data_type(half), dims, strides) }?;
+    Ok(d)
+}
+
 /// `[k, c, r, s]` filters stored KCRS or KRSC, f32 or fp16.
 pub fn filter4d(dims: [i32; 4], nhwc: bool, half: bool) -> CudnnResult<Filter4d> {
     let d = Filter4d(result::create_filter_descriptor()?);

@@ -1,6 +1,7 @@
 //! The CUDA engine of one segment: per batch size, device buffers and tuned cuDNN
 //! convolutions ("instances", cached up to --max-cached-engines), run on one stream.
 
+use super::concat_views::View;
 use super::descriptors::{ActDesc, ConvDesc, Filter4d, Handle, Tensor4d};
 use super::gemm::{LtGemm, LtHandle};
 use super::host::{decode_f32, f32_bytes};
@@ -37,6 +38,9 @@ pub(super) struct ConvRun {
     /// A 1x1 convolution of an NHWC engine run as a cuBLASLt product, where timing showed
     /// it faster than cuDNN.
     pub(super) gemm: Option<LtRun>,
+    /// Its output is a slice of a concat's output that cuDNN cannot write (strided NHWC):
+    /// only the cuBLASLt product may run it.
+    pub(super) gemm_only: bool,
     /// Asymmetric pads: the input is copied into this zero-padded buffer first
     /// (buffer, padded height and width, top and left pads).
     pub(super) padded: Option<(CudaSlice<u8>, [usize; 4])>,
@@ -58,6 +62,16 @@ pub(super) struct Instance {
     pub(super) arena: CudaSlice<u8>,
     /// Arena bytes, and what the same tensors would take without sharing.
     pub(super) memory: (usize, usize),
+    /// Concat inputs their producers write in place, by slot.
+    pub(super) views: HashMap<usize, View>,
+}
+
+impl Instance {
+    /// Elements between rows of slot `s` (NHWC: pixels, NCHW: images) where it is a slice
+    /// of a concat's output.
+    pub(super) fn ld(&self, s: usize) -> Option<usize> {
+        self.views.get(&s).map(|v| v.ld)
+    }
 }
 
 /// A product run by cuBLASLt, with its workspace.
@@ -179,7 +193,7 @@ impl CudaEngine {
     /// apply, else with tactics timed now.
     fn instance(&self, batch: usize) -> Result<Instance> {
         if let Some(t) = self.preset.get(&batch) {
-            match self.build_instance(batch, Some(t)) {
+            match self.build_instance(batch, Some(t), true) {
                 Ok(inst) => {
                     self.remember(&inst, true);
                     return Ok(inst);
@@ -189,7 +203,11 @@ impl CudaEngine {
                 ),
             }
         }
-        let inst = self.build_instance(batch, None)?;
+        // A tactic that refuses a concat input computed in place: build again without.
+        let inst = match self.build_instance(batch, None, true) {
+            Ok(inst) => inst,
+            Err(_) => self.build_instance(batch, None, false)?,
+        };
         self.remember(&inst, false);
         Ok(inst)
     }
@@ -332,6 +350,11 @@ impl CudaEngine {
             Step::Softmax { x, y } => ("softmax", 3 * n(*x), e * (n(*x) + n(*y))),
             Step::Convert { x, .. } => ("convert", 0, (4 + e) * n(*x)),
             Step::Relayout { x, .. } => ("relayout", 0, 2 * e * n(*x)),
+            Step::Chain { inputs, y, ops } => (
+                "elementwise",
+                n(*y) * ops.len() as u64,
+                e * (inputs.iter().map(|&s| n(s)).sum::<u64>() + n(*y)),
+            ),
         }
     }
 }

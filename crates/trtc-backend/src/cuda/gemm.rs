@@ -64,6 +64,8 @@ pub(super) struct GemmSpec {
     pub relu: bool,
     pub residual: bool,
     pub alpha: f32,
+    /// Elements between the output's rows: `n`, or more for a slice of a concat's output.
+    pub ld_out: usize,
 }
 
 /// A configured product with its candidate algorithms (fastest first once chosen).
@@ -124,7 +126,7 @@ impl LtGemm {
             Layout(lt::create_matrix_layout(dt, n, k, n as i64)?)
         };
         let b = Layout(lt::create_matrix_layout(dt, k, m, k as i64)?);
-        let d = Layout(lt::create_matrix_layout(dt, n, m, n as i64)?);
+        let d = Layout(lt::create_matrix_layout(dt, n, m, spec.ld_out as i64)?);
         let pref = Pref(lt::create_matmul_pref()?);
         let ws = max_workspace as u64;
         // Safety: a u64, as the attribute expects.

@@ -3,6 +3,7 @@
 //! taken from the plan.
 
 use super::arena;
+use super::concat_views::concat_views;
 use super::descriptors::{self as d, Math};
 use super::engine::{cuda_err, ConvRun, CudaEngine, Instance};
 use super::program::{unsupported, Step};
@@ -19,11 +20,59 @@ impl CudaEngine {
         &self,
         batch: usize,
         preset: Option<&InstanceTactics>,
+        use_views: bool,
     ) -> Result<Instance> {
         let p = &self.program;
         let stream = &self.dev.stream;
+        // Concat inputs computed in place: the plan's choice where it has one.
+        let mut views = if use_views {
+            concat_views(p)
+        } else {
+            HashMap::new()
+        };
+        if let Some(keep) = preset.and_then(|t| t.views.as_ref()) {
+            views.retain(|s, _| keep.contains(s));
+        }
+        // Convolutions first (descriptors and algorithms need no memory): one whose output
+        // is a view that cuDNN cannot write gets a packed output, copied by the concat.
+        let mut convs = HashMap::new();
+        for (i, step) in p.steps.iter().enumerate() {
+            let Step::Conv { name, y, .. } = step else {
+                continue;
+            };
+            let stored = match preset {
+                Some(t) => {
+                    let c = t
+                        .convs
+                        .iter()
+                        .find(|(s, _)| *s == i)
+                        .map(|(_, c)| c)
+                        .ok_or_else(|| cuda_err(name, "no stored tactic"))?;
+                    let algo = algo_from_i32(c.algo)
+                        .ok_or_else(|| cuda_err(name, "unknown stored algorithm"))?;
+                    Some((algo, c.workspace))
+                }
+                None => None,
+            };
+            let run = match self.conv_run(i, batch, views.get(y).map(|v| v.ld), stored) {
+                // cuDNN writes no strided NHWC output: a 1x1 conv can still write its slice
+                // as a cuBLASLt product; another conv writes packed memory, copied.
+                Err(_) if views.contains_key(y) && stored.is_none() => {
+                    let mut run = self.conv_run(i, batch, None, stored)?;
+                    if self.pointwise(i) {
+                        run.gemm_only = true;
+                    } else {
+                        views.remove(y);
+                    }
+                    run
+                }
+                other => other?,
+            };
+            convs.insert(i, run);
+        }
+
         // Internal tensors live in one arena, placed by lifetime.
-        let life = arena::lifetimes(p);
+        let life = arena::lifetimes(p, &views);
         let bytes_of = |s: usize| -> usize {
             p.shape(s, batch).iter().product::<usize>().max(1) * p.slots[s].elem_bytes()
         };
@@ -48,9 +97,15 @@ impl CudaEngine {
         for (&(s, _, _), &o) in life.iter().zip(&offsets) {
             arena_offset.insert(s, o);
         }
+        // Segment inputs and outputs have buffers of their own; slots no step uses any
+        // more (inside fused chains) have none.
+        let boundary: Vec<usize> = p.inputs.iter().chain(&p.outputs).map(|&s| p.storage(s)).collect();
         let mut buffers: Vec<Option<CudaSlice<u8>>> = Vec::with_capacity(p.slots.len());
         for (s, slot) in p.slots.iter().enumerate() {
-            let elsewhere = slot.alias_of.is_some() || slot.constant.is_some();
+            let elsewhere = slot.alias_of.is_some()
+                || slot.constant.is_some()
+                || views.contains_key(&s)
+                || !boundary.contains(&s);
             buffers.push(if elsewhere || arena_offset.contains_key(&s) {
                 None
             } else {
@@ -71,63 +126,21 @@ impl CudaEngine {
             });
         }
         let ptr_of = |buf: &CudaSlice<u8>| buf.device_ptr(stream).0;
+        let own_ptr = |s: usize| -> u64 {
+            let st = p.storage(s);
+            match (&buffers[st], &p.slots[st].constant, arena_offset.get(&st)) {
+                (Some(b), _, _) => ptr_of(b),
+                (None, Some(c), _) => ptr_of(c),
+                (None, None, Some(&o)) => arena_base + o as u64,
+                _ => 0,
+            }
+        };
         let ptrs: Vec<u64> = (0..p.slots.len())
-            .map(|s| {
-                let st = p.storage(s);
-                match (&buffers[st], &p.slots[st].constant, arena_offset.get(&st)) {
-                    (Some(b), _, _) => ptr_of(b),
-                    (None, Some(c), _) => ptr_of(c),
-                    (None, None, Some(&o)) => arena_base + o as u64,
-                    _ => 0,
-                }
+            .map(|s| match views.get(&p.storage(s)) {
+                Some(v) => own_ptr(v.base) + (v.offset * p.slots[s].elem_bytes()) as u64,
+                None => own_ptr(s),
             })
             .collect();
-        let mut convs = HashMap::new();
-        for (i, step) in p.steps.iter().enumerate() {
-            if let Step::Conv {
-                name,
-                x,
-                y,
-                w_dims,
-                pads,
-                stride,
-                dilation,
-                groups,
-                act,
-                ..
-            } = step
-            {
-                let stored = match preset {
-                    Some(t) => {
-                        let c = t
-                            .convs
-                            .iter()
-                            .find(|(s, _)| *s == i)
-                            .map(|(_, c)| c)
-                            .ok_or_else(|| cuda_err(name, "no stored tactic"))?;
-                        let algo = algo_from_i32(c.algo)
-                            .ok_or_else(|| cuda_err(name, "unknown stored algorithm"))?;
-                        Some((algo, c.workspace))
-                    }
-                    None => None,
-                };
-                convs.insert(
-                    i,
-                    self.conv_run(
-                        name,
-                        p.shape(*x, batch),
-                        p.shape(*y, batch),
-                        *w_dims,
-                        *pads,
-                        *stride,
-                        *dilation,
-                        *groups,
-                        *act,
-                        stored,
-                    )?,
-                );
-            }
-        }
         let mut inst = Instance {
             batch,
             graph: None,
@@ -138,10 +151,12 @@ impl CudaEngine {
             gemms: HashMap::new(),
             arena: arena_buf,
             memory: (arena_bytes, tensor_bytes),
+            views,
         };
         match preset {
             Some(t) => self.apply(&mut inst, t)?,
             None => {
+                self.choose_conv_gemms(&mut inst, true)?;
                 self.check_convs(&mut inst)?;
                 self.choose_gemms(&mut inst)?;
             }
@@ -149,20 +164,41 @@ impl CudaEngine {
         Ok(inst)
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Descriptors and algorithm of conv step `i` at `batch`; `ld_y` gives its output
+    /// rows that stride (a slice of a concat's output), else it is packed.
     fn conv_run(
         &self,
-        name: &str,
-        xs: Vec<usize>,
-        ys: Vec<usize>,
-        w_dims: [i32; 4],
-        pads: [i32; 4],
-        stride: [i32; 2],
-        dilation: [i32; 2],
-        groups: i32,
-        act: Option<trtc_ir::Activation>,
+        i: usize,
+        batch: usize,
+        ld_y: Option<usize>,
         stored: Option<(dnn_sys::cudnnConvolutionFwdAlgo_t, usize)>,
     ) -> Result<ConvRun> {
+        let p = &self.program;
+        let Step::Conv {
+            name,
+            x,
+            y,
+            w_dims,
+            pads,
+            stride,
+            dilation,
+            groups,
+            act,
+            ..
+        } = &p.steps[i]
+        else {
+            return Err(cuda_err("engine", "conv_run of a step that is no convolution"));
+        };
+        let (xs, ys, w_dims, pads, stride, dilation, groups, act) = (
+            p.shape(*x, batch),
+            p.shape(*y, batch),
+            *w_dims,
+            *pads,
+            *stride,
+            *dilation,
+            *groups,
+            *act,
+        );
         let e = |err: dnn::CudnnError| cuda_err(name, err);
         let (nhwc, half) = (self.program.nhwc, self.program.half);
         let symmetric = pads[0] == pads[2] && pads[1] == pads[3];
@@ -187,7 +223,10 @@ impl CudaEngine {
         };
         let dims = |v: &[usize]| [v[0] as i32, v[1] as i32, v[2] as i32, v[3] as i32];
         let x = d::tensor4d(dims(&xs_eff), nhwc, half).map_err(e)?;
-        let y = d::tensor4d(dims(&ys), nhwc, half).map_err(e)?;
+        let y = match ld_y {
+            Some(ld) => d::tensor4d_rows(dims(&ys), nhwc, half, ld).map_err(e)?,
+            None => d::tensor4d(dims(&ys), nhwc, half).map_err(e)?,
+        };
         let w = d::filter4d(w_dims, nhwc, half).map_err(e)?;
         let bias = d::tensor4d([1, w_dims[0], 1, 1], false, half).map_err(e)?;
         let math = match self.program.precision {
@@ -199,7 +238,7 @@ impl CudaEngine {
         let relu = matches!(act, Some(trtc_ir::Activation::Relu));
         let act_desc = d::activation(relu).map_err(e)?;
         let key = format!(
-            "{xs_eff:?}{w_dims:?}{pad_eff:?}{stride:?}{dilation:?}{groups}{relu}{:?}{nhwc}",
+            "{xs_eff:?}{w_dims:?}{pad_eff:?}{stride:?}{dilation:?}{groups}{relu}{:?}{nhwc}{ld_y:?}",
             self.program.precision
         );
         let cached = stored.or_else(|| {
@@ -211,7 +250,11 @@ impl CudaEngine {
         let (algo, ws) = match cached {
             Some(t) => t,
             None => {
-                let t = self.pick_algorithm(name, &x, &w, &conv, &y, relu)?;
+                let t = if ld_y.is_some() {
+                    self.pick_strided_algorithm(name, &x, &w, &conv, &y, relu)?
+                } else {
+                    self.pick_algorithm(name, &x, &w, &conv, &y, relu)?
+                };
                 if let Ok(mut c) = tactic_cache().lock() {
                     c.insert(key, t);
                 }
@@ -227,6 +270,7 @@ impl CudaEngine {
             bias_f32: false,
             unfused: false,
             direct: false,
+            gemm_only: false,
             gemm: None,
             conv,
             act: act_desc,

@@ -59,13 +59,15 @@ extern "C" __global__ void act_vec(DT* y, const DT* x, IX nvec, int kind, float 
     reinterpret_cast<uint4*>(y)[i] = u.raw;
 }
 
-// bias_act for NHWC tensors whose channel count is a multiple of VEC.
-extern "C" __global__ void bias_act_vec(DT* y, const DT* bias, const DT* z, IX nvec, int c,
+// bias_act for NHWC tensors whose channel count is a multiple of VEC; pixels are `ldy`
+// elements apart in y (c when packed, more for a slice of a concat's output), z is packed.
+extern "C" __global__ void bias_act_vec(DT* y, const DT* bias, const DT* z, IX nvec, int c, int ldy,
                                         int has_z, int kind, float a, float b) {
     IX i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= nvec) return;
-    IX ch0 = (i * VEC) % (IX)c;
-    Vec16 u; u.raw = reinterpret_cast<const uint4*>(y)[i];
+    IX e = i * VEC, pix = e / (IX)c, ch0 = e - pix * (IX)c;
+    uint4* yv = reinterpret_cast<uint4*>(y + pix * (IX)ldy + ch0);
+    Vec16 u; u.raw = *yv;
     Vec16 r; if (has_z) r.raw = reinterpret_cast<const uint4*>(z)[i];
     #pragma unroll
     for (int k = 0; k < VEC; ++k) {
@@ -73,7 +75,7 @@ extern "C" __global__ void bias_act_vec(DT* y, const DT* bias, const DT* z, IX n
         if (has_z) v += LD(r.v[k]);
         u.v[k] = ST(act_apply(v, kind, a, b));
     }
-    reinterpret_cast<uint4*>(y)[i] = u.raw;
+    *yv = u.raw;
 }
 
 extern "C" __global__ void act(DT* y, const DT* x, long long n, int kind, float a, float b) {
@@ -81,25 +83,33 @@ extern "C" __global__ void act(DT* y, const DT* x, long long n, int kind, float 
     if (i < n) y[i] = ST(act_apply(LD(x[i]), kind, a, b));
 }
 
-// After a convolution run alone: y = act(y + bias[channel] (+ z)), in place.
+// After a convolution run alone: y = act(y + bias[channel] (+ z)), in place. Rows (NHWC:
+// pixels of c values, NCHW: images of c*hw values) are `ldy` elements apart in y (the row
+// length when packed, more for a slice of a concat's output); z is packed.
 extern "C" __global__ void bias_act(DT* y, const DT* bias, const DT* z, long long n, int c, int hw,
-                                    int nhwc, int has_z, int kind, float a, float b) {
+                                    int nhwc, int ldy, int has_z, int kind, float a, float b) {
     IX i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
-    IX ch = nhwc ? i % (IX)c : (i / (IX)hw) % (IX)c;
-    float v = LD(y[i]) + LD(bias[ch]);
+    IX row_len = nhwc ? (IX)c : (IX)c * (IX)hw;
+    IX row = i / row_len, r = i - row * row_len;
+    IX ch = nhwc ? r : r / (IX)hw;
+    IX o = row * (IX)ldy + r;
+    float v = LD(y[o]) + LD(bias[ch]);
     if (has_z) v += LD(z[i]);
-    y[i] = ST(act_apply(v, kind, a, b));
+    y[o] = ST(act_apply(v, kind, a, b));
 }
 
 // Depthwise convolution (one filter per channel), NHWC, with bias, residual and activation.
 // One block per output pixel (its coordinates decoded once), threads over channels; the
 // weights are stored [kh][kw][c] so that neighbouring threads read neighbouring values.
 // Pads are top and left; reads past the bottom and right edges are the end pads' zeros.
+// With has_clamp, inputs are clamped to [lo, hi] as they are loaded (a Clip moved here from
+// the layer before).
 extern "C" __global__ void depthwise_nhwc(DT* y, const DT* x, const DT* w, const DT* bias, const DT* z,
                                           int c, int h, int wd, int ho, int wo, int kh, int kw,
                                           int sh, int sw, int pt, int pl, int dh, int dw,
-                                          int has_z, int kind, float a, float b) {
+                                          int has_z, int kind, float a, float b,
+                                          int has_clamp, float lo, float hi) {
     IX pix = blockIdx.x;
     int ox = pix % wo; IX q = pix / wo; int oy = q % ho; IX p = q / ho;
     int y0 = oy * sh - pt, x0 = ox * sw - pl;
@@ -112,7 +122,9 @@ extern "C" __global__ void depthwise_nhwc(DT* y, const DT* x, const DT* w, const
             for (int s = 0; s < kw; ++s) {
                 int ix = x0 + s * dw;
                 if (ix < 0 || ix >= wd) continue;
-                acc += LD(row[(IX)ix * c]) * LD(w[(r * kw + s) * c + ch]);
+                float xv = LD(row[(IX)ix * c]);
+                if (has_clamp) xv = fminf(fmaxf(xv, lo), hi);
+                acc += xv * LD(w[(r * kw + s) * c + ch]);
             }
         }
         IX o = pix * c + ch;
@@ -121,11 +133,90 @@ extern "C" __global__ void depthwise_nhwc(DT* y, const DT* x, const DT* w, const
     }
 }
 
+// depthwise_nhwc for channel counts that are a multiple of VEC: one thread per VEC
+// channels of one output pixel (neighbouring threads take neighbouring 16 bytes), with
+// 16-byte loads of inputs, weights, bias and residual.
+extern "C" __global__ void depthwise_nhwc_vec(DT* y, const DT* x, const DT* w, const DT* bias, const DT* z,
+                                              int c, int h, int wd, int ho, int wo, int kh, int kw,
+                                              int sh, int sw, int pt, int pl, int dh, int dw,
+                                              int has_z, int kind, float a, float b,
+                                              int has_clamp, float lo, float hi, IX total) {
+    IX t = blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= total) return;
+    IX cvecs = (IX)c / VEC, pix = t / cvecs, ch0 = (t - pix * cvecs) * VEC;
+    int ox = pix % wo; IX q = pix / wo; int oy = q % ho; IX p = q / ho;
+    int y0 = oy * sh - pt, x0 = ox * sw - pl;
+    float acc[VEC];
+    Vec16 u; u.raw = *reinterpret_cast<const uint4*>(bias + ch0);
+    #pragma unroll
+    for (int k = 0; k < VEC; ++k) acc[k] = LD(u.v[k]);
+    for (int r = 0; r < kh; ++r) {
+        int iy = y0 + r * dh;
+        if (iy < 0 || iy >= h) continue;
+        const DT* row = x + ((p * h + iy) * (IX)wd) * c + ch0;
+        for (int s = 0; s < kw; ++s) {
+            int ix = x0 + s * dw;
+            if (ix < 0 || ix >= wd) continue;
+            Vec16 xv; xv.raw = *reinterpret_cast<const uint4*>(row + (IX)ix * c);
+            Vec16 wv; wv.raw = *reinterpret_cast<const uint4*>(w + (IX)(r * kw + s) * c + ch0);
+            #pragma unroll
+            for (int k = 0; k < VEC; ++k) {
+                float xf = LD(xv.v[k]);
+                if (has_clamp) xf = fminf(fmaxf(xf, lo), hi);
+                acc[k] += xf * LD(wv.v[k]);
+            }
+        }
+    }
+    IX o = pix * c + ch0;
+    Vec16 zr; if (has_z) zr.raw = *reinterpret_cast<const uint4*>(z + o);
+    #pragma unroll
+    for (int k = 0; k < VEC; ++k) {
+        float v = acc[k];
+        if (has_z) v += LD(zr.v[k]);
+        u.v[k] = ST(act_apply(v, kind, a, b));
+    }
+    *reinterpret_cast<uint4*>(y + o) = u.raw;
+}
+
+// pool2d_nhwc for channel counts (and output pixel strides) that are a multiple of VEC:
+// one thread per VEC channels of one output pixel, 16-byte loads and stores.
+extern "C" __global__ void pool2d_nhwc_vec(DT* y, const DT* x, int c, int h, int w, int ho, int wo,
+                                           int kh, int kw, int sh, int sw, int pt, int pl, int pb, int pr,
+                                           int is_max, int count_pad, int ldy, IX total) {
+    IX t = blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= total) return;
+    IX cvecs = (IX)c / VEC, pix = t / cvecs, ch0 = (t - pix * cvecs) * VEC;
+    int ox = pix % wo; IX q = pix / wo; int oy = q % ho; IX p = q / ho;
+    int y0 = oy * sh - pt, x0 = ox * sw - pl;
+    int ylo = max(y0, 0), yhi = min(y0 + kh, h), xlo = max(x0, 0), xhi = min(x0 + kw, w);
+    int count = count_pad ? (min(y0 + kh, h + pb) - y0) * (min(x0 + kw, w + pr) - x0)
+                          : (yhi - ylo) * (xhi - xlo);
+    float acc[VEC];
+    #pragma unroll
+    for (int k = 0; k < VEC; ++k) acc[k] = is_max ? NEG_INF : 0.f;
+    for (int iy = ylo; iy < yhi; ++iy) {
+        const DT* row = x + ((p * h + iy) * (IX)w) * c + ch0;
+        for (int ix = xlo; ix < xhi; ++ix) {
+            Vec16 u; u.raw = *reinterpret_cast<const uint4*>(row + (IX)ix * c);
+            #pragma unroll
+            for (int k = 0; k < VEC; ++k) {
+                float v = LD(u.v[k]);
+                acc[k] = is_max ? fmaxf(acc[k], v) : acc[k] + v;
+            }
+        }
+    }
+    Vec16 out;
+    #pragma unroll
+    for (int k = 0; k < VEC; ++k)
+        out.v[k] = ST(is_max ? acc[k] : (count > 0 ? acc[k] / count : 0.f));
+    *reinterpret_cast<uint4*>(y + pix * (IX)ldy + ch0) = out.raw;
+}
+
 // Max or average pooling of an NHWC tensor, ONNX semantics: one block per output pixel,
-// threads over channels.
+// threads over channels; output pixels are `ldy` elements apart (c when packed).
 extern "C" __global__ void pool2d_nhwc(DT* y, const DT* x, int c, int h, int w, int ho, int wo,
                                        int kh, int kw, int sh, int sw, int pt, int pl, int pb, int pr,
-                                       int is_max, int count_pad) {
+                                       int is_max, int count_pad, int ldy) {
     IX pix = blockIdx.x;
     int ox = pix % wo; IX q = pix / wo; int oy = q % ho; IX p = q / ho;
     int y0 = oy * sh - pt, x0 = ox * sw - pl;
@@ -142,7 +233,7 @@ extern "C" __global__ void pool2d_nhwc(DT* y, const DT* x, int c, int h, int w, 
                 acc = is_max ? fmaxf(acc, v) : acc + v;
             }
         }
-        y[pix * c + ch] = ST(is_max ? acc : (count > 0 ? acc / count : 0.f));
+        y[pix * (IX)ldy + ch] = ST(is_max ? acc : (count > 0 ? acc / count : 0.f));
     }
 }
 
@@ -169,6 +260,47 @@ extern "C" __global__ void binary(DT* y, const DT* a, const DT* b, long long n, 
         default: o = u / v; break;
     }
     y[i] = ST(o);
+}
+
+// Elementwise ops fused into one kernel: the value starts as input 0 and goes through
+// `nops` ops, each an activation (kind < 100) or `value (op) input` (kind 100 + op: add,
+// mul, sub, div; operands swapped when value_first is 0). Inputs broadcast to y as in
+// `binary`. Must match `ChainArgs` in elementwise.rs.
+struct ChainArgs {
+    long long n;
+    int d1, d2, d3, nops;
+    const DT* in[4];
+    long long st[4][4];
+    int kind[8];
+    int input[8];
+    int value_first[8];
+    float a[8];
+    float b[8];
+};
+
+extern "C" __global__ void chain(DT* y, ChainArgs c) {
+    IX i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= c.n) return;
+    IX r = i;
+    IX c3 = r % c.d3; r /= c.d3;
+    IX c2 = r % c.d2; r /= c.d2;
+    IX c1 = r % c.d1; r /= c.d1;
+    IX c0 = r;
+    float v = LD(c.in[0][c0 * c.st[0][0] + c1 * c.st[0][1] + c2 * c.st[0][2] + c3 * c.st[0][3]]);
+    for (int k = 0; k < c.nops; ++k) {
+        int kind = c.kind[k];
+        if (kind < 100) { v = act_apply(v, kind, c.a[k], c.b[k]); continue; }
+        int j = c.input[k];
+        float o = LD(c.in[j][c0 * c.st[j][0] + c1 * c.st[j][1] + c2 * c.st[j][2] + c3 * c.st[j][3]]);
+        float l = c.value_first[k] ? v : o, rr = c.value_first[k] ? o : v;
+        switch (kind - 100) {
+            case 0: v = l + rr; break;
+            case 1: v = l * rr; break;
+            case 2: v = l - rr; break;
+            default: v = l / rr; break;
+        }
+    }
+    y[i] = ST(v);
 }
 
 // For each of `outer` rows: copy `len` elements from src[o*src_stride + src_off] to dst[o*dst_stride + dst_off].

@@ -19,6 +19,18 @@ fn per_pixel(pixels: usize, channels: usize) -> Cfg {
 }
 
 impl CudaEngine {
+    /// The activation conv step `i` applies in this instance: none where its Clip moved
+    /// into the depthwise conv that reads it (which then runs trtc's kernel).
+    pub(super) fn conv_act(&self, inst: &Instance, i: usize) -> Option<trtc_ir::Activation> {
+        match &self.program.steps[i] {
+            Step::Conv {
+                clip_to: Some(j), ..
+            } if inst.convs.get(j).is_some_and(|r| r.direct) => None,
+            Step::Conv { act, .. } => *act,
+            _ => None,
+        }
+    }
+
     pub(super) fn launch_steps(&self, inst: &Instance) -> Result<()> {
         for i in 0..self.program.steps.len() {
             self.launch_step(inst, i)?;
@@ -46,17 +58,21 @@ impl CudaEngine {
                     b: bias,
                     b_f32,
                     w_dw,
-                    act,
                     w_dims,
                     pads,
                     stride,
                     dilation,
+                    x_clamp,
                     ..
                 } => {
                     let run = inst
                         .convs
                         .get(&i)
                         .ok_or_else(|| unsupported(name, "no instance"))?;
+                    if run.gemm_only && run.gemm.is_none() {
+                        return Err(unsupported(name, "a strided NHWC output needs cuBLASLt"));
+                    }
+                    let act = &self.conv_act(inst, i);
                     if let (Some(g), Some(h)) = (&run.gemm, &self.lt) {
                         let ws = scratch_ptr(&g.workspace, s);
                         g.gemm
@@ -80,7 +96,9 @@ impl CudaEngine {
                     if run.direct {
                         let (xs, ys) = (p.shape(*x, b), p.shape(*y, b));
                         let code = act.map(super::program::act_code).unwrap_or((0, 0.0, 0.0));
-                        let f = kernel(&self.dev, "depthwise_nhwc", half)?;
+                        let vectors = ys[1].is_multiple_of(self.vec());
+                        let name_vec = ["depthwise_nhwc", "depthwise_nhwc_vec"][vectors as usize];
+                        let f = kernel(&self.dev, name_vec, half)?;
                         let w_dw = w_dw
                             .as_ref()
                             .ok_or_else(|| unsupported(name, "no depthwise weights"))?;
@@ -113,8 +131,19 @@ impl CudaEngine {
                         for d in &dims {
                             l.arg(d);
                         }
-                        l.arg(&code.1).arg(&code.2);
-                        return unsafe { l.launch(per_pixel(ys[0] * ys[2] * ys[3], ys[1])) }
+                        let (lo, hi) = x_clamp.unwrap_or((0.0, 0.0));
+                        let has_clamp = x_clamp.is_some() as i32;
+                        l.arg(&code.1).arg(&code.2).arg(&has_clamp).arg(&lo).arg(&hi);
+                        let pixels = ys[0] * ys[2] * ys[3];
+                        let total = (pixels * ys[1] / self.vec()) as u32;
+                        if vectors {
+                            l.arg(&total);
+                        }
+                        let cfg = match vectors {
+                            true => blocks(total as usize, 128),
+                            false => per_pixel(pixels, ys[1]),
+                        };
+                        return unsafe { l.launch(cfg) }
                             .map(|_| ())
                             .map_err(|e| cuda_err(name, e));
                     }
@@ -175,6 +204,7 @@ impl CudaEngine {
                             z.map(ptr),
                             [ys[0], ys[1], ys[2] * ys[3]],
                             p.slots[*y].nhwc,
+                            inst.ld(*y),
                             code,
                         );
                     }
@@ -216,6 +246,7 @@ impl CudaEngine {
                 }
                 Step::Act { x, y, act } => self.act(ptr(*y), ptr(*x), numel(*y), *act),
                 Step::Binary { a, b: bb, y, op } => self.binary(inst, *y, *a, *bb, *op),
+                Step::Chain { inputs, y, ops } => self.chain(&p.names[i], inst, inputs, *y, ops),
                 Step::Pool {
                     x,
                     y,
@@ -227,7 +258,10 @@ impl CudaEngine {
                 } => {
                     let (xs, ys) = (p.shape(*x, b), p.shape(*y, b));
                     if p.slots[*x].nhwc {
-                        let f = kernel(&self.dev, "pool2d_nhwc", half)?;
+                        let ldy = inst.ld(*y).unwrap_or(ys[1]);
+                        let v = self.vec();
+                        let vectors = ys[1].is_multiple_of(v) && ldy.is_multiple_of(v);
+                        let f = kernel(&self.dev, ["pool2d_nhwc", "pool2d_nhwc_vec"][vectors as usize], half)?;
                         let args = [
                             xs[1] as i32,
                             xs[2] as i32,
@@ -244,6 +278,7 @@ impl CudaEngine {
                             pads[3],
                             *max as i32,
                             *count_pad as i32,
+                            ldy as i32,
                         ];
                         let (yp, xp) = (ptr(*y), ptr(*x));
                         let mut l = s.launch_builder(&f);
@@ -251,7 +286,16 @@ impl CudaEngine {
                         for a in &args {
                             l.arg(a);
                         }
-                        return unsafe { l.launch(per_pixel(ys[0] * ys[2] * ys[3], ys[1])) }
+                        let pixels = ys[0] * ys[2] * ys[3];
+                        let total = (pixels * ys[1] / v) as u32;
+                        if vectors {
+                            l.arg(&total);
+                        }
+                        let cfg = match vectors {
+                            true => blocks(total as usize, 128),
+                            false => per_pixel(pixels, ys[1]),
+                        };
+                        return unsafe { l.launch(cfg) }
                             .map(|_| ())
                             .map_err(|e| cuda_err("pool", e));
                     }
@@ -337,7 +381,10 @@ impl CudaEngine {
                         let len: usize = storage_shape(&p.shape(inp, b), nhwc)[*axis..]
                             .iter()
                             .product();
-                        self.copy_rows(ptr(*y), ptr(inp), outer, len, len, 0, dst_stride, off)?;
+                        // An input computed in place is already there.
+                        if !inst.views.contains_key(&inp) {
+                            self.copy_rows(ptr(*y), ptr(inp), outer, len, len, 0, dst_stride, off)?;
+                        }
                         off += len;
                     }
                     Ok(())

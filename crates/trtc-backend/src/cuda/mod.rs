@@ -6,6 +6,9 @@
 //! `CudaBuilder::probe` says why no engine can be built instead of panicking.
 
 mod arena;
+mod chains;
+mod clip_into_depthwise;
+mod concat_views;
 mod descriptors;
 mod elementwise;
 mod engine;

@@ -6,6 +6,8 @@
 //! engine converts them with `Convert` steps at its boundary. Inside, every 4-D tensor is
 //! stored in the engine's layout, other tensors in their natural order.
 
+use super::chains::{fuse_elementwise_chains, ChainOp};
+use super::clip_into_depthwise::clip_into_depthwise;
 use super::host::{encode, nchw_to_nhwc};
 use crate::error::{BackendError, Result};
 use crate::options::{CompileOptions, Precision};
@@ -65,6 +67,11 @@ pub(crate) enum Step {
         dilation: [i32; 2],
         groups: i32,
         act: Option<Activation>,
+        /// Clamp trtc's depthwise kernel applies to the input as it loads it, taking over
+        /// the producer's Clip (`clip_into_depthwise.rs`).
+        x_clamp: Option<(f32, f32)>,
+        /// The depthwise conv step that can take over this conv's Clip.
+        clip_to: Option<usize>,
     },
     Pool {
         x: usize,
@@ -124,6 +131,13 @@ pub(crate) enum Step {
     Relayout {
         x: usize,
         y: usize,
+    },
+    /// Elementwise ops fused into one kernel (`chains.rs`): the value starts as
+    /// `inputs[0]` (broadcast to y's shape) and goes through `ops`.
+    Chain {
+        inputs: Vec<usize>,
+        y: usize,
+        ops: Vec<ChainOp>,
     },
 }
 
@@ -310,6 +324,8 @@ impl Program {
                         dilation: [dl[0], dl[1]],
                         groups: attrs.group as i32,
                         act,
+                        x_clamp: None,
+                        clip_to: None,
                     }
                 }
                 Op::MaxPool(a) | Op::AveragePool(a) => {
@@ -487,6 +503,8 @@ impl Program {
                 p.outputs.push(s);
             }
         }
+        fuse_elementwise_chains(&mut p);
+        clip_into_depthwise(&mut p);
         Ok(p)
     }
 

@@ -44,6 +44,14 @@ pub struct InstanceTactics {
     pub arena_bytes: usize,
     #[serde(default)]
     pub tensor_bytes: usize,
+    /// Concat inputs computed in place, by slot (`None` in plans from before: all that
+    /// qualify).
+    #[serde(default)]
+    pub views: Option<Vec<usize>>,
+    /// Depthwise conv steps that clamp their input, taking over the Clip of the conv
+    /// before them (derived from `convs`: those run by trtc's kernel).
+    #[serde(default)]
+    pub clips_moved: Vec<usize>,
 }
 
 /// A CUDA engine's payload in a plan.
@@ -100,6 +108,13 @@ impl CudaEngine {
         let mut gemms: Vec<(usize, LtTactic)> =
             inst.gemms.iter().map(|(&i, r)| (i, lt_tactic(r))).collect();
         gemms.sort_by_key(|(i, _)| *i);
+        let clips_moved = convs
+            .iter()
+            .filter(|(i, c)| {
+                c.direct && matches!(self.program.steps[*i], Step::Conv { x_clamp: Some(_), .. })
+            })
+            .map(|(i, _)| *i)
+            .collect();
         InstanceTactics {
             batch: inst.batch,
             from_plan,
@@ -107,6 +122,12 @@ impl CudaEngine {
             gemms,
             arena_bytes: inst.memory.0,
             tensor_bytes: inst.memory.1,
+            views: Some({
+                let mut v: Vec<usize> = inst.views.keys().copied().collect();
+                v.sort_unstable();
+                v
+            }),
+            clips_moved,
         }
     }
 }
@@ -127,7 +148,7 @@ impl CudaEngine {
             let lt = match &c.lt {
                 Some(lt) => {
                     let (spec, bias) = self
-                        .conv_gemm_spec(*i, inst.batch)
+                        .conv_gemm_spec(inst, *i)
                         .ok_or_else(|| cuda_err(&name, "stored product for a conv that is none"))?;
                     Some(self.stored_lt(&name, spec, bias, lt)?)
                 }
@@ -223,9 +244,15 @@ mod tests {
                 gemms: vec![],
                 arena_bytes: 1 << 20,
                 tensor_bytes: 3 << 20,
+                views: Some(vec![5, 9]),
+                clips_moved: vec![3],
             }],
         };
         let bytes = serde_json::to_vec(&t).unwrap();
         assert_eq!(serde_json::from_slice::<EngineTactics>(&bytes).unwrap(), t);
+        // Plans written before views were stored still load (every view that qualifies).
+        let old = String::from_utf8(bytes).unwrap().replace(r#","views":[5,9]"#, "");
+        let parsed = serde_json::from_str::<EngineTactics>(&old).unwrap();
+        assert_eq!(parsed.instances[0].views, None);
     }
 }

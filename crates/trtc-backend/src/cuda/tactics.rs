@@ -65,7 +65,7 @@ impl CudaEngine {
         }
         if !force_unfused {
             self.choose_conv_fusion(inst)?;
-            self.choose_conv_gemms(inst)?;
+            self.choose_conv_gemms(inst, false)?;
         }
         self.choose_depthwise_kernels(inst)?;
         self.dev
@@ -85,7 +85,7 @@ impl CudaEngine {
         let fused: Vec<usize> = inst
             .convs
             .iter()
-            .filter(|(_, r)| !r.unfused)
+            .filter(|(_, r)| !r.unfused && !r.direct && !r.gemm_only)
             .map(|(&i, _)| i)
             .collect();
         for i in fused {
@@ -136,6 +136,7 @@ impl CudaEngine {
             relu: false,
             residual: false,
             alpha: *alpha,
+            ld_out: *n,
         };
         Some((spec, bias.device_ptr(&self.dev.stream).0))
     }
@@ -143,30 +144,21 @@ impl CudaEngine {
     /// The product a 1x1 convolution of an NHWC engine (stride 1, no pads, one group) is at
     /// `batch`, with its bias pointer; ReLU is the product's epilogue, another activation
     /// runs as a kernel after it.
-    pub(super) fn conv_gemm_spec(&self, i: usize, batch: usize) -> Option<(GemmSpec, u64)> {
-        let p = &self.program;
+    pub(super) fn conv_gemm_spec(&self, inst: &Instance, i: usize) -> Option<(GemmSpec, u64)> {
+        let (p, batch) = (&self.program, inst.batch);
         let Step::Conv {
             x,
             y,
             z,
             w_dims,
             b,
-            pads,
-            stride,
-            groups,
             act,
             ..
         } = &p.steps[i]
         else {
             return None;
         };
-        let pointwise = p.nhwc
-            && w_dims[2] == 1
-            && w_dims[3] == 1
-            && *groups == 1
-            && stride == &[1, 1]
-            && pads.iter().all(|&v| v == 0);
-        if !pointwise {
+        if !self.pointwise(i) {
             return None;
         }
         let ys = p.shape(*y, batch);
@@ -180,6 +172,7 @@ impl CudaEngine {
             relu: matches!(act, Some(trtc_ir::Activation::Relu)),
             residual: z.is_some(),
             alpha: 1.0,
+            ld_out: inst.ld(*y).unwrap_or(w_dims[0] as usize),
         };
         Some((spec, b.device_ptr(&self.dev.stream).0))
     }
@@ -260,24 +253,31 @@ impl CudaEngine {
     }
 
     /// 1x1 convolutions of NHWC engines (stride 1, no pads, one group): cuBLASLt's fastest
-    /// product against the cuDNN choice, the faster kept.
-    fn choose_conv_gemms(&self, inst: &mut Instance) -> Result<()> {
+    /// product against the cuDNN choice, the faster kept. `required`: only those whose
+    /// output is a slice of a concat's output that cuDNN cannot write, which must run as a
+    /// product (an error where cuBLASLt takes none).
+    pub(super) fn choose_conv_gemms(&self, inst: &mut Instance, required: bool) -> Result<()> {
         let p = &self.program;
         let forced = gemm_choice();
         if !p.nhwc || forced == Some(false) {
             return Ok(());
         }
-        let ids: Vec<usize> = inst.convs.keys().copied().collect();
+        let ids: Vec<usize> = inst
+            .convs
+            .iter()
+            .filter(|(_, r)| r.gemm.is_none() && (r.gemm_only || !required))
+            .map(|(&i, _)| i)
+            .collect();
         for i in ids {
-            let Some((spec, bias_ptr)) = self.conv_gemm_spec(i, inst.batch) else {
+            let Some((spec, bias_ptr)) = self.conv_gemm_spec(inst, i) else {
                 continue;
             };
-            let cudnn_ms = if forced == Some(true) {
+            let name = p.names[i].clone();
+            let cudnn_ms = if forced == Some(true) || required {
                 f32::INFINITY
             } else {
                 self.time_step(inst, i)?
             };
-            let name = p.names[i].clone();
             let found = self.fastest_lt(&name, spec, bias_ptr, &mut |run| {
                 let set = |inst: &mut Instance, g: Option<LtRun>| -> Option<LtRun> {
                     inst.convs
@@ -289,13 +289,30 @@ impl CudaEngine {
                 let run = set(inst, None).ok_or_else(|| cuda_err("engine", "gemm vanished"))?;
                 Ok((ms, run))
             })?;
-            if let (Some((ms, run)), Some(r)) = (found, inst.convs.get_mut(&i)) {
-                if ms < cudnn_ms {
-                    r.gemm = Some(run);
+            match (found, inst.convs.get_mut(&i)) {
+                (Some((ms, run)), Some(r)) if ms < cudnn_ms || required => r.gemm = Some(run),
+                _ if required => {
+                    return Err(unsupported(&name, "cuBLASLt takes no product writing a slice"))
                 }
+                _ => {}
             }
         }
         Ok(())
+    }
+
+    /// Whether conv step `i` is a plain 1x1 convolution of an NHWC engine, which cuBLASLt
+    /// can run as a product.
+    pub(super) fn pointwise(&self, i: usize) -> bool {
+        let p = &self.program;
+        matches!(&p.steps[i], Step::Conv { w_dims, pads, stride, groups, .. }
+            if p.nhwc
+                && w_dims[2] == 1
+                && w_dims[3] == 1
+                && *groups == 1
+                && stride == &[1, 1]
+                && pads.iter().all(|&v| v == 0))
+            && self.lt.is_some()
+            && gemm_choice() != Some(false)
     }
 
     /// For each depthwise convolution of an NHWC engine, time cuDNN against trtc's own
@@ -325,14 +342,25 @@ impl CudaEngine {
                 }
                 continue;
             }
-            let cudnn_ms = self.time_step(inst, i)?;
+            // trtc's kernel takes over the producer's Clip where it can: time the pair.
+            let producer = self.program.steps.iter().position(
+                |s| matches!(s, Step::Conv { clip_to: Some(j), .. } if *j == i),
+            );
+            let time = |inst: &Instance| -> Result<f32> {
+                let pair = match producer {
+                    Some(k) => self.time_step(inst, k)?,
+                    None => 0.0,
+                };
+                Ok(self.time_step(inst, i)? + pair)
+            };
+            let cudnn_ms = time(inst)?;
             let set = |inst: &mut Instance, direct: bool| {
                 if let Some(r) = inst.convs.get_mut(&i) {
                     r.direct = direct;
                 }
             };
             set(inst, true);
-            match self.time_step(inst, i) {
+            match time(inst) {
                 Ok(ms) if ms < cudnn_ms => {}
                 _ => set(inst, false),
             }
@@ -379,18 +407,15 @@ impl CudaEngine {
         Ok(start.elapsed_ms(&end).map_err(err)? / RUNS as f32)
     }
 
-    /// Time the algorithms cuDNN offers for this layer and keep the fastest that fits the
-    /// workspace. Without ReLU the fused call only takes IMPLICIT_PRECOMP_GEMM.
-    pub(super) fn pick_algorithm(
+    /// cuDNN's algorithms for this layer, timed by cuDNN, fastest first.
+    fn find_algorithms(
         &self,
         name: &str,
         x: &Tensor4d,
         w: &Filter4d,
         conv: &ConvDesc,
         y: &Tensor4d,
-        relu: bool,
-    ) -> Result<(dnn_sys::cudnnConvolutionFwdAlgo_t, usize)> {
-        use dnn_sys::cudnnConvolutionFwdAlgo_t::CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM as PRECOMP;
+    ) -> Result<Vec<dnn_sys::cudnnConvolutionFwdAlgoPerf_t>> {
         let mut count = 0i32;
         let mut perf: [dnn_sys::cudnnConvolutionFwdAlgoPerf_t; 8] = unsafe { std::mem::zeroed() };
         unsafe {
@@ -407,7 +432,45 @@ impl CudaEngine {
         }
         .result()
         .map_err(|e| cuda_err(name, e))?;
-        for p in perf.iter().take(count.max(0) as usize) {
+        Ok(perf.into_iter().take(count.max(0) as usize).collect())
+    }
+
+    /// For an output that is a slice of a wider tensor: the fastest algorithm cuDNN ran
+    /// on it, or an error where none did (the caller then writes packed memory).
+    pub(super) fn pick_strided_algorithm(
+        &self,
+        name: &str,
+        x: &Tensor4d,
+        w: &Filter4d,
+        conv: &ConvDesc,
+        y: &Tensor4d,
+        relu: bool,
+    ) -> Result<(dnn_sys::cudnnConvolutionFwdAlgo_t, usize)> {
+        use dnn_sys::cudnnConvolutionFwdAlgo_t::CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM as PRECOMP;
+        self.find_algorithms(name, x, w, conv, y)?
+            .into_iter()
+            .find(|p| {
+                p.status == dnn_sys::cudnnStatus_t::CUDNN_STATUS_SUCCESS
+                    && p.memory <= self.workspace_limit
+                    && (relu || p.algo == PRECOMP)
+            })
+            .map(|p| (p.algo, p.memory))
+            .ok_or_else(|| unsupported(name, "cuDNN runs no algorithm writing a strided output"))
+    }
+
+    /// Time the algorithms cuDNN offers for this layer and keep the fastest that fits the
+    /// workspace. Without ReLU the fused call only takes IMPLICIT_PRECOMP_GEMM.
+    pub(super) fn pick_algorithm(
+        &self,
+        name: &str,
+        x: &Tensor4d,
+        w: &Filter4d,
+        conv: &ConvDesc,
+        y: &Tensor4d,
+        relu: bool,
+    ) -> Result<(dnn_sys::cudnnConvolutionFwdAlgo_t, usize)> {
+        use dnn_sys::cudnnConvolutionFwdAlgo_t::CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM as PRECOMP;
+        for p in self.find_algorithms(name, x, w, conv, y)? {
             let ok = p.status == dnn_sys::cudnnStatus_t::CUDNN_STATUS_SUCCESS;
             if ok && p.memory <= self.workspace_limit && (relu || p.algo == PRECOMP) {
                 return Ok((p.algo, p.memory));
