@@ -37,7 +37,8 @@ pub struct BenchArgs {
     /// precision (fp32 67, tf32 495, fp16 989).
     #[arg(long)]
     pub peak_tflops: Option<f64>,
-    /// Memory bandwidth for the floor, GB/s (H100 80GB, measured copy: 3000).
+    /// Memory bandwidth for the floor, GB/s (default: H100 80GB, measured copy 3000; an
+    /// H200's measured copy is about 4300).
     #[arg(long, default_value_t = 3000.0)]
     pub peak_gbps: f64,
 }

@@ -83,6 +83,12 @@ fn gpu_vs_tract_model(
     (rel, hybrid)
 }
 
+/// The tactics `model`'s one CUDA engine runs (its plan payload).
+fn tactics_of(model: &HybridModel) -> trtc_backend::cuda::EngineTactics {
+    let payload = model.payloads().into_values().next().expect("a CUDA engine payload");
+    serde_json::from_slice(&payload.bytes).expect("tactics")
+}
+
 fn conv(
     b: &mut GraphBuilder,
     x: Outlet,
@@ -199,24 +205,98 @@ fn convolutions_match_tract() {
                 ..Default::default()
             },
         ),
+        // A 7x7 stem of 40 outputs: the direct kernel's two blocks of 32 channels, the
+        // second only a quarter full.
+        (
+            3,
+            40,
+            7,
+            ConvAttrs {
+                group: 1,
+                pads: vec![3, 2, 2, 3],
+                strides: vec![2, 2],
+                ..Default::default()
+            },
+        ),
     ];
-    for (i, (cin, cout, k, attrs)) in cases.into_iter().enumerate() {
-        for batch in [1, 3] {
-            let mut b = GraphBuilder::new();
-            let x = b.input_with(
-                "x",
-                trtc_ir::DType::F32,
-                vec!["N".into(), (cin as u64).into(), 11u64.into(), 9u64.into()],
-            );
-            let y = conv(&mut b, x, cin, cout, k, attrs.clone(), i as u64 + 1);
-            b.output(y);
-            check_all_configs(
-                &b.build().unwrap(),
-                vec![random_tensor(&[batch, cin, 11, 9], 7)],
-                &format!("conv case {i} batch {batch}"),
-            );
+    // Through cuDNN, and through trtc's direct kernels where they fit, in NHWC engines: up
+    // to 4 input channels with outputs in whole 16-byte vectors (cases 0, 6 and 7), and the
+    // depthwise case 3.
+    for choice in ["cudnn", "direct"] {
+        std::env::set_var("TRTC_DIRECT", choice);
+        for (i, (cin, cout, k, attrs)) in cases.iter().enumerate() {
+            for batch in [1, 3] {
+                let mut b = GraphBuilder::new();
+                let x = b.input_with(
+                    "x",
+                    trtc_ir::DType::F32,
+                    vec!["N".into(), (*cin as u64).into(), 11u64.into(), 9u64.into()],
+                );
+                let y = conv(&mut b, x, *cin, *cout, *k, attrs.clone(), i as u64 + 1);
+                b.output(y);
+                let g = b.build().unwrap();
+                for (precision, layout, tolerance) in CONFIGS {
+                    let opts = opts_for(precision, layout);
+                    let inputs = vec![random_tensor(&[batch, *cin, 11, 9], 7)];
+                    let (rel, model) = gpu_vs_tract_model(&g, inputs, &opts);
+                    let what = format!("conv case {i} batch {batch} via {choice}, {precision:?} {layout:?}");
+                    assert!(rel <= tolerance, "{what}: relative error {rel} over {tolerance}");
+                    let tactics = tactics_of(&model);
+                    let direct = tactics.instances[0].convs[0].1.direct;
+                    let few_inputs = *cin <= 4 && cout % 8 == 0 && attrs.group == 1;
+                    let depthwise = attrs.group as usize == *cin && cin == cout;
+                    let fits = layout.nhwc_for(precision) && (few_inputs || depthwise);
+                    assert_eq!(direct, fits && choice == "direct", "{what}: direct kernel");
+                }
+            }
         }
     }
+    std::env::remove_var("TRTC_DIRECT");
+}
+
+/// An image stem through trtc's direct kernel with a residual and an activation in the
+/// kernel: `Clip(conv(x) + bias + r)`, where `r` is another conv of `x`, so that the added
+/// tensor is not the input.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn stem_with_residual_through_the_direct_kernel_matches_tract() {
+    std::env::set_var("TRTC_DIRECT", "direct");
+    for act in [Some(Activation::Clip { min: 0.0, max: 6.0 }), Some(Activation::Relu), None] {
+        let mut b = GraphBuilder::new();
+        let x = b.input_with(
+            "x",
+            trtc_ir::DType::F32,
+            vec!["N".into(), 3u64.into(), 13u64.into(), 10u64.into()],
+        );
+        let attrs = ConvAttrs {
+            group: 1,
+            pads: vec![1, 1, 1, 1],
+            ..Default::default()
+        };
+        let r = conv(&mut b, x, 3, 48, 3, attrs.clone(), 11);
+        let w = b.constant("stem_w", random_tensor(&[48, 3, 3, 3], 12));
+        let bias = b.constant("stem_b", random_tensor(&[48], 13));
+        let f = FusedConv {
+            conv: attrs,
+            residual: true,
+            activation: act,
+        };
+        let y = b.op("stem", Op::FusedConv(f), &[x, w, bias, r]);
+        b.output(y);
+        let g = b.build().unwrap();
+        for (precision, layout, tolerance) in CONFIGS {
+            let inputs = vec![random_tensor(&[2, 3, 13, 10], 14)];
+            let (rel, model) = gpu_vs_tract_model(&g, inputs, &opts_for(precision, layout));
+            let what = format!("stem {act:?}, {precision:?} {layout:?}");
+            assert!(rel <= tolerance, "{what}: relative error {rel} over {tolerance}");
+            let tactics = tactics_of(&model);
+            let convs = &tactics.instances[0].convs;
+            assert_eq!(convs.len(), 2, "{what}: two convs");
+            let direct = convs.iter().all(|(_, c)| c.direct);
+            assert_eq!(direct, layout.nhwc_for(precision), "{what}: direct kernel");
+        }
+    }
+    std::env::remove_var("TRTC_DIRECT");
 }
 
 /// Depthwise convolutions through trtc's own NHWC kernel and through cuDNN (the engine
@@ -258,9 +338,32 @@ fn depthwise_kernels_match_tract() {
             None,
             false,
         ),
+        (
+            3,
+            ConvAttrs {
+                group: 6,
+                pads: vec![0, 0, 1, 1],
+                strides: vec![2, 2],
+                ..Default::default()
+            },
+            Some(Activation::HardSwish),
+            false,
+        ),
+        (
+            5,
+            ConvAttrs {
+                group: 6,
+                pads: vec![2, 2, 2, 2],
+                ..Default::default()
+            },
+            Some(Activation::Sigmoid),
+            true,
+        ),
     ];
-    // 6 channels: trtc's per-pixel kernel; 16: its 16-byte vector form.
-    for choice in ["direct", "cudnn"] {
+    // 6 channels: trtc's per-pixel kernel; 16: its 16-byte vector form, and (`rows`) its
+    // row-tiled forms for 3x3 and 5x5 windows of stride 1 and 2 (11 columns: the last
+    // group of pixels in a row is short).
+    for choice in ["direct", "rows", "cudnn"] {
         std::env::set_var("TRTC_DEPTHWISE", choice);
         for (i, (k, attrs, activation, residual)) in cases.iter().enumerate() {
             for c in [6, 16] {
@@ -283,15 +386,32 @@ fn depthwise_kernels_match_tract() {
                     },
                 );
                 b.output(y);
-                check_all_configs(
-                    &b.build().unwrap(),
-                    vec![random_tensor(&[2, c, 9, 11], 3)],
-                    &format!("depthwise case {i}, {c} channels, via {choice}"),
-                );
+                let g = b.build().unwrap();
+                for (precision, layout, tolerance) in CONFIGS {
+                    let inputs = vec![random_tensor(&[2, c, 9, 11], 3)];
+                    let (rel, model) = gpu_vs_tract_model(&g, inputs, &opts_for(precision, layout));
+                    let what = format!(
+                        "depthwise case {i}, {c} channels, via {choice}, {precision:?} {layout:?}"
+                    );
+                    assert!(rel <= tolerance, "{what}: relative error {rel} over {tolerance}");
+                    let tactics = tactics_of(&model);
+                    let run = &tactics.instances[0].convs[0].1;
+                    // Whole vectors: 8 fp16 or 4 f32 channels; no dilation.
+                    let vec = if precision == Precision::Fp16 { 8 } else { 4 };
+                    let fits = layout.nhwc_for(precision)
+                        && c % vec == 0
+                        && attrs_dilated(&cases[i].1).is_none();
+                    assert_eq!(run.rows, choice == "rows" && fits, "{what}: row-tiled kernel");
+                }
             }
         }
     }
     std::env::remove_var("TRTC_DEPTHWISE");
+}
+
+/// The dilation of `a`, where it has one other than 1.
+fn attrs_dilated(a: &ConvAttrs) -> Option<&[i64]> {
+    Some(&a.dilations[..]).filter(|d| d.iter().any(|&v| v != 1))
 }
 
 #[test]
@@ -617,10 +737,7 @@ fn concat_inputs_written_in_place_match_tract() {
                     (true, "off") => 1,
                     (true, _) => 2,
                 };
-                let tactics: trtc_backend::cuda::EngineTactics = serde_json::from_slice(
-                    &model.payloads().values().next().unwrap().bytes,
-                )
-                .unwrap();
+                let tactics = tactics_of(&model);
                 let views = tactics.instances[0].views.clone().unwrap();
                 assert_eq!(views.len(), expected, "{what}: {views:?}");
             }
@@ -628,6 +745,49 @@ fn concat_inputs_written_in_place_match_tract() {
     }
     std::env::remove_var("TRTC_CONV");
     std::env::remove_var("TRTC_GEMM");
+}
+
+/// A Split output read only by a concat is copied once, straight into its slice of the
+/// concat (as horizontal fusion's Splits feed Inception's concats): `concat(sigmoid(b), a)`
+/// where `a, b = split(conv(x))`.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn split_outputs_written_into_the_concat_match_tract() {
+    let mut b = GraphBuilder::new();
+    let x = b.input_with(
+        "x",
+        trtc_ir::DType::F32,
+        vec!["N".into(), 16u64.into(), 7u64.into(), 5u64.into()],
+    );
+    let plain_1x1 = ConvAttrs {
+        group: 1,
+        ..Default::default()
+    };
+    let wide = conv(&mut b, x, 16, 32, 1, plain_1x1, 21);
+    let parts = b.op_n(
+        "split",
+        Op::Split {
+            axis: 1,
+            num_outputs: None,
+        },
+        &[Some(wide)],
+        2,
+    );
+    let act = b.op("sig", Op::Sigmoid, &[parts[1]]);
+    let cat = b.op("cat", Op::Concat { axis: 1 }, &[act, parts[0]]);
+    b.output(cat);
+    let g = b.build().unwrap();
+    for batch in [1, 3] {
+        for (precision, layout, tolerance) in CONFIGS {
+            let inputs = vec![random_tensor(&[batch, 16, 7, 5], 22)];
+            let (rel, model) = gpu_vs_tract_model(&g, inputs, &opts_for(precision, layout));
+            let what = format!("batch {batch}, {precision:?} {layout:?}");
+            assert!(rel <= tolerance, "{what}: relative error {rel} over {tolerance}");
+            let tactics = tactics_of(&model);
+            let views = tactics.instances[0].views.clone().unwrap();
+            assert_eq!(views.len(), 1, "{what}: the split's first output in place: {views:?}");
+        }
+    }
 }
 
 /// Elementwise chains run as one kernel each: HardSwish written out (`x * Clip(x + 3, 0, 6)
@@ -718,18 +878,16 @@ fn clip_moved_into_the_depthwise_conv_matches_tract() {
                 .collect::<Vec<f32>>(),
         )
         .unwrap();
-        for depthwise_by in ["direct", "cudnn"] {
+        for depthwise_by in ["direct", "rows", "cudnn"] {
             std::env::set_var("TRTC_DEPTHWISE", depthwise_by);
             for (precision, layout, tolerance) in CONFIGS {
                 let opts = opts_for(precision, layout);
                 let (rel, model) = gpu_vs_tract_model(&g, vec![input.clone()], &opts);
                 let what = format!("clip({min}, {max}), {depthwise_by}, {precision:?} {layout:?}");
                 assert!(rel <= tolerance, "{what}: relative error {rel} over {tolerance}");
-                let tactics: trtc_backend::cuda::EngineTactics =
-                    serde_json::from_slice(&model.payloads().values().next().unwrap().bytes)
-                        .unwrap();
+                let tactics = tactics_of(&model);
                 let moved = tactics.instances[0].clips_moved.len();
-                let expected = layout.nhwc_for(precision) && depthwise_by == "direct";
+                let expected = layout.nhwc_for(precision) && depthwise_by != "cudnn";
                 assert_eq!(moved, expected as usize, "{what}: clips moved");
             }
         }

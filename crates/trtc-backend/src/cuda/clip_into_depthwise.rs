@@ -16,7 +16,7 @@
 //!
 //! Must not fire when `t` is a segment output, a view of a reshape, read by another step
 //! too, or when the reader is not a depthwise conv that trtc's own kernel can run (NHWC
-//! engines only: its weights are `w_dw`).
+//! engines only, with `w_direct` weights).
 
 use super::arena::step_slots;
 use super::program::{Program, Step};
@@ -44,7 +44,8 @@ pub(crate) fn clip_into_depthwise(p: &mut Program) -> usize {
         let viewed = p.slots.iter().any(|t| t.alias_of == Some(*y));
         let [j] = readers[*y][..] else { continue };
         let depthwise_reader = matches!(&p.steps[j],
-            Step::Conv { x, w_dw: Some(_), x_clamp: None, .. } if x == y);
+            Step::Conv { x, w_direct: Some(_), x_clamp: None, w_dims, groups, .. }
+                if x == y && w_dims[1] == 1 && *groups == w_dims[0]);
         if !output && !viewed && depthwise_reader {
             moves.push((i, j, *min, *max));
         }

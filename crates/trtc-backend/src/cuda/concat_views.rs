@@ -1,7 +1,8 @@
 //! Concat without copies (TensorRT's concat elision):
-//! `Concat(axis=1)(.., t, ..)` where `t` is written by one Conv or NHWC Pool step and read by
-//! nothing else `=>` that step writes `t` straight into its channel slice of the concat's
-//! output, and the concat copies only the inputs left (none, often).
+//! `Concat(axis=1)(.., t, ..)` where `t` is written by one Conv, NHWC Pool or channel Split
+//! step and read by nothing else `=>` that step writes `t` straight into its channel slice
+//! of the concat's output, and the concat copies only the inputs left (none, often). (A
+//! Split then copies once, not twice: horizontal fusion's Splits feed Inception's concats.)
 //!
 //! The slice is a strided view of the output: rows (NHWC: pixels, NCHW: images) `ld`
 //! elements apart, the slice starting `offset` elements into the row.
@@ -44,13 +45,15 @@ pub(crate) fn concat_views(p: &Program) -> HashMap<usize, View> {
     let boundary = |s: usize| p.inputs.contains(&s) || p.outputs.contains(&s);
     let producer_can_write_rows = |s: usize| {
         p.steps.iter().any(|step| match step {
-            Step::Conv { y, z, act, w_dw, .. } => {
+            Step::Conv { y, z, act, w_direct, .. } => {
                 *y == s
                     && z.is_none()
-                    && w_dw.is_none()
+                    && w_direct.is_none()
                     && matches!(act, None | Some(trtc_ir::Activation::Relu))
             }
             Step::Pool { y, .. } => *y == s && p.slots[s].nhwc,
+            // Its copy kernel writes any row stride (a horizontally fused conv's Split).
+            Step::Split { outputs, axis, .. } => *axis == 1 && outputs.contains(&s),
             _ => false,
         })
     };
@@ -169,6 +172,44 @@ mod tests {
         assert_eq!(v[&2], View { base: 4, offset: 8, ld: 32 });
         // An activation writes packed memory: its output is still copied.
         assert!(!v.contains_key(&3));
+    }
+
+    #[test]
+    fn a_split_output_read_by_the_concat_alone_becomes_its_slice() {
+        // x (16 ch) -> split 1, 2 (8 ch each); act(2) -> 3; concat(3, 1) -> 4 (16 ch).
+        let mut p = program(true);
+        p.slots = vec![
+            slot([1, 16, 4, 4], true),
+            slot([1, 8, 4, 4], true),
+            slot([1, 8, 4, 4], true),
+            slot([1, 8, 4, 4], true),
+            slot([1, 16, 4, 4], true),
+        ];
+        p.steps = vec![
+            Step::Split {
+                x: 0,
+                outputs: vec![1, 2],
+                axis: 1,
+            },
+            Step::Act {
+                x: 2,
+                y: 3,
+                act: (1, 0.0, 0.0),
+            },
+            Step::Concat {
+                inputs: vec![3, 1],
+                y: 4,
+                axis: 1,
+            },
+        ];
+        let v = concat_views(&p);
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert_eq!(v[&1], View { base: 4, offset: 8, ld: 16 });
+        // A split along another axis does not write channel slices.
+        if let Step::Split { axis, .. } = &mut p.steps[0] {
+            *axis = 2;
+        }
+        assert!(concat_views(&p).is_empty());
     }
 
     #[test]

@@ -31,6 +31,9 @@ pub(super) struct ConvRun {
     /// A depthwise convolution run by trtc's own NHWC kernel, where timing showed it faster
     /// than cuDNN.
     pub(super) direct: bool,
+    /// With `direct`, a depthwise conv run by the row-tiled form of trtc's kernel (several
+    /// output pixels per thread: `direct::row_tiles`), where timing showed it faster.
+    pub(super) rows: bool,
     pub(super) conv: ConvDesc,
     pub(super) act: ActDesc,
     pub(super) algo: dnn_sys::cudnnConvolutionFwdAlgo_t,
@@ -423,16 +426,13 @@ impl Engine for CudaEngine {
     }
 
     fn profile(&self, inputs: TVec<TValue>) -> Option<Result<Vec<LayerTiming>>> {
+        // Each step replayed from a CUDA graph of a few launches (as tactics are timed), so
+        // the host's cost of a call does not count: the layers add up to about the
+        // engine's own GPU time.
         Some(self.with_instance(&inputs, |inst| {
-            let s = &self.dev.stream;
-            let (start, end) = self.event_pair("profile")?;
             let mut out = vec![];
             for i in 0..self.program.steps.len() {
-                start.record(s).map_err(|e| cuda_err("profile", e))?;
-                self.launch_step(inst, i)?;
-                end.record(s).map_err(|e| cuda_err("profile", e))?;
-                end.synchronize().map_err(|e| cuda_err("profile", e))?;
-                let ms = start.elapsed_ms(&end).map_err(|e| cuda_err("profile", e))? as f64;
+                let ms = self.time_step(inst, i)? as f64;
                 let (kind, flops, bytes) = self.step_work(i, inst.batch);
                 out.push(LayerTiming {
                     layer: self.program.names[i].clone(),

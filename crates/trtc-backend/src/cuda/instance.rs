@@ -270,6 +270,7 @@ impl CudaEngine {
             bias_f32: false,
             unfused: false,
             direct: false,
+            rows: false,
             gemm_only: false,
             gemm: None,
             conv,

@@ -1,22 +1,13 @@
 //! Launching an engine's steps: one cuDNN call or NVRTC kernel each, on the engine's stream.
 
+use super::direct::per_pixel;
 use super::engine::{blocks, cuda_err, scratch_ptr, CudaEngine, Instance};
 use super::host::{storage_axis, storage_shape};
 use super::kernel;
 use super::program::{unsupported, Step};
 use crate::error::Result;
 use cudarc::cudnn::result as dnn;
-use cudarc::driver::LaunchConfig as Cfg;
 use cudarc::driver::{DevicePtr, LaunchConfig, PushKernelArg};
-
-/// One block per output pixel, its threads over the channels.
-fn per_pixel(pixels: usize, channels: usize) -> Cfg {
-    Cfg {
-        grid_dim: (pixels.max(1) as u32, 1, 1),
-        block_dim: (channels.div_ceil(32).clamp(1, 8) as u32 * 32, 1, 1),
-        shared_mem_bytes: 0,
-    }
-}
 
 impl CudaEngine {
     /// The activation conv step `i` applies in this instance: none where its Clip moved
@@ -57,12 +48,6 @@ impl CudaEngine {
                     w,
                     b: bias,
                     b_f32,
-                    w_dw,
-                    w_dims,
-                    pads,
-                    stride,
-                    dilation,
-                    x_clamp,
                     ..
                 } => {
                     let run = inst
@@ -94,58 +79,7 @@ impl CudaEngine {
                         };
                     }
                     if run.direct {
-                        let (xs, ys) = (p.shape(*x, b), p.shape(*y, b));
-                        let code = act.map(super::program::act_code).unwrap_or((0, 0.0, 0.0));
-                        let vectors = ys[1].is_multiple_of(self.vec());
-                        let name_vec = ["depthwise_nhwc", "depthwise_nhwc_vec"][vectors as usize];
-                        let f = kernel(&self.dev, name_vec, half)?;
-                        let w_dw = w_dw
-                            .as_ref()
-                            .ok_or_else(|| unsupported(name, "no depthwise weights"))?;
-                        let (yp, xp, wp, bp, zp) = (
-                            ptr(*y),
-                            ptr(*x),
-                            w_dw.device_ptr(s).0,
-                            bias.device_ptr(s).0,
-                            z.map(ptr).unwrap_or(0),
-                        );
-                        let dims = [
-                            xs[1] as i32,
-                            xs[2] as i32,
-                            xs[3] as i32,
-                            ys[2] as i32,
-                            ys[3] as i32,
-                            w_dims[2],
-                            w_dims[3],
-                            stride[0],
-                            stride[1],
-                            pads[0],
-                            pads[1],
-                            dilation[0],
-                            dilation[1],
-                            z.is_some() as i32,
-                            code.0,
-                        ];
-                        let mut l = s.launch_builder(&f);
-                        l.arg(&yp).arg(&xp).arg(&wp).arg(&bp).arg(&zp);
-                        for d in &dims {
-                            l.arg(d);
-                        }
-                        let (lo, hi) = x_clamp.unwrap_or((0.0, 0.0));
-                        let has_clamp = x_clamp.is_some() as i32;
-                        l.arg(&code.1).arg(&code.2).arg(&has_clamp).arg(&lo).arg(&hi);
-                        let pixels = ys[0] * ys[2] * ys[3];
-                        let total = (pixels * ys[1] / self.vec()) as u32;
-                        if vectors {
-                            l.arg(&total);
-                        }
-                        let cfg = match vectors {
-                            true => blocks(total as usize, 128),
-                            false => per_pixel(pixels, ys[1]),
-                        };
-                        return unsafe { l.launch(cfg) }
-                            .map(|_| ())
-                            .map_err(|e| cuda_err(name, e));
+                        return self.launch_direct(inst, i, *act);
                     }
                     let mut xp = ptr(*x);
                     if let Some((buf, [h, wd, top, left])) = &run.padded {
@@ -400,7 +334,9 @@ impl CudaEngine {
                         let len: usize = storage_shape(&p.shape(o, b), nhwc)[*axis..]
                             .iter()
                             .product();
-                        self.copy_rows(ptr(o), ptr(*x), outer, len, src_stride, off, len, 0)?;
+                        // An output computed in place has rows `ld` apart in the concat.
+                        let dst_stride = inst.views.get(&o).map(|v| v.ld).unwrap_or(len);
+                        self.copy_rows(ptr(o), ptr(*x), outer, len, src_stride, off, dst_stride, 0)?;
                         off += len;
                     }
                     Ok(())

@@ -10,6 +10,7 @@ mod chains;
 mod clip_into_depthwise;
 mod concat_views;
 mod descriptors;
+mod direct;
 mod elementwise;
 mod engine;
 mod gemm;

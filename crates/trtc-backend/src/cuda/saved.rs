@@ -27,6 +27,9 @@ pub struct ConvTactic {
     pub bias_f32: bool,
     pub unfused: bool,
     pub direct: bool,
+    /// trtc's row-tiled depthwise kernel (plans from before: the plain one).
+    #[serde(default)]
+    pub rows: bool,
     pub lt: Option<LtTactic>,
 }
 
@@ -92,6 +95,7 @@ fn conv_tactic(r: &ConvRun) -> ConvTactic {
         bias_f32: r.bias_f32,
         unfused: r.unfused,
         direct: r.direct,
+        rows: r.rows,
         lt: r.gemm.as_ref().map(lt_tactic),
     }
 }
@@ -160,6 +164,7 @@ impl CudaEngine {
                 .ok_or_else(|| cuda_err(&name, "no conv instance"))?;
             run.unfused = c.unfused;
             run.direct = c.direct;
+            run.rows = c.direct && c.rows && self.row_tiles(*i).is_some();
             if c.bias_f32 {
                 run.bias =
                     d::tensor4d([1, k, 1, 1], false, false).map_err(|e| cuda_err(&name, e))?;
@@ -235,6 +240,7 @@ mod tests {
                         bias_f32: false,
                         unfused: true,
                         direct: false,
+                        rows: false,
                         lt: Some(LtTactic {
                             algo: vec![1, 2, 3, 4, 5, 6, 7, 8],
                             workspace: 0,

@@ -67,7 +67,7 @@ impl CudaEngine {
             self.choose_conv_fusion(inst)?;
             self.choose_conv_gemms(inst, false)?;
         }
-        self.choose_depthwise_kernels(inst)?;
+        self.choose_direct_kernels(inst)?;
         self.dev
             .stream
             .synchronize()
@@ -315,30 +315,36 @@ impl CudaEngine {
             && gemm_choice() != Some(false)
     }
 
-    /// For each depthwise convolution of an NHWC engine, time cuDNN against trtc's own
-    /// kernel on this batch size and keep the faster (`TRTC_DEPTHWISE` can fix the choice).
-    fn choose_depthwise_kernels(&self, inst: &mut Instance) -> Result<()> {
+    /// For each convolution trtc's own NHWC kernels can run (depthwise, and few input
+    /// channels: `program::direct_kernel_fits`), time cuDNN against that kernel, and
+    /// against its row-tiled form where one fits (`direct::row_tiles`), on this batch size
+    /// and keep the fastest. `TRTC_DIRECT=direct|rows|cudnn` fixes the choice for all of
+    /// them, `TRTC_DEPTHWISE` for depthwise convs (for tests and comparisons; `rows` is
+    /// `direct` where no row-tiled kernel fits).
+    fn choose_direct_kernels(&self, inst: &mut Instance) -> Result<()> {
         if !self.program.nhwc {
             return Ok(());
         }
-        let depthwise: Vec<usize> = inst
+        let candidates: Vec<usize> = inst
             .convs
             .keys()
             .copied()
-            .filter(|&i| {
-                matches!(&self.program.steps[i],
-                    Step::Conv { w_dims, groups, .. } if w_dims[1] == 1 && *groups == w_dims[0])
-            })
+            .filter(|&i| matches!(&self.program.steps[i], Step::Conv { w_direct: Some(_), .. }))
             .collect();
-        // TRTC_DEPTHWISE=direct or =cudnn fixes the choice (for tests and comparisons).
-        let forced = std::env::var("TRTC_DEPTHWISE").ok();
-        for i in depthwise {
-            if let Some(choice) = forced
-                .as_deref()
-                .filter(|c| ["direct", "cudnn"].contains(c))
-            {
+        let env = |var: &str| {
+            std::env::var(var)
+                .ok()
+                .filter(|c| ["direct", "rows", "cudnn"].contains(&c.as_str()))
+        };
+        for i in candidates {
+            let depthwise = matches!(&self.program.steps[i],
+                Step::Conv { w_dims, groups, .. } if w_dims[1] == 1 && *groups == w_dims[0]);
+            let forced = env("TRTC_DIRECT").or_else(|| depthwise.then(|| env("TRTC_DEPTHWISE")).flatten());
+            let tiles = self.row_tiles(i).is_some();
+            if let Some(choice) = forced {
                 if let Some(r) = inst.convs.get_mut(&i) {
-                    r.direct = choice == "direct";
+                    r.direct = choice != "cudnn";
+                    r.rows = choice == "rows" && tiles;
                 }
                 continue;
             }
@@ -354,22 +360,29 @@ impl CudaEngine {
                 Ok(self.time_step(inst, i)? + pair)
             };
             let cudnn_ms = time(inst)?;
-            let set = |inst: &mut Instance, direct: bool| {
+            let set = |inst: &mut Instance, direct: bool, rows: bool| {
                 if let Some(r) = inst.convs.get_mut(&i) {
                     r.direct = direct;
+                    r.rows = rows;
                 }
             };
-            set(inst, true);
-            match time(inst) {
-                Ok(ms) if ms < cudnn_ms => {}
-                _ => set(inst, false),
+            let mut best = (cudnn_ms, false, false);
+            let variants: &[bool] = if tiles { &[false, true] } else { &[false] };
+            for &rows in variants {
+                set(inst, true, rows);
+                if let Ok(ms) = time(inst) {
+                    if ms < best.0 {
+                        best = (ms, true, rows);
+                    }
+                }
             }
+            set(inst, best.1, best.2);
         }
         Ok(())
     }
 
-    /// Mean milliseconds of step `i` over a few launches.
-    fn time_step(&self, inst: &Instance, i: usize) -> Result<f32> {
+    /// Mean milliseconds of step `i` over a few launches, replayed from a CUDA graph.
+    pub(super) fn time_step(&self, inst: &Instance, i: usize) -> Result<f32> {
         self.time_launch(&|| self.launch_step(inst, i))
     }
 
