@@ -85,7 +85,11 @@ fn gpu_vs_tract_model(
 
 /// The tactics `model`'s one CUDA engine runs (its plan payload).
 fn tactics_of(model: &HybridModel) -> trtc_backend::cuda::EngineTactics {
-    let payload = model.payloads().into_values().next().expect("a CUDA engine payload");
+    let payload = model
+        .payloads()
+        .into_values()
+        .next()
+        .expect("a CUDA engine payload");
     serde_json::from_slice(&payload.bytes).expect("tactics")
 }
 
@@ -239,8 +243,13 @@ fn convolutions_match_tract() {
                     let opts = opts_for(precision, layout);
                     let inputs = vec![random_tensor(&[batch, *cin, 11, 9], 7)];
                     let (rel, model) = gpu_vs_tract_model(&g, inputs, &opts);
-                    let what = format!("conv case {i} batch {batch} via {choice}, {precision:?} {layout:?}");
-                    assert!(rel <= tolerance, "{what}: relative error {rel} over {tolerance}");
+                    let what = format!(
+                        "conv case {i} batch {batch} via {choice}, {precision:?} {layout:?}"
+                    );
+                    assert!(
+                        rel <= tolerance,
+                        "{what}: relative error {rel} over {tolerance}"
+                    );
                     let tactics = tactics_of(&model);
                     let direct = tactics.instances[0].convs[0].1.direct;
                     let few_inputs = *cin <= 4 && cout % 8 == 0 && attrs.group == 1;
@@ -261,7 +270,11 @@ fn convolutions_match_tract() {
 #[ignore = "needs a CUDA GPU"]
 fn stem_with_residual_through_the_direct_kernel_matches_tract() {
     std::env::set_var("TRTC_DIRECT", "direct");
-    for act in [Some(Activation::Clip { min: 0.0, max: 6.0 }), Some(Activation::Relu), None] {
+    for act in [
+        Some(Activation::Clip { min: 0.0, max: 6.0 }),
+        Some(Activation::Relu),
+        None,
+    ] {
         let mut b = GraphBuilder::new();
         let x = b.input_with(
             "x",
@@ -288,7 +301,10 @@ fn stem_with_residual_through_the_direct_kernel_matches_tract() {
             let inputs = vec![random_tensor(&[2, 3, 13, 10], 14)];
             let (rel, model) = gpu_vs_tract_model(&g, inputs, &opts_for(precision, layout));
             let what = format!("stem {act:?}, {precision:?} {layout:?}");
-            assert!(rel <= tolerance, "{what}: relative error {rel} over {tolerance}");
+            assert!(
+                rel <= tolerance,
+                "{what}: relative error {rel} over {tolerance}"
+            );
             let tactics = tactics_of(&model);
             let convs = &tactics.instances[0].convs;
             assert_eq!(convs.len(), 2, "{what}: two convs");
@@ -393,7 +409,10 @@ fn depthwise_kernels_match_tract() {
                     let what = format!(
                         "depthwise case {i}, {c} channels, via {choice}, {precision:?} {layout:?}"
                     );
-                    assert!(rel <= tolerance, "{what}: relative error {rel} over {tolerance}");
+                    assert!(
+                        rel <= tolerance,
+                        "{what}: relative error {rel} over {tolerance}"
+                    );
                     let tactics = tactics_of(&model);
                     let run = &tactics.instances[0].convs[0].1;
                     // Whole vectors: 8 fp16 or 4 f32 channels; no dilation.
@@ -401,7 +420,11 @@ fn depthwise_kernels_match_tract() {
                     let fits = layout.nhwc_for(precision)
                         && c % vec == 0
                         && attrs_dilated(&cases[i].1).is_none();
-                    assert_eq!(run.rows, choice == "rows" && fits, "{what}: row-tiled kernel");
+                    assert_eq!(
+                        run.rows,
+                        choice == "rows" && fits,
+                        "{what}: row-tiled kernel"
+                    );
                 }
             }
         }
@@ -726,8 +749,12 @@ fn concat_inputs_written_in_place_match_tract() {
                 let opts = opts_for(precision, layout);
                 let inputs = vec![random_tensor(&[batch, 16, 9, 9], 3)];
                 let (rel, model) = gpu_vs_tract_model(&g, inputs, &opts);
-                let what = format!("{conv} convs, gemm {gemm}, batch {batch}, {precision:?} {layout:?}");
-                assert!(rel <= tolerance, "{what}: relative error {rel} over {tolerance}");
+                let what =
+                    format!("{conv} convs, gemm {gemm}, batch {batch}, {precision:?} {layout:?}");
+                assert!(
+                    rel <= tolerance,
+                    "{what}: relative error {rel} over {tolerance}"
+                );
                 // NCHW: both convs write in place (trtc's NCHW pooling writes packed
                 // images). NHWC: the pool, and the 1x1 conv as a cuBLASLt product where
                 // products are allowed (cuDNN writes no strided NHWC output). The sigmoid's
@@ -782,10 +809,17 @@ fn split_outputs_written_into_the_concat_match_tract() {
             let inputs = vec![random_tensor(&[batch, 16, 7, 5], 22)];
             let (rel, model) = gpu_vs_tract_model(&g, inputs, &opts_for(precision, layout));
             let what = format!("batch {batch}, {precision:?} {layout:?}");
-            assert!(rel <= tolerance, "{what}: relative error {rel} over {tolerance}");
+            assert!(
+                rel <= tolerance,
+                "{what}: relative error {rel} over {tolerance}"
+            );
             let tactics = tactics_of(&model);
             let views = tactics.instances[0].views.clone().unwrap();
-            assert_eq!(views.len(), 1, "{what}: the split's first output in place: {views:?}");
+            assert_eq!(
+                views.len(),
+                1,
+                "{what}: the split's first output in place: {views:?}"
+            );
         }
     }
 }
@@ -818,7 +852,10 @@ fn elementwise_chains_run_as_one_kernel_and_match_tract() {
         let opts = opts_for(precision, layout);
         let (rel, model) = gpu_vs_tract_model(&g, inputs.clone(), &opts);
         let what = format!("{precision:?} {layout:?}");
-        assert!(rel <= tolerance, "{what}: relative error {rel} over {tolerance}");
+        assert!(
+            rel <= tolerance,
+            "{what}: relative error {rel} over {tolerance}"
+        );
         let layers: Vec<String> = model
             .profile(inputs.clone())
             .unwrap()
@@ -884,7 +921,10 @@ fn clip_moved_into_the_depthwise_conv_matches_tract() {
                 let opts = opts_for(precision, layout);
                 let (rel, model) = gpu_vs_tract_model(&g, vec![input.clone()], &opts);
                 let what = format!("clip({min}, {max}), {depthwise_by}, {precision:?} {layout:?}");
-                assert!(rel <= tolerance, "{what}: relative error {rel} over {tolerance}");
+                assert!(
+                    rel <= tolerance,
+                    "{what}: relative error {rel} over {tolerance}"
+                );
                 let tactics = tactics_of(&model);
                 let moved = tactics.instances[0].clips_moved.len();
                 let expected = layout.nhwc_for(precision) && depthwise_by != "cudnn";

@@ -173,7 +173,8 @@ pub(crate) fn fuse_elementwise_chains(p: &mut Program) -> usize {
     let names = std::mem::take(&mut p.names);
     for (i, (step, name)) in steps.into_iter().zip(names).enumerate() {
         if let Some(c) = at_last.remove(&i) {
-            p.names.push(format!("{name} (+{} fused)", c.members.len() - 1));
+            p.names
+                .push(format!("{name} (+{} fused)", c.members.len() - 1));
             p.steps.push(Step::Chain {
                 inputs: c.inputs,
                 y: c.value,

@@ -45,7 +45,13 @@ pub(crate) fn concat_views(p: &Program) -> HashMap<usize, View> {
     let boundary = |s: usize| p.inputs.contains(&s) || p.outputs.contains(&s);
     let producer_can_write_rows = |s: usize| {
         p.steps.iter().any(|step| match step {
-            Step::Conv { y, z, act, w_direct, .. } => {
+            Step::Conv {
+                y,
+                z,
+                act,
+                w_direct,
+                ..
+            } => {
                 *y == s
                     && z.is_none()
                     && w_direct.is_none()
@@ -63,8 +69,7 @@ pub(crate) fn concat_views(p: &Program) -> HashMap<usize, View> {
             continue;
         };
         let out = &p.slots[*y];
-        if *axis != 1 || out.shape.len() != 4 || out.alias_of.is_some() || views.contains_key(y)
-        {
+        if *axis != 1 || out.shape.len() != 4 || out.alias_of.is_some() || views.contains_key(y) {
             continue;
         }
         let ys = p.shape(*y, 1);
@@ -92,7 +97,14 @@ pub(crate) fn concat_views(p: &Program) -> HashMap<usize, View> {
                 && ld % vec == 0
                 && producer_can_write_rows(t);
             if eligible {
-                views.insert(t, View { base: *y, offset, ld });
+                views.insert(
+                    t,
+                    View {
+                        base: *y,
+                        offset,
+                        ld,
+                    },
+                );
             }
         }
     }
@@ -168,8 +180,22 @@ mod tests {
     fn pool_outputs_become_slices_of_the_concat() {
         let v = concat_views(&program(true));
         assert_eq!(v.len(), 2, "{v:?}");
-        assert_eq!(v[&1], View { base: 4, offset: 0, ld: 32 });
-        assert_eq!(v[&2], View { base: 4, offset: 8, ld: 32 });
+        assert_eq!(
+            v[&1],
+            View {
+                base: 4,
+                offset: 0,
+                ld: 32
+            }
+        );
+        assert_eq!(
+            v[&2],
+            View {
+                base: 4,
+                offset: 8,
+                ld: 32
+            }
+        );
         // An activation writes packed memory: its output is still copied.
         assert!(!v.contains_key(&3));
     }
@@ -204,7 +230,14 @@ mod tests {
         ];
         let v = concat_views(&p);
         assert_eq!(v.len(), 1, "{v:?}");
-        assert_eq!(v[&1], View { base: 4, offset: 8, ld: 16 });
+        assert_eq!(
+            v[&1],
+            View {
+                base: 4,
+                offset: 8,
+                ld: 16
+            }
+        );
         // A split along another axis does not write channel slices.
         if let Step::Split { axis, .. } = &mut p.steps[0] {
             *axis = 2;

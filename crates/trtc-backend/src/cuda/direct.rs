@@ -3,7 +3,7 @@
 //! neighbouring pixels of a row per thread, sharing the loads of their windows), and
 //! ordinary convs of few input channels (image stems), all with bias, residual and
 //! activation in the kernel. Weights are `[kh][kw][c][k]`
-//! (`program::weights_rsck`).
+//! (`weights_rsck`).
 
 use super::engine::{blocks, cuda_err, CudaEngine, Instance};
 use super::kernel;
@@ -25,8 +25,14 @@ impl CudaEngine {
     /// of its threads computes: 3x3 and 5x5 windows of horizontal stride 1 or 2, no
     /// dilation, channels in whole 16-byte vectors (`depthwise_nhwc_k{3,5}s{1,2}`).
     pub(super) fn row_tiles(&self, i: usize) -> Option<(&'static str, usize)> {
-        let Step::Conv { w_dims, groups, stride, dilation, w_direct: Some(_), .. } =
-            &self.program.steps[i]
+        let Step::Conv {
+            w_dims,
+            groups,
+            stride,
+            dilation,
+            w_direct: Some(_),
+            ..
+        } = &self.program.steps[i]
         else {
             return None;
         };
@@ -69,7 +75,10 @@ impl CudaEngine {
             ..
         } = &p.steps[i]
         else {
-            return Err(cuda_err("engine", "direct launch of a step that is no convolution"));
+            return Err(cuda_err(
+                "engine",
+                "direct launch of a step that is no convolution",
+            ));
         };
         let (xs, ys) = (p.shape(*x, inst.batch), p.shape(*y, inst.batch));
         let code = act.map(super::program::act_code).unwrap_or((0, 0.0, 0.0));
@@ -100,7 +109,13 @@ impl CudaEngine {
             (false, false, _) => return Err(unsupported(name, "outputs are not whole vectors")),
         };
         let f = kernel(&self.dev, kernel_name, p.half)?;
-        let mut dims = vec![xs[1] as i32, xs[2] as i32, xs[3] as i32, ys[2] as i32, ys[3] as i32];
+        let mut dims = vec![
+            xs[1] as i32,
+            xs[2] as i32,
+            xs[3] as i32,
+            ys[2] as i32,
+            ys[3] as i32,
+        ];
         if !depthwise {
             dims.push(ys[1] as i32);
         }
@@ -150,5 +165,91 @@ impl CudaEngine {
         unsafe { l.launch(cfg) }
             .map(|_| ())
             .map_err(|e| cuda_err(name, e))
+    }
+}
+
+/// Most input channels trtc's direct NHWC kernel takes for an ordinary (one group) conv.
+pub(crate) const DIRECT_MAX_INPUT_CHANNELS: usize = 4;
+
+/// Most weight taps (`kh * kw * c`) of such a conv: 32 output channels of them, as float,
+/// fill the 48 KiB of shared memory a block gets without asking.
+pub(crate) const DIRECT_MAX_TAPS: usize = 384;
+
+/// Whether trtc's own NHWC kernels can run a conv with weights `[k, c/groups, kh, kw]`:
+/// a depthwise conv, or one group of few input channels (an image stem, which cuDNN's
+/// tensor-core kernels run badly) with a whole number of 16-byte vectors of outputs.
+pub(crate) fn direct_kernel_fits([k, c, kh, kw]: [usize; 4], groups: i64) -> bool {
+    let depthwise = c == 1 && groups as usize == k;
+    let few_inputs = groups == 1
+        && c <= DIRECT_MAX_INPUT_CHANNELS
+        && k.is_multiple_of(8)
+        && kh * kw * c <= DIRECT_MAX_TAPS;
+    depthwise || few_inputs
+}
+
+/// `[k][c][kh][kw]` weights reordered to `[kh][kw][c][k]`: neighbouring output channels
+/// neighbouring in memory, as the direct kernels' threads read them.
+pub(crate) fn weights_rsck(w: &[f32], [k, c, kh, kw]: [usize; 4]) -> Vec<f32> {
+    let mut t = vec![0.0; w.len()];
+    for ko in 0..k {
+        for ci in 0..c {
+            for r in 0..kh {
+                for s in 0..kw {
+                    t[((r * kw + s) * c + ci) * k + ko] = w[((ko * c + ci) * kh + r) * kw + s];
+                }
+            }
+        }
+    }
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn direct_weights_put_output_channels_last() {
+        // k = 2, c = 3, 1x2 taps: w[k][c][0][s] = 100k + 10c + s.
+        let w: Vec<f32> = (0..2)
+            .flat_map(|k| {
+                (0..3).flat_map(move |c| (0..2).map(move |s| (100 * k + 10 * c + s) as f32))
+            })
+            .collect();
+        let t = weights_rsck(&w, [2, 3, 1, 2]);
+        // [s][c][k]
+        assert_eq!(&t[..6], &[0.0, 100.0, 10.0, 110.0, 20.0, 120.0]);
+        assert_eq!(&t[6..], &[1.0, 101.0, 11.0, 111.0, 21.0, 121.0]);
+        // A depthwise conv's [k][1][kh][kw] becomes [kh][kw][k].
+        let dw: Vec<f32> = (0..8).map(|i| i as f32).collect();
+        assert_eq!(
+            weights_rsck(&dw, [2, 1, 2, 2]),
+            vec![0.0, 4.0, 1.0, 5.0, 2.0, 6.0, 3.0, 7.0]
+        );
+    }
+
+    #[test]
+    fn direct_kernels_take_depthwise_convs_and_few_input_channels() {
+        assert!(direct_kernel_fits([32, 1, 3, 3], 32));
+        assert!(direct_kernel_fits([32, 3, 3, 3], 1));
+        assert!(
+            !direct_kernel_fits([30, 3, 3, 3], 1),
+            "outputs not whole vectors"
+        );
+        assert!(
+            !direct_kernel_fits([32, 8, 3, 3], 1),
+            "too many input channels"
+        );
+        assert!(
+            !direct_kernel_fits([32, 2, 3, 3], 2),
+            "grouped, not depthwise"
+        );
+        assert!(
+            direct_kernel_fits([64, 3, 7, 7], 1),
+            "ResNet's stem: 147 taps"
+        );
+        assert!(
+            !direct_kernel_fits([64, 4, 11, 11], 1),
+            "484 taps: over the shared memory"
+        );
     }
 }

@@ -2,12 +2,12 @@
 //! bias/activation after a convolution, activations, row copies (concat, split) and
 //! broadcasting binary ops.
 
+use super::chains::{ChainOp, MAX_INPUTS, MAX_OPS};
 use super::engine::{blocks, cuda_err, CudaEngine, Instance};
 use super::host::logical_strides;
 use super::kernel;
 use super::program::unsupported;
 use crate::error::Result;
-use super::chains::{ChainOp, MAX_INPUTS, MAX_OPS};
 use cudarc::driver::{DeviceRepr, PushKernelArg};
 
 impl CudaEngine {
@@ -213,7 +213,10 @@ impl CudaEngine {
                 }
             })
         };
-        Ok((order.map(|d| y4[d]), operands.iter().map(|&s| strides(s)).collect()))
+        Ok((
+            order.map(|d| y4[d]),
+            operands.iter().map(|&s| strides(s)).collect(),
+        ))
     }
 
     /// `y = a (op) b` with broadcasting.

@@ -99,7 +99,12 @@ impl CudaEngine {
         }
         // Segment inputs and outputs have buffers of their own; slots no step uses any
         // more (inside fused chains) have none.
-        let boundary: Vec<usize> = p.inputs.iter().chain(&p.outputs).map(|&s| p.storage(s)).collect();
+        let boundary: Vec<usize> = p
+            .inputs
+            .iter()
+            .chain(&p.outputs)
+            .map(|&s| p.storage(s))
+            .collect();
         let mut buffers: Vec<Option<CudaSlice<u8>>> = Vec::with_capacity(p.slots.len());
         for (s, slot) in p.slots.iter().enumerate() {
             let elsewhere = slot.alias_of.is_some()
@@ -187,7 +192,10 @@ impl CudaEngine {
             ..
         } = &p.steps[i]
         else {
-            return Err(cuda_err("engine", "conv_run of a step that is no convolution"));
+            return Err(cuda_err(
+                "engine",
+                "conv_run of a step that is no convolution",
+            ));
         };
         let (xs, ys, w_dims, pads, stride, dilation, groups, act) = (
             p.shape(*x, batch),

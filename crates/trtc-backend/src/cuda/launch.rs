@@ -195,7 +195,11 @@ impl CudaEngine {
                         let ldy = inst.ld(*y).unwrap_or(ys[1]);
                         let v = self.vec();
                         let vectors = ys[1].is_multiple_of(v) && ldy.is_multiple_of(v);
-                        let f = kernel(&self.dev, ["pool2d_nhwc", "pool2d_nhwc_vec"][vectors as usize], half)?;
+                        let f = kernel(
+                            &self.dev,
+                            ["pool2d_nhwc", "pool2d_nhwc_vec"][vectors as usize],
+                            half,
+                        )?;
                         let args = [
                             xs[1] as i32,
                             xs[2] as i32,
@@ -336,7 +340,16 @@ impl CudaEngine {
                             .product();
                         // An output computed in place has rows `ld` apart in the concat.
                         let dst_stride = inst.views.get(&o).map(|v| v.ld).unwrap_or(len);
-                        self.copy_rows(ptr(o), ptr(*x), outer, len, src_stride, off, dst_stride, 0)?;
+                        self.copy_rows(
+                            ptr(o),
+                            ptr(*x),
+                            outer,
+                            len,
+                            src_stride,
+                            off,
+                            dst_stride,
+                            0,
+                        )?;
                         off += len;
                     }
                     Ok(())

@@ -9,6 +9,7 @@ mod arena;
 mod chains;
 mod clip_into_depthwise;
 mod concat_views;
+mod conv_kernels;
 mod descriptors;
 mod direct;
 mod elementwise;

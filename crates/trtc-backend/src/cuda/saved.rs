@@ -115,7 +115,14 @@ impl CudaEngine {
         let clips_moved = convs
             .iter()
             .filter(|(i, c)| {
-                c.direct && matches!(self.program.steps[*i], Step::Conv { x_clamp: Some(_), .. })
+                c.direct
+                    && matches!(
+                        self.program.steps[*i],
+                        Step::Conv {
+                            x_clamp: Some(_),
+                            ..
+                        }
+                    )
             })
             .map(|(i, _)| *i)
             .collect();
@@ -257,7 +264,9 @@ mod tests {
         let bytes = serde_json::to_vec(&t).unwrap();
         assert_eq!(serde_json::from_slice::<EngineTactics>(&bytes).unwrap(), t);
         // Plans written before views were stored still load (every view that qualifies).
-        let old = String::from_utf8(bytes).unwrap().replace(r#","views":[5,9]"#, "");
+        let old = String::from_utf8(bytes)
+            .unwrap()
+            .replace(r#","views":[5,9]"#, "");
         let parsed = serde_json::from_str::<EngineTactics>(&old).unwrap();
         assert_eq!(parsed.instances[0].views, None);
     }

@@ -292,7 +292,10 @@ impl CudaEngine {
             match (found, inst.convs.get_mut(&i)) {
                 (Some((ms, run)), Some(r)) if ms < cudnn_ms || required => r.gemm = Some(run),
                 _ if required => {
-                    return Err(unsupported(&name, "cuBLASLt takes no product writing a slice"))
+                    return Err(unsupported(
+                        &name,
+                        "cuBLASLt takes no product writing a slice",
+                    ))
                 }
                 _ => {}
             }
@@ -316,7 +319,7 @@ impl CudaEngine {
     }
 
     /// For each convolution trtc's own NHWC kernels can run (depthwise, and few input
-    /// channels: `program::direct_kernel_fits`), time cuDNN against that kernel, and
+    /// channels: `direct::direct_kernel_fits`), time cuDNN against that kernel, and
     /// against its row-tiled form where one fits (`direct::row_tiles`), on this batch size
     /// and keep the fastest. `TRTC_DIRECT=direct|rows|cudnn` fixes the choice for all of
     /// them, `TRTC_DEPTHWISE` for depthwise convs (for tests and comparisons; `rows` is
@@ -329,7 +332,15 @@ impl CudaEngine {
             .convs
             .keys()
             .copied()
-            .filter(|&i| matches!(&self.program.steps[i], Step::Conv { w_direct: Some(_), .. }))
+            .filter(|&i| {
+                matches!(
+                    &self.program.steps[i],
+                    Step::Conv {
+                        w_direct: Some(_),
+                        ..
+                    }
+                )
+            })
             .collect();
         let env = |var: &str| {
             std::env::var(var)
@@ -339,7 +350,8 @@ impl CudaEngine {
         for i in candidates {
             let depthwise = matches!(&self.program.steps[i],
                 Step::Conv { w_dims, groups, .. } if w_dims[1] == 1 && *groups == w_dims[0]);
-            let forced = env("TRTC_DIRECT").or_else(|| depthwise.then(|| env("TRTC_DEPTHWISE")).flatten());
+            let forced =
+                env("TRTC_DIRECT").or_else(|| depthwise.then(|| env("TRTC_DEPTHWISE")).flatten());
             let tiles = self.row_tiles(i).is_some();
             if let Some(choice) = forced {
                 if let Some(r) = inst.convs.get_mut(&i) {
@@ -349,9 +361,11 @@ impl CudaEngine {
                 continue;
             }
             // trtc's kernel takes over the producer's Clip where it can: time the pair.
-            let producer = self.program.steps.iter().position(
-                |s| matches!(s, Step::Conv { clip_to: Some(j), .. } if *j == i),
-            );
+            let producer = self
+                .program
+                .steps
+                .iter()
+                .position(|s| matches!(s, Step::Conv { clip_to: Some(j), .. } if *j == i));
             let time = |inst: &Instance| -> Result<f32> {
                 let pair = match producer {
                     Some(k) => self.time_step(inst, k)?,
