@@ -23,9 +23,9 @@ for step in "$@"; do
     profile16)
       export_tv resnet50 mobilenet_v2 inception_v3
       for m in models/efficientnet_lite0.onnx /tmp/tv/resnet50.onnx /tmp/tv/mobilenet_v2.onnx /tmp/tv/inception_v3.onnx; do
-        timeout 150 .dev/trtc bench $m --batch 128 --precision fp16 --iterations 10 --profile 2>&1 | tee -a "$OUT/profile16.log"
+        timeout 150 .dev/trtc bench $m --batch 128 --precision fp16 --iterations 10 --profile --peak-gbps ${PEAK_GBPS:-3000} 2>&1 | tee -a "$OUT/profile16.log"
       done ;;
-    pytorch16) timeout 560 python3 benches/pytorch_baseline.py --compile --compile-mode reduce-overhead --dtypes fp16 --batch 1,128 --iters 30 resnet50 mobilenet_v2 inception_v3 2>&1 | grep '^{' | tee -a "$OUT/pytorch16.log" ;;
+    pytorch16) timeout ${PYTORCH_TIMEOUT:-560} python3 benches/pytorch_baseline.py --compile --compile-mode reduce-overhead --dtypes fp16 --batch 1,128 --iters 30 resnet50 mobilenet_v2 inception_v3 2>&1 | grep '^{' | tee -a "$OUT/pytorch16.log" ;;
     compile16) timeout 500 python3 benches/pytorch_baseline.py --compile-only --dtypes fp16 --batch 1,128 --iters 30 ${MODELS:-resnet50 mobilenet_v2 inception_v3} 2>&1 | grep -v '^\[' | tee -a "$OUT/pytorch_compile.log" ;;
     effnet) timeout 150 .dev/trtc bench models/efficientnet_lite0.onnx --batch 1,128 --precision fp32,tf32 --iterations 50 2>&1 | tee "$OUT/bench_effnet.log" ;;
     torchvision)
