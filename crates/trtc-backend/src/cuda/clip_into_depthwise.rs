@@ -19,6 +19,7 @@
 //! engines only, with `w_direct` weights).
 
 use super::arena::step_slots;
+use super::direct::is_depthwise;
 use super::program::{Program, Step};
 use trtc_ir::Activation;
 
@@ -45,7 +46,7 @@ pub(crate) fn clip_into_depthwise(p: &mut Program) -> usize {
         let [j] = readers[*y][..] else { continue };
         let depthwise_reader = matches!(&p.steps[j],
             Step::Conv { x, w_direct: Some(_), x_clamp: None, w_dims, groups, .. }
-                if x == y && w_dims[1] == 1 && *groups == w_dims[0]);
+                if x == y && is_depthwise(w_dims, *groups));
         if !output && !viewed && depthwise_reader {
             moves.push((i, j, *min, *max));
         }

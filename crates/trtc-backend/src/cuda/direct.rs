@@ -36,8 +36,10 @@ impl CudaEngine {
         else {
             return None;
         };
-        let depthwise = w_dims[1] == 1 && *groups == w_dims[0];
-        if !depthwise || !(w_dims[0] as usize).is_multiple_of(self.vec()) || dilation != &[1, 1] {
+        if !is_depthwise(w_dims, *groups)
+            || !(w_dims[0] as usize).is_multiple_of(self.vec())
+            || dilation != &[1, 1]
+        {
             return None;
         }
         match (w_dims[3], stride[1]) {
@@ -93,7 +95,7 @@ impl CudaEngine {
             bias.device_ptr(s).0,
             z.map(ptr).unwrap_or(0),
         );
-        let depthwise = w_dims[1] == 1 && *groups == w_dims[0];
+        let depthwise = is_depthwise(w_dims, *groups);
         let v = self.vec();
         let vectors = ys[1].is_multiple_of(v);
         let rows = inst
@@ -175,6 +177,12 @@ pub(crate) const DIRECT_MAX_INPUT_CHANNELS: usize = 4;
 /// fill the 48 KiB of shared memory a block gets without asking.
 pub(crate) const DIRECT_MAX_TAPS: usize = 384;
 
+/// Whether a conv with weights `w_dims` (`[k, c/groups, kh, kw]`) in `groups` groups is
+/// depthwise: one filter per channel.
+pub(crate) fn is_depthwise(w_dims: &[i32; 4], groups: i32) -> bool {
+    w_dims[1] == 1 && groups == w_dims[0]
+}
+
 /// Whether trtc's own NHWC kernels can run a conv with weights `[k, c/groups, kh, kw]`:
 /// a depthwise conv, or one group of few input channels (an image stem, which cuDNN's
 /// tensor-core kernels run badly) with a whole number of 16-byte vectors of outputs.
@@ -229,6 +237,9 @@ mod tests {
 
     #[test]
     fn direct_kernels_take_depthwise_convs_and_few_input_channels() {
+        assert!(is_depthwise(&[32, 1, 3, 3], 32));
+        assert!(!is_depthwise(&[32, 1, 3, 3], 16), "16 groups of 2 channels");
+        assert!(!is_depthwise(&[32, 3, 3, 3], 1));
         assert!(direct_kernel_fits([32, 1, 3, 3], 32));
         assert!(direct_kernel_fits([32, 3, 3, 3], 1));
         assert!(

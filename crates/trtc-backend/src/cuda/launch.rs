@@ -339,7 +339,7 @@ impl CudaEngine {
                             .iter()
                             .product();
                         // An output computed in place has rows `ld` apart in the concat.
-                        let dst_stride = inst.views.get(&o).map(|v| v.ld).unwrap_or(len);
+                        let dst_stride = inst.ld(o).unwrap_or(len);
                         self.copy_rows(
                             ptr(o),
                             ptr(*x),

@@ -5,6 +5,7 @@
 //! depthwise kernel.
 
 use super::descriptors::{self as d, ConvDesc, Filter4d, Tensor4d};
+use super::direct::is_depthwise;
 use super::engine::{cuda_err, CudaEngine, Instance, LtRun};
 use super::gemm::{GemmSpec, LtGemm};
 use super::program::{unsupported, Step};
@@ -349,7 +350,7 @@ impl CudaEngine {
         };
         for i in candidates {
             let depthwise = matches!(&self.program.steps[i],
-                Step::Conv { w_dims, groups, .. } if w_dims[1] == 1 && *groups == w_dims[0]);
+                Step::Conv { w_dims, groups, .. } if is_depthwise(w_dims, *groups));
             let forced =
                 env("TRTC_DIRECT").or_else(|| depthwise.then(|| env("TRTC_DEPTHWISE")).flatten());
             let tiles = self.row_tiles(i).is_some();
