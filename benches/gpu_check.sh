@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
 # GPU checks and timings in one lease (see benches/RESULTS.md): run from the repo root on
-# the GPU machine with the release binary and the CUDA test binary, xz-compressed, in .dev/.
+# the GPU machine with the release binary and the test binaries (.dev/trtc, .dev/gpu_models and
+# one .dev/cuda_<family> per op-family test file of crates/trtc-cuda/tests), xz-compressed, in .dev/.
 #   [INCEPTION=file.onnx] bash benches/gpu_check.sh tests|models|effnet|torchvision|fp16|profile16|pytorch|pytorch16|compile16 ...
 set -u
 OUT=${OUT:-/tmp/trtc-gpu}; mkdir -p "$OUT"
 mkdir -p /work; [ -e /work/main ] || ln -s "$PWD" /work/main   # test paths are baked in at build
-for f in trtc cuda_tests gpu_models; do [ -x .dev/$f ] || [ ! -f .dev/$f.xz ] || { xz -dkf .dev/$f.xz && chmod +x .dev/$f; }; done
+for z in .dev/*.xz; do f=${z%.xz}; [ -x $f ] || { xz -dkf $z && chmod +x $f; }; done
 export_tv() { mkdir -p /tmp/tv; for m in "$@"; do [ -f /tmp/tv/$m.onnx ] || python3 benches/export_torchvision.py /tmp/tv $m >> "$OUT/export.log" 2>&1 || tail "$OUT/export.log"; done; }
 export LD_LIBRARY_PATH=/usr/local/cuda-13.0/targets/x86_64-linux/lib:/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
 for step in "$@"; do
   case $step in
-    tests) .dev/cuda_tests --ignored --test-threads=1 2>&1 | tee "$OUT/cuda_tests.log" | tail -25 ;;
+    tests) for t in .dev/cuda_*; do [ -x $t ] && [ "${t%.xz}" = "$t" ] || continue; echo "== $t"; $t --ignored --test-threads=1 2>&1 | tee -a "$OUT/cuda_tests.log" | grep -E "^test |test result|panicked|error"; done ;;
     models)
       [ -n "${INCEPTION:-}" ] || export_tv inception_v3
       TRTC_INCEPTION_V3=${INCEPTION:-/tmp/tv/inception_v3.onnx} .dev/gpu_models --ignored --test-threads=1 --nocapture 2>&1 | tee "$OUT/gpu_models.log" | tail -60 ;;

@@ -39,10 +39,11 @@ fn main() {
                 backend: BackendChoice::Cpu,
                 ..Default::default()
             },
+            trtc::gpu(),
         )
         .expect("compile");
         let plain = CpuModel::new(&plan.graph).expect("tract");
-        let hybrid = HybridModel::new(&plan.graph, &plan.partition, &plan.options).expect("hybrid");
+        let hybrid = HybridModel::new(&plan.graph, &plan.partition, &plan.options, trtc::gpu()).expect("hybrid");
         let x = random_tensor(&[1, 3, size, size], 1);
         let (tp, th) = timing::time_pair(
             3,

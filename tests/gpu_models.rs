@@ -34,8 +34,8 @@ fn check(model: &Path, pre: &Preprocess, precision: Precision, tolerance: f32) {
         max_batch_size: 2,
         ..Default::default()
     };
-    let plan = compile("model", g, &opts).unwrap();
-    let gpu = HybridModel::new(&plan.graph, &plan.partition, &plan.options).unwrap();
+    let plan = compile("model", g, &opts, trtc::gpu()).unwrap();
+    let gpu = HybridModel::new(&plan.graph, &plan.partition, &plan.options, trtc::gpu()).unwrap();
     assert!(
         gpu.engines().iter().any(|(_, _, k)| k == "cuda"),
         "no CUDA engine: {:?}",
@@ -140,20 +140,20 @@ fn plan_tactics_load_without_timing() {
         max_cached_engines: 2,
         ..Default::default()
     };
-    let mut plan = compile("effnet", g, &opts).unwrap();
-    assert_eq!(trtc::backend::tune(&mut plan, &[1, 4]).unwrap(), vec![1, 4]);
+    let mut plan = compile("effnet", g, &opts, trtc::gpu()).unwrap();
+    assert_eq!(trtc::backend::tune(&mut plan, &[1, 4], trtc::gpu()).unwrap(), vec![1, 4]);
     assert!(!plan.engines.is_empty());
     let back = trtc::backend::Plan::from_bytes(&plan.to_bytes().unwrap()).unwrap();
     let x = random_tensor(&[4, 3, 224, 224], 12);
     let want = reference.run(vec![x.clone()]).unwrap();
-    let tactics = |m: &HybridModel| -> Vec<trtc::backend::cuda::EngineTactics> {
+    let tactics = |m: &HybridModel| -> Vec<trtc::cuda::EngineTactics> {
         m.payloads()
             .values()
             .map(|p| serde_json::from_slice(&p.bytes).unwrap())
             .collect()
     };
 
-    let loaded = HybridModel::from_plan(&back).unwrap();
+    let loaded = HybridModel::from_plan(&back, trtc::gpu()).unwrap();
     let (_, rel) = compare(&want, &loaded.run(vec![x.clone()]).unwrap()).unwrap();
     assert!(rel <= 1e-2, "loaded plan: rel {rel}");
     let used = tactics(&loaded);
@@ -164,13 +164,13 @@ fn plan_tactics_load_without_timing() {
             "{t:?}"
         );
     }
-    let stored: Vec<trtc::backend::cuda::EngineTactics> = back
+    let stored: Vec<trtc::cuda::EngineTactics> = back
         .engines
         .values()
         .map(|p| serde_json::from_slice(&p.bytes).unwrap())
         .collect();
-    let same = |a: &trtc::backend::cuda::InstanceTactics,
-                b: &trtc::backend::cuda::InstanceTactics| {
+    let same = |a: &trtc::cuda::InstanceTactics,
+                b: &trtc::cuda::InstanceTactics| {
         a.convs == b.convs && a.gemms == b.gemms
     };
     for (u, s) in used.iter().zip(&stored) {
@@ -184,11 +184,11 @@ fn plan_tactics_load_without_timing() {
     // Tactics from another GPU: timed again, still correct.
     let mut other = back.clone();
     for p in other.engines.values_mut() {
-        let mut t: trtc::backend::cuda::EngineTactics = serde_json::from_slice(&p.bytes).unwrap();
+        let mut t: trtc::cuda::EngineTactics = serde_json::from_slice(&p.bytes).unwrap();
         t.device = "some other GPU".into();
         p.bytes = serde_json::to_vec(&t).unwrap();
     }
-    let retimed = HybridModel::from_plan(&other).unwrap();
+    let retimed = HybridModel::from_plan(&other, trtc::gpu()).unwrap();
     let (_, rel) = compare(&want, &retimed.run(vec![x]).unwrap()).unwrap();
     assert!(rel <= 1e-2, "re-timed: rel {rel}");
     for t in tactics(&retimed) {

@@ -4,7 +4,7 @@
 mod common;
 use common::*;
 use trtc::backend::{
-    partition, CompileOptions, CudaOpTable, FallbackReason, HybridModel, PartitionOptions,
+    partition, CompileOptions, FallbackReason, HybridModel, PartitionOptions,
     SegmentBackend,
 };
 use trtc::ir::{load_model, CpuModel, Graph, Tensor};
@@ -48,9 +48,9 @@ fn check_all_partitions(original: &Graph, input: Tensor) {
             deny_ops: deny.clone(),
             use_gpu: true,
         };
-        let p = partition(&optimized, &CudaOpTable, &popts).unwrap();
+        let p = partition(&optimized, trtc::gpu().support(), &popts).unwrap();
         p.check(&optimized, min).unwrap();
-        let hybrid = HybridModel::new(&optimized, &p, &opts).unwrap();
+        let hybrid = HybridModel::new(&optimized, &p, &opts, trtc::gpu()).unwrap();
         let out = hybrid.run(vec![input.clone()]).unwrap();
         let (abs, rel) = compare(&reference, &out).unwrap();
         assert!(
@@ -102,7 +102,7 @@ fn deny_concat_splits_inception_into_segments() {
         deny_ops: vec!["Concat".into()],
         use_gpu: true,
     };
-    let p = partition(&optimized, &CudaOpTable, &popts).unwrap();
+    let p = partition(&optimized, trtc::gpu().support(), &popts).unwrap();
     let gpu = p
         .segments
         .iter()
@@ -125,7 +125,7 @@ fn batch_over_the_maximum_is_refused() {
     let optimized = optimize(&load_model(efficientnet()).unwrap());
     let p = partition(
         &optimized,
-        &CudaOpTable,
+        trtc::gpu().support(),
         &PartitionOptions {
             min_segment_size: 3,
             deny_ops: vec![],
@@ -140,6 +140,7 @@ fn batch_over_the_maximum_is_refused() {
             max_batch_size: 1,
             ..Default::default()
         },
+        trtc::gpu(),
     )
     .unwrap();
     let err = hybrid

@@ -10,7 +10,7 @@ use trtc::ir::{load_model, CpuModel};
 use trtc::optimizer::verify::{compare, random_tensor};
 
 fn efficientnet_plan(opts: &CompileOptions) -> Plan {
-    compile("efficientnet", load_model(efficientnet()).unwrap(), opts).unwrap()
+    compile("efficientnet", load_model(efficientnet()).unwrap(), opts, trtc::gpu()).unwrap()
 }
 
 #[test]
@@ -39,11 +39,11 @@ fn plan_round_trip_runs_the_same() {
     };
     assert_eq!(fused(&back), fused(&plan), "fused nodes survive the plan");
     let input = random_tensor(&[3, 3, 224, 224], 5);
-    let a = HybridModel::new(&plan.graph, &plan.partition, &plan.options)
+    let a = HybridModel::new(&plan.graph, &plan.partition, &plan.options, trtc::gpu())
         .unwrap()
         .run(vec![input.clone()])
         .unwrap();
-    let b = HybridModel::new(&back.graph, &back.partition, &back.options)
+    let b = HybridModel::new(&back.graph, &back.partition, &back.options, trtc::gpu())
         .unwrap()
         .run(vec![input])
         .unwrap();
@@ -69,7 +69,7 @@ fn engine_payloads_survive_the_plan() {
     assert_eq!(back.engines.len(), 1);
     assert_eq!(back.engines.get(&id), Some(&payload));
     let input = random_tensor(&[1, 3, 224, 224], 5);
-    let model = HybridModel::from_plan(&back).unwrap();
+    let model = HybridModel::from_plan(&back, trtc::gpu()).unwrap();
     let want = CpuModel::new(&load_model(efficientnet()).unwrap())
         .unwrap()
         .run(vec![input.clone()])
@@ -168,6 +168,7 @@ fn backend_cuda_without_an_engine_builder_is_a_clear_error() {
             backend: BackendChoice::Cuda,
             ..Default::default()
         },
+        trtc::gpu(),
     );
     let msg = err.unwrap_err().to_string();
     assert!(msg.contains("backend `cuda` is not available"), "{msg}");
@@ -338,6 +339,7 @@ fn unsupported_ops_give_several_segments_with_reasons_and_run_correctly() {
             max_batch_size: 2,
             ..Default::default()
         },
+        trtc::gpu(),
     )
     .unwrap();
     let reason = |op: &str| {
@@ -362,7 +364,7 @@ fn unsupported_ops_give_several_segments_with_reasons_and_run_correctly() {
         .count();
     assert_eq!(gpu, 2, "conv+relu before the LRN, conv+relu after it");
     let back = Plan::from_bytes(&plan.to_bytes().unwrap()).unwrap();
-    let out = HybridModel::new(&back.graph, &back.partition, &back.options)
+    let out = HybridModel::new(&back.graph, &back.partition, &back.options, trtc::gpu())
         .unwrap()
         .run(vec![input])
         .unwrap();

@@ -111,7 +111,7 @@ fn print_profile(
 /// Each GPU engine's arena at `batch` against its tensors' total without sharing.
 fn print_memory(model: &HybridModel, batch: usize) {
     for (id, p) in model.payloads() {
-        let Ok(t) = serde_json::from_slice::<trtc::backend::cuda::EngineTactics>(&p.bytes) else {
+        let Ok(t) = serde_json::from_slice::<trtc::cuda::EngineTactics>(&p.bytes) else {
             continue;
         };
         for i in t.instances.iter().filter(|i| i.batch == batch) {
@@ -163,7 +163,7 @@ pub fn bench(a: BenchArgs) -> Result<()> {
                     layout: a.layout,
                     ..Default::default()
                 };
-                let plan = compile(&a.model.display().to_string(), (*g).clone(), &opts)
+                let plan = compile(&a.model.display().to_string(), (*g).clone(), &opts, trtc::gpu())
                     .context("compiling")?;
                 Ok((plan, t.elapsed().as_secs_f64()))
             })
@@ -175,10 +175,10 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         plan.options.max_cached_engines = plan.options.max_cached_engines.max(a.batch.len());
         let t = Instant::now();
         // A plan's engines come back with the tactics it stored (no timing).
-        let model = HybridModel::from_plan(&plan).context("building engines")?;
+        let model = HybridModel::from_plan(&plan, trtc::gpu()).context("building engines")?;
         let engines_s = t.elapsed().as_secs_f64();
         for note in &model.notes {
-            eprintln!("trtc: {note}");
+            tracing::warn!("{note}");
         }
         for &batch in &a.batch {
             let inputs = random_inputs(&plan.graph, batch, 1).context("making inputs")?;

@@ -55,14 +55,14 @@ pub fn compile_cmd(a: CompileArgs) -> Result<()> {
         layout: a.layout,
     };
     let g = super::load(&a.model)?;
-    let mut plan = compile(&a.model.display().to_string(), g, &opts).context("compiling")?;
+    let mut plan = compile(&a.model.display().to_string(), g, &opts, trtc::gpu()).context("compiling")?;
     print!("{}", plan.report.optimizer);
     print!("{}", plan.report);
     // GPU engines time their tactics now, at batch 1 and the largest batch, and the plan
     // keeps them: loading it does not time again.
     let mut batches = vec![1, opts.max_batch_size];
     batches.dedup();
-    let tuned = tune(&mut plan, &batches).context("timing GPU tactics")?;
+    let tuned = tune(&mut plan, &batches, trtc::gpu()).context("timing GPU tactics")?;
     if !tuned.is_empty() {
         println!(
             "GPU tactics timed for batch sizes {tuned:?}, stored for {} engine(s)",

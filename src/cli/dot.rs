@@ -27,6 +27,6 @@ pub fn dot(a: DotArgs) -> Result<()> {
         ),
     };
     std::fs::write(&a.output, text).with_context(|| format!("writing {}", a.output.display()))?;
-    eprintln!("wrote {} ({nodes} nodes)", a.output.display());
+    tracing::info!("wrote {} ({nodes} nodes)", a.output.display());
     Ok(())
 }

@@ -4,6 +4,7 @@ mod bench;
 mod compile;
 mod dot;
 mod inspect;
+mod logging;
 mod optimize;
 mod run;
 
@@ -18,6 +19,12 @@ use clap::{Parser, Subcommand};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// More detail on stderr (-v debug, -vv trace).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Errors only on stderr, no progress bars.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -37,6 +44,7 @@ pub enum Command {
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
+    logging::init(cli.verbose, cli.quiet);
     match cli.command {
         Command::Inspect(a) => inspect::inspect(a),
         Command::Dot(a) => dot::dot(a),
@@ -78,9 +86,9 @@ impl Runner {
                 trtc::ir::CpuModel::new(g).context("preparing the model for tract")?,
             )),
             Loaded::Plan(p) => {
-                let h = trtc::backend::HybridModel::from_plan(p).context("preparing the plan")?;
+                let h = trtc::backend::HybridModel::from_plan(p, trtc::gpu()).context("preparing the plan")?;
                 for note in &h.notes {
-                    eprintln!("trtc: {note}");
+                    tracing::warn!("{note}");
                 }
                 Runner::Hybrid(Box::new(h))
             }

@@ -1,3 +1,4 @@
+use trtc_engine::EngineError;
 use trtc_ir::IrError;
 use trtc_optimizer::OptError;
 
@@ -11,16 +12,15 @@ pub enum BackendError {
         batch: usize,
         max: usize,
     },
-    #[error("backend `{0}` is not available: {1}")]
-    BackendUnavailable(String, String),
     #[error("segment {segment} ({backend}): {source}")]
     Segment {
         segment: usize,
         backend: String,
-        source: IrError,
+        source: EngineError,
     },
-    #[error("CUDA, layer `{layer}`: {detail}")]
-    Cuda { layer: String, detail: String },
+    /// Building or running an engine outside any one segment (a missing GPU, say).
+    #[error(transparent)]
+    Engine(#[from] EngineError),
     #[error("partition: {0}")]
     Partition(String),
     #[error("{0}")]

@@ -2,7 +2,6 @@
 //! partitioning), the hybrid runtime that runs them as one model, and the `.trtc` plan.
 
 pub mod compile;
-pub mod cuda;
 pub mod dot;
 pub mod engine;
 pub mod error;
@@ -11,7 +10,6 @@ pub mod partition;
 pub mod plan;
 pub mod report;
 pub mod runtime;
-pub mod support;
 
 pub use compile::{compile, tune};
 pub use error::{BackendError, Result};
@@ -20,4 +18,10 @@ pub use partition::{partition, Partition, PartitionOptions, Segment, SegmentBack
 pub use plan::Plan;
 pub use report::CompileReport;
 pub use runtime::HybridModel;
-pub use support::{CudaOpTable, FallbackReason, OpSupport};
+pub use engine::{Engine, EngineBuilder, EnginePayload, LayerTiming, NoEngines};
+pub use trtc_engine::{progress, EngineError, FallbackReason, MaskSupport, OpSupport};
+
+/// What an engine backend can run (the interface's support table types).
+pub mod support {
+    pub use trtc_engine::support::*;
+}

@@ -2,25 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Precision {
-    Fp32,
-    Tf32,
-    Fp16,
-}
-
-impl std::str::FromStr for Precision {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.to_ascii_lowercase().as_str() {
-            "fp32" => Ok(Precision::Fp32),
-            "tf32" => Ok(Precision::Tf32),
-            "fp16" => Ok(Precision::Fp16),
-            _ => Err(format!("unknown precision `{s}` (fp32, tf32, fp16)")),
-        }
-    }
-}
+pub use trtc_engine::{EngineOptions, Layout, Precision};
 
 /// Which engine backend GPU segments get.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,41 +28,7 @@ impl std::str::FromStr for BackendChoice {
     }
 }
 
-/// How GPU engines store 4-D tensors.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Layout {
-    /// NHWC for fp16 (what tensor-core convolutions read), NCHW for fp32 and tf32
-    /// (cuDNN's fastest fp32 kernels on the models measured in `benches/RESULTS.md`).
-    #[default]
-    Auto,
-    Nchw,
-    Nhwc,
-}
-
-impl Layout {
-    /// Whether engines of this precision store 4-D tensors NHWC.
-    pub fn nhwc_for(self, precision: Precision) -> bool {
-        match self {
-            Layout::Auto => precision == Precision::Fp16,
-            Layout::Nchw => false,
-            Layout::Nhwc => true,
-        }
-    }
-}
-
-impl std::str::FromStr for Layout {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.to_ascii_lowercase().as_str() {
-            "auto" => Ok(Layout::Auto),
-            "nchw" => Ok(Layout::Nchw),
-            "nhwc" => Ok(Layout::Nhwc),
-            _ => Err(format!("unknown layout `{s}` (auto, nchw, nhwc)")),
-        }
-    }
-}
-
+/// The compile options, as TF-TRT's conversion parameters.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CompileOptions {
     pub precision: Precision,
@@ -111,6 +59,18 @@ impl Default for CompileOptions {
             deny_ops: vec![],
             backend: BackendChoice::Auto,
             layout: Layout::Auto,
+        }
+    }
+}
+
+impl CompileOptions {
+    /// What the segments' engines are built for.
+    pub fn engine_options(&self) -> EngineOptions {
+        EngineOptions {
+            precision: self.precision,
+            layout: self.layout,
+            workspace_bytes: self.workspace_bytes,
+            max_cached_engines: self.max_cached_engines,
         }
     }
 }

@@ -418,7 +418,7 @@ mod tests {
         let g = bld.build().unwrap();
         let p = partition(
             &g,
-            &crate::support::CudaOpTable,
+            &MaskSupport(|_: &Graph, _: NodeId| true),
             &PartitionOptions {
                 min_segment_size: 3,
                 deny_ops: vec![],
@@ -437,7 +437,7 @@ mod tests {
         );
         let p = partition(
             &g,
-            &crate::support::CudaOpTable,
+            &MaskSupport(|_: &Graph, _: NodeId| true),
             &PartitionOptions {
                 min_segment_size: 2,
                 deny_ops: vec!["Tanh".into()],

@@ -29,6 +29,9 @@ pub struct SegmentReport {
     pub boundary_bytes_batch1: u64,
     /// The engine that runs it: "tract" until a GPU engine is built.
     pub engine: String,
+    /// Why its GPU engine failed to build, where it did (the segment then runs on tract).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine_error: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -94,6 +97,7 @@ impl CompileReport {
                 outputs,
                 boundary_bytes_batch1: bytes,
                 engine: "tract".into(),
+                engine_error: None,
             });
         }
         let fallback = p
@@ -120,6 +124,31 @@ impl CompileReport {
             fallback,
             boundary_bytes_batch1: total,
         })
+    }
+}
+
+impl CompileReport {
+    /// Record GPU segments whose engine failed to build, `(segment id, error)`: each runs on
+    /// tract, and each of its nodes gets the failure as its fallback reason.
+    pub fn note_engine_failures(&mut self, g: &Graph, p: &Partition, failures: &[(usize, String)]) {
+        for (id, error) in failures {
+            if let Some(s) = self.segments.iter_mut().find(|s| s.id == *id) {
+                s.engine = "tract".into();
+                s.engine_error = Some(error.clone());
+            }
+            let Some(seg) = p.segments.iter().find(|s| s.id == *id) else {
+                continue;
+            };
+            for &n in &seg.nodes {
+                let reason = FallbackReason::EngineBuildFailed(error.clone());
+                self.fallback.push(FallbackReport {
+                    node: g.node(n).name.clone(),
+                    op: g.node(n).label(),
+                    reason: reason.to_string(),
+                    detail: reason,
+                });
+            }
+        }
     }
 }
 

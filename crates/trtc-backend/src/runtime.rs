@@ -1,9 +1,7 @@
 //! The hybrid runtime: segments run in order, engines and tract models side by side, with
 //! tensors handed between them as shared values (no copies).
 
-use crate::engine::{
-    gpu_builder, gpu_unavailable_reason, Engine, EnginePayload, LayerTiming, TractEngine,
-};
+use crate::engine::{Engine, EngineBuilder, EnginePayload, LayerTiming, TractEngine};
 use crate::error::{BackendError, Result};
 use crate::options::{BackendChoice, CompileOptions};
 use crate::partition::{Partition, SegmentBackend};
@@ -35,18 +33,31 @@ pub struct HybridModel {
     max_batch_size: usize,
     /// Things the user should hear once (GPU segments on the CPU, say).
     pub notes: Vec<String>,
+    /// GPU segments whose engine failed to build (they run through tract), with the error.
+    build_failures: Vec<(usize, String)>,
 }
 
 impl HybridModel {
     /// Build every segment's engine (GPU engines time their tactics as each batch size
     /// first runs).
-    pub fn new(g: &Graph, p: &Partition, opts: &CompileOptions) -> Result<HybridModel> {
-        Self::with_payloads(g, p, opts, &BTreeMap::new())
+    pub fn new(
+        g: &Graph,
+        p: &Partition,
+        opts: &CompileOptions,
+        gpu: &dyn EngineBuilder,
+    ) -> Result<HybridModel> {
+        Self::with_payloads(g, p, opts, &BTreeMap::new(), gpu)
     }
 
     /// The model a plan describes, its GPU engines rebuilt from the tactics it stored.
-    pub fn from_plan(plan: &Plan) -> Result<HybridModel> {
-        Self::with_payloads(&plan.graph, &plan.partition, &plan.options, &plan.engines)
+    pub fn from_plan(plan: &Plan, gpu: &dyn EngineBuilder) -> Result<HybridModel> {
+        Self::with_payloads(
+            &plan.graph,
+            &plan.partition,
+            &plan.options,
+            &plan.engines,
+            gpu,
+        )
     }
 
     /// Build every segment's engine, GPU engines from `payloads` (by segment id) where
@@ -56,36 +67,50 @@ impl HybridModel {
         p: &Partition,
         opts: &CompileOptions,
         payloads: &BTreeMap<usize, EnginePayload>,
+        gpu: &dyn EngineBuilder,
     ) -> Result<HybridModel> {
         let mut notes = vec![];
+        let mut build_failures = vec![];
         let gpu_segments = p
             .segments
             .iter()
             .filter(|s| s.backend == SegmentBackend::Gpu)
             .count();
+        let unavailable = gpu.unavailable();
         let builder = match opts.backend {
             BackendChoice::Cpu => None,
             _ if gpu_segments == 0 => None,
-            _ => gpu_builder(),
+            _ if unavailable.is_some() => None,
+            _ => Some(gpu),
         };
         if gpu_segments > 0 && builder.is_none() && opts.backend != BackendChoice::Cpu {
             notes.push(format!(
                 "{gpu_segments} GPU segment(s) run on the CPU through tract: {}",
-                gpu_unavailable_reason()
+                unavailable.unwrap_or_default()
             ));
         }
+        let engine_opts = opts.engine_options();
         let mut segments = vec![];
         for s in &p.segments {
             let io = subgraph_io(g, &s.nodes)?;
             let mut engine: Option<Box<dyn Engine>> = None;
             if let (SegmentBackend::Gpu, Some(b)) = (s.backend, &builder) {
-                match b.build(g, &s.nodes, &io, opts, payloads.get(&s.id)) {
+                match b.build(g, &s.nodes, &io, &engine_opts, payloads.get(&s.id)) {
                     Ok(e) => engine = Some(e),
-                    Err(e) if opts.backend == BackendChoice::Cuda => return Err(e),
-                    Err(e) => notes.push(format!(
-                        "segment {} runs on the CPU through tract: {e}",
-                        s.id
-                    )),
+                    Err(e) if opts.backend == BackendChoice::Cuda => {
+                        return Err(BackendError::Segment {
+                            segment: s.id,
+                            backend: s.backend.to_string(),
+                            source: e,
+                        })
+                    }
+                    Err(e) => {
+                        notes.push(format!(
+                            "segment {} runs on the CPU through tract: {e}",
+                            s.id
+                        ));
+                        build_failures.push((s.id, e.to_string()));
+                    }
                 }
             }
             let engine = match engine {
@@ -99,7 +124,7 @@ impl HybridModel {
                         .map_err(|e| BackendError::Segment {
                             segment: s.id,
                             backend: s.backend.to_string(),
-                            source: e,
+                            source: e.into(),
                         })?
                         .with_max_cached_plans(opts.max_cached_engines);
                     Box::new(TractEngine::new(model)) as Box<dyn Engine>
@@ -147,6 +172,7 @@ impl HybridModel {
             segments,
             max_batch_size: opts.max_batch_size,
             notes,
+            build_failures,
         })
     }
 
@@ -156,6 +182,12 @@ impl HybridModel {
 
     pub fn output_infos(&self) -> Vec<TensorInfo> {
         self.outputs.iter().map(|(_, i)| i.clone()).collect()
+    }
+
+    /// GPU segments whose engine failed to build (they run through tract): (segment id,
+    /// the error).
+    pub fn build_failures(&self) -> &[(usize, String)] {
+        &self.build_failures
     }
 
     /// What a plan should store for each segment's engine, by segment id.
@@ -263,13 +295,10 @@ impl HybridModel {
                 })
                 .collect::<Result<_>>()?;
             before_segment(s, args.clone())?;
-            let outs = s.engine.run(args).map_err(|e| match e {
-                BackendError::Ir(source) => BackendError::Segment {
-                    segment: s.id,
-                    backend: s.backend.to_string(),
-                    source,
-                },
-                other => other,
+            let outs = s.engine.run(args).map_err(|source| BackendError::Segment {
+                segment: s.id,
+                backend: s.backend.to_string(),
+                source,
             })?;
             for (o, v) in s.outputs.iter().zip(outs) {
                 values.insert(*o, v);

@@ -5,7 +5,9 @@
 use proptest::prelude::*;
 use std::collections::HashSet;
 use trtc_backend::support::MaskSupport;
-use trtc_backend::{partition, CompileOptions, HybridModel, PartitionOptions, SegmentBackend};
+use trtc_backend::{
+    partition, CompileOptions, HybridModel, NoEngines, PartitionOptions, SegmentBackend,
+};
 use trtc_ir::{CpuModel, Graph, GraphBuilder, NodeId, Op, Outlet};
 use trtc_optimizer::verify::{compare, random_tensor};
 
@@ -101,7 +103,7 @@ proptest! {
         let reference = CpuModel::new(&g).and_then(|m| m.run(inputs.clone()));
         prop_assume!(reference.is_ok(), "tract cannot run the whole graph");
         let reference = reference.unwrap();
-        let out = HybridModel::new(&g, &p, &CompileOptions::default()).and_then(|h| h.run(inputs));
+        let out = HybridModel::new(&g, &p, &CompileOptions::default(), &NoEngines).and_then(|h| h.run(inputs));
         if let Err(e) = &out {
             prop_assume!(!e.to_string().contains("This is a bug"), "tract fails on a segment: {}", e);
         }

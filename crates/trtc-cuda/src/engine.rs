@@ -1,0 +1,304 @@
+//! The CUDA engine of one segment: its executor, and per batch size an instance (buffers
+//! and tactics, cached up to --max-cached-engines), built from the plan's tactics where it
+//! stored some that still apply, else timed now. The top of the engine: it asks the
+//! instance builder (`instance.rs`) below it, and is asked by `CudaBuilder`.
+
+use crate::error::{cuda_err, Result};
+use crate::exec::{Exec, Instance};
+use crate::program::host::{decode_f32, f32_bytes};
+use crate::program::{Program, Step};
+use crate::sys::device::Device;
+use crate::tactics::saved::{EngineTactics, InstanceTactics};
+use std::collections::BTreeMap;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use trtc_engine::{Engine, EnginePayload, LayerTiming};
+use trtc_ir::tract_onnx::prelude::{IntoTValue, TValue, TVec, Tensor};
+
+pub struct CudaEngine {
+    exec: Exec,
+    max_instances: usize,
+    /// Least recently used first.
+    instances: Mutex<Vec<Instance>>,
+    /// The GPU's name, which stored tactics must match.
+    device_name: String,
+    /// Tactics read from a plan, by batch size.
+    preset: HashMap<usize, InstanceTactics>,
+    /// What each batch size built so far runs (timed or from the plan).
+    used: Mutex<BTreeMap<usize, InstanceTactics>>,
+}
+
+// Safety: instances hold raw cuDNN descriptors and CUDA graphs; they are only used under
+// the `instances` lock, one run at a time, on the engine's one stream.
+unsafe impl Send for CudaEngine {}
+unsafe impl Sync for CudaEngine {}
+
+impl CudaEngine {
+    pub(crate) fn new(
+        dev: Arc<Device>,
+        program: Program,
+        workspace_limit: usize,
+        max_instances: usize,
+        payload: Option<&[u8]>,
+    ) -> Result<Self> {
+        let device_name = dev.ctx.name().unwrap_or_default();
+        let mut preset = HashMap::new();
+        if let Some(bytes) = payload {
+            let stored: EngineTactics = serde_json::from_slice(bytes)
+                .map_err(|e| cuda_err("engine payload", format!("corrupt tactics: {e}")))?;
+            if stored.device == device_name {
+                preset = stored.instances.into_iter().map(|t| (t.batch, t)).collect();
+            } else {
+                tracing::warn!(
+                    "the plan's tactics were timed on {}, this is {device_name}: timing again",
+                    stored.device
+                );
+            }
+        }
+        Ok(CudaEngine {
+            exec: Exec::new(dev, program, workspace_limit)?,
+            max_instances: max_instances.max(1),
+            instances: Mutex::new(vec![]),
+            device_name,
+            preset,
+            used: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    /// The instance for `batch`: with the plan's tactics where it has some that still
+    /// apply, else with tactics timed now.
+    fn instance(&self, batch: usize) -> Result<Instance> {
+        let ex = &self.exec;
+        if let Some(t) = self.preset.get(&batch) {
+            match ex.build_instance(batch, Some(t), true) {
+                Ok(inst) => {
+                    self.remember(&inst, true);
+                    return Ok(inst);
+                }
+                Err(e) => tracing::warn!(
+                    "the plan's tactics for batch {batch} do not apply here ({e}): timing again"
+                ),
+            }
+        }
+        // A tactic that refuses a concat input computed in place: build again without.
+        let inst = match ex.build_instance(batch, None, true) {
+            Ok(inst) => inst,
+            Err(e) => {
+                tracing::debug!("batch {batch}: {e}; building again without in-place concat inputs");
+                ex.build_instance(batch, None, false)?
+            }
+        };
+        self.remember(&inst, false);
+        Ok(inst)
+    }
+
+    fn remember(&self, inst: &Instance, from_plan: bool) {
+        let t = self.exec.record(inst, from_plan);
+        if let Ok(mut used) = self.used.lock() {
+            used.insert(inst.batch, t);
+        }
+    }
+}
+
+impl CudaEngine {
+    /// Find or build the instance for the inputs' batch, upload the inputs, and call `f`.
+    fn with_instance<R>(
+        &self,
+        inputs: &TVec<TValue>,
+        f: impl FnOnce(&mut Instance) -> Result<R>,
+    ) -> Result<R> {
+        let p = &self.exec.program;
+        let batch = inputs
+            .first()
+            .and_then(|t| t.shape().first().copied())
+            .unwrap_or(1);
+        self.exec
+            .dev
+            .ctx
+            .bind_to_thread()
+            .map_err(|e| cuda_err("context", e))?;
+        let mut cache = self
+            .instances
+            .lock()
+            .map_err(|_| cuda_err("engine", "instance cache poisoned"))?;
+        match cache.iter().position(|i| i.batch == batch) {
+            // Least recently used first: a hit moves to the back.
+            Some(pos) => {
+                let inst = cache.remove(pos);
+                cache.push(inst);
+            }
+            None => {
+                if cache.len() >= self.max_instances {
+                    let old = cache.remove(0);
+                    tracing::info!(
+                        "engine cache full (--max-cached-engines {}): dropping the instance of batch {}",
+                        self.max_instances,
+                        old.batch
+                    );
+                }
+                let inst = self.instance(batch)?;
+                cache.push(inst);
+            }
+        }
+        let inst = cache
+            .last_mut()
+            .ok_or_else(|| cuda_err("engine", "instance vanished"))?;
+        let s = &self.exec.dev.stream;
+        for (&slot, t) in p.inputs.iter().zip(inputs.iter()) {
+            let want = p.shape(slot, batch);
+            if t.shape() != want.as_slice() {
+                return Err(cuda_err(
+                    "input",
+                    format!("shape {:?}, engine built for {want:?}", t.shape()),
+                ));
+            }
+            let host = t
+                .to_plain_array_view::<f32>()
+                .map_err(|e| cuda_err("input", e))?;
+            let host = host
+                .as_slice()
+                .ok_or_else(|| cuda_err("input", "not contiguous"))?;
+            let buf = inst.buffers[p.storage(slot)]
+                .as_mut()
+                .ok_or_else(|| cuda_err("input", "no buffer"))?;
+            s.memcpy_htod(f32_bytes(host), buf)
+                .map_err(|e| cuda_err("upload", e))?;
+        }
+        f(inst)
+    }
+
+    /// FLOPs and minimum bytes moved by step `i` at batch `b`.
+    fn step_work(&self, i: usize, b: usize) -> (&'static str, u64, u64) {
+        let p = &self.exec.program;
+        let n = |slot: usize| p.shape(slot, b).iter().product::<usize>() as u64;
+        let e = if p.half { 2 } else { 4 };
+        match &p.steps[i] {
+            Step::Conv {
+                x, y, z, w_dims, ..
+            } => {
+                let per_out = (w_dims[1] * w_dims[2] * w_dims[3]) as u64;
+                let w = w_dims.iter().map(|&d| d as u64).product::<u64>();
+                (
+                    "conv",
+                    2 * n(*y) * per_out,
+                    e * (n(*x) + n(*y) + w + z.map(n).unwrap_or(0)),
+                )
+            }
+            Step::Pool { x, y, kernel, .. } => (
+                "pool",
+                n(*y) * (kernel[0] * kernel[1]) as u64,
+                e * (n(*x) + n(*y)),
+            ),
+            Step::GlobalPool { x, y, .. } => ("global_pool", n(*x), e * (n(*x) + n(*y))),
+            Step::Binary { a, b: bb, y, .. } => {
+                ("elementwise", n(*y), e * (n(*a) + n(*bb) + n(*y)))
+            }
+            Step::Act { x, y, .. } => ("activation", n(*y), e * (n(*x) + n(*y))),
+            Step::Concat { y, .. } => ("concat", 0, 2 * e * n(*y)),
+            Step::Split { x, .. } => ("split", 0, 2 * e * n(*x)),
+            Step::Gemm {
+                a, y, n: cols, k, ..
+            } => {
+                let m = (p.numel(*a, b) / (*k).max(1)) as u64;
+                (
+                    "gemm",
+                    2 * m * *cols as u64 * *k as u64,
+                    e * (n(*a) + (*k * *cols) as u64 + n(*y)),
+                )
+            }
+            Step::Softmax { x, y } => ("softmax", 3 * n(*x), e * (n(*x) + n(*y))),
+            Step::Convert { x, .. } => ("convert", 0, (4 + e) * n(*x)),
+            Step::Relayout { x, .. } => ("relayout", 0, 2 * e * n(*x)),
+            Step::Chain { inputs, y, ops } => (
+                "elementwise",
+                n(*y) * ops.len() as u64,
+                e * (inputs.iter().map(|&s| n(s)).sum::<u64>() + n(*y)),
+            ),
+        }
+    }
+}
+
+impl Engine for CudaEngine {
+    fn kind(&self) -> &str {
+        "cuda"
+    }
+
+    fn run(&self, inputs: TVec<TValue>) -> Result<TVec<TValue>> {
+        let p = &self.exec.program;
+        self.with_instance(&inputs, |inst| {
+            self.exec.replay(inst)?;
+            let s = &self.exec.dev.stream;
+            let mut out = TVec::new();
+            for &slot in &p.outputs {
+                let st = p.storage(slot);
+                let bytes: Vec<u8> = match (&inst.buffers[st], &p.slots[st].constant) {
+                    (Some(b), _) => s.clone_dtoh(b),
+                    (None, Some(c)) => s.clone_dtoh(&self.exec.weights[c.0]),
+                    _ => return Err(cuda_err("output", "no buffer")),
+                }
+                .map_err(|e| cuda_err("download", e))?;
+                let host = decode_f32(&bytes);
+                let shape = p.shape(slot, inst.batch);
+                let n: usize = shape.iter().product();
+                let t = Tensor::from_shape(&shape, &host[..n.min(host.len())])
+                    .map_err(|e| cuda_err("output", e))?;
+                out.push(t.into_tvalue());
+            }
+            s.synchronize().map_err(|e| cuda_err("run", e))?;
+            Ok(out)
+        })
+    }
+
+    fn time_resident(&self, inputs: TVec<TValue>, iterations: usize) -> Option<Result<Vec<f64>>> {
+        // GPU time between CUDA events around each replay, as PyTorch's benchmarks measure.
+        Some(self.with_instance(&inputs, |inst| {
+            let s = &self.exec.dev.stream;
+            let err = |e: cudarc::driver::DriverError| cuda_err("timing", e);
+            let (start, end) = self.exec.event_pair("timing")?;
+            let mut times = Vec::with_capacity(iterations);
+            for i in 0..iterations + 3 {
+                start.record(s).map_err(err)?;
+                self.exec.replay(inst)?;
+                end.record(s).map_err(err)?;
+                end.synchronize().map_err(err)?;
+                if i >= 3 {
+                    times.push(start.elapsed_ms(&end).map_err(err)? as f64);
+                }
+            }
+            Ok(times)
+        }))
+    }
+
+    fn payload(&self) -> Option<EnginePayload> {
+        let instances: Vec<InstanceTactics> = self.used.lock().ok()?.values().cloned().collect();
+        let t = EngineTactics {
+            device: self.device_name.clone(),
+            instances,
+        };
+        Some(EnginePayload {
+            kind: "cuda-tactics".into(),
+            bytes: serde_json::to_vec(&t).ok()?,
+        })
+    }
+
+    fn profile(&self, inputs: TVec<TValue>) -> Option<Result<Vec<LayerTiming>>> {
+        // Each step replayed from a CUDA graph of a few launches (as tactics are timed), so
+        // the host's cost of a call does not count: the layers add up to about the
+        // engine's own GPU time.
+        Some(self.with_instance(&inputs, |inst| {
+            let mut out = vec![];
+            for i in 0..self.exec.program.steps.len() {
+                let ms = self.exec.time_step(inst, i)? as f64;
+                let (kind, flops, bytes) = self.step_work(i, inst.batch);
+                out.push(LayerTiming {
+                    layer: self.exec.program.names[i].clone(),
+                    kind,
+                    ms,
+                    flops,
+                    bytes,
+                });
+            }
+            Ok(out)
+        }))
+    }
+}

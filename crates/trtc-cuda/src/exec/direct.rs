@@ -1,0 +1,171 @@
+//! Launching convolutions that trtc's own NHWC kernels run (`run.direct`, a tactic timed
+//! against cuDNN): depthwise convs (one output pixel per thread, or `run.rows`: a few
+//! neighbouring pixels of a row per thread, sharing the loads of their windows), and
+//! ordinary convs of few input channels (image stems), all with bias, residual and
+//! activation in the kernel. Weights are `[kh][kw][c][k]`
+//! (`weights_rsck`).
+
+use super::{Exec, Instance};
+use crate::error::{cuda_err, Result};
+use crate::program::conv_rules::is_depthwise;
+use crate::program::Step;
+use crate::sys::device::{blocks, kernel};
+use cudarc::driver::{LaunchConfig, PushKernelArg};
+
+/// One block per output pixel, its threads over the channels.
+pub(crate) fn per_pixel(pixels: usize, channels: usize) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: (pixels.max(1) as u32, 1, 1),
+        block_dim: (channels.div_ceil(32).clamp(1, 8) as u32 * 32, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
+impl Exec {
+    /// The row-tiled depthwise kernel that fits conv step `i`, and the output pixels each
+    /// of its threads computes: 3x3 and 5x5 windows of horizontal stride 1 or 2, no
+    /// dilation, channels in whole 16-byte vectors (`depthwise_nhwc_k{3,5}s{1,2}`).
+    pub(crate) fn row_tiles(&self, i: usize) -> Option<(&'static str, usize)> {
+        let Step::Conv {
+            w_dims,
+            groups,
+            stride,
+            dilation,
+            w_direct: Some(_),
+            ..
+        } = &self.program.steps[i]
+        else {
+            return None;
+        };
+        if !is_depthwise(w_dims, *groups)
+            || !(w_dims[0] as usize).is_multiple_of(self.vec())
+            || dilation != &[1, 1]
+        {
+            return None;
+        }
+        match (w_dims[3], stride[1]) {
+            (3, 1) => Some(("depthwise_nhwc_k3s1", 4)),
+            (3, 2) => Some(("depthwise_nhwc_k3s2", 2)),
+            (5, 1) => Some(("depthwise_nhwc_k5s1", 4)),
+            (5, 2) => Some(("depthwise_nhwc_k5s2", 2)),
+            _ => None,
+        }
+    }
+
+    /// Conv step `i` through trtc's kernel, applying `act` (the step's activation as this
+    /// instance runs it).
+    pub(crate) fn launch_direct(
+        &self,
+        inst: &Instance,
+        i: usize,
+        act: Option<trtc_ir::Activation>,
+    ) -> Result<()> {
+        let p = &self.program;
+        let s = &self.dev.stream;
+        let Step::Conv {
+            name,
+            x,
+            y,
+            z,
+            b: bias,
+            w_direct,
+            w_dims,
+            pads,
+            stride,
+            dilation,
+            groups,
+            x_clamp,
+            ..
+        } = &p.steps[i]
+        else {
+            return Err(cuda_err(
+                "engine",
+                "direct launch of a step that is no convolution",
+            ));
+        };
+        let (xs, ys) = (p.shape(*x, inst.batch), p.shape(*y, inst.batch));
+        let code = act.map(crate::program::act_code).unwrap_or((0, 0.0, 0.0));
+        let w = w_direct.ok_or_else(|| cuda_err(name, "no weights for trtc's direct kernel"))?;
+        let ptr = |slot: usize| inst.ptrs[slot];
+        let (yp, xp, wp, bp, zp) = (
+            ptr(*y),
+            ptr(*x),
+            self.wptr(w),
+            self.wptr(*bias),
+            z.map(ptr).unwrap_or(0),
+        );
+        let depthwise = is_depthwise(w_dims, *groups);
+        let v = self.vec();
+        let vectors = ys[1].is_multiple_of(v);
+        let rows = inst
+            .convs
+            .get(&i)
+            .filter(|r| r.rows)
+            .and_then(|_| self.row_tiles(i));
+        let kernel_name = match (depthwise, vectors, rows) {
+            (true, true, Some((tiled, _))) => tiled,
+            (true, false, _) => "depthwise_nhwc",
+            (true, true, None) => "depthwise_nhwc_vec",
+            (false, true, _) => "conv_few_inputs_nhwc",
+            (false, false, _) => return Err(cuda_err(name, "outputs are not whole vectors")),
+        };
+        let f = kernel(&self.dev, kernel_name, p.half)?;
+        let mut dims = vec![
+            xs[1] as i32,
+            xs[2] as i32,
+            xs[3] as i32,
+            ys[2] as i32,
+            ys[3] as i32,
+        ];
+        if !depthwise {
+            dims.push(ys[1] as i32);
+        }
+        dims.extend([
+            w_dims[2],
+            w_dims[3],
+            stride[0],
+            stride[1],
+            pads[0],
+            pads[1],
+            dilation[0],
+            dilation[1],
+            z.is_some() as i32,
+            code.0,
+        ]);
+        let mut l = s.launch_builder(&f);
+        l.arg(&yp).arg(&xp).arg(&wp).arg(&bp).arg(&zp);
+        for d in &dims {
+            l.arg(d);
+        }
+        l.arg(&code.1).arg(&code.2);
+        let (lo, hi) = x_clamp.unwrap_or((0.0, 0.0));
+        let has_clamp = x_clamp.is_some() as i32;
+        if depthwise {
+            l.arg(&has_clamp).arg(&lo).arg(&hi);
+        }
+        let pixels = ys[0] * ys[2] * ys[3];
+        // Threads: one per vector of channels (depthwise), or per pixel and 32 channels.
+        let total = match (depthwise, rows) {
+            (true, Some((_, px))) => (ys[0] * ys[2] * ys[3].div_ceil(px) * ys[1] / v) as u32,
+            (true, None) => (pixels * ys[1] / v) as u32,
+            (false, _) => pixels as u32,
+        };
+        if vectors {
+            l.arg(&total);
+        }
+        let cfg = match (depthwise, vectors) {
+            (true, true) => blocks(total as usize, 128),
+            (true, false) => per_pixel(pixels, ys[1]),
+            (false, _) => LaunchConfig {
+                grid_dim: (total.div_ceil(128), (ys[1] as u32).div_ceil(32), 1),
+                block_dim: (128, 1, 1),
+                // The block's weights: kh * kw * c taps of 32 floats.
+                shared_mem_bytes: (w_dims[1] * w_dims[2] * w_dims[3]) as u32 * 32 * 4,
+            },
+        };
+        unsafe { l.launch(cfg) }
+            .map(|_| ())
+            .map_err(|e| cuda_err(name, e))
+    }
+}
+

@@ -1,0 +1,117 @@
+//! Products: `Gemm` (A not transposed, constant B and C) and `MatMul` of a 2-D or 3-D
+//! tensor by a constant 2-D matrix. One `Step::Gemm` with B stored `[k][n]`; the tactics
+//! choose between cuBLASLt (algorithms timed, bias in its epilogue) and trtc's kernel.
+
+use super::rules::{attr, input_rank};
+use super::{OpDoc, OpFamily};
+use crate::error::{cuda_err, Result};
+use crate::program::lowering::Lowering;
+use crate::program::Step;
+use trtc_engine::FallbackReason;
+use trtc_ir::tensor::tensor_to_f32s;
+use trtc_ir::tract_onnx::prelude::DatumType;
+use trtc_ir::{Graph, NodeId, Op};
+
+pub static FAMILY: OpFamily = OpFamily {
+    name: "gemm",
+    ops: &[
+        OpDoc {
+            op: "Gemm",
+            conditions: "A 2-D, not transposed; B a constant f32 matrix (transB either way); C absent or a constant of one value per column or one in all",
+        },
+        OpDoc {
+            op: "MatMul",
+            conditions: "A 2-D or 3-D; B a constant f32 matrix",
+        },
+    ],
+    handles: |op| matches!(op, Op::Gemm { .. } | Op::MatMul),
+    check,
+    lower,
+};
+
+/// B as a constant f32 matrix: its rows and columns.
+fn const_matrix(g: &Graph, id: NodeId) -> Option<(usize, usize)> {
+    let b = g.input_const(id, 1)?;
+    (b.datum_type() == DatumType::F32 && b.rank() == 2).then(|| (b.shape()[0], b.shape()[1]))
+}
+
+fn check(g: &Graph, id: NodeId) -> std::result::Result<(), FallbackReason> {
+    let (r, c) = const_matrix(g, id).ok_or_else(|| attr("B is not a constant f32 matrix"))?;
+    match &g.node(id).op {
+        Op::Gemm {
+            trans_a, trans_b, ..
+        } => {
+            if *trans_a != 0 {
+                return Err(attr("transA"));
+            }
+            if input_rank(g, id, 0) != Some(2) {
+                return Err(attr("A is not 2-D"));
+            }
+            let n = if *trans_b != 0 { r } else { c };
+            if g.input_outlet(id, 2).is_some() {
+                let ct = g
+                    .input_const(id, 2)
+                    .ok_or_else(|| attr("C is computed at run time"))?;
+                let per_column = ct.len() == n && (ct.rank() < 2 || ct.shape()[0] == 1);
+                if !(ct.len() == 1 || per_column) || tensor_to_f32s(ct).is_none() {
+                    return Err(attr("C is not a float constant of one value per column"));
+                }
+            }
+            Ok(())
+        }
+        Op::MatMul => match input_rank(g, id, 0) {
+            Some(2) | Some(3) => Ok(()),
+            _ => Err(attr("A is not 2-D or 3-D")),
+        },
+        _ => Err(FallbackReason::UnsupportedOp),
+    }
+}
+
+fn lower(cx: &mut Lowering, id: NodeId) -> Result<()> {
+    let g = cx.g;
+    let node = g.node(id);
+    let name = node.name.as_str();
+    let y = cx.output(id, 0);
+    let (alpha, beta, trans_b) = match &node.op {
+        Op::Gemm {
+            alpha,
+            beta,
+            trans_b,
+            ..
+        } => (*alpha, *beta, *trans_b != 0),
+        _ => (1.0, 0.0, false),
+    };
+    let bt = g
+        .input_const(id, 1)
+        .ok_or_else(|| cuda_err(name, "B is not constant"))?;
+    let bv = tensor_to_f32s(bt).ok_or_else(|| cuda_err(name, "B is not f32"))?;
+    let (r, c) = (bt.shape()[0], bt.shape()[1]);
+    let (k, n) = if trans_b { (c, r) } else { (r, c) };
+    let w_kn: Vec<f32> = if trans_b {
+        (0..k * n).map(|i| bv[(i % n) * k + i / n]).collect()
+    } else {
+        bv
+    };
+    let bias = match (&node.op, g.input_const(id, 2)) {
+        (Op::Gemm { .. }, Some(ct)) => {
+            let v = tensor_to_f32s(ct).ok_or_else(|| cuda_err(name, "C is not f32"))?;
+            let v = if v.len() == 1 { vec![v[0]; n] } else { v };
+            // beta is folded into the bias (cuBLASLt adds it unscaled).
+            let v: Vec<f32> = v.iter().map(|c| c * beta).collect();
+            Some(cx.weight(&v, None))
+        }
+        _ => None,
+    };
+    let step = Step::Gemm {
+        a: cx.operand(id, 0)?,
+        y,
+        w_kn: cx.weight(&w_kn, None),
+        bias,
+        n,
+        k,
+        alpha,
+        beta: 1.0,
+    };
+    cx.step(name, step);
+    Ok(())
+}

@@ -1,0 +1,119 @@
+//! The context an op family lowers a node in: the program being built, the slot of every
+//! tensor lowered so far, and the segment boundary (f32 NCHW outside, the engine's type
+//! and layout inside, `Convert` steps between).
+
+use super::{Program, Step, WeightId};
+use crate::error::{cuda_err, Result};
+use std::collections::HashMap;
+use trtc_engine::EngineOptions;
+use trtc_ir::tensor::tensor_to_f32s;
+use trtc_ir::{Graph, NodeId, Outlet, SubgraphIo};
+
+pub struct Lowering<'g> {
+    pub g: &'g Graph,
+    pub p: Program,
+    slot_of: HashMap<Outlet, usize>,
+}
+
+impl<'g> Lowering<'g> {
+    /// A program for a segment whose inputs are `io.inputs`, with their boundary slots.
+    pub fn new(g: &'g Graph, io: &SubgraphIo, opts: &EngineOptions) -> Lowering<'g> {
+        let mut cx = Lowering {
+            g,
+            p: Program::new(opts),
+            slot_of: HashMap::new(),
+        };
+        for &o in &io.inputs {
+            let p = &mut cx.p;
+            let host = p.add_boundary_slot(g, o);
+            p.inputs.push(host);
+            let s = if p.boundary_differs(host) {
+                let s = p.add_slot(g, o, None);
+                p.names.push(g.tensor(o).name.clone());
+                p.steps.push(Step::Convert { x: host, y: s });
+                s
+            } else {
+                host
+            };
+            cx.slot_of.insert(o, s);
+        }
+        cx
+    }
+
+    /// The slot of node `id`'s input `slot`: a tensor lowered before, or a constant that
+    /// is data (uploaded with the weights).
+    pub fn operand(&mut self, id: NodeId, slot: usize) -> Result<usize> {
+        let (g, name) = (self.g, self.g.node(id).name.as_str());
+        let o = g
+            .input_outlet(id, slot)
+            .ok_or_else(|| cuda_err(name, format!("input {slot} missing")))?;
+        if let Some(&s) = self.slot_of.get(&o) {
+            return Ok(s);
+        }
+        let v = g
+            .const_value(o)
+            .and_then(|t| tensor_to_f32s(t))
+            .ok_or_else(|| cuda_err(name, "an input is neither computed nor a float constant"))?;
+        let p = &mut self.p;
+        let s = p.add_slot(g, o, None);
+        let dims4 = p.slots[s]
+            .nhwc
+            .then(|| p.shape(s, 1))
+            .map(|d| [d[0], d[1], d[2], d[3]]);
+        let w = p.weight(&v, dims4, p.half);
+        p.slots[s].constant = Some(w);
+        self.slot_of.insert(o, s);
+        Ok(s)
+    }
+
+    /// A new slot for node `id`'s output `slot`, stored as the engine stores tensors.
+    pub fn output(&mut self, id: NodeId, slot: usize) -> usize {
+        let o = Outlet::new(id, slot);
+        let s = self.p.add_slot(self.g, o, None);
+        self.slot_of.insert(o, s);
+        s
+    }
+
+    /// Output `o` lives in slot `s` (a view or a relayout of another tensor).
+    pub fn bind(&mut self, o: Outlet, s: usize) {
+        self.slot_of.insert(o, s);
+    }
+
+    /// A weight in the engine's element type (`dims4`: reordered to NHWC first).
+    pub fn weight(&mut self, v: &[f32], dims4: Option<[usize; 4]>) -> WeightId {
+        let half = self.p.half;
+        self.p.weight(v, dims4, half)
+    }
+
+    /// A weight kept in f32 whatever the engine's type.
+    pub fn weight_f32(&mut self, v: &[f32]) -> WeightId {
+        self.p.weight(v, None, false)
+    }
+
+    /// Append a step, named after the node (or part of it) it comes from.
+    pub fn step(&mut self, name: &str, step: Step) {
+        self.p.names.push(name.to_string());
+        self.p.steps.push(step);
+    }
+
+    /// The program, with the segment's outputs as f32 NCHW boundary slots.
+    pub fn finish(mut self, io: &SubgraphIo) -> Result<Program> {
+        let (g, p) = (self.g, &mut self.p);
+        for o in &io.outputs {
+            let s = *self
+                .slot_of
+                .get(o)
+                .ok_or_else(|| cuda_err(&g.tensor(*o).name, "output not produced by the segment"))?;
+            let host = p.add_boundary_slot(g, *o);
+            if p.boundary_differs(host) || p.slots[s].half || p.slots[s].nhwc {
+                p.names.push(g.tensor(*o).name.clone());
+                p.steps.push(Step::Convert { x: s, y: host });
+                p.outputs.push(host);
+            } else {
+                p.slots.pop();
+                p.outputs.push(s);
+            }
+        }
+        Ok(self.p)
+    }
+}

@@ -1,0 +1,279 @@
+//! A GPU segment as a list of steps over numbered tensor slots: what lowering (`ops/`)
+//! produces, the program passes (`passes/`) rewrite, and an engine instance (`exec/`)
+//! launches. Weights and constants are kept as host bytes in the engine's element type and
+//! layout ([`WeightId`]), uploaded once when the engine is built: a program is plain data,
+//! built and tested without a GPU.
+//!
+//! Segment inputs and outputs are f32 NCHW, as the rest of trtc sees them; an fp16 or NHWC
+//! engine converts them with `Convert` steps at its boundary. Inside, every 4-D tensor is
+//! stored in the engine's layout, other tensors in their natural order.
+
+pub mod conv_rules;
+pub mod host;
+pub mod lowering;
+mod views;
+
+use host::{encode, nchw_to_nhwc};
+use trtc_engine::{EngineOptions, Precision};
+use trtc_ir::{Activation, Dim, Graph, Outlet};
+
+/// A weight or constant of the program, by its index in `Program::weights`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct WeightId(pub usize);
+
+/// A tensor of the segment: its shape (batch symbolic), where its data lives, how it is
+/// stored.
+pub struct Slot {
+    pub shape: Vec<Dim>,
+    /// A view of another slot (Reshape, Flatten, Identity).
+    pub alias_of: Option<usize>,
+    /// A constant operand: its weight.
+    pub constant: Option<WeightId>,
+    /// A 4-D tensor stored NHWC.
+    pub nhwc: bool,
+    /// Elements are fp16 (else f32).
+    pub half: bool,
+}
+
+impl Slot {
+    pub fn elem_bytes(&self) -> usize {
+        if self.half {
+            2
+        } else {
+            4
+        }
+    }
+}
+
+pub enum Step {
+    Conv {
+        name: String,
+        x: usize,
+        y: usize,
+        z: Option<usize>,
+        w: WeightId,
+        w_dims: [i32; 4],
+        /// Bias in the engine's element type, and in f32 for fp16 engines (cuDNN is asked
+        /// for the first and falls back to the second).
+        b: WeightId,
+        b_f32: Option<WeightId>,
+        /// Weights as `[kh][kw][c][k]`, for trtc's own NHWC kernels (depthwise convs, and
+        /// convs of few input channels such as image stems): see `conv_rules::direct_kernel_fits`.
+        w_direct: Option<WeightId>,
+        pads: [i32; 4],
+        stride: [i32; 2],
+        dilation: [i32; 2],
+        groups: i32,
+        act: Option<Activation>,
+        /// Clamp trtc's depthwise kernel applies to the input as it loads it, taking over
+        /// the producer's Clip (`passes/clip_into_depthwise.rs`).
+        x_clamp: Option<(f32, f32)>,
+        /// The depthwise conv step that can take over this conv's Clip.
+        clip_to: Option<usize>,
+    },
+    Pool {
+        x: usize,
+        y: usize,
+        max: bool,
+        kernel: [i32; 2],
+        stride: [i32; 2],
+        pads: [i32; 4],
+        count_pad: bool,
+    },
+    GlobalPool {
+        x: usize,
+        y: usize,
+        max: bool,
+    },
+    Binary {
+        a: usize,
+        b: usize,
+        y: usize,
+        op: i32,
+    },
+    Act {
+        x: usize,
+        y: usize,
+        act: (i32, f32, f32),
+    },
+    Concat {
+        inputs: Vec<usize>,
+        y: usize,
+        axis: usize,
+    },
+    Split {
+        x: usize,
+        outputs: Vec<usize>,
+        axis: usize,
+    },
+    Gemm {
+        a: usize,
+        y: usize,
+        w_kn: WeightId,
+        bias: Option<WeightId>,
+        n: usize,
+        k: usize,
+        alpha: f32,
+        beta: f32,
+    },
+    Softmax {
+        x: usize,
+        y: usize,
+    },
+    /// Between a segment boundary slot (f32 NCHW) and an engine slot, either way.
+    Convert {
+        x: usize,
+        y: usize,
+    },
+    /// The same 4-D tensor between NHWC and NCHW storage (around reshapes of NHWC data).
+    Relayout {
+        x: usize,
+        y: usize,
+    },
+    /// Elementwise ops fused into one kernel (`passes/chains.rs`): the value starts as
+    /// `inputs[0]` (broadcast to y's shape) and goes through `ops`.
+    Chain {
+        inputs: Vec<usize>,
+        y: usize,
+        ops: Vec<ChainOp>,
+    },
+}
+
+/// Ops one chain kernel applies (the kernel's argument arrays hold this many).
+pub const MAX_OPS: usize = 8;
+/// Distinct tensors one chain kernel reads.
+pub const MAX_INPUTS: usize = 4;
+
+/// One op of a chain, applied to the running value.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ChainOp {
+    /// An activation: kernel code and parameters (`program::act_code`).
+    Act((i32, f32, f32)),
+    /// `value (op) input` (or `input (op) value` when `value_first` is false); `op` is
+    /// 0 add, 1 mul, 2 sub, 3 div; `input` indexes the chain's inputs.
+    Binary {
+        op: i32,
+        input: usize,
+        value_first: bool,
+    },
+}
+
+/// Kernel code and parameters of an activation.
+pub fn act_code(a: Activation) -> (i32, f32, f32) {
+    match a {
+        Activation::Relu => (1, 0.0, 0.0),
+        Activation::Clip { min, max } => (2, min, max),
+        Activation::LeakyRelu { alpha } => (3, alpha, 0.0),
+        Activation::Sigmoid => (4, 0.0, 0.0),
+        Activation::HardSigmoid { alpha, beta } => (5, alpha, beta),
+        Activation::HardSwish => (6, 0.0, 0.0),
+    }
+}
+
+pub struct Program {
+    pub slots: Vec<Slot>,
+    pub steps: Vec<Step>,
+    /// The node each step comes from.
+    pub names: Vec<String>,
+    pub inputs: Vec<usize>,
+    pub outputs: Vec<usize>,
+    /// Weights and constants, as the engine stores them (bytes of its element type).
+    pub weights: Vec<Vec<u8>>,
+    pub precision: Precision,
+    /// 4-D tensors are stored NHWC.
+    pub nhwc: bool,
+    /// Tensors are fp16.
+    pub half: bool,
+}
+
+impl Program {
+    /// An empty program for an engine of these options.
+    pub fn new(opts: &EngineOptions) -> Program {
+        let half = opts.precision == Precision::Fp16;
+        Program {
+            slots: vec![],
+            steps: vec![],
+            names: vec![],
+            inputs: vec![],
+            outputs: vec![],
+            weights: vec![],
+            precision: opts.precision,
+            nhwc: opts.layout.nhwc_for(opts.precision),
+            half,
+        }
+    }
+
+    /// Store `v` as a weight of the engine's element type (`dims4`: a 4-D tensor reordered
+    /// to NHWC first), uploaded when the engine is built.
+    pub fn weight(&mut self, v: &[f32], dims4: Option<[usize; 4]>, half: bool) -> WeightId {
+        let bytes = match dims4 {
+            Some(d) => encode(&nchw_to_nhwc(v, d), half),
+            None => encode(v, half),
+        };
+        self.weights.push(bytes);
+        WeightId(self.weights.len() - 1)
+    }
+
+    /// A slot for outlet `o` stored as the engine stores its tensors.
+    pub fn add_slot(&mut self, g: &Graph, o: Outlet, alias_of: Option<usize>) -> usize {
+        let shape = g.tensor(o).shape.clone().unwrap_or_default();
+        let nhwc = self.nhwc && shape.len() == 4;
+        self.push_slot(shape, alias_of, nhwc, self.half)
+    }
+
+    pub fn push_slot(
+        &mut self,
+        shape: Vec<Dim>,
+        alias_of: Option<usize>,
+        nhwc: bool,
+        half: bool,
+    ) -> usize {
+        self.slots.push(Slot {
+            shape,
+            alias_of,
+            constant: None,
+            nhwc,
+            half,
+        });
+        self.slots.len() - 1
+    }
+
+    /// A segment input or output as the rest of trtc holds it: f32, NCHW.
+    pub fn add_boundary_slot(&mut self, g: &Graph, o: Outlet) -> usize {
+        let shape = g.tensor(o).shape.clone().unwrap_or_default();
+        self.push_slot(shape, None, false, false)
+    }
+
+    /// Whether boundary slot `s` is stored differently from the engine's own tensors.
+    pub fn boundary_differs(&self, s: usize) -> bool {
+        self.half || (self.nhwc && self.slots[s].shape.len() == 4)
+    }
+
+    /// The slot whose memory `s` uses.
+    pub fn storage(&self, mut s: usize) -> usize {
+        while let Some(a) = self.slots[s].alias_of {
+            s = a;
+        }
+        s
+    }
+
+    /// Elements of slot `s` for a batch.
+    pub fn numel(&self, s: usize, batch: usize) -> usize {
+        self.shape(s, batch).iter().product()
+    }
+
+    /// Concrete shape of slot `s` for a batch.
+    pub fn shape(&self, s: usize, batch: usize) -> Vec<usize> {
+        self.slots[s]
+            .shape
+            .iter()
+            .map(|d| d.known().map(|v| v as usize).unwrap_or(batch))
+            .collect()
+    }
+}
+
+/// `axis` (negative from the end) as an index into a shape of `rank` dims.
+pub fn norm_axis(axis: i64, rank: usize) -> Option<usize> {
+    let a = if axis < 0 { axis + rank as i64 } else { axis };
+    (0..rank as i64).contains(&a).then_some(a as usize)
+}

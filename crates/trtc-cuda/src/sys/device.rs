@@ -1,0 +1,109 @@
+//! The GPU device every CUDA engine shares: context, stream, and trtc's NVRTC kernels
+//! compiled once (a float and an fp16 module), with a cache of loaded functions.
+//!
+//! Libraries are loaded at run time: a machine without CUDA builds and runs trtc, and
+//! [`probe`] says why no engine can be built instead of panicking.
+
+use crate::error::{EngineError, Result};
+use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaStream, LaunchConfig};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// The GPU, its stream and the compiled kernels, shared by every engine.
+pub struct Device {
+    pub ctx: Arc<CudaContext>,
+    pub stream: Arc<CudaStream>,
+    /// The kernels with float (`[0]`) and fp16 (`[1]`) tensors.
+    pub(crate) modules: [Arc<CudaModule>; 2],
+    pub(crate) functions: Mutex<HashMap<(&'static str, bool), CudaFunction>>,
+}
+
+/// Kernel `name` of the float or the fp16 module.
+pub(crate) fn kernel(dev: &Device, name: &'static str, half: bool) -> Result<CudaFunction> {
+    let mut f = dev
+        .functions
+        .lock()
+        .map_err(|_| EngineError::cuda(name, "kernel cache poisoned"))?;
+    if let Some(k) = f.get(&(name, half)) {
+        return Ok(k.clone());
+    }
+    let k = dev.modules[half as usize]
+        .load_function(name)
+        .map_err(|e| EngineError::cuda(name, e))?;
+    f.insert((name, half), k.clone());
+    Ok(k)
+}
+
+/// Why CUDA engines cannot run here, checked without touching a missing library.
+pub fn probe() -> std::result::Result<(), String> {
+    // Safety: only tries to dlopen the libraries.
+    let present = unsafe {
+        [
+            (
+                "the CUDA driver (libcuda.so)",
+                cudarc::driver::sys::is_culib_present(),
+            ),
+            (
+                "NVRTC (libnvrtc.so)",
+                cudarc::nvrtc::sys::is_culib_present(),
+            ),
+            (
+                "cuDNN (libcudnn.so)",
+                cudarc::cudnn::sys::is_culib_present(),
+            ),
+        ]
+    };
+    for (what, ok) in present {
+        if !ok {
+            return Err(format!("{what} not found"));
+        }
+    }
+    match CudaContext::device_count() {
+        Ok(n) if n > 0 => Ok(()),
+        Ok(_) => Err("no CUDA device".into()),
+        Err(e) => Err(format!("CUDA driver: {e}")),
+    }
+}
+
+pub fn device() -> std::result::Result<Arc<Device>, String> {
+    static DEVICE: OnceLock<std::result::Result<Arc<Device>, String>> = OnceLock::new();
+    DEVICE
+        .get_or_init(|| {
+            probe()?;
+            let ctx = CudaContext::new(0).map_err(|e| format!("CUDA context: {e}"))?;
+            // Engines use one stream each and order their own work: no cross-stream events
+            // (they would also get in the way of graph capture).
+            // Safety: no other stream of this context touches the engines' memory.
+            unsafe { ctx.disable_event_tracking() };
+            let stream = ctx.new_stream().map_err(|e| format!("CUDA stream: {e}"))?;
+            let (major, minor) = ctx.compute_capability().map_err(|e| e.to_string())?;
+            let arch: &'static str = Box::leak(format!("sm_{major}{minor}").into_boxed_str());
+            let module = |half: bool| {
+                let opts = cudarc::nvrtc::CompileOptions {
+                    arch: Some(arch),
+                    ..Default::default()
+                };
+                let ptx = cudarc::nvrtc::compile_ptx_with_opts(super::kernels::module_source(half), opts)
+                    .map_err(|e| format!("NVRTC: {e}"))?;
+                ctx.load_module(ptx)
+                    .map_err(|e| format!("loading kernels: {e}"))
+            };
+            let modules = [module(false)?, module(true)?];
+            Ok(Arc::new(Device {
+                ctx,
+                stream,
+                modules,
+                functions: Mutex::new(HashMap::new()),
+            }))
+        })
+        .clone()
+}
+
+/// One thread per element of `n`, in blocks of `threads`.
+pub fn blocks(n: usize, threads: u32) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: ((n as u32).div_ceil(threads).max(1), 1, 1),
+        block_dim: (threads, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}

@@ -1,0 +1,9 @@
+//! The bottom layer: the GPU and its libraries. The device (context, stream, the NVRTC
+//! module of trtc's kernels), the kernels' sources, and thin safe wrappers of cuDNN's
+//! descriptors and cuBLASLt's products. Nothing here knows about programs or engines.
+
+pub mod conv_kernels;
+pub mod cublaslt;
+pub mod cudnn;
+pub mod device;
+pub mod kernels;

@@ -1,0 +1,105 @@
+//! Engines: what runs one segment, and what builds them.
+
+use crate::error::Result;
+use crate::options::EngineOptions;
+use crate::support::{FallbackReason, OpSupport};
+use trtc_ir::tract_onnx::prelude::{TValue, TVec};
+use trtc_ir::{Graph, NodeId, SubgraphIo};
+
+/// One layer's time in a profiled run, with the work it does.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct LayerTiming {
+    pub layer: String,
+    pub kind: &'static str,
+    pub ms: f64,
+    pub flops: u64,
+    /// Bytes the layer must read and write at least (inputs, weights, outputs once).
+    pub bytes: u64,
+}
+
+/// What a plan stores for a segment's engine (for CUDA engines, their tactics), so that
+/// loading the plan rebuilds the same engine without timing anything.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EnginePayload {
+    pub kind: String,
+    pub bytes: Vec<u8>,
+}
+
+/// A built segment, ready to run.
+pub trait Engine: Send + Sync {
+    /// "tract", "cuda", ...
+    fn kind(&self) -> &str;
+    fn run(&self, inputs: TVec<TValue>) -> Result<TVec<TValue>>;
+    /// Time each layer of one run, where the engine can (GPU engines).
+    fn profile(&self, _inputs: TVec<TValue>) -> Option<Result<Vec<LayerTiming>>> {
+        None
+    }
+    /// What a plan should store to rebuild this engine as it is now, where there is
+    /// anything (GPU engines: the tactics of every batch size run so far).
+    fn payload(&self) -> Option<EnginePayload> {
+        None
+    }
+    /// Milliseconds of each of `iterations` runs with the inputs already on the device and
+    /// the outputs left there (what a GPU-resident pipeline sees), timed on the device
+    /// between events, where the engine can say (GPU engines).
+    fn time_resident(&self, _inputs: TVec<TValue>, _iterations: usize) -> Option<Result<Vec<f64>>> {
+        None
+    }
+}
+
+/// Builds engines for segments (when a plan is loaded, from the payload it stored).
+pub trait EngineBuilder: Send + Sync {
+    fn name(&self) -> &'static str;
+    /// What this builder's engines accept, node by node: the partitioner's table. A node
+    /// it accepts is one `build` lowers.
+    fn support(&self) -> &dyn OpSupport;
+    /// Why no engine can be built on this machine, if none can (no GPU, a missing library).
+    fn unavailable(&self) -> Option<String>;
+    /// Build the engine for a segment's nodes, whose inputs and outputs are `io`.
+    fn build(
+        &self,
+        g: &Graph,
+        nodes: &[NodeId],
+        io: &SubgraphIo,
+        opts: &EngineOptions,
+        payload: Option<&EnginePayload>,
+    ) -> Result<Box<dyn Engine>>;
+}
+
+/// A builder with no engines: every node runs on the CPU (a build without GPU support,
+/// and tests of the CPU path).
+pub struct NoEngines;
+
+impl OpSupport for NoEngines {
+    fn name(&self) -> &'static str {
+        "none"
+    }
+    fn check(&self, _g: &Graph, _id: NodeId) -> std::result::Result<(), FallbackReason> {
+        Err(FallbackReason::UnsupportedOp)
+    }
+}
+
+impl EngineBuilder for NoEngines {
+    fn name(&self) -> &'static str {
+        "none"
+    }
+    fn support(&self) -> &dyn OpSupport {
+        self
+    }
+    fn unavailable(&self) -> Option<String> {
+        Some("no engine builder in this build".into())
+    }
+    fn build(
+        &self,
+        _g: &Graph,
+        _nodes: &[NodeId],
+        _io: &SubgraphIo,
+        _opts: &EngineOptions,
+        _payload: Option<&EnginePayload>,
+    ) -> Result<Box<dyn Engine>> {
+        Err(crate::EngineError::Unavailable(
+            "none".into(),
+            "no engine builder in this build".into(),
+        ))
+    }
+}
