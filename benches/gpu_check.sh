@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # GPU checks and timings in one lease (see benches/RESULTS.md): run from the repo root on
 # the GPU machine with the release binary and the test binaries (.dev/trtc, .dev/gpu_models and
-# one .dev/cuda_<family> per op-family test file of crates/trtc-cuda/tests), xz-compressed, in .dev/.
+# the op-family tests of crates/trtc-cuda/tests, .dev/cuda_gpu), xz-compressed, in .dev/.
 #   [INCEPTION=file.onnx] bash benches/gpu_check.sh tests|models|effnet|torchvision|fp16|profile16|pytorch|pytorch16|compile16 ...
 set -u
 OUT=${OUT:-/tmp/trtc-gpu}; mkdir -p "$OUT"
@@ -12,7 +12,7 @@ export LD_LIBRARY_PATH=/usr/local/cuda-13.0/targets/x86_64-linux/lib:/usr/lib/x8
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
 for step in "$@"; do
   case $step in
-    tests) for t in .dev/cuda_*; do [ -x $t ] && [ "${t%.xz}" = "$t" ] || continue; echo "== $t"; $t --ignored --test-threads=1 2>&1 | tee -a "$OUT/cuda_tests.log" | grep -E "^test |test result|panicked|error"; done ;;
+    tests) .dev/cuda_gpu --ignored --test-threads=1 2>&1 | tee "$OUT/cuda_tests.log" | grep -E "^test |test result|panicked|error" ;;
     models)
       [ -n "${INCEPTION:-}" ] || export_tv inception_v3
       TRTC_INCEPTION_V3=${INCEPTION:-/tmp/tv/inception_v3.onnx} .dev/gpu_models --ignored --test-threads=1 --nocapture 2>&1 | tee "$OUT/gpu_models.log" | tail -60 ;;

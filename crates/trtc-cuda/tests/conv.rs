@@ -1,10 +1,8 @@
 //! Convolutions on the GPU against tract: plain, grouped, dilated, strided and padded convs, image stems and depthwise convs through trtc's own kernels, fused patterns, 1x1 convs as cuBLASLt products, Clip moved into the depthwise conv.
 //! Every case in fp32 NCHW, fp32 NHWC (1e-4 relative) and fp16 (1e-2).
-//! Run on a GPU machine: `cargo test -p trtc-cuda --test conv -- --ignored`.
+//! Run on a GPU machine: `cargo test -p trtc-cuda --test gpu conv:: -- --ignored`.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 #[test]
 #[ignore = "needs a CUDA GPU"]

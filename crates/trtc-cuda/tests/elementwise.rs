@@ -1,10 +1,8 @@
 //! Elementwise ops on the GPU against tract, fused into chain kernels.
 //! Every case in fp32 NCHW, fp32 NHWC (1e-4 relative) and fp16 (1e-2).
-//! Run on a GPU machine: `cargo test -p trtc-cuda --test elementwise -- --ignored`.
+//! Run on a GPU machine: `cargo test -p trtc-cuda --test gpu elementwise:: -- --ignored`.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 /// Elementwise chains run as one kernel each: HardSwish written out (`x * Clip(x + 3, 0, 6)
 /// / 6`) then a per-channel Sub and a Sigmoid; and `tanh(x * x)`, whose one input is read

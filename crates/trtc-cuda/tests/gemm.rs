@@ -1,10 +1,8 @@
 //! Products on the GPU against tract: Gemm in its forms, MatMul of 2-D and 3-D tensors.
 //! Every case in fp32 NCHW, fp32 NHWC (1e-4 relative) and fp16 (1e-2).
-//! Run on a GPU machine: `cargo test -p trtc-cuda --test gemm -- --ignored`.
+//! Run on a GPU machine: `cargo test -p trtc-cuda --test gpu gemm:: -- --ignored`.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 /// Gemm (alpha, beta, transB, batch 1 and 3) through cuBLASLt and through trtc's kernel.
 #[test]

@@ -1,10 +1,8 @@
 //! Pooling on the GPU against tract, in a pipeline of pools, concat, broadcast, clip, global pool, gemm and softmax.
 //! Every case in fp32 NCHW, fp32 NHWC (1e-4 relative) and fp16 (1e-2).
-//! Run on a GPU machine: `cargo test -p trtc-cuda --test pooling -- --ignored`.
+//! Run on a GPU machine: `cargo test -p trtc-cuda --test gpu pooling:: -- --ignored`.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 #[test]
 #[ignore = "needs a CUDA GPU"]

@@ -1,10 +1,8 @@
 //! Shape ops on the GPU against tract: reshapes across layouts, concat inputs written in place, split outputs written into their concat.
 //! Every case in fp32 NCHW, fp32 NHWC (1e-4 relative) and fp16 (1e-2).
-//! Run on a GPU machine: `cargo test -p trtc-cuda --test shape -- --ignored`.
+//! Run on a GPU machine: `cargo test -p trtc-cuda --test gpu shape:: -- --ignored`.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 /// Reshapes of NHWC data: Flatten of a feature map with many pixels (needs NCHW order),
 /// a 2-D tensor reshaped back to 4-D and convolved, an elementwise op between a 4-D

@@ -1,11 +1,9 @@
 //! Softmax on the GPU against tract: 2-D rows, and a 4-D tensor over its last axis (an
 //! NHWC engine puts it in NCHW order around the row kernel).
 //! Every case in fp32 NCHW, fp32 NHWC (1e-4 relative) and fp16 (1e-2).
-//! Run on a GPU machine: `cargo test -p trtc-cuda --test softmax -- --ignored`.
+//! Run on a GPU machine: `cargo test -p trtc-cuda --test gpu softmax:: -- --ignored`.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 #[test]
 #[ignore = "needs a CUDA GPU"]

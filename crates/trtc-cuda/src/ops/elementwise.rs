@@ -1,5 +1,5 @@
-//! Elementwise ops: `Add`, `Sub`, `Mul`, `Div` with broadcasting (tensors of at most 4
-//! dims), and the activations `Relu`, `Sigmoid`, `Tanh`, `LeakyRelu`, `HardSigmoid`,
+//! Elementwise ops: `Add`, `Sub`, `Mul`, `Div` and `Pow` with broadcasting (tensors of
+//! at most 4 dims), and the activations `Relu`, `Sigmoid`, `Tanh`, `LeakyRelu`, `HardSigmoid`,
 //! `HardSwish`, `Clip` (constant bounds). Each lowers to one step; the chains pass then
 //! fuses neighbours into one kernel (`passes/chains.rs`).
 
@@ -19,6 +19,10 @@ pub static FAMILY: OpFamily = OpFamily {
             conditions: "broadcasting over at most 4 dims",
         },
         OpDoc {
+            op: "Pow",
+            conditions: "as Add; a constant scalar exponent runs as an activation",
+        },
+        OpDoc {
             op: "Relu, Sigmoid, Tanh, LeakyRelu, HardSigmoid, HardSwish",
             conditions: "",
         },
@@ -32,15 +36,23 @@ pub static FAMILY: OpFamily = OpFamily {
     lower,
 };
 
-/// The kernels' code of a binary op.
+/// The kernels' code of a binary op (`bin_apply`).
 fn binary_code(op: &Op) -> Option<i32> {
     Some(match op {
         Op::Add => 0,
         Op::Mul => 1,
         Op::Sub => 2,
         Op::Div => 3,
+        _ if super::unary::other(op).is_some_and(|o| o.op_type == "Pow") => 6,
         _ => return None,
     })
+}
+
+/// A Pow whose exponent is a constant scalar: the exponent (one activation step).
+fn scalar_exponent(g: &Graph, id: NodeId) -> Option<f32> {
+    let t = g.input_const(id, 1)?;
+    let v = trtc_ir::tensor::tensor_to_f32s(t)?;
+    (v.len() == 1).then(|| v[0])
 }
 
 fn is_activation(op: &Op) -> bool {
@@ -84,6 +96,11 @@ fn lower(cx: &mut Lowering, id: NodeId) -> Result<()> {
     let node = g.node(id);
     let y = cx.output(id, 0);
     let step = match binary_code(&node.op) {
+        Some(6) if scalar_exponent(g, id).is_some() => Step::Act {
+            x: cx.operand(id, 0)?,
+            y,
+            act: (22, scalar_exponent(g, id).unwrap_or(1.0), 0.0),
+        },
         Some(op) => Step::Binary {
             a: cx.operand(id, 0)?,
             b: cx.operand(id, 1)?,

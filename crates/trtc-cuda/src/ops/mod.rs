@@ -14,9 +14,12 @@
 mod conv;
 mod elementwise;
 mod gemm;
+mod normalization;
 mod pool;
 mod shape;
 mod softmax;
+mod unary;
+mod variadic;
 
 use crate::error::{cuda_err, Result};
 use crate::passes::{chains::fuse_elementwise_chains, clip_into_depthwise::clip_into_depthwise};
@@ -51,7 +54,10 @@ pub static FAMILIES: &[&OpFamily] = &[
     &conv::FAMILY,
     &pool::FAMILY,
     &gemm::FAMILY,
+    &normalization::FAMILY,
     &elementwise::FAMILY,
+    &unary::FAMILY,
+    &variadic::FAMILY,
     &softmax::FAMILY,
     &shape::FAMILY,
 ];

@@ -238,3 +238,71 @@ fn ops_md_is_generated_from_the_table() {
         path.display()
     );
 }
+
+/// `op` as the IR keeps an ONNX op it has no typed form for.
+fn other(op: &str) -> Op {
+    Op::Other(trtc_ir::op::OtherOp {
+        op_type: op.into(),
+        domain: String::new(),
+        attributes: vec![],
+    })
+}
+
+/// The unary, variadic and normalization families: the IR infers their shapes, tract runs
+/// them with those shapes, the table accepts them and they lower in every configuration.
+#[test]
+fn unary_variadic_and_normalization_ops_are_accepted_lowered_and_shaped_as_tract_runs_them() {
+    let unary = [
+        "Elu", "Selu", "Softplus", "Softsign", "Erf", "Sqrt", "Exp", "Log", "Reciprocal", "Neg",
+        "Abs", "Floor", "Ceil",
+    ];
+    let mut b = GraphBuilder::new();
+    let mut shape = vec![trtc_ir::Dim::Sym("N".into())];
+    shape.extend([8u64, 4, 4].map(trtc_ir::Dim::Known));
+    let x = b.input_with("x", trtc_ir::DType::F32, shape);
+    let mut acc = b.op("abs0", other("Abs"), &[x]);
+    for op in unary {
+        acc = b.op(op, other(op), &[acc]);
+    }
+    let e = b.constant("e", Tensor::from(tensor0(2f32)));
+    let p = b.op("pow", other("Pow"), &[acc, e]);
+    let c = b.constant("c", random_tensor(&[8, 1, 1], 7));
+    let s = b.op("sum", other("Sum"), &[p, c, x]);
+    let m = b.op("max", other("Max"), &[s, c]);
+    let n = b.op("min", other("Min"), &[m, x]);
+    let mean = b.op("mean", other("Mean"), &[n, c, s]);
+    let params: Vec<Outlet> = (1..5)
+        .map(|i| {
+            let v: Vec<f32> = (0..8).map(|k| 0.5 + 0.1 * (k * i) as f32).collect();
+            b.constant(&format!("bn{i}"), Tensor::from_shape(&[8], &v).unwrap())
+        })
+        .collect();
+    let bn = b.op(
+        "bn",
+        Op::BatchNormalization {
+            epsilon: 1e-5,
+            momentum: None,
+        },
+        &[mean, params[0], params[1], params[2], params[3]],
+    );
+    b.output(bn);
+    let g = b.build().unwrap();
+    let ops = unary.len() + 7;
+    assert_eq!(accepted_nodes_lower(&g), ops, "every op accepted");
+    // The shapes the IR inferred are the ones tract computes.
+    let out = trtc_ir::CpuModel::new(&g)
+        .unwrap()
+        .run(vec![random_tensor(&[2, 8, 4, 4], 1)])
+        .unwrap();
+    assert_eq!(out[0].shape(), &[2, 8, 4, 4]);
+    for id in g.node_ids() {
+        let node = g.node(id);
+        if !matches!(node.op, Op::Input | Op::Const(_)) {
+            assert!(
+                node.outputs[0].shape.is_some(),
+                "{} has no inferred shape",
+                node.name
+            );
+        }
+    }
+}

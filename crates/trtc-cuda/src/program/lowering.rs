@@ -7,7 +7,7 @@ use crate::error::{cuda_err, Result};
 use std::collections::HashMap;
 use trtc_engine::EngineOptions;
 use trtc_ir::tensor::tensor_to_f32s;
-use trtc_ir::{Graph, NodeId, Outlet, SubgraphIo};
+use trtc_ir::{Dim, Graph, NodeId, Outlet, SubgraphIo};
 
 pub struct Lowering<'g> {
     pub g: &'g Graph,
@@ -77,6 +77,24 @@ impl<'g> Lowering<'g> {
     /// Output `o` lives in slot `s` (a view or a relayout of another tensor).
     pub fn bind(&mut self, o: Outlet, s: usize) {
         self.slot_of.insert(o, s);
+    }
+
+    /// A constant slot of `shape` (at most 3-D, or 4-D in NCHW engines) holding `values`,
+    /// made by the lowering itself (folded normalization parameters, say).
+    pub fn constant(&mut self, shape: &[usize], values: &[f32]) -> usize {
+        let dims = shape.iter().map(|&d| Dim::Known(d as u64)).collect();
+        let (half, nhwc) = (self.p.half, self.p.nhwc && shape.len() == 4);
+        let s = self.p.push_slot(dims, None, nhwc, half);
+        let dims4 = nhwc.then(|| [shape[0], shape[1], shape[2], shape[3]]);
+        let w = self.p.weight(values, dims4, half);
+        self.p.slots[s].constant = Some(w);
+        s
+    }
+
+    /// A new internal slot shaped and stored like node `id`'s output 0 (an intermediate
+    /// value of a node lowered to several steps).
+    pub fn temp_like_output(&mut self, id: NodeId) -> usize {
+        self.p.add_slot(self.g, Outlet::new(id, 0), None)
     }
 
     /// A weight in the engine's element type (`dims4`: reordered to NHWC first).

@@ -85,6 +85,8 @@ pub enum Step {
         y: usize,
         max: bool,
     },
+    /// `y = a (op) b` with broadcasting; `op` is 0 add, 1 mul, 2 sub, 3 div, 4 max, 5 min,
+    /// 6 pow (the kernels' `bin_apply`).
     Binary {
         a: usize,
         b: usize,
@@ -150,7 +152,7 @@ pub enum ChainOp {
     /// An activation: kernel code and parameters (`program::act_code`).
     Act((i32, f32, f32)),
     /// `value (op) input` (or `input (op) value` when `value_first` is false); `op` is
-    /// 0 add, 1 mul, 2 sub, 3 div; `input` indexes the chain's inputs.
+    /// a binary op's code (`Step::Binary`); `input` indexes the chain's inputs.
     Binary {
         op: i32,
         input: usize,

@@ -37,11 +37,42 @@ __device__ __forceinline__ float act_apply(float v, int kind, float a, float b) 
         case 5: return fminf(fmaxf(a * v + b, 0.f), 1.f);             // HardSigmoid(a, b)
         case 6: return v * fminf(fmaxf(v / 6.f + 0.5f, 0.f), 1.f);    // HardSwish
         case 7: return tanhf(v);                                      // Tanh
+        case 8: return v < 0.f ? a * (expf(v) - 1.f) : v;             // Elu(a)
+        case 9: return v > 20.f ? v : log1pf(expf(v));                // Softplus
+        case 10: return v * tanhf(v > 20.f ? v : log1pf(expf(v)));    // Mish
+        case 11: return erff(v);                                      // Erf
+        case 12: return sqrtf(v);                                     // Sqrt
+        case 13: return expf(v);                                      // Exp
+        case 14: return logf(v);                                      // Log
+        case 15: return 1.f / v;                                      // Reciprocal
+        case 16: return -v;                                           // Neg
+        case 17: return fabsf(v);                                     // Abs
+        case 18: return 0.5f * v * (1.f + erff(v * 0.70710678f));     // Gelu (erf)
+        case 19: return 0.5f * v * (1.f + tanhf(0.79788456f * (v + 0.044715f * v * v * v))); // Gelu (tanh)
+        case 20: return v / (1.f + fabsf(v));                         // Softsign
+        case 21: return v > 0.f ? b * v : b * a * (expf(v) - 1.f);    // Selu(a = alpha, b = gamma)
+        case 22: return powf(v, a);                                   // Pow(a)
+        case 23: return floorf(v);                                    // Floor
+        case 24: return ceilf(v);                                     // Ceil
+        case 25: return v * (1.f / (1.f + expf(-v)));                 // SiLU
         default: return v;                                            // identity
     }
 }
 
 // Offset of element (n, c, y, x) of an n x c x h x w tensor stored NCHW or NHWC.
+// `l (op) r` of binary op `op`: add, mul, sub, div, max, min, pow.
+__device__ __forceinline__ float bin_apply(int op, float l, float r) {
+    switch (op) {
+        case 0: return l + r;
+        case 1: return l * r;
+        case 2: return l - r;
+        case 4: return fmaxf(l, r);
+        case 5: return fminf(l, r);
+        case 6: return powf(l, r);
+        default: return l / r;
+    }
+}
+
 __device__ __forceinline__ long long at4(int nhwc, long long n, long long c, long long y, long long x, int C, int H, int W) {
     return nhwc ? ((n * H + y) * W + x) * C + c : ((n * C + c) * H + y) * W + x;
 }
@@ -173,19 +204,12 @@ extern "C" __global__ void binary(DT* y, const DT* a, const DT* b, long long n, 
     IX c0 = r;
     float u = LD(a[c0 * as0 + c1 * as1 + c2 * as2 + c3 * as3]);
     float v = LD(b[c0 * bs0 + c1 * bs1 + c2 * bs2 + c3 * bs3]);
-    float o;
-    switch (op) {
-        case 0: o = u + v; break;
-        case 1: o = u * v; break;
-        case 2: o = u - v; break;
-        default: o = u / v; break;
-    }
-    y[i] = ST(o);
+    y[i] = ST(bin_apply(op, u, v));
 }
 
 // Elementwise ops fused into one kernel: the value starts as input 0 and goes through
-// `nops` ops, each an activation (kind < 100) or `value (op) input` (kind 100 + op: add,
-// mul, sub, div; operands swapped when value_first is 0). Inputs broadcast to y as in
+// `nops` ops, each an activation (kind < 100) or `value (op) input` (kind 100 + op, as
+// `bin_apply`; operands swapped when value_first is 0). Inputs broadcast to y as in
 // `binary`. Must match `ChainArgs` in elementwise.rs.
 struct ChainArgs {
     long long n;
@@ -214,12 +238,7 @@ extern "C" __global__ void chain(DT* y, ChainArgs c) {
         int j = c.input[k];
         float o = LD(c.in[j][c0 * c.st[j][0] + c1 * c.st[j][1] + c2 * c.st[j][2] + c3 * c.st[j][3]]);
         float l = c.value_first[k] ? v : o, rr = c.value_first[k] ? o : v;
-        switch (kind - 100) {
-            case 0: v = l + rr; break;
-            case 1: v = l * rr; break;
-            case 2: v = l - rr; break;
-            default: v = l / rr; break;
-        }
+        v = bin_apply(kind - 100, l, rr);
     }
     y[i] = ST(v);
 }

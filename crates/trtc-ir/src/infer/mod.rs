@@ -6,6 +6,7 @@
 //! survives a Reshape. Whatever is still unknown at the end (ops trtc does not model) is
 //! taken from tract's own analysis when tract can analyse the model.
 
+mod other_ops;
 mod rules;
 mod shape_ops;
 mod spatial;
@@ -254,6 +255,6 @@ pub(crate) fn infer_node(g: &Graph, id: NodeId, known: &mut Known) -> Result<Vec
         Op::ConstantOfShape { value } => {
             Ok(shape_ops::constant_of_shape(&ctx, known, value.as_deref()))
         }
-        Op::Other(_) => Ok(vec![info(None, None); n_out]),
+        Op::Other(o) => Ok(other_ops::infer(&ctx, o)?.unwrap_or_else(|| vec![info(None, None); n_out])),
     }
 }
