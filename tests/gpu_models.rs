@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{efficientnet, inception, root};
+use common::{efficientnet, have_inception, inception, root};
 use std::path::Path;
 use trtc::backend::{compile, BackendChoice, CompileOptions, HybridModel, Precision};
 use trtc::classify::top_k;
@@ -116,12 +116,18 @@ fn efficientnet_fp16_matches_tract() {
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn inception_fp32_matches_tract() {
+    if !have_inception() {
+        return;
+    }
     check(&inception(), &inception_pre(), Precision::Fp32, 1e-4);
 }
 
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn inception_fp16_matches_tract() {
+    if !have_inception() {
+        return;
+    }
     check(&inception(), &inception_pre(), Precision::Fp16, 1e-2);
 }
 

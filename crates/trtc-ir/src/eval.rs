@@ -20,6 +20,20 @@ fn onnx_framework() -> &'static tract_onnx::Onnx {
     ONNX.get_or_init(tract_onnx::onnx)
 }
 
+/// Run `f`, which hands tract a graph read from a file. tract panics on some invalid graphs
+/// (a constant index out of range, an axis past the rank) instead of failing; such a panic
+/// is an error here, as tract's own errors are.
+fn contain<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|payload| {
+        let msg = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("no message");
+        Err(IrError::Tract(format!("panicked on this graph: {msg}")))
+    })
+}
+
 /// Ops tract can run: the standard ones it registers.
 pub fn tract_supports(op: &Op) -> bool {
     match op {
@@ -87,18 +101,20 @@ pub fn eval_node(g: &Graph, id: NodeId, inputs: &[Option<Arc<Tensor>>]) -> Resul
             o.r#type = None;
         }
     }
-    let model = onnx_framework()
-        .model_for_proto_model(&proto)
-        .map_err(IrError::tract)?;
-    let plan = model
-        .into_optimized()
-        .and_then(|m| m.into_runnable())
-        .map_err(IrError::tract)?;
-    let results = plan.run(tvec!()).map_err(IrError::tract)?;
-    results
-        .into_iter()
-        .map(|v| plain_tensor(v.into_tensor()))
-        .collect()
+    contain(|| {
+        let model = onnx_framework()
+            .model_for_proto_model(&proto)
+            .map_err(IrError::tract)?;
+        let plan = model
+            .into_optimized()
+            .and_then(|m| m.into_runnable())
+            .map_err(IrError::tract)?;
+        let results = plan.run(tvec!()).map_err(IrError::tract)?;
+        results
+            .into_iter()
+            .map(|v| plain_tensor(v.into_tensor()))
+            .collect()
+    })
 }
 
 /// tract computes shapes as symbolic `TDim`s; ONNX knows them as int64.
@@ -117,10 +133,13 @@ fn plain_tensor(t: Tensor) -> Result<Tensor> {
 pub(crate) fn fill_from_tract_analysis(g: &mut Graph, unknown: &[Outlet]) -> Result<usize> {
     check_tract_supports(g)?;
     let proto = to_model_proto(g)?;
-    let mut model = onnx_framework()
-        .model_for_proto_model(&proto)
-        .map_err(IrError::tract)?;
-    let _ = model.analyse(false);
+    let model = contain(|| {
+        let mut model = onnx_framework()
+            .model_for_proto_model(&proto)
+            .map_err(IrError::tract)?;
+        let _ = model.analyse(false);
+        Ok(model)
+    })?;
     let mut by_label: HashMap<String, OutletId> = HashMap::new();
     for node in model.nodes() {
         for slot in 0..node.outputs.len() {
@@ -254,9 +273,11 @@ impl CpuModel {
         inputs: Vec<TensorInfo>,
         outputs: Vec<TensorInfo>,
     ) -> Result<CpuModel> {
-        let model = onnx_framework()
-            .model_for_proto_model(proto)
-            .map_err(IrError::tract)?;
+        let model = contain(|| {
+            onnx_framework()
+                .model_for_proto_model(proto)
+                .map_err(IrError::tract)
+        })?;
         Ok(CpuModel {
             model,
             inputs,
@@ -299,10 +320,11 @@ impl CpuModel {
             m.set_input_fact(i, InferenceFact::dt_shape(*dt, s.clone()))
                 .map_err(IrError::tract)?;
         }
-        let plan = m
-            .into_optimized()
-            .and_then(|m| m.into_runnable())
-            .map_err(IrError::tract)?;
+        let plan = contain(|| {
+            m.into_optimized()
+                .and_then(|m| m.into_runnable())
+                .map_err(IrError::tract)
+        })?;
         if let Ok(mut cache) = self.cache.lock() {
             if cache.plans.len() >= cache.capacity {
                 cache.plans.remove(0);
@@ -318,7 +340,7 @@ impl CpuModel {
         let dts: Vec<DatumType> = inputs.iter().map(|t| t.datum_type()).collect();
         check_shapes(&self.inputs, &shapes, &dts)?;
         let plan = self.plan(shapes, &dts)?;
-        plan.run(inputs).map_err(IrError::tract)
+        contain(|| plan.run(inputs).map_err(IrError::tract))
     }
 
     /// Run on the given inputs (checked against the graph's input shapes first).

@@ -20,7 +20,7 @@ use crate::graph::{Graph, NodeId, Outlet};
 use crate::op::{FusedConv, Op};
 use crate::shape::{Shape, TensorInfo};
 use crate::tensor::tensor_to_i64s;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use tract_onnx::prelude::Tensor;
 
@@ -39,6 +39,12 @@ pub enum SymInt {
 pub(crate) struct Known {
     pub values: HashMap<Outlet, Arc<Tensor>>,
     pub sym_ints: HashMap<Outlet, Vec<SymInt>>,
+    /// Outputs of computations on constants left unevaluated: still constants to tract.
+    pub unevaluated: HashSet<Outlet>,
+    /// One of them is of unknown size, or larger than its inputs and `EVAL_LIMIT` (a
+    /// ConstantOfShape of a constant shape can ask for any size): tract's analysis, which
+    /// evaluates every constant, is not asked then.
+    pub unbounded_constant: bool,
 }
 
 impl Known {
@@ -115,7 +121,7 @@ pub fn infer_shapes(g: &mut Graph) -> Result<InferReport> {
     };
     let mut report = InferReport::default();
     let unknown = missing(g);
-    if !unknown.is_empty() {
+    if !unknown.is_empty() && !known.unbounded_constant {
         report.from_tract = crate::eval::fill_from_tract_analysis(g, &unknown).unwrap_or(0);
     }
     report.unknown_shapes = missing(g)
@@ -192,14 +198,37 @@ pub(crate) fn infer_node(g: &Graph, id: NodeId, known: &mut Known) -> Result<Vec
         return Ok(vec![node.outputs[0].clone()]);
     }
 
-    // Small all-constant computations are evaluated to learn their values.
-    let all_const = !ins.is_empty() && ins.iter().flatten().all(|o| known.values.contains_key(o));
-    let small = ins
+    let ctx = NodeCtx { g, id, ins, n_out };
+    let inferred = rule(&ctx, known)?;
+
+    // Small all-constant computations are evaluated to learn their values, when the rule
+    // says that their results are small too (a constant shape can ask ConstantOfShape for
+    // any size).
+    let ins = &ctx.ins;
+    let elements = |t: &TensorInfo| {
+        let shape = t.shape.as_deref().and_then(crate::shape::known_shape)?;
+        shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d))
+    };
+    let in_elements = ins
         .iter()
         .flatten()
-        .map(|o| known.values.get(o).map_or(0, |t| t.len()))
-        .sum::<usize>()
-        <= EVAL_LIMIT;
+        .map(|o| match known.values.get(o) {
+            Some(t) => Some(t.len()),
+            None => elements(g.tensor(*o)),
+        })
+        .try_fold(0usize, |sum, n| sum.checked_add(n?));
+    let out_elements = inferred
+        .iter()
+        .map(elements)
+        .try_fold(0usize, |sum, n| sum.checked_add(n?));
+    let derived = !ins.is_empty()
+        && ins
+            .iter()
+            .flatten()
+            .all(|o| known.values.contains_key(o) || known.unevaluated.contains(o));
+    let all_const = !ins.is_empty() && ins.iter().flatten().all(|o| known.values.contains_key(o));
+    let small = in_elements.is_some_and(|n| n <= EVAL_LIMIT)
+        && out_elements.is_some_and(|n| n <= EVAL_LIMIT);
     if all_const && small && !matches!(node.op, Op::Other(_)) {
         let args: Vec<Option<Arc<Tensor>>> = ins
             .iter()
@@ -217,8 +246,22 @@ pub(crate) fn infer_node(g: &Graph, id: NodeId, known: &mut Known) -> Result<Vec
             return Ok(infos);
         }
     }
+    if derived {
+        known
+            .unevaluated
+            .extend((0..n_out).map(|s| Outlet::new(id, s)));
+        let bound = in_elements.map(|n| n.max(EVAL_LIMIT));
+        if out_elements.zip(bound).is_none_or(|(n, bound)| n > bound) {
+            known.unbounded_constant = true;
+        }
+    }
+    Ok(inferred)
+}
 
-    let ctx = NodeCtx { g, id, ins, n_out };
+/// The shape rule of the node's op.
+fn rule(ctx: &NodeCtx, known: &mut Known) -> Result<Vec<TensorInfo>> {
+    let node = ctx.g.node(ctx.id);
+    let n_out = ctx.n_out;
     match &node.op {
         Op::Input | Op::Const(_) => unreachable!("handled above"),
         Op::Conv(c) | Op::FusedConv(FusedConv { conv: c, .. }) => spatial::conv(&ctx, c),
@@ -249,8 +292,8 @@ pub(crate) fn infer_node(g: &Graph, id: NodeId, known: &mut Known) -> Result<Vec
         Op::Cast { to } => Ok(shape_ops::cast(&ctx, known, *to)),
         Op::Shape { start, end } => Ok(shape_ops::shape(&ctx, known, *start, *end)),
         Op::Gather { axis } => shape_ops::gather(&ctx, known, *axis),
-        Op::Unsqueeze => Ok(shape_ops::unsqueeze(&ctx, known)),
-        Op::Squeeze => Ok(shape_ops::squeeze(&ctx, known)),
+        Op::Unsqueeze => shape_ops::unsqueeze(&ctx, known),
+        Op::Squeeze => shape_ops::squeeze(&ctx, known),
         Op::Slice => Ok(shape_ops::slice(&ctx, known)),
         Op::ConstantOfShape { value } => {
             Ok(shape_ops::constant_of_shape(&ctx, known, value.as_deref()))

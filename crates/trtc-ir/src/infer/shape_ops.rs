@@ -67,6 +67,14 @@ pub(super) fn gather(ctx: &NodeCtx, known: &mut Known, axis: i64) -> Result<Vec<
         (Some(x), Some(i)) => {
             let ax = norm_axis(axis, x.len())
                 .ok_or_else(|| ctx.err(format!("axis {axis} out of range")))?;
+            if let (Dim::Known(n), Some(idx)) = (&x[ax], known.i64s(idx_out)) {
+                let n = *n as i64;
+                if let Some(bad) = idx.iter().find(|&&i| i < -n || i >= n) {
+                    return Err(ctx.err(format!(
+                        "index {bad} out of range for axis {ax} of size {n}"
+                    )));
+                }
+            }
             Some([&x[..ax], &i[..], &x[ax + 1..]].concat())
         }
         _ => None,
@@ -75,14 +83,14 @@ pub(super) fn gather(ctx: &NodeCtx, known: &mut Known, axis: i64) -> Result<Vec<
 }
 
 /// Unsqueeze: unit dims inserted at the constant axes of input 1.
-pub(super) fn unsqueeze(ctx: &NodeCtx, known: &mut Known) -> Vec<TensorInfo> {
+pub(super) fn unsqueeze(ctx: &NodeCtx, known: &mut Known) -> Result<Vec<TensorInfo>> {
     if let Some(v) = known.ints(ctx.outlet(0)) {
         known.sym_ints.insert(ctx.output(0), v);
     }
     let shape = match (ctx.in_shape(0), known.i64s(ctx.outlet(1))) {
         (Some(x), Some(axes)) => {
             let r = x.len() + axes.len();
-            let mut axes: Vec<usize> = axes.iter().filter_map(|&a| norm_axis(a, r)).collect();
+            let mut axes = norm_axes(ctx, &axes, r)?;
             axes.sort();
             let mut out = x.clone();
             for a in axes {
@@ -92,24 +100,49 @@ pub(super) fn unsqueeze(ctx: &NodeCtx, known: &mut Known) -> Vec<TensorInfo> {
         }
         _ => None,
     };
-    vec![info(ctx.in_dt(0), shape)]
+    Ok(vec![info(ctx.in_dt(0), shape)])
 }
 
 /// Squeeze: the axes of input 1 dropped, or every unit dim when absent.
-pub(super) fn squeeze(ctx: &NodeCtx, known: &Known) -> Vec<TensorInfo> {
+pub(super) fn squeeze(ctx: &NodeCtx, known: &Known) -> Result<Vec<TensorInfo>> {
     let axes = known.i64s(ctx.outlet(1));
-    let shape = ctx.in_shape(0).map(|x| {
-        let drop: Vec<usize> = match &axes {
-            Some(a) => a.iter().filter_map(|&a| norm_axis(a, x.len())).collect(),
-            None => (0..x.len()).filter(|&i| x[i] == Dim::Known(1)).collect(),
-        };
-        x.iter()
-            .enumerate()
-            .filter(|(i, _)| !drop.contains(i))
-            .map(|(_, d)| d.clone())
-            .collect()
-    });
-    vec![info(ctx.in_dt(0), shape)]
+    let shape = match ctx.in_shape(0) {
+        Some(x) => {
+            let drop: Vec<usize> = match &axes {
+                Some(a) => norm_axes(ctx, a, x.len())?,
+                None => (0..x.len()).filter(|&i| x[i] == Dim::Known(1)).collect(),
+            };
+            if let Some(&a) = drop
+                .iter()
+                .find(|&&a| matches!(x[a], Dim::Known(n) if n != 1))
+            {
+                return Err(ctx.err(format!("axis {a} is of size {}, not 1", x[a])));
+            }
+            Some(
+                x.iter()
+                    .enumerate()
+                    .filter(|(i, _)| !drop.contains(i))
+                    .map(|(_, d)| d.clone())
+                    .collect(),
+            )
+        }
+        None => None,
+    };
+    Ok(vec![info(ctx.in_dt(0), shape)])
+}
+
+/// Axes of a tensor of rank `rank`, each in range and named once.
+fn norm_axes(ctx: &NodeCtx, axes: &[i64], rank: usize) -> Result<Vec<usize>> {
+    let mut out = Vec::with_capacity(axes.len());
+    for &a in axes {
+        let n = norm_axis(a, rank)
+            .ok_or_else(|| ctx.err(format!("axis {a} out of range for rank {rank}")))?;
+        if out.contains(&n) {
+            return Err(ctx.err(format!("axis {a} given twice")));
+        }
+        out.push(n);
+    }
+    Ok(out)
 }
 
 /// Slice by the constant starts, ends, axes and steps of inputs 1 to 4.

@@ -41,6 +41,7 @@ pub(super) fn conv(ctx: &NodeCtx, c: &ConvAttrs) -> Result<Vec<TensorInfo>> {
     {
         return Err(ctx.err("kernel, strides, dilations or pads do not match the input rank"));
     }
+    check_window(ctx, &kernel, &s, &d, &p)?;
     let mut shape = vec![x[0].clone(), w[0].clone()];
     for i in 0..spatial {
         shape.push(window(
@@ -66,9 +67,14 @@ pub(super) fn pool(ctx: &NodeCtx, p: &PoolAttrs) -> Result<Vec<TensorInfo>> {
     };
     let spatial = x.len().saturating_sub(2);
     let (s, d, pads) = (p.strides(spatial), p.dilations(spatial), p.pads(spatial));
-    if p.kernel_shape.len() != spatial || s.len() != spatial || pads.len() != 2 * spatial {
-        return Err(ctx.err("kernel, strides or pads do not match the input rank"));
+    if p.kernel_shape.len() != spatial
+        || s.len() != spatial
+        || d.len() != spatial
+        || pads.len() != 2 * spatial
+    {
+        return Err(ctx.err("kernel, strides, dilations or pads do not match the input rank"));
     }
+    check_window(ctx, &p.kernel_shape, &s, &d, &pads)?;
     let mut shape = x[..2].to_vec();
     for i in 0..spatial {
         shape.push(window(
@@ -85,6 +91,27 @@ pub(super) fn pool(ctx: &NodeCtx, p: &PoolAttrs) -> Result<Vec<TensorInfo>> {
         ));
     }
     Ok(vec![info(ctx.in_dt(0), Some(shape))])
+}
+
+/// A sliding window's kernel, strides and dilations are at least 1, its pads at least 0.
+fn check_window(
+    ctx: &NodeCtx,
+    kernel: &[i64],
+    strides: &[i64],
+    dilations: &[i64],
+    pads: &[i64],
+) -> Result<()> {
+    for (what, v, min) in [
+        ("kernel_shape", kernel, 1),
+        ("strides", strides, 1),
+        ("dilations", dilations, 1),
+        ("pads", pads, 0),
+    ] {
+        if v.iter().any(|&x| x < min) {
+            return Err(ctx.err(format!("{what} {v:?}: each must be at least {min}")));
+        }
+    }
+    Ok(())
 }
 
 /// GlobalAveragePool and GlobalMaxPool: every spatial dim becomes 1.

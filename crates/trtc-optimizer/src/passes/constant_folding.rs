@@ -40,6 +40,22 @@ impl Pass for ConstantFolding {
                 out.skip(g, id, "tract cannot evaluate this op");
                 continue;
             }
+            // What inference says of the result's size: a constant shape can ask for any.
+            let too_large = node.outputs.iter().filter(|t| !t.name.is_empty()).any(|t| {
+                t.shape
+                    .as_deref()
+                    .and_then(trtc_ir::shape::known_shape)
+                    .and_then(|s| s.iter().try_fold(1usize, |n, &d| n.checked_mul(d)))
+                    .is_none_or(|n| n > MAX_FOLDED_ELEMENTS)
+            });
+            if too_large {
+                out.skip(
+                    g,
+                    id,
+                    "result too large (or of unknown size) to store as a constant",
+                );
+                continue;
+            }
             let args: Vec<Option<Arc<Tensor>>> = inputs
                 .iter()
                 .map(|i| i.and_then(|o| g.const_value(o).cloned()))
