@@ -194,7 +194,7 @@ fn plan_options() -> CompileOptions {
 
 fn small_plan_bytes() -> Vec<u8> {
     let g = trtc::ir::from_proto(small_cnn(), None).unwrap();
-    let plan = compile("small", g, &plan_options()).unwrap();
+    let plan = compile("small", g, &plan_options(), trtc::gpu()).unwrap();
     assert!(plan.partition.segments.len() >= 2, "{:?}", plan.partition);
     plan.to_bytes().unwrap()
 }
@@ -336,8 +336,8 @@ fn onnx_case(path: &Path) -> Result<Outcome, Outcome> {
     let input = input_for(&g, 1).ok_or(Outcome::Refused("input", "no small f32 input".into()))?;
     let cpu = stage("cpu model", CpuModel::new(&g))?;
     stage("cpu run", cpu.run(vec![input.clone()]))?;
-    let plan = stage("compile", compile("mutated", g, &plan_options()))?;
-    let hybrid = stage("hybrid model", HybridModel::from_plan(&plan))?;
+    let plan = stage("compile", compile("mutated", g, &plan_options(), trtc::gpu()))?;
+    let hybrid = stage("hybrid model", HybridModel::from_plan(&plan, trtc::gpu()))?;
     stage("hybrid run", hybrid.run(vec![input]))?;
     Ok(Outcome::Valid)
 }
@@ -351,7 +351,7 @@ fn plan_case(path: &Path) -> Result<Outcome, Outcome> {
     }
     let input =
         input_for(&plan.graph, 1).ok_or(Outcome::Refused("input", "no small f32 input".into()))?;
-    let model = stage("hybrid model", HybridModel::from_plan(&plan))?;
+    let model = stage("hybrid model", HybridModel::from_plan(&plan, trtc::gpu()))?;
     stage("hybrid run", model.run(vec![input]))?;
     Ok(Outcome::Valid)
 }
@@ -691,6 +691,7 @@ fn huge_constants_are_not_computed_at_load_or_compile() {
             backend: trtc::backend::BackendChoice::Cpu,
             ..Default::default()
         },
+        trtc::gpu(),
     )
     .unwrap();
     assert!(
