@@ -28,15 +28,11 @@ __device__ __forceinline__ float LD(DT v) { return v; }
 __device__ __forceinline__ DT ST(float v) { return v; }
 #endif
 
-__device__ __forceinline__ float act_apply(float v, int kind, float a, float b) {
+// Activations of the ONNX ops beyond the CNN core (Elu .. SiLU): out of line, so the hot
+// kernels that inline `act_apply` (depthwise convs, chains) keep their register count and
+// code size; these ops pay one call.
+__device__ __noinline__ float act_more(float v, int kind, float a, float b) {
     switch (kind) {
-        case 1: return v > 0.f ? v : 0.f;                              // Relu
-        case 2: return fminf(fmaxf(v, a), b);                         // Clip(a, b)
-        case 3: return v < 0.f ? a * v : v;                           // LeakyRelu(a)
-        case 4: return 1.f / (1.f + expf(-v));                        // Sigmoid
-        case 5: return fminf(fmaxf(a * v + b, 0.f), 1.f);             // HardSigmoid(a, b)
-        case 6: return v * fminf(fmaxf(v / 6.f + 0.5f, 0.f), 1.f);    // HardSwish
-        case 7: return tanhf(v);                                      // Tanh
         case 8: return v < 0.f ? a * (expf(v) - 1.f) : v;             // Elu(a)
         case 9: return v > 20.f ? v : log1pf(expf(v));                // Softplus
         case 10: return v * tanhf(v > 20.f ? v : log1pf(expf(v)));    // Mish
@@ -59,7 +55,22 @@ __device__ __forceinline__ float act_apply(float v, int kind, float a, float b) 
     }
 }
 
-// Offset of element (n, c, y, x) of an n x c x h x w tensor stored NCHW or NHWC.
+__device__ __forceinline__ float act_apply(float v, int kind, float a, float b) {
+    switch (kind) {
+        case 0: return v;                                             // identity
+        case 1: return v > 0.f ? v : 0.f;                              // Relu
+        case 2: return fminf(fmaxf(v, a), b);                         // Clip(a, b)
+        case 3: return v < 0.f ? a * v : v;                           // LeakyRelu(a)
+        case 4: return 1.f / (1.f + expf(-v));                        // Sigmoid
+        case 5: return fminf(fmaxf(a * v + b, 0.f), 1.f);             // HardSigmoid(a, b)
+        case 6: return v * fminf(fmaxf(v / 6.f + 0.5f, 0.f), 1.f);    // HardSwish
+        case 7: return tanhf(v);                                      // Tanh
+        default: return act_more(v, kind, a, b);
+    }
+}
+
+__device__ __noinline__ float pow_out_of_line(float l, float r) { return powf(l, r); }
+
 // `l (op) r` of binary op `op`: add, mul, sub, div, max, min, pow.
 __device__ __forceinline__ float bin_apply(int op, float l, float r) {
     switch (op) {
@@ -68,7 +79,7 @@ __device__ __forceinline__ float bin_apply(int op, float l, float r) {
         case 2: return l - r;
         case 4: return fmaxf(l, r);
         case 5: return fminf(l, r);
-        case 6: return powf(l, r);
+        case 6: return pow_out_of_line(l, r);
         default: return l / r;
     }
 }
