@@ -102,7 +102,8 @@ impl Exec {
         (kind, a, b): (i32, f32, f32),
     ) -> Result<()> {
         let v = self.vec();
-        if n.is_multiple_of(v) {
+        let ext = extended_act(kind);
+        if n.is_multiple_of(v) && !ext {
             let f = kernel(&self.dev, "act_vec", self.program.half)?;
             let nvec = (n / v) as u32;
             return unsafe {
@@ -120,7 +121,7 @@ impl Exec {
             .map(|_| ())
             .map_err(|e| cuda_err("activation", e));
         }
-        let f = kernel(&self.dev, "act", self.program.half)?;
+        let f = kernel(&self.dev, if ext { "act_ext" } else { "act" }, self.program.half)?;
         let n64 = n as i64;
         unsafe {
             self.dev
@@ -229,7 +230,8 @@ impl Exec {
     ) -> Result<()> {
         let (yd, st) = self.broadcast(inst, y, &[a, b])?;
         let n: usize = yd.iter().product();
-        let f = kernel(&self.dev, "binary", self.program.half)?;
+        let name = if extended_binary(op) { "binary_ext" } else { "binary" };
+        let f = kernel(&self.dev, name, self.program.half)?;
         let (n64, d1, d2, d3) = (n as i64, yd[1] as i32, yd[2] as i32, yd[3] as i32);
         let (yp, ap, bp) = (inst.ptrs[y], inst.ptrs[a], inst.ptrs[b]);
         let mut l = self.dev.stream.launch_builder(&f);
@@ -297,7 +299,11 @@ impl Exec {
                 }
             }
         }
-        let f = kernel(&self.dev, "chain", self.program.half)?;
+        let ext = ops.iter().any(|op| match *op {
+            ChainOp::Act((kind, _, _)) => extended_act(kind),
+            ChainOp::Binary { op, .. } => extended_binary(op),
+        });
+        let f = kernel(&self.dev, if ext { "chain_ext" } else { "chain" }, self.program.half)?;
         let yp = inst.ptrs[y];
         unsafe {
             self.dev
@@ -333,3 +339,13 @@ struct ChainArgs {
 
 // Safety: plain data (numbers and device addresses), laid out as the kernel's struct.
 unsafe impl DeviceRepr for ChainArgs {}
+
+/// Activation codes past the CNN core's (Elu and on): only the `_ext` kernels run them.
+fn extended_act(kind: i32) -> bool {
+    kind >= 8
+}
+
+/// Binary op codes past add, mul, sub and div (max, min, pow): only the `_ext` kernels.
+fn extended_binary(op: i32) -> bool {
+    op >= 4
+}

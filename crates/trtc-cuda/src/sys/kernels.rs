@@ -28,10 +28,25 @@ __device__ __forceinline__ float LD(DT v) { return v; }
 __device__ __forceinline__ DT ST(float v) { return v; }
 #endif
 
-// Activations of the ONNX ops beyond the CNN core (Elu .. SiLU): out of line, so the hot
-// kernels that inline `act_apply` (depthwise convs, chains) keep their register count and
-// code size; these ops pay one call.
-__device__ __noinline__ float act_more(float v, int kind, float a, float b) {
+__device__ __forceinline__ float act_apply(float v, int kind, float a, float b) {
+    switch (kind) {
+        case 1: return v > 0.f ? v : 0.f;                              // Relu
+        case 2: return fminf(fmaxf(v, a), b);                         // Clip(a, b)
+        case 3: return v < 0.f ? a * v : v;                           // LeakyRelu(a)
+        case 4: return 1.f / (1.f + expf(-v));                        // Sigmoid
+        case 5: return fminf(fmaxf(a * v + b, 0.f), 1.f);             // HardSigmoid(a, b)
+        case 6: return v * fminf(fmaxf(v / 6.f + 0.5f, 0.f), 1.f);    // HardSwish
+        case 7: return tanhf(v);                                      // Tanh
+        default: return v;                                            // identity
+    }
+}
+
+// Offset of element (n, c, y, x) of an n x c x h x w tensor stored NCHW or NHWC.
+// The ops beyond the CNN core (Elu .. SiLU activations; max, min, pow binary ops) run in
+// kernels of their own (`act_ext`, `binary_ext`, `chain_ext`), chosen at launch only when a
+// step needs them: the kernels the CNNs run (depthwise convs, bias/activation, chains)
+// keep the code they had, whose size and registers their speed depends on.
+__device__ __forceinline__ float act_any(float v, int kind, float a, float b) {
     switch (kind) {
         case 8: return v < 0.f ? a * (expf(v) - 1.f) : v;             // Elu(a)
         case 9: return v > 20.f ? v : log1pf(expf(v));                // Softplus
@@ -51,27 +66,11 @@ __device__ __noinline__ float act_more(float v, int kind, float a, float b) {
         case 23: return floorf(v);                                    // Floor
         case 24: return ceilf(v);                                     // Ceil
         case 25: return v * (1.f / (1.f + expf(-v)));                 // SiLU
-        default: return v;                                            // identity
+        default: return act_apply(v, kind, a, b);
     }
 }
 
-__device__ __forceinline__ float act_apply(float v, int kind, float a, float b) {
-    switch (kind) {
-        case 0: return v;                                             // identity
-        case 1: return v > 0.f ? v : 0.f;                              // Relu
-        case 2: return fminf(fmaxf(v, a), b);                         // Clip(a, b)
-        case 3: return v < 0.f ? a * v : v;                           // LeakyRelu(a)
-        case 4: return 1.f / (1.f + expf(-v));                        // Sigmoid
-        case 5: return fminf(fmaxf(a * v + b, 0.f), 1.f);             // HardSigmoid(a, b)
-        case 6: return v * fminf(fmaxf(v / 6.f + 0.5f, 0.f), 1.f);    // HardSwish
-        case 7: return tanhf(v);                                      // Tanh
-        default: return act_more(v, kind, a, b);
-    }
-}
-
-__device__ __noinline__ float pow_out_of_line(float l, float r) { return powf(l, r); }
-
-// `l (op) r` of binary op `op`: add, mul, sub, div, max, min, pow.
+// `l (op) r` of binary op `op`: 0 add, 1 mul, 2 sub, 3 div, 4 max, 5 min, 6 pow.
 __device__ __forceinline__ float bin_apply(int op, float l, float r) {
     switch (op) {
         case 0: return l + r;
@@ -79,9 +78,14 @@ __device__ __forceinline__ float bin_apply(int op, float l, float r) {
         case 2: return l - r;
         case 4: return fmaxf(l, r);
         case 5: return fminf(l, r);
-        case 6: return pow_out_of_line(l, r);
+        case 6: return powf(l, r);
         default: return l / r;
     }
+}
+
+extern "C" __global__ void act_ext(DT* y, const DT* x, long long n, int kind, float a, float b) {
+    IX i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) y[i] = ST(act_any(LD(x[i]), kind, a, b));
 }
 
 __device__ __forceinline__ long long at4(int nhwc, long long n, long long c, long long y, long long x, int C, int H, int W) {
@@ -215,12 +219,36 @@ extern "C" __global__ void binary(DT* y, const DT* a, const DT* b, long long n, 
     IX c0 = r;
     float u = LD(a[c0 * as0 + c1 * as1 + c2 * as2 + c3 * as3]);
     float v = LD(b[c0 * bs0 + c1 * bs1 + c2 * bs2 + c3 * bs3]);
+    float o;
+    switch (op) {
+        case 0: o = u + v; break;
+        case 1: o = u * v; break;
+        case 2: o = u - v; break;
+        default: o = u / v; break;
+    }
+    y[i] = ST(o);
+}
+
+// `binary` with every op of `bin_apply`.
+extern "C" __global__ void binary_ext(DT* y, const DT* a, const DT* b, long long n, int op,
+                                  int d1, int d2, int d3,
+                                  long long as0, long long as1, long long as2, long long as3,
+                                  long long bs0, long long bs1, long long bs2, long long bs3) {
+    IX i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    IX r = i;
+    IX c3 = r % d3; r /= d3;
+    IX c2 = r % d2; r /= d2;
+    IX c1 = r % d1; r /= d1;
+    IX c0 = r;
+    float u = LD(a[c0 * as0 + c1 * as1 + c2 * as2 + c3 * as3]);
+    float v = LD(b[c0 * bs0 + c1 * bs1 + c2 * bs2 + c3 * bs3]);
     y[i] = ST(bin_apply(op, u, v));
 }
 
 // Elementwise ops fused into one kernel: the value starts as input 0 and goes through
-// `nops` ops, each an activation (kind < 100) or `value (op) input` (kind 100 + op, as
-// `bin_apply`; operands swapped when value_first is 0). Inputs broadcast to y as in
+// `nops` ops, each an activation (kind < 100) or `value (op) input` (kind 100 + op: add,
+// mul, sub, div; operands swapped when value_first is 0). Inputs broadcast to y as in
 // `binary`. Must match `ChainArgs` in elementwise.rs.
 struct ChainArgs {
     long long n;
@@ -246,6 +274,32 @@ extern "C" __global__ void chain(DT* y, ChainArgs c) {
     for (int k = 0; k < c.nops; ++k) {
         int kind = c.kind[k];
         if (kind < 100) { v = act_apply(v, kind, c.a[k], c.b[k]); continue; }
+        int j = c.input[k];
+        float o = LD(c.in[j][c0 * c.st[j][0] + c1 * c.st[j][1] + c2 * c.st[j][2] + c3 * c.st[j][3]]);
+        float l = c.value_first[k] ? v : o, rr = c.value_first[k] ? o : v;
+        switch (kind - 100) {
+            case 0: v = l + rr; break;
+            case 1: v = l * rr; break;
+            case 2: v = l - rr; break;
+            default: v = l / rr; break;
+        }
+    }
+    y[i] = ST(v);
+}
+
+// `chain` with every activation of `act_any` and every op of `bin_apply`.
+extern "C" __global__ void chain_ext(DT* y, ChainArgs c) {
+    IX i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= c.n) return;
+    IX r = i;
+    IX c3 = r % c.d3; r /= c.d3;
+    IX c2 = r % c.d2; r /= c.d2;
+    IX c1 = r % c.d1; r /= c.d1;
+    IX c0 = r;
+    float v = LD(c.in[0][c0 * c.st[0][0] + c1 * c.st[0][1] + c2 * c.st[0][2] + c3 * c.st[0][3]]);
+    for (int k = 0; k < c.nops; ++k) {
+        int kind = c.kind[k];
+        if (kind < 100) { v = act_any(v, kind, c.a[k], c.b[k]); continue; }
         int j = c.input[k];
         float o = LD(c.in[j][c0 * c.st[j][0] + c1 * c.st[j][1] + c2 * c.st[j][2] + c3 * c.st[j][3]]);
         float l = c.value_first[k] ? v : o, rr = c.value_first[k] ? o : v;
