@@ -209,6 +209,7 @@ impl CudaEngine {
             Step::Softmax { x, y } => ("softmax", 3 * n(*x), e * (n(*x) + n(*y))),
             Step::Convert { x, .. } => ("convert", 0, (4 + e) * n(*x)),
             Step::Relayout { x, .. } => ("relayout", 0, 2 * e * n(*x)),
+            Step::Transpose { x, .. } => ("transpose", 0, 2 * e * n(*x)),
             Step::Chain { inputs, y, ops } => (
                 "elementwise",
                 n(*y) * ops.len() as u64,

@@ -13,5 +13,6 @@ mod normalization;
 mod pooling;
 mod shape;
 mod softmax;
+mod transpose;
 mod unary;
 mod variadic;

@@ -264,6 +264,22 @@ impl Exec {
             return Err(cuda_err(name, "chain over the kernel's limits"));
         }
         let (yd, st) = self.broadcast(inst, y, inputs)?;
+        self.chain_with(name, inst, inputs, y, ops, yd, st)
+    }
+
+    /// The chain kernel over y's 4 storage dims `yd`, each input read with its strides
+    /// along them.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn chain_with(
+        &self,
+        name: &str,
+        inst: &Instance,
+        inputs: &[usize],
+        y: usize,
+        ops: &[ChainOp],
+        yd: [usize; 4],
+        st: Vec<[i64; 4]>,
+    ) -> Result<()> {
         let n: usize = yd.iter().product();
         let mut args = ChainArgs {
             n: n as i64,

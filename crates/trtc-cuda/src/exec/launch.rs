@@ -3,7 +3,7 @@
 use super::direct::per_pixel;
 use super::{scratch_ptr, Exec, Instance};
 use crate::error::{cuda_err, Result};
-use crate::program::host::{storage_axis, storage_shape};
+use crate::program::host::{storage_axis, storage_shape, transpose_plan};
 use crate::program::{act_code, Step};
 use crate::sys::device::{blocks, kernel};
 use cudarc::cudnn::result as dnn;
@@ -442,6 +442,17 @@ impl Exec {
                     };
                     let name = if to_host { "to_host" } else { "from_host" };
                     self.relayout_kernel(name, ptr(*y), ptr(*x), [n, c, hw], nhwc)
+                }
+                Step::Transpose { x, y, perm } => {
+                    let name = &p.names[i];
+                    let (dims, strides) = transpose_plan(
+                        &p.shape(*x, b),
+                        p.slots[*x].nhwc,
+                        p.slots[*y].nhwc,
+                        perm,
+                    )
+                    .ok_or_else(|| cuda_err(name, "a transpose of more than 4 separate dims"))?;
+                    self.chain_with(name, inst, &[*x], *y, &[], dims, vec![strides])
                 }
                 Step::Relayout { x, y } => {
                     let sh = p.shape(*x, b);

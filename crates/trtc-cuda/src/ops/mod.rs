@@ -18,6 +18,7 @@ mod normalization;
 mod pool;
 mod shape;
 mod softmax;
+mod transpose;
 mod unary;
 mod variadic;
 
@@ -60,6 +61,7 @@ pub static FAMILIES: &[&OpFamily] = &[
     &variadic::FAMILY,
     &softmax::FAMILY,
     &shape::FAMILY,
+    &transpose::FAMILY,
 ];
 
 /// Precisions every family runs in: fp32 (true FP32), tf32 (tensor cores for convs and

@@ -151,9 +151,19 @@ fn the_table_refuses_what_the_lowering_cannot_do_with_a_reason() {
         b.op("clip", Op::Clip, &[x, lo])
     });
     assert!(matches!(reason(&g, "clip"), Some(FallbackReason::UnsupportedAttribute(_))));
-    // An op no family handles.
+    // A transpose that moves the batch: a dynamic dim off the front, or (static) the
+    // batch itself.
     let g = graph_of(&[4], |b, x| b.op("t", Op::Transpose { perm: Some(vec![1, 0]) }, &[x]));
-    assert_eq!(reason(&g, "t"), Some(FallbackReason::UnsupportedOp));
+    assert!(matches!(reason(&g, "t"), Some(FallbackReason::DynamicShape(_))));
+    let mut b = GraphBuilder::new();
+    let x = b.input("x", &[2, 4]);
+    let t = b.op("t", Op::Transpose { perm: Some(vec![1, 0]) }, &[x]);
+    b.output(t);
+    let g = b.build().unwrap();
+    assert!(matches!(reason(&g, "t"), Some(FallbackReason::UnsupportedAttribute(d)) if d.contains("batch")));
+    // An op no family handles.
+    let g = graph_of(&[4], |b, x| b.op("lrn", other("LRN"), &[x]));
+    assert_eq!(reason(&g, "lrn"), Some(FallbackReason::UnsupportedOp));
 }
 
 #[test]
@@ -190,7 +200,7 @@ fn lowering_a_node_the_table_refuses_is_an_error_naming_it() {
     let id = node(&g, "t");
     let io = subgraph_io(&g, &[id]).unwrap();
     let Err(e) = lower_segment(&g, &[id], &io, &EngineOptions::default()) else {
-        panic!("a Transpose lowered");
+        panic!("a Transpose that moves the batch lowered");
     };
     assert!(e.to_string().contains("`t`"), "{e}");
     // A Clip whose bound is data, not a constant the kernel takes: named too.

@@ -81,6 +81,54 @@ pub(crate) fn logical_strides(shape: &[usize], nhwc: bool) -> Vec<usize> {
     }
 }
 
+/// A transpose as one strided read (the chain kernel with no ops): y's dims in its storage
+/// order, with dims of 1 dropped and neighbours that stay neighbours in x merged, padded
+/// to 4, and x's stride along each. `xs` is x's logical shape, `perm` ONNX's (y's dim `d`
+/// is x's dim `perm[d]`). `None` when more than 4 dims remain.
+pub fn transpose_plan(
+    xs: &[usize],
+    x_nhwc: bool,
+    y_nhwc: bool,
+    perm: &[usize],
+) -> Option<([usize; 4], [i64; 4])> {
+    let ys: Vec<usize> = perm.iter().map(|&p| xs[p]).collect();
+    let xst = logical_strides(xs, x_nhwc);
+    let src: Vec<usize> = perm.iter().map(|&p| xst[p]).collect();
+    let order: Vec<usize> = if y_nhwc && ys.len() == 4 {
+        vec![0, 2, 3, 1]
+    } else {
+        (0..ys.len()).collect()
+    };
+    let (mut dims, mut strides): (Vec<usize>, Vec<usize>) = (vec![], vec![]);
+    for d in order {
+        if ys[d] == 1 {
+            continue;
+        }
+        match (dims.last_mut(), strides.last_mut()) {
+            // The outer dim steps exactly over the inner one: one dim.
+            (Some(n), Some(s)) if *s == src[d] * ys[d] => {
+                *n *= ys[d];
+                *s = src[d];
+            }
+            _ => {
+                dims.push(ys[d]);
+                strides.push(src[d]);
+            }
+        }
+    }
+    if dims.len() > 4 {
+        return None;
+    }
+    let pad = 4 - dims.len();
+    let mut d4 = [1usize; 4];
+    let mut s4 = [0i64; 4];
+    for k in 0..dims.len() {
+        d4[pad + k] = dims[k];
+        s4[pad + k] = strides[k] as i64;
+    }
+    Some((d4, s4))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,5 +157,26 @@ mod tests {
             .collect();
         assert_eq!(bits, vec![0x3c00, 0xc100, 0x7bff]);
         assert_eq!(decode_f32(&encode(&[1.5, -3.0], false)), vec![1.5, -3.0]);
+    }
+
+    #[test]
+    fn transposes_merge_what_stays_together() {
+        // NCHW -> NHWC of a packed NCHW tensor: strides c: hw, h: w, w: 1 ... read as n, h*w, c.
+        let (d, s) = transpose_plan(&[2, 3, 4, 5], false, false, &[0, 2, 3, 1]).unwrap();
+        assert_eq!(d, [1, 2, 20, 3]);
+        assert_eq!(s, [0, 60, 1, 20]);
+        // The identity permutation is one contiguous run.
+        let (d, s) = transpose_plan(&[2, 3, 4, 5], false, false, &[0, 1, 2, 3]).unwrap();
+        assert_eq!((d, s), ([1, 1, 1, 120], [0, 0, 0, 1]));
+        // ShuffleNet's channel shuffle, 5-D: [n, g, c, h, w] -> [n, c, g, h, w] fits in 4.
+        let (d, s) = transpose_plan(&[2, 2, 8, 4, 4], false, false, &[0, 2, 1, 3, 4]).unwrap();
+        assert_eq!(d, [2, 8, 2, 16]);
+        assert_eq!(s, [256, 16, 128, 1]);
+        // An NHWC input read into an NCHW-stored output of the same logical order: a
+        // relayout (x's strides n 60, c 1, h 15, w 3; h and w merge).
+        let (d, s) = transpose_plan(&[2, 3, 4, 5], true, false, &[0, 1, 2, 3]).unwrap();
+        assert_eq!((d, s), ([1, 2, 3, 20], [0, 60, 1, 3]));
+        // Five dims that all stay apart do not fit.
+        assert!(transpose_plan(&[2, 3, 4, 5, 6], false, false, &[0, 2, 4, 1, 3]).is_none());
     }
 }

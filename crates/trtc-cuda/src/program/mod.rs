@@ -127,6 +127,13 @@ pub enum Step {
         x: usize,
         y: usize,
     },
+    /// `y = x` with its dims permuted (`perm` as ONNX's), one strided read
+    /// (`host::transpose_plan`).
+    Transpose {
+        x: usize,
+        y: usize,
+        perm: Vec<usize>,
+    },
     /// The same 4-D tensor between NHWC and NCHW storage (around reshapes of NHWC data).
     Relayout {
         x: usize,

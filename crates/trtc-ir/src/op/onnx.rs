@@ -355,6 +355,13 @@ fn parse_standard(op_type: &str, attrs: &[AttributeProto], opset: i64) -> Option
         "Dropout" if opset >= 12 => Op::Dropout {
             seed: a.int("seed"),
         },
+        // Older Dropouts (ratio an attribute; before opset 7 also is_test): identity at
+        // inference all the same, which is all trtc runs.
+        "Dropout" => {
+            let _ = a.float("ratio");
+            let _ = a.int("is_test");
+            Op::Dropout { seed: None }
+        }
         "Transpose" => Op::Transpose {
             perm: a.ints("perm"),
         },
@@ -405,6 +412,20 @@ mod tests {
         let back = Op::from_onnx("Conv", "", &op.onnx_attributes(), 17);
         assert!(matches!(back, Op::Conv(ref c2) if c2 == c));
         assert_eq!(op.summary(), "k=3x3 s=2x2 g=4");
+    }
+
+    #[test]
+    fn dropout_of_every_opset_is_the_inference_dropout() {
+        // Opset 6: ratio and is_test attributes; opset 10: ratio; opset 13: seed.
+        let old = [attr_float("ratio", 0.3), attr_int("is_test", 1)];
+        assert!(matches!(Op::from_onnx("Dropout", "", &old, 6), Op::Dropout { seed: None }));
+        let v10 = [attr_float("ratio", 0.3)];
+        assert!(matches!(Op::from_onnx("Dropout", "", &v10, 10), Op::Dropout { seed: None }));
+        let v13 = [attr_int("seed", 4)];
+        assert!(matches!(Op::from_onnx("Dropout", "", &v13, 13), Op::Dropout { seed: Some(4) }));
+        // An attribute no opset has still keeps the node verbatim.
+        let odd = [attr_int("mystery", 1)];
+        assert!(matches!(Op::from_onnx("Dropout", "", &odd, 10), Op::Other(_)));
     }
 
     #[test]
