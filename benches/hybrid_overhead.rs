@@ -43,7 +43,8 @@ fn main() {
         )
         .expect("compile");
         let plain = CpuModel::new(&plan.graph).expect("tract");
-        let hybrid = HybridModel::new(&plan.graph, &plan.partition, &plan.options, trtc::gpu()).expect("hybrid");
+        let hybrid = HybridModel::new(&plan.graph, &plan.partition, &plan.options, trtc::gpu())
+            .expect("hybrid");
         let x = random_tensor(&[1, 3, size, size], 1);
         let (tp, th) = timing::time_pair(
             3,

@@ -336,7 +336,10 @@ fn onnx_case(path: &Path) -> Result<Outcome, Outcome> {
     let input = input_for(&g, 1).ok_or(Outcome::Refused("input", "no small f32 input".into()))?;
     let cpu = stage("cpu model", CpuModel::new(&g))?;
     stage("cpu run", cpu.run(vec![input.clone()]))?;
-    let plan = stage("compile", compile("mutated", g, &plan_options(), trtc::gpu()))?;
+    let plan = stage(
+        "compile",
+        compile("mutated", g, &plan_options(), trtc::gpu()),
+    )?;
     let hybrid = stage("hybrid model", HybridModel::from_plan(&plan, trtc::gpu()))?;
     stage("hybrid run", hybrid.run(vec![input]))?;
     Ok(Outcome::Valid)

@@ -147,7 +147,10 @@ fn plan_tactics_load_without_timing() {
         ..Default::default()
     };
     let mut plan = compile("effnet", g, &opts, trtc::gpu()).unwrap();
-    assert_eq!(trtc::backend::tune(&mut plan, &[1, 4], trtc::gpu()).unwrap(), vec![1, 4]);
+    assert_eq!(
+        trtc::backend::tune(&mut plan, &[1, 4], trtc::gpu()).unwrap(),
+        vec![1, 4]
+    );
     assert!(!plan.engines.is_empty());
     let back = trtc::backend::Plan::from_bytes(&plan.to_bytes().unwrap()).unwrap();
     let x = random_tensor(&[4, 3, 224, 224], 12);
@@ -175,8 +178,7 @@ fn plan_tactics_load_without_timing() {
         .values()
         .map(|p| serde_json::from_slice(&p.bytes).unwrap())
         .collect();
-    let same = |a: &trtc::cuda::InstanceTactics,
-                b: &trtc::cuda::InstanceTactics| {
+    let same = |a: &trtc::cuda::InstanceTactics, b: &trtc::cuda::InstanceTactics| {
         a.convs == b.convs && a.gemms == b.gemms
     };
     for (u, s) in used.iter().zip(&stored) {

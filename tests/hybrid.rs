@@ -4,8 +4,7 @@
 mod common;
 use common::*;
 use trtc::backend::{
-    partition, CompileOptions, FallbackReason, HybridModel, PartitionOptions,
-    SegmentBackend,
+    partition, CompileOptions, FallbackReason, HybridModel, PartitionOptions, SegmentBackend,
 };
 use trtc::ir::{load_model, CpuModel, Graph, Tensor};
 use trtc::optimizer::verify::{compare, random_tensor};

@@ -35,8 +35,14 @@ fn crates_depend_one_way() {
         ("trtc-ir", vec![]),
         ("trtc-optimizer", vec!["trtc-ir"]),
         ("trtc-engine", vec!["trtc-ir"]),
-        ("trtc-cuda", vec!["trtc-engine", "trtc-ir", "trtc-optimizer"]),
-        ("trtc-backend", vec!["trtc-engine", "trtc-ir", "trtc-optimizer"]),
+        (
+            "trtc-cuda",
+            vec!["trtc-engine", "trtc-ir", "trtc-optimizer"],
+        ),
+        (
+            "trtc-backend",
+            vec!["trtc-engine", "trtc-ir", "trtc-optimizer"],
+        ),
     ]
     .into_iter()
     .collect();

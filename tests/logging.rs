@@ -24,7 +24,12 @@ fn quiet_silences_notes_and_verbose_adds_detail() {
     let coffee = image("coffee.png");
     let run = |flags: &[&str]| {
         let mut args = flags.to_vec();
-        args.extend(["run", plan.to_str().unwrap(), "--image", coffee.to_str().unwrap()]);
+        args.extend([
+            "run",
+            plan.to_str().unwrap(),
+            "--image",
+            coffee.to_str().unwrap(),
+        ]);
         let o = trtc(&args);
         assert!(o.status.success(), "{}", stderr(&o));
         assert!(stdout(&o).contains("espresso"), "{}", stdout(&o));
@@ -35,10 +40,16 @@ fn quiet_silences_notes_and_verbose_adds_detail() {
     let quiet = run(&["-q"]);
     assert!(quiet.is_empty(), "-q printed: {quiet}");
     if trtc::gpu().unavailable().is_some() {
-        assert!(default.contains("run on the CPU through tract"), "{default}");
+        assert!(
+            default.contains("run on the CPU through tract"),
+            "{default}"
+        );
     }
     let verbose = run(&["-v"]);
-    assert!(verbose.len() >= default.len(), "-v says less than the default");
+    assert!(
+        verbose.len() >= default.len(),
+        "-v says less than the default"
+    );
     // Errors still show under -q, with exit code 1.
     let o = trtc(&["-q", "run", dir.join("missing.trtc").to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));

@@ -10,7 +10,13 @@ use trtc::ir::{load_model, CpuModel};
 use trtc::optimizer::verify::{compare, random_tensor};
 
 fn efficientnet_plan(opts: &CompileOptions) -> Plan {
-    compile("efficientnet", load_model(efficientnet()).unwrap(), opts, trtc::gpu()).unwrap()
+    compile(
+        "efficientnet",
+        load_model(efficientnet()).unwrap(),
+        opts,
+        trtc::gpu(),
+    )
+    .unwrap()
 }
 
 #[test]

@@ -163,8 +163,13 @@ pub fn bench(a: BenchArgs) -> Result<()> {
                     layout: a.layout,
                     ..Default::default()
                 };
-                let plan = compile(&a.model.display().to_string(), (*g).clone(), &opts, trtc::gpu())
-                    .context("compiling")?;
+                let plan = compile(
+                    &a.model.display().to_string(),
+                    (*g).clone(),
+                    &opts,
+                    trtc::gpu(),
+                )
+                .context("compiling")?;
                 Ok((plan, t.elapsed().as_secs_f64()))
             })
             .collect::<Result<_>>()?,

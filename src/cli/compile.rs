@@ -55,7 +55,8 @@ pub fn compile_cmd(a: CompileArgs) -> Result<()> {
         layout: a.layout,
     };
     let g = super::load(&a.model)?;
-    let mut plan = compile(&a.model.display().to_string(), g, &opts, trtc::gpu()).context("compiling")?;
+    let mut plan =
+        compile(&a.model.display().to_string(), g, &opts, trtc::gpu()).context("compiling")?;
     print!("{}", plan.report.optimizer);
     print!("{}", plan.report);
     // GPU engines time their tactics now, at batch 1 and the largest batch, and the plan

@@ -3,8 +3,8 @@
 //! and a progress bar for long work (tactic timing), drawn only when stderr is a terminal.
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use trtc::engine::progress::{self, ProgressSink, ProgressTask};
 use tracing_subscriber::filter::LevelFilter;
+use trtc::engine::progress::{self, ProgressSink, ProgressTask};
 
 /// Install the stderr logger and, unless quiet, the progress bar sink.
 pub fn init(verbose: u8, quiet: bool) {

@@ -86,7 +86,8 @@ impl Runner {
                 trtc::ir::CpuModel::new(g).context("preparing the model for tract")?,
             )),
             Loaded::Plan(p) => {
-                let h = trtc::backend::HybridModel::from_plan(p, trtc::gpu()).context("preparing the plan")?;
+                let h = trtc::backend::HybridModel::from_plan(p, trtc::gpu())
+                    .context("preparing the plan")?;
                 for note in &h.notes {
                     tracing::warn!("{note}");
                 }

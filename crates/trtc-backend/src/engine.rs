@@ -2,8 +2,8 @@
 //! GPU engines come from an `EngineBuilder` (the interface is `trtc-engine`'s: the backend
 //! knows no engine crate).
 
-pub use trtc_engine::{Engine, EngineBuilder, EnginePayload, LayerTiming, NoEngines};
 use trtc_engine::Result;
+pub use trtc_engine::{Engine, EngineBuilder, EnginePayload, LayerTiming, NoEngines};
 use trtc_ir::tract_onnx::prelude::{TValue, TVec};
 use trtc_ir::CpuModel;
 
@@ -26,4 +26,3 @@ impl Engine for TractEngine {
         Ok(self.model.run_values(inputs)?)
     }
 }
-

@@ -12,13 +12,13 @@ pub mod report;
 pub mod runtime;
 
 pub use compile::{compile, tune};
+pub use engine::{Engine, EngineBuilder, EnginePayload, LayerTiming, NoEngines};
 pub use error::{BackendError, Result};
 pub use options::{BackendChoice, CompileOptions, Layout, Precision};
 pub use partition::{partition, Partition, PartitionOptions, Segment, SegmentBackend};
 pub use plan::Plan;
 pub use report::CompileReport;
 pub use runtime::HybridModel;
-pub use engine::{Engine, EngineBuilder, EnginePayload, LayerTiming, NoEngines};
 pub use trtc_engine::{progress, EngineError, FallbackReason, MaskSupport, OpSupport};
 
 /// What an engine backend can run (the interface's support table types).

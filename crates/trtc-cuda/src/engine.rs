@@ -84,7 +84,9 @@ impl CudaEngine {
         let inst = match ex.build_instance(batch, None, true) {
             Ok(inst) => inst,
             Err(e) => {
-                tracing::debug!("batch {batch}: {e}; building again without in-place concat inputs");
+                tracing::debug!(
+                    "batch {batch}: {e}; building again without in-place concat inputs"
+                );
                 ex.build_instance(batch, None, false)?
             }
         };

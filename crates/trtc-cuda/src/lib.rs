@@ -27,7 +27,7 @@ mod instance;
 pub mod ops;
 pub mod passes;
 pub mod program;
-pub mod sys;
+pub(crate) mod sys;
 mod tactics;
 
 pub use engine::CudaEngine;
@@ -36,8 +36,8 @@ pub use sys::device::probe;
 pub use tactics::saved::{ConvTactic, EngineTactics, InstanceTactics, LtTactic};
 
 use sys::device::device;
-use trtc_engine::{Engine, EngineBuilder, EngineError, EngineOptions, EnginePayload, OpSupport};
 use trtc_engine::Result;
+use trtc_engine::{Engine, EngineBuilder, EngineError, EngineOptions, EnginePayload, OpSupport};
 use trtc_ir::{Graph, NodeId, SubgraphIo};
 
 /// Builds CUDA engines; its support table is [`CudaOpTable`], whether or not a GPU is here

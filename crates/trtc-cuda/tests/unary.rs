@@ -41,10 +41,18 @@ pub const UNARY: &[(&str, &[(&str, f32)])] = &[
 fn unary_ops_match_tract() {
     for (op, attrs) in UNARY {
         let mut b = GraphBuilder::new();
-        let x = b.input_with("x", trtc_ir::DType::F32, vec!["N".into(), 8u64.into(), 5u64.into(), 5u64.into()]);
+        let x = b.input_with(
+            "x",
+            trtc_ir::DType::F32,
+            vec!["N".into(), 8u64.into(), 5u64.into(), 5u64.into()],
+        );
         let y = b.op(op, other(op, attrs), &[x]);
         b.output(y);
-        check_all_configs(&b.build().unwrap(), vec![random_tensor(&[2, 8, 5, 5], 3)], op);
+        check_all_configs(
+            &b.build().unwrap(),
+            vec![random_tensor(&[2, 8, 5, 5], 3)],
+            op,
+        );
     }
 }
 
@@ -54,7 +62,11 @@ fn unary_ops_match_tract() {
 #[ignore = "needs a CUDA GPU"]
 fn positive_domain_ops_and_pow_match_tract() {
     let mut b = GraphBuilder::new();
-    let x = b.input_with("x", trtc_ir::DType::F32, vec!["N".into(), 16u64.into(), 3u64.into(), 3u64.into()]);
+    let x = b.input_with(
+        "x",
+        trtc_ir::DType::F32,
+        vec!["N".into(), 16u64.into(), 3u64.into(), 3u64.into()],
+    );
     let a = b.op("abs", other("Abs", &[]), &[x]);
     let eps = b.constant("eps", tensor0(0.25f32));
     let pos = b.op("pos", Op::Add, &[a, eps]);
@@ -71,5 +83,9 @@ fn positive_domain_ops_and_pow_match_tract() {
     let y = b.op("sum", Op::Add, &[sl, rp]);
     let y = b.op("sum2", Op::Add, &[y, pt]);
     b.output(y);
-    check_all_configs(&b.build().unwrap(), vec![random_tensor(&[2, 16, 3, 3], 5)], "sqrt, log, reciprocal, pow");
+    check_all_configs(
+        &b.build().unwrap(),
+        vec![random_tensor(&[2, 16, 3, 3], 5)],
+        "sqrt, log, reciprocal, pow",
+    );
 }

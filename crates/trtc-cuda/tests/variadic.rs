@@ -11,7 +11,11 @@ fn variadic_ops_match_tract() {
     for op in ["Sum", "Max", "Min", "Mean"] {
         for n in [1, 2, 3] {
             let mut b = GraphBuilder::new();
-            let x = b.input_with("x", trtc_ir::DType::F32, vec!["N".into(), 8u64.into(), 4u64.into(), 4u64.into()]);
+            let x = b.input_with(
+                "x",
+                trtc_ir::DType::F32,
+                vec!["N".into(), 8u64.into(), 4u64.into(), 4u64.into()],
+            );
             let x2 = b.op("relu", Op::Relu, &[x]);
             let per_channel = b.constant("c", random_tensor(&[8, 1, 1], 7));
             let ins = [x, per_channel, x2];

@@ -59,7 +59,6 @@ impl std::str::FromStr for Layout {
     }
 }
 
-
 /// What a segment's engine is built for (the engine-facing part of the compile options).
 #[derive(Clone, Debug, PartialEq)]
 pub struct EngineOptions {

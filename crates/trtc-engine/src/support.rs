@@ -11,7 +11,10 @@ pub enum FallbackReason {
     UnsupportedAttribute(String),
     UnsupportedDtype(String),
     DynamicShape(String),
-    BelowMinSegmentSize { segment_nodes: usize, min: usize },
+    BelowMinSegmentSize {
+        segment_nodes: usize,
+        min: usize,
+    },
     DeniedByUser,
     CpuBackendChosen,
     /// The engine accepted the node but failed to build its segment (named in the detail).

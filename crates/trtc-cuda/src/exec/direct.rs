@@ -168,4 +168,3 @@ impl Exec {
             .map_err(|e| cuda_err(name, e))
     }
 }
-

@@ -121,7 +121,11 @@ impl Exec {
             .map(|_| ())
             .map_err(|e| cuda_err("activation", e));
         }
-        let f = kernel(&self.dev, if ext { "act_ext" } else { "act" }, self.program.half)?;
+        let f = kernel(
+            &self.dev,
+            if ext { "act_ext" } else { "act" },
+            self.program.half,
+        )?;
         let n64 = n as i64;
         unsafe {
             self.dev
@@ -230,7 +234,11 @@ impl Exec {
     ) -> Result<()> {
         let (yd, st) = self.broadcast(inst, y, &[a, b])?;
         let n: usize = yd.iter().product();
-        let name = if extended_binary(op) { "binary_ext" } else { "binary" };
+        let name = if extended_binary(op) {
+            "binary_ext"
+        } else {
+            "binary"
+        };
         let f = kernel(&self.dev, name, self.program.half)?;
         let (n64, d1, d2, d3) = (n as i64, yd[1] as i32, yd[2] as i32, yd[3] as i32);
         let (yp, ap, bp) = (inst.ptrs[y], inst.ptrs[a], inst.ptrs[b]);
@@ -319,7 +327,11 @@ impl Exec {
             ChainOp::Act((kind, _, _)) => extended_act(kind),
             ChainOp::Binary { op, .. } => extended_binary(op),
         });
-        let f = kernel(&self.dev, if ext { "chain_ext" } else { "chain" }, self.program.half)?;
+        let f = kernel(
+            &self.dev,
+            if ext { "chain_ext" } else { "chain" },
+            self.program.half,
+        )?;
         let yp = inst.ptrs[y];
         unsafe {
             self.dev

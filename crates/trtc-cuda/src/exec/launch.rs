@@ -445,13 +445,11 @@ impl Exec {
                 }
                 Step::Transpose { x, y, perm } => {
                     let name = &p.names[i];
-                    let (dims, strides) = transpose_plan(
-                        &p.shape(*x, b),
-                        p.slots[*x].nhwc,
-                        p.slots[*y].nhwc,
-                        perm,
-                    )
-                    .ok_or_else(|| cuda_err(name, "a transpose of more than 4 separate dims"))?;
+                    let (dims, strides) =
+                        transpose_plan(&p.shape(*x, b), p.slots[*x].nhwc, p.slots[*y].nhwc, perm)
+                            .ok_or_else(|| {
+                            cuda_err(name, "a transpose of more than 4 separate dims")
+                        })?;
                     self.chain_with(name, inst, &[*x], *y, &[], dims, vec![strides])
                 }
                 Step::Relayout { x, y } => {
@@ -496,4 +494,3 @@ impl Exec {
         }
     }
 }
-

@@ -137,14 +137,17 @@ impl Exec {
         Ok((ev()?, ev()?))
     }
 
-
     /// Device pointer of weight `w`.
     pub(crate) fn wptr(&self, w: WeightId) -> u64 {
         self.weights[w.0].device_ptr(&self.dev.stream).0
     }
 
     /// Upload a program's weights (and drop their host copies) for an engine on `dev`.
-    pub(crate) fn new(dev: Arc<Device>, mut program: Program, workspace_limit: usize) -> Result<Exec> {
+    pub(crate) fn new(
+        dev: Arc<Device>,
+        mut program: Program,
+        workspace_limit: usize,
+    ) -> Result<Exec> {
         dev.ctx
             .bind_to_thread()
             .map_err(|e| cuda_err("context", e))?;

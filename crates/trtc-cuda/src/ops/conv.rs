@@ -61,7 +61,9 @@ fn check(g: &Graph, id: NodeId) -> std::result::Result<(), FallbackReason> {
             .and_then(|b| tensor_to_f32s(b))
             .is_none_or(|b| b.len() != w.shape()[0])
     {
-        return Err(attr("bias is not a float constant of one value per output channel"));
+        return Err(attr(
+            "bias is not a float constant of one value per output channel",
+        ));
     }
     if c.group < 1 {
         return Err(attr("group < 1"));

@@ -144,7 +144,10 @@ pub fn lower_segment(
     for &id in nodes {
         let node = g.node(id);
         let family = family_of(&node.op).ok_or_else(|| {
-            cuda_err(&node.name, format!("op {} has no CUDA lowering", node.op.op_type()))
+            cuda_err(
+                &node.name,
+                format!("op {} has no CUDA lowering", node.op.op_type()),
+            )
         })?;
         CudaOpTable
             .check(g, id)

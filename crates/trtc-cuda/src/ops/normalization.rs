@@ -49,10 +49,15 @@ fn check(g: &Graph, id: NodeId) -> std::result::Result<(), FallbackReason> {
     if !(2..=4).contains(&rank) {
         return Err(attr("input not of 2 to 4 dims"));
     }
-    let channels = g.input_info(id, 0).and_then(|t| t.shape.as_ref()).and_then(|s| s[1].known());
+    let channels = g
+        .input_info(id, 0)
+        .and_then(|t| t.shape.as_ref())
+        .and_then(|s| s[1].known());
     match folded(g, id, *epsilon) {
         Some((k, _)) if Some(k.len() as u64) == channels => Ok(()),
-        _ => Err(attr("parameters are not constants of one value per channel")),
+        _ => Err(attr(
+            "parameters are not constants of one value per channel",
+        )),
     }
 }
 
@@ -72,7 +77,23 @@ fn lower(cx: &mut Lowering, id: NodeId) -> Result<()> {
     let x = cx.operand(id, 0)?;
     let (kc, sc) = (cx.constant(&shape, &k), cx.constant(&shape, &s));
     let t = cx.temp_like_output(id);
-    cx.step(name, Step::Binary { a: x, b: kc, y: t, op: 1 });
-    cx.step(name, Step::Binary { a: t, b: sc, y, op: 0 });
+    cx.step(
+        name,
+        Step::Binary {
+            a: x,
+            b: kc,
+            y: t,
+            op: 1,
+        },
+    );
+    cx.step(
+        name,
+        Step::Binary {
+            a: t,
+            b: sc,
+            y,
+            op: 0,
+        },
+    );
     Ok(())
 }

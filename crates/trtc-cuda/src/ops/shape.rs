@@ -34,7 +34,11 @@ pub static FAMILY: OpFamily = OpFamily {
     handles: |op| {
         matches!(
             op,
-            Op::Identity | Op::Flatten { .. } | Op::Reshape { .. } | Op::Concat { .. } | Op::Split { .. }
+            Op::Identity
+                | Op::Flatten { .. }
+                | Op::Reshape { .. }
+                | Op::Concat { .. }
+                | Op::Split { .. }
         )
     },
     check,

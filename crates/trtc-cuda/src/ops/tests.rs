@@ -45,7 +45,10 @@ fn accepted_nodes_lower(g: &Graph) -> usize {
         for &id in &accepted {
             let io = subgraph_io(g, &[id]).unwrap();
             if let Err(e) = lower_segment(g, &[id], &io, &o) {
-                panic!("{} accepted but not lowered ({precision:?} {layout:?}): {e}", g.node(id).name);
+                panic!(
+                    "{} accepted but not lowered ({precision:?} {layout:?}): {e}",
+                    g.node(id).name
+                );
             }
         }
         let io = subgraph_io(g, &accepted).unwrap();
@@ -58,7 +61,9 @@ fn accepted_nodes_lower(g: &Graph) -> usize {
 
 fn optimized(path: PathBuf) -> Graph {
     let mut g = trtc_ir::load_model(&path).unwrap();
-    trtc_optimizer::Pipeline::default_pipeline().run(&mut g).unwrap();
+    trtc_optimizer::Pipeline::default_pipeline()
+        .run(&mut g)
+        .unwrap();
     g
 }
 
@@ -126,13 +131,21 @@ fn the_table_refuses_what_the_lowering_cannot_do_with_a_reason() {
             &[x, w],
         )
     });
-    assert_eq!(reason(&g, "gemm"), Some(FallbackReason::UnsupportedAttribute("transA".into())));
+    assert_eq!(
+        reason(&g, "gemm"),
+        Some(FallbackReason::UnsupportedAttribute("transA".into()))
+    );
     // Softmax over the batch axis.
     let g = graph_of(&[4], |b, x| b.op("sm", Op::Softmax { axis: 0 }, &[x]));
-    assert!(matches!(reason(&g, "sm"), Some(FallbackReason::UnsupportedAttribute(_))));
+    assert!(matches!(
+        reason(&g, "sm"),
+        Some(FallbackReason::UnsupportedAttribute(_))
+    ));
     // MatMul of two computed tensors.
     let g = graph_of(&[4, 4], |b, x| b.op("mm", Op::MatMul, &[x, x]));
-    assert!(matches!(reason(&g, "mm"), Some(FallbackReason::UnsupportedAttribute(d)) if d.contains("B")));
+    assert!(
+        matches!(reason(&g, "mm"), Some(FallbackReason::UnsupportedAttribute(d)) if d.contains("B"))
+    );
     // Conv with auto_pad.
     let g = graph_of(&[3, 8, 8], |b, x| {
         let w = b.constant("w", random_tensor(&[4, 3, 3, 3], 1));
@@ -144,23 +157,47 @@ fn the_table_refuses_what_the_lowering_cannot_do_with_a_reason() {
         };
         b.op("conv", Op::Conv(attrs), &[x, w])
     });
-    assert!(matches!(reason(&g, "conv"), Some(FallbackReason::UnsupportedAttribute(d)) if d.contains("auto_pad")));
+    assert!(
+        matches!(reason(&g, "conv"), Some(FallbackReason::UnsupportedAttribute(d)) if d.contains("auto_pad"))
+    );
     // Clip with a computed bound.
     let g = graph_of(&[4], |b, x| {
         let lo = b.op("lo", Op::Relu, &[x]);
         b.op("clip", Op::Clip, &[x, lo])
     });
-    assert!(matches!(reason(&g, "clip"), Some(FallbackReason::UnsupportedAttribute(_))));
+    assert!(matches!(
+        reason(&g, "clip"),
+        Some(FallbackReason::UnsupportedAttribute(_))
+    ));
     // A transpose that moves the batch: a dynamic dim off the front, or (static) the
     // batch itself.
-    let g = graph_of(&[4], |b, x| b.op("t", Op::Transpose { perm: Some(vec![1, 0]) }, &[x]));
-    assert!(matches!(reason(&g, "t"), Some(FallbackReason::DynamicShape(_))));
+    let g = graph_of(&[4], |b, x| {
+        b.op(
+            "t",
+            Op::Transpose {
+                perm: Some(vec![1, 0]),
+            },
+            &[x],
+        )
+    });
+    assert!(matches!(
+        reason(&g, "t"),
+        Some(FallbackReason::DynamicShape(_))
+    ));
     let mut b = GraphBuilder::new();
     let x = b.input("x", &[2, 4]);
-    let t = b.op("t", Op::Transpose { perm: Some(vec![1, 0]) }, &[x]);
+    let t = b.op(
+        "t",
+        Op::Transpose {
+            perm: Some(vec![1, 0]),
+        },
+        &[x],
+    );
     b.output(t);
     let g = b.build().unwrap();
-    assert!(matches!(reason(&g, "t"), Some(FallbackReason::UnsupportedAttribute(d)) if d.contains("batch")));
+    assert!(
+        matches!(reason(&g, "t"), Some(FallbackReason::UnsupportedAttribute(d)) if d.contains("batch"))
+    );
     // An op no family handles.
     let g = graph_of(&[4], |b, x| b.op("lrn", other("LRN"), &[x]));
     assert_eq!(reason(&g, "lrn"), Some(FallbackReason::UnsupportedOp));
@@ -175,7 +212,9 @@ fn matmul_and_nhwc_softmax_lower() {
     });
     assert_eq!(accepted_nodes_lower(&g), 1);
     // Softmax of a 4-D tensor in an NHWC engine: relayouts around the row kernel.
-    let g = graph_of(&[3, 2, 5], |b, x| b.op("sm", Op::Softmax { axis: -1 }, &[x]));
+    let g = graph_of(&[3, 2, 5], |b, x| {
+        b.op("sm", Op::Softmax { axis: -1 }, &[x])
+    });
     let id = node(&g, "sm");
     let io = subgraph_io(&g, &[id]).unwrap();
     let p = lower_segment(&g, &[id], &io, &opts(Precision::Fp16, Layout::Auto)).unwrap();
@@ -189,7 +228,10 @@ fn matmul_and_nhwc_softmax_lower() {
             _ => "other",
         })
         .collect();
-    assert_eq!(kinds, ["convert", "relayout", "softmax", "relayout", "convert"]);
+    assert_eq!(
+        kinds,
+        ["convert", "relayout", "softmax", "relayout", "convert"]
+    );
     let p = lower_segment(&g, &[id], &io, &opts(Precision::Fp32, Layout::Nchw)).unwrap();
     assert!(matches!(p.steps.as_slice(), [Step::Softmax { .. }]));
 }
@@ -205,7 +247,7 @@ fn lowering_a_node_the_table_refuses_is_an_error_naming_it() {
     assert!(e.to_string().contains("`t`"), "{e}");
     // A Clip whose bound is data, not a constant the kernel takes: named too.
     let g = graph_of(&[4], |b, x| {
-        let lo = b.constant("lo", Tensor::from(tensor0(0f32)));
+        let lo = b.constant("lo", tensor0(0f32));
         let hi = b.op("hi", Op::Relu, &[lo]);
         b.op("clip", Op::Clip, &[x, lo, hi])
     });
@@ -263,8 +305,19 @@ fn other(op: &str) -> Op {
 #[test]
 fn unary_variadic_and_normalization_ops_are_accepted_lowered_and_shaped_as_tract_runs_them() {
     let unary = [
-        "Elu", "Selu", "Softplus", "Softsign", "Erf", "Sqrt", "Exp", "Log", "Reciprocal", "Neg",
-        "Abs", "Floor", "Ceil",
+        "Elu",
+        "Selu",
+        "Softplus",
+        "Softsign",
+        "Erf",
+        "Sqrt",
+        "Exp",
+        "Log",
+        "Reciprocal",
+        "Neg",
+        "Abs",
+        "Floor",
+        "Ceil",
     ];
     let mut b = GraphBuilder::new();
     let mut shape = vec![trtc_ir::Dim::Sym("N".into())];
@@ -274,7 +327,7 @@ fn unary_variadic_and_normalization_ops_are_accepted_lowered_and_shaped_as_tract
     for op in unary {
         acc = b.op(op, other(op), &[acc]);
     }
-    let e = b.constant("e", Tensor::from(tensor0(2f32)));
+    let e = b.constant("e", tensor0(2f32));
     let p = b.op("pow", other("Pow"), &[acc, e]);
     let c = b.constant("c", random_tensor(&[8, 1, 1], 7));
     let s = b.op("sum", other("Sum"), &[p, c, x]);

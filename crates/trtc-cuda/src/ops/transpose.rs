@@ -29,7 +29,10 @@ fn perm_of(g: &Graph, id: NodeId) -> Option<Vec<usize>> {
     };
     let rank = input_rank(g, id, 0)?;
     let p: Vec<usize> = match perm {
-        Some(p) => p.iter().map(|&v| usize::try_from(v).ok()).collect::<Option<_>>()?,
+        Some(p) => p
+            .iter()
+            .map(|&v| usize::try_from(v).ok())
+            .collect::<Option<_>>()?,
         None => (0..rank).rev().collect(),
     };
     let mut seen = vec![false; rank];
@@ -54,7 +57,11 @@ fn check(g: &Graph, id: NodeId) -> std::result::Result<(), FallbackReason> {
     let xs: Vec<usize> = shape
         .iter()
         .enumerate()
-        .map(|(i, d)| d.known().map(|v| v as usize).unwrap_or(if i == 0 { 2 } else { 0 }))
+        .map(|(i, d)| {
+            d.known()
+                .map(|v| v as usize)
+                .unwrap_or(if i == 0 { 2 } else { 0 })
+        })
         .collect();
     if perm.len() > 4 && transpose_plan(&xs, false, false, &perm).is_none() {
         return Err(attr("more than 4 separate dims"));

@@ -88,7 +88,12 @@ fn gelu_approximation(o: &OtherOp) -> Option<String> {
 
 fn check(g: &Graph, id: NodeId) -> std::result::Result<(), FallbackReason> {
     let o = other(&g.node(id).op).ok_or(FallbackReason::UnsupportedOp)?;
-    if o.op_type == "Gelu" && !matches!(gelu_approximation(o).as_deref(), None | Some("none" | "tanh")) {
+    if o.op_type == "Gelu"
+        && !matches!(
+            gelu_approximation(o).as_deref(),
+            None | Some("none" | "tanh")
+        )
+    {
         return Err(attr("Gelu approximation other than none/tanh"));
     }
     Ok(())

@@ -35,7 +35,11 @@ fn code_of(op: &Op) -> Option<(i32, bool)> {
 
 fn check(g: &Graph, id: NodeId) -> std::result::Result<(), FallbackReason> {
     let n = g.node(id).num_inputs;
-    let ranks_ok = (0..n).all(|s| g.input_info(id, s).and_then(|t| t.rank()).is_some_and(|r| r <= 4));
+    let ranks_ok = (0..n).all(|s| {
+        g.input_info(id, s)
+            .and_then(|t| t.rank())
+            .is_some_and(|r| r <= 4)
+    });
     if n == 0 || !ranks_ok || output_rank(g, id).is_none_or(|r| r > 4) {
         return Err(attr("inputs missing or over 4 dims"));
     }
@@ -48,22 +52,51 @@ fn lower(cx: &mut Lowering, id: NodeId) -> Result<()> {
     let (op, mean) = code_of(&node.op).ok_or_else(|| cuda_err(name, "not a variadic op"))?;
     let n = node.num_inputs;
     let y = cx.output(id, 0);
-    let inputs = (0..n).map(|s| cx.operand(id, s)).collect::<Result<Vec<_>>>()?;
+    let inputs = (0..n)
+        .map(|s| cx.operand(id, s))
+        .collect::<Result<Vec<_>>>()?;
     if n == 1 && !mean {
-        cx.step(name, Step::Act { x: inputs[0], y, act: (0, 0.0, 0.0) });
+        cx.step(
+            name,
+            Step::Act {
+                x: inputs[0],
+                y,
+                act: (0, 0.0, 0.0),
+            },
+        );
         return Ok(());
     }
     // Each partial result has the output's shape; the last step writes y.
     let steps = n - 1 + mean as usize;
     let mut acc = inputs[0];
     for (k, &b) in inputs.iter().enumerate().skip(1) {
-        let out = if k == steps { y } else { cx.temp_like_output(id) };
-        cx.step(name, Step::Binary { a: acc, b, y: out, op });
+        let out = if k == steps {
+            y
+        } else {
+            cx.temp_like_output(id)
+        };
+        cx.step(
+            name,
+            Step::Binary {
+                a: acc,
+                b,
+                y: out,
+                op,
+            },
+        );
         acc = out;
     }
     if mean {
         let scale = cx.constant(&[], &[1.0 / n as f32]);
-        cx.step(name, Step::Binary { a: acc, b: scale, y, op: 1 });
+        cx.step(
+            name,
+            Step::Binary {
+                a: acc,
+                b: scale,
+                y,
+                op: 1,
+            },
+        );
     }
     Ok(())
 }

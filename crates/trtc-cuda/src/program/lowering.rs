@@ -118,10 +118,9 @@ impl<'g> Lowering<'g> {
     pub fn finish(mut self, io: &SubgraphIo) -> Result<Program> {
         let (g, p) = (self.g, &mut self.p);
         for o in &io.outputs {
-            let s = *self
-                .slot_of
-                .get(o)
-                .ok_or_else(|| cuda_err(&g.tensor(*o).name, "output not produced by the segment"))?;
+            let s = *self.slot_of.get(o).ok_or_else(|| {
+                cuda_err(&g.tensor(*o).name, "output not produced by the segment")
+            })?;
             let host = p.add_boundary_slot(g, *o);
             if p.boundary_differs(host) || p.slots[s].half || p.slots[s].nhwc {
                 p.names.push(g.tensor(*o).name.clone());

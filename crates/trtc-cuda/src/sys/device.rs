@@ -83,8 +83,9 @@ pub fn device() -> std::result::Result<Arc<Device>, String> {
                     arch: Some(arch),
                     ..Default::default()
                 };
-                let ptx = cudarc::nvrtc::compile_ptx_with_opts(super::kernels::module_source(half), opts)
-                    .map_err(|e| format!("NVRTC: {e}"))?;
+                let ptx =
+                    cudarc::nvrtc::compile_ptx_with_opts(super::kernels::module_source(half), opts)
+                        .map_err(|e| format!("NVRTC: {e}"))?;
                 ctx.load_module(ptx)
                     .map_err(|e| format!("loading kernels: {e}"))
             };

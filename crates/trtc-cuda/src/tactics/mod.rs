@@ -294,10 +294,7 @@ impl Exec {
             match (found, inst.convs.get_mut(&i)) {
                 (Some((ms, run)), Some(r)) if ms < cudnn_ms || required => r.gemm = Some(run),
                 _ if required => {
-                    return Err(cuda_err(
-                        &name,
-                        "cuBLASLt takes no product writing a slice",
-                    ))
+                    return Err(cuda_err(&name, "cuBLASLt takes no product writing a slice"))
                 }
                 _ => {}
             }

@@ -3,8 +3,8 @@
 #![allow(dead_code)]
 
 pub use trtc_backend::{
-    partition, BackendChoice, CompileOptions, HybridModel, Layout, PartitionOptions,
-    Precision, SegmentBackend,
+    partition, BackendChoice, CompileOptions, HybridModel, Layout, PartitionOptions, Precision,
+    SegmentBackend,
 };
 pub use trtc_cuda::CudaOpTable;
 pub use trtc_ir::tract_onnx::prelude::tensor0;
@@ -131,4 +131,3 @@ pub fn fused_conv(
     };
     b.op(name, Op::FusedConv(f), &inputs)
 }
-

@@ -264,10 +264,10 @@ fn rule(ctx: &NodeCtx, known: &mut Known) -> Result<Vec<TensorInfo>> {
     let n_out = ctx.n_out;
     match &node.op {
         Op::Input | Op::Const(_) => unreachable!("handled above"),
-        Op::Conv(c) | Op::FusedConv(FusedConv { conv: c, .. }) => spatial::conv(&ctx, c),
-        Op::MaxPool(p) | Op::AveragePool(p) => spatial::pool(&ctx, p),
-        Op::GlobalAveragePool | Op::GlobalMaxPool => Ok(spatial::global_pool(&ctx)),
-        Op::BatchNormalization { .. } => spatial::batch_norm(&ctx),
+        Op::Conv(c) | Op::FusedConv(FusedConv { conv: c, .. }) => spatial::conv(ctx, c),
+        Op::MaxPool(p) | Op::AveragePool(p) => spatial::pool(ctx, p),
+        Op::GlobalAveragePool | Op::GlobalMaxPool => Ok(spatial::global_pool(ctx)),
+        Op::BatchNormalization { .. } => spatial::batch_norm(ctx),
         Op::Relu
         | Op::Sigmoid
         | Op::Tanh
@@ -277,27 +277,29 @@ fn rule(ctx: &NodeCtx, known: &mut Known) -> Result<Vec<TensorInfo>> {
         | Op::Clip
         | Op::Identity
         | Op::Softmax { .. } => Ok(ctx.same()),
-        Op::Dropout { .. } => Ok(tensor_ops::dropout(&ctx)),
-        Op::Add | Op::Sub | Op::Mul | Op::Div => tensor_ops::elementwise(&ctx),
-        Op::Concat { axis } => tensor_ops::concat(&ctx, known, *axis),
-        Op::Split { axis, .. } => tensor_ops::split(&ctx, known, *axis),
+        Op::Dropout { .. } => Ok(tensor_ops::dropout(ctx)),
+        Op::Add | Op::Sub | Op::Mul | Op::Div => tensor_ops::elementwise(ctx),
+        Op::Concat { axis } => tensor_ops::concat(ctx, known, *axis),
+        Op::Split { axis, .. } => tensor_ops::split(ctx, known, *axis),
         Op::Gemm {
             trans_a, trans_b, ..
-        } => tensor_ops::gemm(&ctx, *trans_a != 0, *trans_b != 0),
-        Op::MatMul => tensor_ops::matmul(&ctx),
-        Op::Flatten { axis } => Ok(tensor_ops::flatten(&ctx, *axis)),
-        Op::Reshape { allowzero } => Ok(tensor_ops::reshape(&ctx, known, *allowzero != 0)),
-        Op::Transpose { perm } => Ok(tensor_ops::transpose(&ctx, perm.as_deref())),
-        Op::Pad { .. } => tensor_ops::pad(&ctx, known),
-        Op::Cast { to } => Ok(shape_ops::cast(&ctx, known, *to)),
-        Op::Shape { start, end } => Ok(shape_ops::shape(&ctx, known, *start, *end)),
-        Op::Gather { axis } => shape_ops::gather(&ctx, known, *axis),
-        Op::Unsqueeze => shape_ops::unsqueeze(&ctx, known),
-        Op::Squeeze => shape_ops::squeeze(&ctx, known),
-        Op::Slice => Ok(shape_ops::slice(&ctx, known)),
+        } => tensor_ops::gemm(ctx, *trans_a != 0, *trans_b != 0),
+        Op::MatMul => tensor_ops::matmul(ctx),
+        Op::Flatten { axis } => Ok(tensor_ops::flatten(ctx, *axis)),
+        Op::Reshape { allowzero } => Ok(tensor_ops::reshape(ctx, known, *allowzero != 0)),
+        Op::Transpose { perm } => Ok(tensor_ops::transpose(ctx, perm.as_deref())),
+        Op::Pad { .. } => tensor_ops::pad(ctx, known),
+        Op::Cast { to } => Ok(shape_ops::cast(ctx, known, *to)),
+        Op::Shape { start, end } => Ok(shape_ops::shape(ctx, known, *start, *end)),
+        Op::Gather { axis } => shape_ops::gather(ctx, known, *axis),
+        Op::Unsqueeze => shape_ops::unsqueeze(ctx, known),
+        Op::Squeeze => shape_ops::squeeze(ctx, known),
+        Op::Slice => Ok(shape_ops::slice(ctx, known)),
         Op::ConstantOfShape { value } => {
-            Ok(shape_ops::constant_of_shape(&ctx, known, value.as_deref()))
+            Ok(shape_ops::constant_of_shape(ctx, known, value.as_deref()))
         }
-        Op::Other(o) => Ok(other_ops::infer(&ctx, o)?.unwrap_or_else(|| vec![info(None, None); n_out])),
+        Op::Other(o) => {
+            Ok(other_ops::infer(ctx, o)?.unwrap_or_else(|| vec![info(None, None); n_out]))
+        }
     }
 }

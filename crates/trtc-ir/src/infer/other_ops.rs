@@ -10,8 +10,21 @@ use crate::TensorInfo;
 
 /// Standard ops whose output has the shape and type of input 0.
 pub const UNARY: &[&str] = &[
-    "Abs", "Ceil", "Elu", "Erf", "Exp", "Floor", "Gelu", "Log", "Mish", "Neg", "Reciprocal",
-    "Selu", "Softplus", "Softsign", "Sqrt",
+    "Abs",
+    "Ceil",
+    "Elu",
+    "Erf",
+    "Exp",
+    "Floor",
+    "Gelu",
+    "Log",
+    "Mish",
+    "Neg",
+    "Reciprocal",
+    "Selu",
+    "Softplus",
+    "Softsign",
+    "Sqrt",
 ];
 
 /// Standard ops whose output is their inputs broadcast together.

@@ -418,14 +418,26 @@ mod tests {
     fn dropout_of_every_opset_is_the_inference_dropout() {
         // Opset 6: ratio and is_test attributes; opset 10: ratio; opset 13: seed.
         let old = [attr_float("ratio", 0.3), attr_int("is_test", 1)];
-        assert!(matches!(Op::from_onnx("Dropout", "", &old, 6), Op::Dropout { seed: None }));
+        assert!(matches!(
+            Op::from_onnx("Dropout", "", &old, 6),
+            Op::Dropout { seed: None }
+        ));
         let v10 = [attr_float("ratio", 0.3)];
-        assert!(matches!(Op::from_onnx("Dropout", "", &v10, 10), Op::Dropout { seed: None }));
+        assert!(matches!(
+            Op::from_onnx("Dropout", "", &v10, 10),
+            Op::Dropout { seed: None }
+        ));
         let v13 = [attr_int("seed", 4)];
-        assert!(matches!(Op::from_onnx("Dropout", "", &v13, 13), Op::Dropout { seed: Some(4) }));
+        assert!(matches!(
+            Op::from_onnx("Dropout", "", &v13, 13),
+            Op::Dropout { seed: Some(4) }
+        ));
         // An attribute no opset has still keeps the node verbatim.
         let odd = [attr_int("mystery", 1)];
-        assert!(matches!(Op::from_onnx("Dropout", "", &odd, 10), Op::Other(_)));
+        assert!(matches!(
+            Op::from_onnx("Dropout", "", &odd, 10),
+            Op::Other(_)
+        ));
     }
 
     #[test]
