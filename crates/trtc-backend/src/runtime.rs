@@ -76,19 +76,21 @@ impl HybridModel {
             .iter()
             .filter(|s| s.backend == SegmentBackend::Gpu)
             .count();
-        let unavailable = gpu.unavailable();
+        // Only ask for the device (CUDA: context, kernel compilation) when a GPU segment
+        // could use it.
         let builder = match opts.backend {
             BackendChoice::Cpu => None,
             _ if gpu_segments == 0 => None,
-            _ if unavailable.is_some() => None,
-            _ => Some(gpu),
+            _ => match gpu.unavailable() {
+                Some(why) => {
+                    notes.push(format!(
+                        "{gpu_segments} GPU segment(s) run on the CPU through tract: {why}"
+                    ));
+                    None
+                }
+                None => Some(gpu),
+            },
         };
-        if gpu_segments > 0 && builder.is_none() && opts.backend != BackendChoice::Cpu {
-            notes.push(format!(
-                "{gpu_segments} GPU segment(s) run on the CPU through tract: {}",
-                unavailable.unwrap_or_default()
-            ));
-        }
         let engine_opts = opts.engine_options();
         let mut segments = vec![];
         for s in &p.segments {

@@ -26,6 +26,29 @@ pub fn const_f32(g: &Graph, id: NodeId, slot: usize) -> Option<(Arc<Tensor>, Vec
     Some((t.clone(), v))
 }
 
+/// Inference BatchNormalization as a per-channel affine map `y = x * scale + shift`:
+/// `scale = gamma / sqrt(var + eps)`, `shift = beta - mean * scale` (slices of one length).
+pub fn batch_norm_affine(
+    gamma: &[f32],
+    beta: &[f32],
+    mean: &[f32],
+    var: &[f32],
+    epsilon: f32,
+) -> (Vec<f32>, Vec<f32>) {
+    let scale: Vec<f32> = gamma
+        .iter()
+        .zip(var)
+        .map(|(g, v)| g / (v + epsilon).sqrt())
+        .collect();
+    let shift = beta
+        .iter()
+        .zip(mean)
+        .zip(&scale)
+        .map(|((b, m), s)| b - m * s)
+        .collect();
+    (scale, shift)
+}
+
 /// A scalar f32 constant (any shape with one element).
 fn scalar(g: &Graph, id: NodeId, slot: usize) -> Option<f32> {
     let (_, v) = const_f32(g, id, slot)?;

@@ -11,6 +11,7 @@ use crate::program::Step;
 use trtc_engine::FallbackReason;
 use trtc_ir::tensor::tensor_to_f32s;
 use trtc_ir::{Graph, NodeId, Op};
+use trtc_optimizer::util::batch_norm_affine;
 
 pub static FAMILY: OpFamily = OpFamily {
     name: "normalization",
@@ -28,13 +29,10 @@ fn folded(g: &Graph, id: NodeId, eps: f32) -> Option<(Vec<f32>, Vec<f32>)> {
     let p: Vec<Vec<f32>> = (1..5)
         .map(|s| g.input_const(id, s).and_then(|t| tensor_to_f32s(t)))
         .collect::<Option<_>>()?;
-    let c = p[0].len();
-    if p.iter().any(|v| v.len() != c) {
+    if p.iter().any(|v| v.len() != p[0].len()) {
         return None;
     }
-    let k: Vec<f32> = (0..c).map(|i| p[0][i] / (p[3][i] + eps).sqrt()).collect();
-    let s = (0..c).map(|i| p[1][i] - p[2][i] * k[i]).collect();
-    Some((k, s))
+    Some(batch_norm_affine(&p[0], &p[1], &p[2], &p[3], eps))
 }
 
 fn check(g: &Graph, id: NodeId) -> std::result::Result<(), FallbackReason> {

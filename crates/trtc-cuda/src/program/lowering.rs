@@ -54,14 +54,8 @@ impl<'g> Lowering<'g> {
             .const_value(o)
             .and_then(|t| tensor_to_f32s(t))
             .ok_or_else(|| cuda_err(name, "an input is neither computed nor a float constant"))?;
-        let p = &mut self.p;
-        let s = p.add_slot(g, o, None);
-        let dims4 = p.slots[s]
-            .nhwc
-            .then(|| p.shape(s, 1))
-            .map(|d| [d[0], d[1], d[2], d[3]]);
-        let w = p.weight(&v, dims4, p.half);
-        p.slots[s].constant = Some(w);
+        let s = self.p.add_slot(g, o, None);
+        self.fill_constant(s, &v);
         self.slot_of.insert(o, s);
         Ok(s)
     }
@@ -85,10 +79,19 @@ impl<'g> Lowering<'g> {
         let dims = shape.iter().map(|&d| Dim::Known(d as u64)).collect();
         let (half, nhwc) = (self.p.half, self.p.nhwc && shape.len() == 4);
         let s = self.p.push_slot(dims, None, nhwc, half);
-        let dims4 = nhwc.then(|| [shape[0], shape[1], shape[2], shape[3]]);
-        let w = self.p.weight(values, dims4, half);
-        self.p.slots[s].constant = Some(w);
+        self.fill_constant(s, values);
         s
+    }
+
+    /// Make slot `s` a constant holding `values` (logical order), stored as the slot is.
+    fn fill_constant(&mut self, s: usize, values: &[f32]) {
+        let p = &mut self.p;
+        let dims4 = p.slots[s]
+            .nhwc
+            .then(|| p.shape(s, 1))
+            .map(|d| [d[0], d[1], d[2], d[3]]);
+        let w = p.weight(values, dims4, p.half);
+        p.slots[s].constant = Some(w);
     }
 
     /// A new internal slot shaped and stored like node `id`'s output 0 (an intermediate

@@ -15,7 +15,9 @@
 
 use crate::error::Result;
 use crate::pass::{Pass, PassOutcome};
-use crate::util::{bare_conv, const_f32, f32_tensor, per_channel, sole_consumer};
+use crate::util::{
+    bare_conv, batch_norm_affine, const_f32, f32_tensor, per_channel, sole_consumer,
+};
 use std::sync::Arc;
 use trtc_ir::{Graph, NodeId, Op, Outlet};
 
@@ -49,12 +51,7 @@ fn affine_of(
         else {
             return Err("statistics are not constant f32 of one value per channel".into());
         };
-        let scale: Vec<f32> = (0..channels)
-            .map(|c| gamma[c] / (var[c] + epsilon).sqrt())
-            .collect();
-        let shift = (0..channels)
-            .map(|c| beta[c] - mean[c] * scale[c])
-            .collect();
+        let (scale, shift) = batch_norm_affine(&gamma, &beta, &mean, &var, epsilon);
         return Ok(Affine { scale, shift });
     }
     let (x_slot, c_slot) = match g.input_outlet(node, 0) == Some(from) {
