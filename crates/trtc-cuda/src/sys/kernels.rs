@@ -204,46 +204,55 @@ extern "C" __global__ void pool2d_nhwc(DT* y, const DT* x, int c, int h, int w, 
     }
 }
 
+// `l (op) r` for the CNN kernels (add, mul, sub, div: any other code divides, as before the
+// extended ops) or, with EXT, every op of `bin_apply`.
+template <bool EXT> __device__ __forceinline__ float bin_op(int op, float l, float r) {
+    if (EXT) return bin_apply(op, l, r);
+    switch (op) {
+        case 0: return l + r;
+        case 1: return l * r;
+        case 2: return l - r;
+        default: return l / r;
+    }
+}
+
+// An activation of the CNN core (`act_apply`) or, with EXT, any (`act_any`).
+template <bool EXT> __device__ __forceinline__ float act_op(float v, int kind, float a, float b) {
+    return EXT ? act_any(v, kind, a, b) : act_apply(v, kind, a, b);
+}
+
 // y = a (op) b with numpy broadcasting over (up to) 4 dims in y's storage order; strides of
-// 0 broadcast.
+// 0 broadcast. `binary` takes the CNN core's ops, `binary_ext` every op of `bin_apply`: the
+// first keeps the code the CNNs were measured with (see the note at `act_any`).
+template <bool EXT>
+__device__ __forceinline__ void binary_body(DT* y, const DT* a, const DT* b, long long n, int op,
+                                            int d1, int d2, int d3,
+                                            long long as0, long long as1, long long as2, long long as3,
+                                            long long bs0, long long bs1, long long bs2, long long bs3) {
+    IX i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    IX r = i;
+    IX c3 = r % d3; r /= d3;
+    IX c2 = r % d2; r /= d2;
+    IX c1 = r % d1; r /= d1;
+    IX c0 = r;
+    float u = LD(a[c0 * as0 + c1 * as1 + c2 * as2 + c3 * as3]);
+    float v = LD(b[c0 * bs0 + c1 * bs1 + c2 * bs2 + c3 * bs3]);
+    y[i] = ST(bin_op<EXT>(op, u, v));
+}
+
 extern "C" __global__ void binary(DT* y, const DT* a, const DT* b, long long n, int op,
                                   int d1, int d2, int d3,
                                   long long as0, long long as1, long long as2, long long as3,
                                   long long bs0, long long bs1, long long bs2, long long bs3) {
-    IX i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n) return;
-    IX r = i;
-    IX c3 = r % d3; r /= d3;
-    IX c2 = r % d2; r /= d2;
-    IX c1 = r % d1; r /= d1;
-    IX c0 = r;
-    float u = LD(a[c0 * as0 + c1 * as1 + c2 * as2 + c3 * as3]);
-    float v = LD(b[c0 * bs0 + c1 * bs1 + c2 * bs2 + c3 * bs3]);
-    float o;
-    switch (op) {
-        case 0: o = u + v; break;
-        case 1: o = u * v; break;
-        case 2: o = u - v; break;
-        default: o = u / v; break;
-    }
-    y[i] = ST(o);
+    binary_body<false>(y, a, b, n, op, d1, d2, d3, as0, as1, as2, as3, bs0, bs1, bs2, bs3);
 }
 
-// `binary` with every op of `bin_apply`.
 extern "C" __global__ void binary_ext(DT* y, const DT* a, const DT* b, long long n, int op,
-                                  int d1, int d2, int d3,
-                                  long long as0, long long as1, long long as2, long long as3,
-                                  long long bs0, long long bs1, long long bs2, long long bs3) {
-    IX i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n) return;
-    IX r = i;
-    IX c3 = r % d3; r /= d3;
-    IX c2 = r % d2; r /= d2;
-    IX c1 = r % d1; r /= d1;
-    IX c0 = r;
-    float u = LD(a[c0 * as0 + c1 * as1 + c2 * as2 + c3 * as3]);
-    float v = LD(b[c0 * bs0 + c1 * bs1 + c2 * bs2 + c3 * bs3]);
-    y[i] = ST(bin_apply(op, u, v));
+                                      int d1, int d2, int d3,
+                                      long long as0, long long as1, long long as2, long long as3,
+                                      long long bs0, long long bs1, long long bs2, long long bs3) {
+    binary_body<true>(y, a, b, n, op, d1, d2, d3, as0, as1, as2, as3, bs0, bs1, bs2, bs3);
 }
 
 // Elementwise ops fused into one kernel: the value starts as input 0 and goes through
@@ -262,7 +271,7 @@ struct ChainArgs {
     float b[8];
 };
 
-extern "C" __global__ void chain(DT* y, ChainArgs c) {
+template <bool EXT> __device__ __forceinline__ void chain_body(DT* y, const ChainArgs& c) {
     IX i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= c.n) return;
     IX r = i;
@@ -273,40 +282,19 @@ extern "C" __global__ void chain(DT* y, ChainArgs c) {
     float v = LD(c.in[0][c0 * c.st[0][0] + c1 * c.st[0][1] + c2 * c.st[0][2] + c3 * c.st[0][3]]);
     for (int k = 0; k < c.nops; ++k) {
         int kind = c.kind[k];
-        if (kind < 100) { v = act_apply(v, kind, c.a[k], c.b[k]); continue; }
+        if (kind < 100) { v = act_op<EXT>(v, kind, c.a[k], c.b[k]); continue; }
         int j = c.input[k];
         float o = LD(c.in[j][c0 * c.st[j][0] + c1 * c.st[j][1] + c2 * c.st[j][2] + c3 * c.st[j][3]]);
         float l = c.value_first[k] ? v : o, rr = c.value_first[k] ? o : v;
-        switch (kind - 100) {
-            case 0: v = l + rr; break;
-            case 1: v = l * rr; break;
-            case 2: v = l - rr; break;
-            default: v = l / rr; break;
-        }
+        v = bin_op<EXT>(kind - 100, l, rr);
     }
     y[i] = ST(v);
 }
 
-// `chain` with every activation of `act_any` and every op of `bin_apply`.
-extern "C" __global__ void chain_ext(DT* y, ChainArgs c) {
-    IX i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= c.n) return;
-    IX r = i;
-    IX c3 = r % c.d3; r /= c.d3;
-    IX c2 = r % c.d2; r /= c.d2;
-    IX c1 = r % c.d1; r /= c.d1;
-    IX c0 = r;
-    float v = LD(c.in[0][c0 * c.st[0][0] + c1 * c.st[0][1] + c2 * c.st[0][2] + c3 * c.st[0][3]]);
-    for (int k = 0; k < c.nops; ++k) {
-        int kind = c.kind[k];
-        if (kind < 100) { v = act_any(v, kind, c.a[k], c.b[k]); continue; }
-        int j = c.input[k];
-        float o = LD(c.in[j][c0 * c.st[j][0] + c1 * c.st[j][1] + c2 * c.st[j][2] + c3 * c.st[j][3]]);
-        float l = c.value_first[k] ? v : o, rr = c.value_first[k] ? o : v;
-        v = bin_apply(kind - 100, l, rr);
-    }
-    y[i] = ST(v);
-}
+// `chain` runs the CNN core's activations and ops, `chain_ext` every one of `act_any` and
+// `bin_apply`.
+extern "C" __global__ void chain(DT* y, ChainArgs c) { chain_body<false>(y, c); }
+extern "C" __global__ void chain_ext(DT* y, ChainArgs c) { chain_body<true>(y, c); }
 
 // For each of `outer` rows: copy `len` elements from src[o*src_stride + src_off] to dst[o*dst_stride + dst_off].
 extern "C" __global__ void copy_rows(DT* dst, const DT* src, long long outer, long long len,
