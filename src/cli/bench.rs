@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 use trtc::backend::{compile, CompileOptions, HybridModel, Layout, Plan, Precision};
 use trtc::ir::tract_onnx::prelude::{TValue, TVec};
-use trtc::optimizer::verify::random_inputs;
+use trtc::optimizer::verify::{random_inputs, random_inputs_of};
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
@@ -26,6 +26,10 @@ pub struct BenchArgs {
     /// Layout of 4-D tensors inside GPU engines (ONNX models only): auto, nchw or nhwc.
     #[arg(long, default_value = "auto")]
     pub layout: Layout,
+    /// Input shapes for a model with dynamic dims past the batch, `NAME:1x3x640x640`
+    /// (inputs joined by `,`); the batch dim is replaced by each `--batch`.
+    #[arg(long, value_name = "NAME:DIMS[,NAME:DIMS]")]
+    pub shapes: Option<String>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -141,6 +145,31 @@ struct BenchResult {
     resident_images_per_s: Option<f64>,
 }
 
+/// Random inputs at `batch`: of the `--shapes` profile when given (its batch replaced).
+fn bench_inputs(
+    g: &trtc::ir::Graph,
+    profile: Option<&str>,
+    batch: usize,
+) -> Result<Vec<trtc::ir::Tensor>> {
+    let Some(spec) = profile else {
+        return random_inputs(g, batch, 1)
+            .context("making inputs (a model with dynamic dims needs --shapes)");
+    };
+    let mut shapes = trtc::backend::shapes::parse_profile(g, spec)
+        .with_context(|| format!("--shapes {spec}"))?;
+    for (&id, s) in g.inputs().iter().zip(shapes.iter_mut()) {
+        let declared = g.tensor(trtc::ir::Outlet::new(id, 0)).shape.clone();
+        let batch_dynamic = declared
+            .as_ref()
+            .and_then(|d| d.first())
+            .is_some_and(|d| d.known().is_none());
+        if let (true, Some(first)) = (batch_dynamic, s.first_mut()) {
+            *first = batch;
+        }
+    }
+    random_inputs_of(g, &shapes, 1).context("making inputs")
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i.min(sorted.len() - 1)]
@@ -186,7 +215,7 @@ pub fn bench(a: BenchArgs) -> Result<()> {
             tracing::warn!("{note}");
         }
         for &batch in &a.batch {
-            let inputs = random_inputs(&plan.graph, batch, 1).context("making inputs")?;
+            let inputs = bench_inputs(&plan.graph, a.shapes.as_deref(), batch)?;
             // Shared values: the timed runs do not include copying the inputs on the host.
             let values: TVec<TValue> = inputs.iter().cloned().map(TValue::from).collect();
             let t = Instant::now();

@@ -1,7 +1,10 @@
 use anyhow::{Context, Result};
 use clap::Args;
 use std::path::PathBuf;
-use trtc::backend::{compile, tune, BackendChoice, CompileOptions, Layout, Precision};
+use trtc::backend::shapes::parse_profile;
+use trtc::backend::{
+    compile, tune, tune_profiles, BackendChoice, CompileOptions, Layout, Precision,
+};
 
 #[derive(Args, Debug)]
 pub struct CompileArgs {
@@ -35,6 +38,12 @@ pub struct CompileArgs {
     /// nchw or nhwc.
     #[arg(long, default_value = "auto")]
     pub layout: Layout,
+    /// Input shapes to build engines for now, for a model with dynamic dims past the
+    /// batch (as `trtexec --shapes`): `NAME:1x3x640x640`, inputs of one profile joined by
+    /// `,`; repeatable, one profile each. Other shapes get their engines when they first
+    /// arrive at run time.
+    #[arg(long = "shapes", value_name = "NAME:DIMS[,NAME:DIMS]")]
+    pub shapes: Vec<String>,
     /// Write the compile report as JSON.
     #[arg(long)]
     pub report: Option<PathBuf>,
@@ -55,10 +64,19 @@ pub fn compile_cmd(a: CompileArgs) -> Result<()> {
         layout: a.layout,
     };
     let g = super::load(&a.model)?;
+    let profiles = a
+        .shapes
+        .iter()
+        .map(|spec| parse_profile(&g, spec).with_context(|| format!("--shapes {spec}")))
+        .collect::<Result<Vec<_>>>()?;
     let mut plan =
         compile(&a.model.display().to_string(), g, &opts, trtc::gpu()).context("compiling")?;
     print!("{}", plan.report.optimizer);
+    let keys = tune_profiles(&mut plan, &profiles, trtc::gpu()).context("--shapes")?;
     print!("{}", plan.report);
+    if !keys.is_empty() {
+        println!("engines prepared for input shapes {}", keys.join("; "));
+    }
     // GPU engines time their tactics now, at batch 1 and the largest batch, and the plan
     // keeps them: loading it does not time again.
     let mut batches = vec![1, opts.max_batch_size];

@@ -1,4 +1,5 @@
-//! Compile: optimize, partition, describe. What `trtc compile` does before writing a plan.
+//! Compile: optimize, partition, describe, and time the engines' tactics. What `trtc
+//! compile` does before writing a plan.
 
 use crate::error::Result;
 use crate::options::{BackendChoice, CompileOptions};
@@ -37,14 +38,22 @@ pub fn compile(
         options: opts.clone(),
         report,
         engines: Default::default(),
+        shape_engines: Default::default(),
     })
 }
 
 /// Time the GPU engines' tactics at each of `batches` (random inputs) and store them in
 /// the plan, so that loading it builds the same engines without timing. Returns the batch
 /// sizes tuned: none where no GPU engine can be built here.
-pub fn tune(plan: &mut Plan, batches: &[usize], gpu: &dyn EngineBuilder) -> Result<Vec<usize>> {
-    if plan.options.backend == BackendChoice::Cpu || gpu.unavailable().is_some() {
+pub fn tune(
+    plan: &mut Plan,
+    batches: &[usize],
+    gpu: &'static dyn EngineBuilder,
+) -> Result<Vec<usize>> {
+    if plan.options.backend == BackendChoice::Cpu
+        || gpu.unavailable().is_some()
+        || trtc_ir::has_dynamic_dims(&plan.graph)
+    {
         return Ok(vec![]);
     }
     let mut opts = plan.options.clone();
@@ -52,7 +61,7 @@ pub fn tune(plan: &mut Plan, batches: &[usize], gpu: &dyn EngineBuilder) -> Resu
     let model = crate::runtime::HybridModel::new(&plan.graph, &plan.partition, &opts, gpu)?;
     // A segment the engine could not build runs on the CPU: the report says why.
     plan.report
-        .note_engine_failures(&plan.graph, &plan.partition, model.build_failures());
+        .note_engine_failures(&plan.graph, &plan.partition, &model.build_failures());
     let mut tuned = vec![];
     for &batch in batches {
         tracing::info!("timing tactics at batch {batch}");
@@ -62,4 +71,70 @@ pub fn tune(plan: &mut Plan, batches: &[usize], gpu: &dyn EngineBuilder) -> Resu
     }
     plan.engines = model.payloads();
     Ok(tuned)
+}
+
+/// For a model with dynamic dims past the batch: specialize, partition and build the
+/// engines for each profile (a shape per input, as `shapes::parse_profile` gives), time
+/// their tactics at that shape where a GPU is here, and store them and each shape's
+/// report in the plan. Returns the shape keys prepared.
+pub fn tune_profiles(
+    plan: &mut Plan,
+    profiles: &[Vec<Vec<usize>>],
+    gpu: &'static dyn EngineBuilder,
+) -> Result<Vec<String>> {
+    if profiles.is_empty() {
+        return Ok(vec![]);
+    }
+    if !trtc_ir::has_dynamic_dims(&plan.graph) {
+        return Err(crate::error::BackendError::Shapes(
+            "the model's input shapes are static past the batch: --shapes is for models \
+             with dynamic dims (use --max-batch-size for the batch)"
+                .into(),
+        ));
+    }
+    let mut opts = plan.options.clone();
+    opts.max_cached_engines = opts.max_cached_engines.max(profiles.len());
+    let model = crate::runtime::HybridModel::new(&plan.graph, &plan.partition, &opts, gpu)?;
+    let time_here = opts.backend != BackendChoice::Cpu && gpu.unavailable().is_none();
+    let mut keys = vec![];
+    for shapes in profiles {
+        for (t, s) in model.input_infos().iter().zip(shapes) {
+            if let Some(&batch) = s.first() {
+                let symbolic = t
+                    .shape
+                    .as_ref()
+                    .and_then(|d| d.first())
+                    .is_some_and(|d| d.known().is_none());
+                if symbolic && batch > opts.max_batch_size {
+                    return Err(crate::error::BackendError::BatchTooLarge {
+                        name: t.name.clone(),
+                        batch,
+                        max: opts.max_batch_size,
+                    });
+                }
+            }
+        }
+        let key = trtc_ir::shape_key(&plan.graph, shapes);
+        if time_here {
+            tracing::info!("timing tactics for input shapes {key}");
+            let inputs = trtc_optimizer::verify::random_inputs_of(&plan.graph, shapes, 1)?;
+            model.run(inputs)?;
+        } else {
+            model.prepare(shapes)?;
+        }
+        keys.push(key);
+    }
+    plan.shape_engines = model.shape_payloads();
+    plan.report.shapes = model
+        .shape_reports(&plan.report.model)?
+        .into_iter()
+        .map(
+            |(shapes, build_seconds, report)| crate::report::ShapeReport {
+                shapes,
+                build_seconds,
+                report,
+            },
+        )
+        .collect();
+    Ok(keys)
 }

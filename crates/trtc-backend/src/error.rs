@@ -21,6 +21,10 @@ pub enum BackendError {
     /// Building or running an engine outside any one segment (a missing GPU, say).
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// A `--shapes` profile that does not fit the model, or a model whose dynamic dims
+    /// no profile resolves.
+    #[error("shapes: {0}")]
+    Shapes(String),
     #[error("partition: {0}")]
     Partition(String),
     #[error("{0}")]

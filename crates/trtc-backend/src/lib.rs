@@ -10,15 +10,16 @@ pub mod partition;
 pub mod plan;
 pub mod report;
 pub mod runtime;
+pub mod shapes;
 
-pub use compile::{compile, tune};
+pub use compile::{compile, tune, tune_profiles};
 pub use engine::{Engine, EngineBuilder, EnginePayload, LayerTiming, NoEngines};
 pub use error::{BackendError, Result};
 pub use options::{BackendChoice, CompileOptions, Layout, Precision};
 pub use partition::{partition, Partition, PartitionOptions, Segment, SegmentBackend};
 pub use plan::Plan;
 pub use report::CompileReport;
-pub use runtime::HybridModel;
+pub use runtime::{HybridModel, ShapePayloads};
 pub use trtc_engine::{progress, EngineError, FallbackReason, MaskSupport, OpSupport};
 
 /// What an engine backend can run (the interface's support table types).

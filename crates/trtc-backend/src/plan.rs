@@ -46,6 +46,9 @@ struct PlanHeader {
     graph: ByteRange,
     segments: Vec<PlanSegment>,
     fallback: Vec<(String, FallbackReason)>,
+    /// A dynamic model's engines per input-shape key: (key, [(segment id, kind, bytes)]).
+    #[serde(default)]
+    shape_engines: Vec<(String, Vec<(usize, String, ByteRange)>)>,
 }
 
 /// A compiled model: optimized graph, partition, options, report, and the engines'
@@ -57,6 +60,9 @@ pub struct Plan {
     pub options: CompileOptions,
     pub report: CompileReport,
     pub engines: BTreeMap<usize, EnginePayload>,
+    /// A model with dynamic dims past the batch: the payloads of each input-shape key's
+    /// engines (`--shapes`), by key, then by segment id of that key's partition.
+    pub shape_engines: crate::runtime::ShapePayloads,
 }
 
 fn fnv1a(bytes: &[u8]) -> u64 {
@@ -95,7 +101,25 @@ impl Plan {
                 ),
             );
         }
+        let mut shape_engines = vec![];
+        for (k, engines) in &self.shape_engines {
+            let mut entries = vec![];
+            for (id, p) in engines {
+                let offset = body.len() as u64;
+                body.extend_from_slice(&p.bytes);
+                entries.push((
+                    *id,
+                    p.kind.clone(),
+                    ByteRange {
+                        offset,
+                        len: p.bytes.len() as u64,
+                    },
+                ));
+            }
+            shape_engines.push((k.clone(), entries));
+        }
         let header = PlanHeader {
+            shape_engines,
             trtc_version: env!("CARGO_PKG_VERSION").into(),
             options: self.options.clone(),
             report: self.report.clone(),
@@ -250,12 +274,28 @@ impl Plan {
             .collect::<Result<Vec<_>>>()?;
         let partition = Partition { segments, fallback };
         partition.check(&graph, 1)?;
+        let mut shape_engines = BTreeMap::new();
+        for (k, entries) in &header.shape_engines {
+            crate::shapes::parse_key(&graph, k).map_err(|e| bad(&e.to_string()))?;
+            let mut engines = BTreeMap::new();
+            for (id, kind, r) in entries {
+                engines.insert(
+                    *id,
+                    EnginePayload {
+                        kind: kind.clone(),
+                        bytes: range(r)?.to_vec(),
+                    },
+                );
+            }
+            shape_engines.insert(k.clone(), engines);
+        }
         Ok(Plan {
             graph,
             partition,
             options: header.options,
             report: header.report,
             engines,
+            shape_engines,
         })
     }
 }

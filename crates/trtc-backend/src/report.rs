@@ -52,6 +52,45 @@ pub struct CompileReport {
     pub segments: Vec<SegmentReport>,
     pub fallback: Vec<FallbackReport>,
     pub boundary_bytes_batch1: u64,
+    /// A model with dynamic dims past the batch: the report of each `--shapes` profile
+    /// built at compile time (the graph specialized for it, optimized and partitioned).
+    #[serde(default)]
+    pub shapes: Vec<ShapeReport>,
+    /// The model's inputs have dynamic dims past the batch: its engines are built per
+    /// input shape, and `segments` above is only the shape-independent partition.
+    #[serde(default)]
+    pub dynamic: bool,
+}
+
+/// One input-shape key of a dynamic model, as compiled.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ShapeReport {
+    /// `x:3x640x640`: each input's dims past the batch.
+    pub shapes: String,
+    /// Specialization, optimization, partition and engine build (tactic timing excluded).
+    pub build_seconds: f64,
+    pub report: CompileReport,
+}
+
+impl CompileReport {
+    /// Nodes of the original model (before fusion) in GPU segments, and in all.
+    pub fn gpu_original_nodes(&self) -> (usize, usize) {
+        let gpu = self
+            .segments
+            .iter()
+            .filter(|s| s.backend == SegmentBackend::Gpu && s.engine_error.is_none())
+            .map(|s| s.original_nodes)
+            .sum();
+        let all = self.segments.iter().map(|s| s.original_nodes).sum();
+        (gpu, all)
+    }
+
+    pub fn gpu_segment_count(&self) -> usize {
+        self.segments
+            .iter()
+            .filter(|s| s.backend == SegmentBackend::Gpu && s.engine_error.is_none())
+            .count()
+    }
 }
 
 fn boundary(g: &Graph, outlets: &[Outlet]) -> Vec<BoundaryTensor> {
@@ -123,6 +162,8 @@ impl CompileReport {
             segments,
             fallback,
             boundary_bytes_batch1: total,
+            shapes: vec![],
+            dynamic: trtc_ir::has_dynamic_dims(g),
         })
     }
 }
@@ -154,6 +195,33 @@ impl CompileReport {
 
 impl std::fmt::Display for CompileReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if !self.shapes.is_empty() {
+            writeln!(
+                f,
+                "dynamic input dims: engines are built per input shape; {} built now",
+                self.shapes.len()
+            )?;
+            for s in &self.shapes {
+                let (gpu, all) = s.report.gpu_original_nodes();
+                writeln!(
+                    f,
+                    "input shapes {}: {gpu}/{all} original nodes on the GPU in {} GPU segment(s), built in {:.2} s",
+                    s.shapes,
+                    s.report.gpu_segment_count(),
+                    s.build_seconds
+                )?;
+                write!(f, "{}", s.report)?;
+            }
+            return Ok(());
+        }
+        if self.dynamic {
+            writeln!(
+                f,
+                "dynamic input dims: engines are built for each input shape when it first \
+                 arrives (give --shapes to build them now)"
+            )?;
+            return Ok(());
+        }
         writeln!(
             f,
             "{} segment(s), min segment size {} (nodes counted after fusion)",

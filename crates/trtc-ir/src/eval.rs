@@ -275,7 +275,7 @@ impl CpuModel {
     ) -> Result<CpuModel> {
         let model = contain(|| {
             onnx_framework()
-                .model_for_proto_model(proto)
+                .model_for_proto_model(&with_placeholder_input_types(proto))
                 .map_err(IrError::tract)
         })?;
         Ok(CpuModel {
@@ -348,4 +348,41 @@ impl CpuModel {
         let outs = self.run_values(inputs.into_iter().map(|t| t.into()).collect())?;
         Ok(outs.into_iter().map(|v| v.into_tensor()).collect())
     }
+}
+
+/// `proto` with a placeholder type (f32) on inputs whose type is unknown (a segment
+/// reading the output of an op neither trtc nor tract could type). tract refuses inputs
+/// without a type at parse time; the real type replaces the placeholder when a plan is
+/// made for the values that arrive (`CpuModel::plan` sets every input's fact).
+fn with_placeholder_input_types(proto: &ModelProto) -> std::borrow::Cow<'_, ModelProto> {
+    use tract_onnx::pb::type_proto::Value;
+    let untyped =
+        |v: &tract_onnx::pb::ValueInfoProto| match v.r#type.as_ref().and_then(|t| t.value.as_ref())
+        {
+            Some(Value::TensorType(t)) => t.elem_type == 0,
+            _ => true,
+        };
+    let Some(g) = proto.graph.as_ref() else {
+        return std::borrow::Cow::Borrowed(proto);
+    };
+    if !g.input.iter().any(untyped) {
+        return std::borrow::Cow::Borrowed(proto);
+    }
+    let mut p = proto.clone();
+    if let Some(g) = p.graph.as_mut() {
+        for v in g.input.iter_mut().filter(|v| untyped(v)) {
+            let shape = match v.r#type.as_ref().and_then(|t| t.value.as_ref()) {
+                Some(Value::TensorType(t)) => t.shape.clone(),
+                _ => None,
+            };
+            v.r#type = Some(tract_onnx::pb::TypeProto {
+                denotation: String::new(),
+                value: Some(Value::TensorType(tract_onnx::pb::type_proto::Tensor {
+                    elem_type: 1,
+                    shape,
+                })),
+            });
+        }
+    }
+    std::borrow::Cow::Owned(p)
 }

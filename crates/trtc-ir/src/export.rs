@@ -128,7 +128,7 @@ fn build(
                     inputs.push(name);
                 }
                 match flavor {
-                    Flavor::Standard => emit_node(g, id, inputs, &mut gp),
+                    Flavor::Standard => emit_node(g, id, inputs, &mut gp)?,
                     Flavor::Trtc => gp.node.push(trtc_node(g, id, inputs)),
                 }
             }
@@ -136,6 +136,32 @@ fn build(
     }
     for &o in &io.outputs {
         gp.output.push(value_info(g.tensor(o)));
+    }
+    if flavor == Flavor::Trtc {
+        // Plans keep every tensor's type and shape, so a plan reloads with what was
+        // inferred at compile time (tract's analysis cannot run on `ai.trtc` ops).
+        let boundary: HashSet<&str> = gp
+            .input
+            .iter()
+            .chain(&gp.output)
+            .map(|v| v.name.as_str())
+            .collect();
+        let mut infos = vec![];
+        for &id in order.iter().filter(|id| set.contains(id)) {
+            let node = g.node(id);
+            if node.op.is_input() || node.op.is_const() {
+                continue;
+            }
+            for t in &node.outputs {
+                if !t.name.is_empty()
+                    && (t.dtype.is_some() || t.shape.is_some())
+                    && !boundary.contains(t.name.as_str())
+                {
+                    infos.push(value_info(t));
+                }
+            }
+        }
+        gp.value_info = infos;
     }
     let mut opset_import = opsets(g);
     if flavor == Flavor::Trtc {
@@ -271,13 +297,14 @@ fn trtc_node(g: &Graph, id: NodeId, inputs: Vec<String>) -> NodeProto {
     p
 }
 
-fn emit_node(g: &Graph, id: NodeId, inputs: Vec<String>, gp: &mut GraphProto) {
+fn emit_node(g: &Graph, id: NodeId, inputs: Vec<String>, gp: &mut GraphProto) -> Result<()> {
     let node = g.node(id);
     let outputs: Vec<String> = node.outputs.iter().map(|t| t.name.clone()).collect();
     let Op::FusedConv(f) = &node.op else {
-        gp.node
-            .push(node_proto(&node.name, &node.op, inputs, outputs));
-        return;
+        let mut p = node_proto(&node.name, &node.op, inputs, outputs);
+        crate::export_opset::fit_to_opset(g, id, &mut p, g.meta.opset())?;
+        gp.node.push(p);
+        return Ok(());
     };
     let out = outputs[0].clone();
     let conv_out = if f.residual || f.activation.is_some() {
@@ -318,13 +345,16 @@ fn emit_node(g: &Graph, id: NodeId, inputs: Vec<String>, gp: &mut GraphProto) {
                 act_inputs.push(name);
             }
         }
-        gp.node.push(node_proto(
+        let mut p = node_proto(
             &format!("{}::{}", node.name, act.name()),
             &act.to_op(),
             act_inputs,
             vec![out],
-        ));
+        );
+        crate::export_opset::fit_activation_to_opset(&mut p, act, gp, g.meta.opset());
+        gp.node.push(p);
     }
+    Ok(())
 }
 
 /// Names of initializers in a model, for tests and reports.

@@ -18,10 +18,39 @@ pub use trtc_ir::tensor::random_uniform as random_tensor;
 
 /// Random f32 inputs for every graph input; symbolic dims take `batch`.
 pub fn random_inputs(g: &Graph, batch: usize, seed: u64) -> Result<Vec<Tensor>> {
+    let shapes =
+        g.inputs()
+            .iter()
+            .map(|&id| {
+                let info = g.tensor(Outlet::new(id, 0));
+                let shape = info.shape.as_ref().ok_or_else(|| {
+                    OptError::Verify(format!("input `{}` has no shape", info.name))
+                })?;
+                shape
+                    .iter()
+                    .enumerate()
+                    .map(|(pos, d)| match d {
+                        Dim::Known(v) => Ok(*v as usize),
+                        Dim::Sym(_) if pos == 0 => Ok(batch),
+                        Dim::Sym(s) => Err(OptError::Verify(format!(
+                            "input `{}` is {}: its dim `{s}` is dynamic, so give the shape to use",
+                            info.name,
+                            info.describe()
+                        ))),
+                    })
+                    .collect::<Result<Vec<usize>>>()
+            })
+            .collect::<Result<Vec<_>>>()?;
+    random_inputs_of(g, &shapes, seed)
+}
+
+/// Random f32 inputs of the given shapes (one per graph input, in order).
+pub fn random_inputs_of(g: &Graph, shapes: &[Vec<usize>], seed: u64) -> Result<Vec<Tensor>> {
     g.inputs()
         .iter()
+        .zip(shapes)
         .enumerate()
-        .map(|(i, &id)| {
+        .map(|(i, (&id, dims))| {
             let info = g.tensor(Outlet::new(id, 0));
             if info.dtype != Some(DType::F32) {
                 return Err(OptError::Verify(format!(
@@ -30,18 +59,7 @@ pub fn random_inputs(g: &Graph, batch: usize, seed: u64) -> Result<Vec<Tensor>> 
                     info.describe()
                 )));
             }
-            let shape = info
-                .shape
-                .as_ref()
-                .ok_or_else(|| OptError::Verify(format!("input `{}` has no shape", info.name)))?;
-            let dims: Vec<usize> = shape
-                .iter()
-                .map(|d| match d {
-                    Dim::Known(v) => *v as usize,
-                    Dim::Sym(_) => batch,
-                })
-                .collect();
-            Ok(random_tensor(&dims, seed.wrapping_add(i as u64 * 7919)))
+            Ok(random_tensor(dims, seed.wrapping_add(i as u64 * 7919)))
         })
         .collect()
 }

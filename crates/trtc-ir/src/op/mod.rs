@@ -4,7 +4,7 @@
 //! an old-opset form) is kept as `Other` with its raw attributes, so nothing in a model is lost.
 
 mod attrs;
-mod onnx;
+pub(crate) mod onnx;
 
 pub use attrs::{Activation, AutoPad, ConvAttrs, FusedConv, OtherOp, PoolAttrs};
 pub(crate) use onnx::{attr_int, attr_string, AttrReader};

@@ -188,4 +188,64 @@ mod tests {
             .iter()
             .all(|&id| !matches!(after.node(id).op, Op::Shape { .. })));
     }
+
+    /// Old exporters make weights with `ConstantOfShape`, `Tile` and `Expand` of
+    /// constants; they must end up as plain constants, or the Gemm reading them cannot
+    /// run on an engine ("B is not constant").
+    #[test]
+    fn weights_made_by_constant_of_shape_tile_and_expand_are_folded() {
+        let mut b = GraphBuilder::new();
+        let x = b.input("x", &[2, 4]);
+        let shape = b.constant("shape", tensor1(&[4i64, 3]));
+        let value = Arc::new(tensor1(&[0.5f32]));
+        let w = b.op("cos", Op::ConstantOfShape { value: Some(value) }, &[shape]);
+        let row = b.constant("row", random_tensor(&[1, 3], 3));
+        let reps = b.constant("reps", tensor1(&[4i64, 1]));
+        let tiled = b.op(
+            "tile",
+            Op::Other(trtc_ir::op::OtherOp {
+                op_type: "Tile".into(),
+                domain: String::new(),
+                attributes: vec![],
+            }),
+            &[row, reps],
+        );
+        let bias_shape = b.constant("bias_shape", tensor1(&[3i64]));
+        let one = b.constant("one", random_tensor(&[1], 4));
+        let bias = b.op(
+            "expand",
+            Op::Other(trtc_ir::op::OtherOp {
+                op_type: "Expand".into(),
+                domain: String::new(),
+                attributes: vec![],
+            }),
+            &[one, bias_shape],
+        );
+        let wsum = b.op("wsum", Op::Add, &[w, tiled]);
+        let gemm = b.op(
+            "gemm",
+            Op::Gemm {
+                alpha: 1.0,
+                beta: 1.0,
+                trans_a: 0,
+                trans_b: 0,
+            },
+            &[x, wsum, bias],
+        );
+        b.output(gemm);
+        let g = b.build().unwrap();
+        let after = assert_preserves(&ConstantFolding, &g);
+        let gemm = after
+            .node_ids()
+            .into_iter()
+            .find(|&id| matches!(after.node(id).op, Op::Gemm { .. }))
+            .unwrap();
+        for slot in [1, 2] {
+            assert!(
+                after.input_const(gemm, slot).is_some(),
+                "Gemm input {slot} is not a constant after folding"
+            );
+        }
+        assert_eq!(after.compute_node_count(), 1, "only the Gemm is left");
+    }
 }

@@ -1,11 +1,11 @@
-//! The hybrid runtime: segments run in order, engines and tract models side by side, with
-//! tensors handed between them as shared values (no copies).
+//! One partitioned graph of known shapes (past the batch): segments run in order, engines
+//! and tract models side by side, with tensors handed between them as shared values (no
+//! copies).
 
 use crate::engine::{Engine, EngineBuilder, EnginePayload, LayerTiming, TractEngine};
 use crate::error::{BackendError, Result};
 use crate::options::{BackendChoice, CompileOptions};
 use crate::partition::{Partition, SegmentBackend};
-use crate::plan::Plan;
 use std::collections::BTreeMap;
 use std::collections::HashMap;
 use trtc_ir::eval::check_shapes;
@@ -14,7 +14,7 @@ use trtc_ir::{
     subgraph_io, subgraph_to_model_proto, CpuModel, Dim, Graph, Outlet, Tensor, TensorInfo,
 };
 
-struct SegmentRuntime {
+pub(crate) struct SegmentRuntime {
     id: usize,
     backend: SegmentBackend,
     inputs: Vec<Outlet>,
@@ -25,50 +25,28 @@ struct SegmentRuntime {
 }
 
 /// A partitioned graph ready to run.
-pub struct HybridModel {
+pub(crate) struct SegmentedModel {
     inputs: Vec<(Outlet, TensorInfo)>,
     outputs: Vec<(Outlet, TensorInfo)>,
     constants: Vec<(Outlet, TValue)>,
     segments: Vec<SegmentRuntime>,
     max_batch_size: usize,
     /// Things the user should hear once (GPU segments on the CPU, say).
-    pub notes: Vec<String>,
+    pub(crate) notes: Vec<String>,
     /// GPU segments whose engine failed to build (they run through tract), with the error.
     build_failures: Vec<(usize, String)>,
 }
 
-impl HybridModel {
-    /// Build every segment's engine (GPU engines time their tactics as each batch size
-    /// first runs).
-    pub fn new(
-        g: &Graph,
-        p: &Partition,
-        opts: &CompileOptions,
-        gpu: &dyn EngineBuilder,
-    ) -> Result<HybridModel> {
-        Self::with_payloads(g, p, opts, &BTreeMap::new(), gpu)
-    }
-
-    /// The model a plan describes, its GPU engines rebuilt from the tactics it stored.
-    pub fn from_plan(plan: &Plan, gpu: &dyn EngineBuilder) -> Result<HybridModel> {
-        Self::with_payloads(
-            &plan.graph,
-            &plan.partition,
-            &plan.options,
-            &plan.engines,
-            gpu,
-        )
-    }
-
+impl SegmentedModel {
     /// Build every segment's engine, GPU engines from `payloads` (by segment id) where
     /// there is one.
-    pub fn with_payloads(
+    pub(crate) fn with_payloads(
         g: &Graph,
         p: &Partition,
         opts: &CompileOptions,
         payloads: &BTreeMap<usize, EnginePayload>,
         gpu: &dyn EngineBuilder,
-    ) -> Result<HybridModel> {
+    ) -> Result<SegmentedModel> {
         let mut notes = vec![];
         let mut build_failures = vec![];
         let gpu_segments = p
@@ -159,7 +137,7 @@ impl HybridModel {
             .iter()
             .filter_map(|&o| g.const_value(o).map(|t| (o, TValue::from((**t).clone()))))
             .collect();
-        Ok(HybridModel {
+        Ok(SegmentedModel {
             inputs: g
                 .inputs()
                 .iter()
@@ -178,22 +156,18 @@ impl HybridModel {
         })
     }
 
-    pub fn input_infos(&self) -> Vec<TensorInfo> {
+    pub(crate) fn input_infos(&self) -> Vec<TensorInfo> {
         self.inputs.iter().map(|(_, i)| i.clone()).collect()
-    }
-
-    pub fn output_infos(&self) -> Vec<TensorInfo> {
-        self.outputs.iter().map(|(_, i)| i.clone()).collect()
     }
 
     /// GPU segments whose engine failed to build (they run through tract): (segment id,
     /// the error).
-    pub fn build_failures(&self) -> &[(usize, String)] {
+    pub(crate) fn build_failures(&self) -> &[(usize, String)] {
         &self.build_failures
     }
 
     /// What a plan should store for each segment's engine, by segment id.
-    pub fn payloads(&self) -> BTreeMap<usize, EnginePayload> {
+    pub(crate) fn payloads(&self) -> BTreeMap<usize, EnginePayload> {
         self.segments
             .iter()
             .filter_map(|s| s.engine.payload().map(|p| (s.id, p)))
@@ -201,7 +175,7 @@ impl HybridModel {
     }
 
     /// (segment id, backend, engine kind) for each segment, in run order.
-    pub fn engines(&self) -> Vec<(usize, SegmentBackend, String)> {
+    pub(crate) fn engines(&self) -> Vec<(usize, SegmentBackend, String)> {
         self.segments
             .iter()
             .map(|s| (s.id, s.backend, s.engine.kind().to_string()))
@@ -210,9 +184,9 @@ impl HybridModel {
 
     /// Run once and time every layer of the engines that can say (GPU engines): (segment
     /// id, timing) in run order. Segments that cannot are run but not listed.
-    pub fn profile(&self, inputs: Vec<Tensor>) -> Result<Vec<(usize, LayerTiming)>> {
+    pub(crate) fn profile(&self, inputs: TVec<TValue>) -> Result<Vec<(usize, LayerTiming)>> {
         let mut timings = vec![];
-        self.run_with(inputs.into_iter().map(TValue::from).collect(), |s, args| {
+        self.run_with(inputs, |s, args| {
             if let Some(t) = s.engine.profile(args) {
                 timings.extend(t?.into_iter().map(|l| (s.id, l)));
             }
@@ -224,13 +198,13 @@ impl HybridModel {
     /// Per-iteration milliseconds of the engines alone, inputs and outputs left on the
     /// device, summed over segments; `None` when a segment cannot be timed that way (it
     /// runs through tract, so the model is not GPU-resident).
-    pub fn time_resident(
+    pub(crate) fn time_resident(
         &self,
-        inputs: Vec<Tensor>,
+        inputs: TVec<TValue>,
         iterations: usize,
     ) -> Result<Option<Vec<f64>>> {
         let mut total: Option<Vec<f64>> = Some(vec![0.0; iterations]);
-        self.run_with(inputs.into_iter().map(TValue::from).collect(), |s, args| {
+        self.run_with(inputs, |s, args| {
             match s.engine.time_resident(args, iterations) {
                 Some(t) => {
                     if let Some(acc) = total.as_mut() {
@@ -246,13 +220,8 @@ impl HybridModel {
         Ok(total)
     }
 
-    /// Run the model: inputs checked (shapes, dtypes, batch up to the maximum).
-    pub fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
-        self.run_values(inputs.into_iter().map(TValue::from).collect())
-    }
-
     /// `run` on shared tract values: callers that keep their inputs pass them without a copy.
-    pub fn run_values(&self, inputs: TVec<TValue>) -> Result<Vec<Tensor>> {
+    pub(crate) fn run_values(&self, inputs: TVec<TValue>) -> Result<Vec<Tensor>> {
         self.run_with(inputs, |_, _| Ok(()))
     }
 

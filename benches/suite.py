@@ -1,0 +1,188 @@
+"""The real-architecture suite (issue 11): export models with dynamic H and W, compile them
+with trtc for two input sizes, run the plans, and compare with ONNX Runtime (CPU).
+
+Runs on the GPU machine (PyTorch, torchvision, timm, onnxruntime there; seeded weights,
+BatchNorm statistics measured on random images so activations keep a sane scale):
+
+    python3 benches/suite.py TRTC OUTDIR [model ...]
+
+Prints one JSON line per (model, size, precision): share of original nodes on the GPU,
+GPU segments, build seconds of the shape's engines, max relative error against ONNX
+Runtime, finiteness. Also checks `trtc optimize` output with onnx.checker.
+"""
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+TRTC, OUT = (sys.argv[1], sys.argv[2]) if len(sys.argv) > 2 else (None, "/tmp/suite")
+os.makedirs(OUT, exist_ok=True)
+torch.manual_seed(0)
+
+
+class TextDetector(nn.Module):
+    """A small U-Net/FPN text-detector-like model: strided convs down, ConvTranspose and
+    Resize up, skip connections, a sigmoid probability map (as DBNet heads)."""
+
+    def __init__(self):
+        super().__init__()
+        c = [3, 16, 32, 64]
+        self.down = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(c[i], c[i + 1], 3, 2, 1), nn.BatchNorm2d(c[i + 1]), nn.ReLU())
+            for i in range(3))
+        self.lat = nn.ModuleList(nn.Conv2d(c[i + 1], 32, 1) for i in range(3))
+        self.up = nn.ConvTranspose2d(32, 16, 2, 2)
+        self.head = nn.Sequential(nn.Conv2d(16, 16, 3, 1, 1), nn.BatchNorm2d(16), nn.ReLU(),
+                                  nn.ConvTranspose2d(16, 1, 2, 2), nn.Sigmoid())
+
+    def forward(self, x):
+        feats = []
+        for d in self.down:
+            x = d(x)
+            feats.append(x)
+        p = self.lat[2](feats[2])
+        p = F.interpolate(p, size=feats[1].shape[2:], mode="nearest") + self.lat[1](feats[1])
+        p = F.interpolate(p, scale_factor=2.0, mode="bilinear", align_corners=False) + self.lat[0](feats[0])
+        return self.head(self.up(p))
+
+
+def build(name):
+    import timm
+    import torchvision.models as tv
+    import torchvision.models.segmentation as seg
+    if name == "textdet":
+        return TextDetector(), "image", [(1, 3, 320, 320), (1, 3, 480, 640)]
+    if name in ("fcn_resnet50", "deeplabv3_mobilenet_v3_large", "lraspp_mobilenet_v3_large"):
+        kw = {"weights": None, "weights_backbone": None}
+        if name != "lraspp_mobilenet_v3_large":
+            kw["aux_loss"] = False
+        m = getattr(seg, name)(**kw)
+        return m, "seg", [(1, 3, 512, 512), (1, 3, 480, 640)]
+    if name.startswith("timm_"):
+        return timm.create_model(name[5:], pretrained=False), "cls", [(1, 3, 224, 224), (1, 3, 320, 320)]
+    kw = {"weights": None}
+    if name == "googlenet":
+        kw.update(aux_logits=False, init_weights=True)
+    sizes = [(1, 3, 224, 224)] if name == "vit_b_16" else [(1, 3, 224, 224), (1, 3, 320, 320)]
+    return getattr(tv, name)(**kw), "cls", sizes
+
+
+OPSET = {"squeezenet1_1": 11, "googlenet": 12, "shufflenet_v2_x1_0": 13, "densenet121": 13,
+         "fcn_resnet50": 11, "deeplabv3_mobilenet_v3_large": 14, "lraspp_mobilenet_v3_large": 16,
+         "vit_b_16": 17, "timm_efficientnet_b0": 15, "timm_mobilenetv3_large_100": 13,
+         "timm_convnext_tiny": 17, "textdet": 11, "googlenet_opset9": 9}
+
+
+class SegOut(nn.Module):
+    def __init__(self, m):
+        super().__init__()
+        self.m = m
+
+    def forward(self, x):
+        return self.m(x)["out"]
+
+
+def export(name):
+    path = f"{OUT}/{name}.onnx"
+    base = "googlenet" if name == "googlenet_opset9" else name
+    m, kind, sizes = build(base)
+    if kind == "seg":
+        m = SegOut(m)
+    for mod in m.modules():
+        if isinstance(mod, nn.modules.batchnorm._BatchNorm):
+            mod.reset_running_stats()
+            mod.momentum = None
+    m.train()
+    with torch.no_grad():
+        for _ in range(2):
+            m(torch.randn(2, *sizes[0][1:]))
+    m.eval()
+    if not os.path.exists(path):
+        dyn = {0: "N"} if base == "vit_b_16" else {0: "N", 2: "H", 3: "W"}
+        out_dyn = {0: "N", 2: "H", 3: "W"} if kind != "cls" else {0: "N"}
+        torch.onnx.export(m, torch.randn(*sizes[0]), path, opset_version=OPSET[name],
+                          input_names=["x"], output_names=["y"],
+                          dynamic_axes={"x": dyn, "y": out_dyn}, dynamo=False,
+                          keep_initializers_as_inputs=(name == "googlenet_opset9"))
+    return path, sizes
+
+
+def sh(cmd, timeout=300):
+    t = time.time()
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    return p.returncode, p.stdout + p.stderr, time.time() - t
+
+
+def main():
+    import onnx
+    import onnxruntime as ort
+    names = sys.argv[3:] or list(OPSET)
+    for name in names:
+        rec = {"model": name}
+        try:
+            path, sizes = export(name)
+        except Exception as e:  # noqa: BLE001
+            print(json.dumps({**rec, "error": f"export: {e}"[:300]}), flush=True)
+            continue
+        # trtc optimize must write ONNX that passes the checker for the model's own opset.
+        rc, log, _ = sh([TRTC, "-q", "optimize", path, "-o", f"{OUT}/{name}.opt.onnx"])
+        try:
+            onnx.checker.check_model(onnx.load(f"{OUT}/{name}.opt.onnx"), full_check=True)
+            checker = "ok" if rc == 0 else f"rc {rc}"
+        except Exception as e:  # noqa: BLE001
+            checker = f"{e}"[:200]
+        sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+        rng = np.random.default_rng(0)
+        inputs = []
+        for s in sizes:
+            x = rng.standard_normal(s, dtype=np.float32)
+            f = f"{OUT}/{name}.{s[2]}x{s[3]}.npy"
+            np.save(f, x)
+            inputs.append((s, f, sess.run(None, {"x": x})[0]))
+        shapes = sum([["--shapes", "x:" + "x".join(map(str, s))] for s in sizes], [])
+        for prec in ("fp32", "fp16"):
+            plan = f"{OUT}/{name}.{prec}.trtc"
+            rc, log, secs = sh([TRTC, "-q", "compile", path, "-o", plan, "--precision", prec,
+                                "--report", plan + ".json", *shapes], timeout=600)
+            if rc != 0:
+                print(json.dumps({**rec, "precision": prec, "error": log[-600:]}), flush=True)
+                continue
+            report = json.load(open(plan + ".json"))
+            by_key = {s["shapes"]: s for s in report.get("shapes", [])}
+            for s, f, ref in inputs:
+                key = "x:" + "x".join(map(str, s[1:]))
+                r = by_key.get(key, {})
+                segs = r.get("report", {}).get("segments", [])
+                gpu = sum(x["original_nodes"] for x in segs if x["backend"] == "gpu" and not x.get("engine_error"))
+                allnodes = sum(x["original_nodes"] for x in segs) or 1
+                fallback = {}
+                for fb in r.get("report", {}).get("fallback", []):
+                    k = f'{fb["op"]}: {fb["reason"][:90]}'
+                    fallback[k] = fallback.get(k, 0) + 1
+                od = f"{OUT}/{name}.{prec}.{s[2]}x{s[3]}"
+                os.makedirs(od, exist_ok=True)
+                rc, log, run_s = sh([TRTC, "-q", "run", plan, "--input", f"x={f}", "--output-dir", od])
+                out = {**rec, "precision": prec, "size": f"{s[2]}x{s[3]}", "checker": checker,
+                       "gpu_share": round(gpu / allnodes, 4), "gpu_segments": sum(
+                           1 for x in segs if x["backend"] == "gpu" and not x.get("engine_error")),
+                       "build_s": round(r.get("build_seconds", -1), 2), "compile_s": round(secs, 1),
+                       "fallback": dict(sorted(fallback.items(), key=lambda kv: -kv[1])[:6])}
+                if rc != 0:
+                    out["error"] = log[-500:]
+                else:
+                    y = np.load(f"{od}/y.npy").astype(np.float64)
+                    scale = max(np.abs(ref).max(), 1e-6)
+                    out["max_rel_err"] = float(np.abs(y - ref).max() / scale)
+                    out["finite"] = bool(np.isfinite(y).all())
+                    out["run_s"] = round(run_s, 2)
+                print(json.dumps(out), flush=True)
+
+
+if __name__ == "__main__":
+    main()

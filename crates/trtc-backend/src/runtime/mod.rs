@@ -1,0 +1,231 @@
+//! The hybrid runtime: a plan's segments run in order, engines and tract side by side.
+//!
+//! A model whose input shapes are known past the batch runs as one [`SegmentedModel`].
+//! A dynamic one (`f32[N,3,?,?]`) runs through a [`ShapeCache`]: for each input-shape key
+//! that arrives, the graph is specialized, optimized again, partitioned and its engines
+//! built (TF-TRT's `is_dynamic_op`), from the tactics the plan stored for that key when
+//! it has them; up to `max_cached_engines` keys are kept, least recently used going first.
+
+mod segmented;
+mod shape_cache;
+
+pub(crate) use segmented::SegmentedModel;
+pub(crate) use shape_cache::ShapeCache;
+
+use crate::engine::{EngineBuilder, EnginePayload, LayerTiming};
+use crate::error::Result;
+use crate::options::CompileOptions;
+use crate::partition::{Partition, SegmentBackend};
+use crate::plan::Plan;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use trtc_ir::eval::check_shapes;
+use trtc_ir::tract_onnx::prelude::{TValue, TVec};
+use trtc_ir::{has_dynamic_dims, Graph, Outlet, Tensor, TensorInfo};
+
+enum Models {
+    Static(SegmentedModel),
+    Dynamic(ShapeCache),
+}
+
+/// A partitioned graph ready to run, for any input shape its inputs allow.
+pub struct HybridModel {
+    inputs: Vec<TensorInfo>,
+    outputs: Vec<TensorInfo>,
+    models: Models,
+    /// Things the user should hear once (GPU segments on the CPU, say).
+    pub notes: Vec<String>,
+}
+
+/// Engine payloads by shape key, then by segment id: what a plan stores for a dynamic
+/// model's specializations.
+pub type ShapePayloads = BTreeMap<String, BTreeMap<usize, EnginePayload>>;
+
+impl HybridModel {
+    /// Build every segment's engine (GPU engines time their tactics as each batch size
+    /// first runs). A graph with dynamic dims past the batch builds them per shape key,
+    /// as shapes arrive (`p` is then not used: each key is partitioned on its own).
+    pub fn new(
+        g: &Graph,
+        p: &Partition,
+        opts: &CompileOptions,
+        gpu: &'static dyn EngineBuilder,
+    ) -> Result<HybridModel> {
+        Self::with_payloads(g, p, opts, &BTreeMap::new(), &BTreeMap::new(), gpu)
+    }
+
+    /// The model a plan describes, its GPU engines rebuilt from the tactics it stored.
+    pub fn from_plan(plan: &Plan, gpu: &'static dyn EngineBuilder) -> Result<HybridModel> {
+        Self::with_payloads(
+            &plan.graph,
+            &plan.partition,
+            &plan.options,
+            &plan.engines,
+            &plan.shape_engines,
+            gpu,
+        )
+    }
+
+    fn with_payloads(
+        g: &Graph,
+        p: &Partition,
+        opts: &CompileOptions,
+        payloads: &BTreeMap<usize, EnginePayload>,
+        shape_payloads: &ShapePayloads,
+        gpu: &'static dyn EngineBuilder,
+    ) -> Result<HybridModel> {
+        let infos = |v: Vec<Outlet>| v.into_iter().map(|o| g.tensor(o).clone()).collect();
+        let inputs = infos(g.inputs().iter().map(|&i| Outlet::new(i, 0)).collect());
+        let outputs = infos(g.outputs().to_vec());
+        let (models, notes) = if has_dynamic_dims(g) {
+            let cache = ShapeCache::new(g.clone(), opts.clone(), shape_payloads.clone(), gpu);
+            (Models::Dynamic(cache), vec![])
+        } else {
+            let mut m = SegmentedModel::with_payloads(g, p, opts, payloads, gpu)?;
+            let notes = std::mem::take(&mut m.notes);
+            (Models::Static(m), notes)
+        };
+        Ok(HybridModel {
+            inputs,
+            outputs,
+            models,
+            notes,
+        })
+    }
+
+    /// Is this a model whose engines are built per input shape?
+    pub fn is_dynamic(&self) -> bool {
+        matches!(self.models, Models::Dynamic(_))
+    }
+
+    pub fn input_infos(&self) -> Vec<TensorInfo> {
+        self.inputs.clone()
+    }
+
+    pub fn output_infos(&self) -> Vec<TensorInfo> {
+        self.outputs.clone()
+    }
+
+    /// GPU segments whose engine failed to build (they run through tract): (segment id,
+    /// the error). For a dynamic model: those of the shape keys built so far.
+    pub fn build_failures(&self) -> Vec<(usize, String)> {
+        match &self.models {
+            Models::Static(m) => m.build_failures().to_vec(),
+            Models::Dynamic(c) => c.build_failures(),
+        }
+    }
+
+    /// What a plan should store for each segment's engine, by segment id (a model of
+    /// static shapes).
+    pub fn payloads(&self) -> BTreeMap<usize, EnginePayload> {
+        match &self.models {
+            Models::Static(m) => m.payloads(),
+            Models::Dynamic(_) => BTreeMap::new(),
+        }
+    }
+
+    /// What a plan should store for each shape key built so far (a dynamic model).
+    pub fn shape_payloads(&self) -> ShapePayloads {
+        match &self.models {
+            Models::Static(_) => BTreeMap::new(),
+            Models::Dynamic(c) => c.payloads(),
+        }
+    }
+
+    /// (segment id, backend, engine kind) for each segment, in run order; for a dynamic
+    /// model, those of the shape key used last (none before the first run).
+    pub fn engines(&self) -> Vec<(usize, SegmentBackend, String)> {
+        match &self.models {
+            Models::Static(m) => m.engines(),
+            Models::Dynamic(c) => c.last_used().map(|m| m.engines()).unwrap_or_default(),
+        }
+    }
+
+    /// Build the engines for inputs of these shapes now, without running (a dynamic
+    /// model; a static one has its engines already). Shapes are checked as `run` does.
+    pub fn prepare(&self, shapes: &[Vec<usize>]) -> Result<()> {
+        if let Models::Dynamic(c) = &self.models {
+            let dts: Vec<_> = self
+                .inputs
+                .iter()
+                .map(|t| {
+                    t.dtype
+                        .and_then(|d| d.to_datum())
+                        .unwrap_or(trtc_ir::tract_onnx::prelude::DatumType::F32)
+                })
+                .collect();
+            check_shapes(&self.inputs, shapes, &dts)?;
+            c.get(shapes)?;
+        }
+        Ok(())
+    }
+
+    /// For a dynamic model, a compile report of each shape key built and kept: (key,
+    /// seconds its engines took to build, report).
+    pub fn shape_reports(
+        &self,
+        model_name: &str,
+    ) -> Result<Vec<(String, f64, crate::report::CompileReport)>> {
+        match &self.models {
+            Models::Static(_) => Ok(vec![]),
+            Models::Dynamic(c) => c.reports(model_name),
+        }
+    }
+
+    /// The model for these inputs: checked against the graph's inputs, then for a
+    /// dynamic model the specialization of their shape key (built now if new).
+    fn model_for(&self, inputs: &TVec<TValue>) -> Result<ModelRef<'_>> {
+        let shapes: Vec<Vec<usize>> = inputs.iter().map(|t| t.shape().to_vec()).collect();
+        let dts: Vec<_> = inputs.iter().map(|t| t.datum_type()).collect();
+        check_shapes(&self.inputs, &shapes, &dts)?;
+        Ok(match &self.models {
+            Models::Static(m) => ModelRef::Borrowed(m),
+            Models::Dynamic(c) => ModelRef::Shared(c.get(&shapes)?),
+        })
+    }
+
+    /// Run once and time every layer of the engines that can say (GPU engines): (segment
+    /// id, timing) in run order. Segments that cannot are run but not listed.
+    pub fn profile(&self, inputs: Vec<Tensor>) -> Result<Vec<(usize, LayerTiming)>> {
+        let inputs: TVec<TValue> = inputs.into_iter().map(TValue::from).collect();
+        self.model_for(&inputs)?.get().profile(inputs)
+    }
+
+    /// Per-iteration milliseconds of the engines alone, inputs and outputs left on the
+    /// device, summed over segments; `None` when a segment cannot be timed that way (it
+    /// runs through tract, so the model is not GPU-resident).
+    pub fn time_resident(
+        &self,
+        inputs: Vec<Tensor>,
+        iterations: usize,
+    ) -> Result<Option<Vec<f64>>> {
+        let inputs: TVec<TValue> = inputs.into_iter().map(TValue::from).collect();
+        self.model_for(&inputs)?
+            .get()
+            .time_resident(inputs, iterations)
+    }
+
+    /// Run the model: inputs checked (shapes, dtypes, batch up to the maximum).
+    pub fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
+        self.run_values(inputs.into_iter().map(TValue::from).collect())
+    }
+
+    /// `run` on shared tract values: callers that keep their inputs pass them without a copy.
+    pub fn run_values(&self, inputs: TVec<TValue>) -> Result<Vec<Tensor>> {
+        self.model_for(&inputs)?.get().run_values(inputs)
+    }
+}
+
+enum ModelRef<'a> {
+    Borrowed(&'a SegmentedModel),
+    Shared(Arc<SegmentedModel>),
+}
+
+impl ModelRef<'_> {
+    fn get(&self) -> &SegmentedModel {
+        match self {
+            ModelRef::Borrowed(m) => m,
+            ModelRef::Shared(m) => m,
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! Engines per input-shape key for a model with dynamic dims past the batch.
+//!
+//! Each key (`x:3x640x640`) gets its own specialized graph, partition and engines, built
+//! the first time inputs of that shape arrive, from the tactics the plan stored for the
+//! key when there are any. At most `max_cached_engines` keys are kept; the least recently
+//! used is dropped (with a note) to make room.
+
+use super::SegmentedModel;
+use crate::engine::{EngineBuilder, EnginePayload};
+use crate::error::Result;
+use crate::options::CompileOptions;
+use crate::report::CompileReport;
+use crate::shapes::{specialize_for, Specialized};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+use trtc_ir::{shape_key, Graph};
+
+struct Entry {
+    spec: Arc<Specialized>,
+    model: Arc<SegmentedModel>,
+    build_seconds: f64,
+}
+
+pub(crate) struct ShapeCache {
+    graph: Graph,
+    opts: CompileOptions,
+    stored: BTreeMap<String, BTreeMap<usize, EnginePayload>>,
+    gpu: &'static dyn EngineBuilder,
+    /// Most recently used last.
+    entries: Mutex<Vec<Entry>>,
+}
+
+impl ShapeCache {
+    pub(crate) fn new(
+        graph: Graph,
+        opts: CompileOptions,
+        stored: BTreeMap<String, BTreeMap<usize, EnginePayload>>,
+        gpu: &'static dyn EngineBuilder,
+    ) -> ShapeCache {
+        ShapeCache {
+            graph,
+            opts,
+            stored,
+            gpu,
+            entries: Mutex::new(vec![]),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Vec<Entry>> {
+        // A panic while holding the lock leaves whole entries: keep using them.
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The model for inputs of these shapes (already checked against the graph's inputs).
+    pub(crate) fn get(&self, shapes: &[Vec<usize>]) -> Result<Arc<SegmentedModel>> {
+        let key = shape_key(&self.graph, shapes);
+        {
+            let mut entries = self.lock();
+            if let Some(pos) = entries.iter().position(|e| e.spec.key == key) {
+                let e = entries.remove(pos);
+                let model = e.model.clone();
+                entries.push(e);
+                return Ok(model);
+            }
+        }
+        let start = Instant::now();
+        tracing::info!("building engines for input shapes {key}");
+        let spec = specialize_for(&self.graph, shapes, &self.opts, self.gpu.support())?;
+        let none = BTreeMap::new();
+        let payloads = self.stored.get(&key).unwrap_or(&none);
+        let mut model = SegmentedModel::with_payloads(
+            &spec.graph,
+            &spec.partition,
+            &self.opts,
+            payloads,
+            self.gpu,
+        )?;
+        for note in std::mem::take(&mut model.notes) {
+            tracing::warn!("input shapes {key}: {note}");
+        }
+        let build_seconds = start.elapsed().as_secs_f64();
+        tracing::info!("engines for input shapes {key} built in {build_seconds:.2} s");
+        let model = Arc::new(model);
+        let mut entries = self.lock();
+        if let Some(pos) = entries.iter().position(|e| e.spec.key == key) {
+            // Built meanwhile by another caller: use that one.
+            let e = entries.remove(pos);
+            let model = e.model.clone();
+            entries.push(e);
+            return Ok(model);
+        }
+        let capacity = self.opts.max_cached_engines.max(1);
+        while entries.len() >= capacity {
+            let old = entries.remove(0);
+            tracing::info!(
+                "dropping the engines for input shapes {} (--max-cached-engines {capacity})",
+                old.spec.key
+            );
+        }
+        entries.push(Entry {
+            spec: Arc::new(spec),
+            model: model.clone(),
+            build_seconds,
+        });
+        Ok(model)
+    }
+
+    pub(crate) fn last_used(&self) -> Option<Arc<SegmentedModel>> {
+        self.lock().last().map(|e| e.model.clone())
+    }
+
+    pub(crate) fn build_failures(&self) -> Vec<(usize, String)> {
+        self.lock()
+            .iter()
+            .flat_map(|e| e.model.build_failures().to_vec())
+            .collect()
+    }
+
+    /// The stored payloads, with those of every key built since in their place.
+    pub(crate) fn payloads(&self) -> BTreeMap<String, BTreeMap<usize, EnginePayload>> {
+        let mut out = self.stored.clone();
+        for e in self.lock().iter() {
+            out.insert(e.spec.key.clone(), e.model.payloads());
+        }
+        out
+    }
+
+    /// A compile report for each key built and still kept, with its build time.
+    pub(crate) fn reports(&self, model_name: &str) -> Result<Vec<(String, f64, CompileReport)>> {
+        self.lock()
+            .iter()
+            .map(|e| {
+                let mut r = CompileReport::new(
+                    model_name,
+                    &e.spec.graph,
+                    &e.spec.partition,
+                    &self.opts,
+                    e.spec.optimizer.clone(),
+                )?;
+                r.note_engine_failures(&e.spec.graph, &e.spec.partition, e.model.build_failures());
+                Ok((e.spec.key.clone(), e.build_seconds, r))
+            })
+            .collect()
+    }
+}

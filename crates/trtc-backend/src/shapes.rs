@@ -1,0 +1,234 @@
+//! Shapes: the `--shapes` profiles a plan is built for ahead of time, and the graph, its
+//! optimization and its partition for one concrete set of input shapes (what an engine
+//! for a dynamic model is built from, at compile time or when the shape first arrives).
+
+use crate::error::{BackendError, Result};
+use crate::options::{BackendChoice, CompileOptions};
+use crate::partition::{partition, Partition, PartitionOptions};
+use trtc_engine::OpSupport;
+use trtc_ir::{shape_key, specialize, Graph, Outlet};
+use trtc_optimizer::{Pipeline, PipelineReport};
+
+/// A graph specialized for one shape key, optimized again and partitioned.
+pub struct Specialized {
+    /// `x:3x640x640`: each input's dims past the batch.
+    pub key: String,
+    pub graph: Graph,
+    pub partition: Partition,
+    pub optimizer: PipelineReport,
+}
+
+/// Specialize `g` for `shapes` (one per input, graph order), fold what became constant
+/// (shape arithmetic), and partition with `support`'s table.
+pub fn specialize_for(
+    g: &Graph,
+    shapes: &[Vec<usize>],
+    opts: &CompileOptions,
+    support: &dyn OpSupport,
+) -> Result<Specialized> {
+    let key = shape_key(g, shapes);
+    let mut graph = specialize(g, shapes)?;
+    let optimizer = Pipeline::default_pipeline().run(&mut graph)?;
+    let popts = PartitionOptions {
+        min_segment_size: opts.min_segment_size,
+        deny_ops: opts.deny_ops.clone(),
+        use_gpu: opts.backend != BackendChoice::Cpu,
+    };
+    let partition = partition(&graph, support, &popts)?;
+    Ok(Specialized {
+        key,
+        graph,
+        partition,
+        optimizer,
+    })
+}
+
+fn shapes_err(detail: impl Into<String>) -> BackendError {
+    BackendError::Shapes(detail.into())
+}
+
+/// One `--shapes` profile, `x:1x3x640x640[,y:1x10]`, as a shape per input in graph order.
+/// An input it does not name keeps its declared shape (batch 1 where the batch is
+/// symbolic), which must then be static past the batch.
+pub fn parse_profile(g: &Graph, spec: &str) -> Result<Vec<Vec<usize>>> {
+    let infos: Vec<_> = g
+        .inputs()
+        .iter()
+        .map(|&i| g.tensor(Outlet::new(i, 0)).clone())
+        .collect();
+    let names = || {
+        infos
+            .iter()
+            .map(|t| format!("`{}` {}", t.name, t.describe()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut given: Vec<Option<Vec<usize>>> = vec![None; infos.len()];
+    for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (name, dims) = part.rsplit_once(':').ok_or_else(|| {
+            shapes_err(format!(
+                "`{part}`: expected NAME:DIMS such as x:1x3x224x224"
+            ))
+        })?;
+        let pos = infos.iter().position(|t| t.name == name).ok_or_else(|| {
+            shapes_err(format!(
+                "`{name}` is not an input of the model (inputs: {})",
+                names()
+            ))
+        })?;
+        let dims = dims
+            .split('x')
+            .map(|d| d.trim().parse::<usize>().ok().filter(|&v| v > 0))
+            .collect::<Option<Vec<usize>>>()
+            .ok_or_else(|| {
+                shapes_err(format!(
+                    "`{part}`: dims must be positive integers joined by x (1x3x224x224)"
+                ))
+            })?;
+        if given[pos].replace(dims).is_some() {
+            return Err(shapes_err(format!("`{name}` is given twice in `{spec}`")));
+        }
+    }
+    infos
+        .iter()
+        .zip(given)
+        .map(|(t, g)| match g {
+            Some(dims) => Ok(dims),
+            None => t
+                .shape
+                .as_ref()
+                .and_then(|s| {
+                    s.iter()
+                        .enumerate()
+                        .map(|(i, d)| d.known().map(|v| v as usize).or((i == 0).then_some(1)))
+                        .collect::<Option<Vec<usize>>>()
+                })
+                .ok_or_else(|| {
+                    shapes_err(format!(
+                        "input `{}` is {}, with dims past the batch that only its data can say: \
+                         give its shape in --shapes (`{}:1x...`)",
+                        t.name,
+                        t.describe(),
+                        t.name
+                    ))
+                }),
+        })
+        .collect()
+}
+
+/// Is `key` one that inputs of `g` can have (a plan's stored shape entry)? The shapes
+/// it stands for at batch 1, or what is wrong with it.
+pub fn parse_key(g: &Graph, key: &str) -> Result<Vec<Vec<usize>>> {
+    let bad = |why: &str| shapes_err(format!("shape entry `{key}`: {why}"));
+    let parts: Vec<&str> = key.split(',').collect();
+    if parts.len() != g.inputs().len() {
+        return Err(bad("not one entry per model input"));
+    }
+    let mut shapes = vec![];
+    for (part, &id) in parts.iter().zip(g.inputs()) {
+        let info = g.tensor(Outlet::new(id, 0));
+        let (name, dims) = part
+            .rsplit_once(':')
+            .ok_or_else(|| bad("expected NAME:DIMS"))?;
+        if name != info.name {
+            return Err(bad(&format!("`{name}` where the input is `{}`", info.name)));
+        }
+        let mut s = vec![1usize];
+        if !dims.is_empty() {
+            for d in dims.split('x') {
+                s.push(
+                    d.parse()
+                        .ok()
+                        .filter(|&v: &usize| v > 0)
+                        .ok_or_else(|| bad("bad dims"))?,
+                );
+            }
+        }
+        shapes.push(s);
+    }
+    let infos: Vec<_> = g
+        .inputs()
+        .iter()
+        .map(|&i| g.tensor(Outlet::new(i, 0)).clone())
+        .collect();
+    let dts: Vec<_> = infos
+        .iter()
+        .map(|t| {
+            t.dtype
+                .and_then(|d| d.to_datum())
+                .unwrap_or(trtc_ir::tract_onnx::prelude::DatumType::F32)
+        })
+        .collect();
+    trtc_ir::eval::check_shapes(&infos, &shapes, &dts).map_err(|e| bad(&e.to_string()))?;
+    Ok(shapes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use trtc_ir::{DType, GraphBuilder, Op};
+
+    fn two_inputs() -> Graph {
+        let mut b = GraphBuilder::new();
+        let x = b.input_with(
+            "x",
+            DType::F32,
+            vec!["N".into(), 3u64.into(), "H".into(), "W".into()],
+        );
+        let y = b.input_with("y", DType::F32, vec!["N".into(), 3u64.into()]);
+        let r = b.op("relu", Op::Relu, &[x]);
+        let s = b.op("sig", Op::Sigmoid, &[y]);
+        b.output(r).output(s);
+        b.build().unwrap()
+    }
+
+    #[test]
+    fn parses_profiles_and_fills_static_inputs() {
+        let g = two_inputs();
+        assert_eq!(
+            parse_profile(&g, "x:2x3x64x32").unwrap(),
+            vec![vec![2, 3, 64, 32], vec![1, 3]]
+        );
+        assert_eq!(
+            parse_profile(&g, "y:4x3, x:1x3x8x8").unwrap(),
+            vec![vec![1, 3, 8, 8], vec![4, 3]]
+        );
+    }
+
+    #[test]
+    fn keys_round_trip_and_bad_ones_are_refused() {
+        let g = two_inputs();
+        let shapes = parse_profile(&g, "x:2x3x64x32").unwrap();
+        let key = shape_key(&g, &shapes);
+        assert_eq!(key, "x:3x64x32,y:3");
+        assert_eq!(
+            parse_key(&g, &key).unwrap(),
+            vec![vec![1, 3, 64, 32], vec![1, 3]]
+        );
+        for bad in [
+            "x:3x64x32",
+            "x:4x64x32,y:3",
+            "y:3x64x32,x:3",
+            "x:3x64,y:3",
+            "x:3xax2,y:3",
+        ] {
+            assert!(parse_key(&g, bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn bad_profiles_name_the_problem() {
+        let g = two_inputs();
+        for (spec, says) in [
+            ("", "only its data can say"),
+            ("z:1x3", "not an input"),
+            ("x:1x3xfoo", "positive integers"),
+            ("x:1x3x0x4", "positive integers"),
+            ("x1x3", "NAME:DIMS"),
+            ("x:1x3x4x4,x:1x3x4x4", "twice"),
+        ] {
+            let e = parse_profile(&g, spec).unwrap_err().to_string();
+            assert!(e.contains(says), "`{spec}`: {e}");
+        }
+    }
+}
