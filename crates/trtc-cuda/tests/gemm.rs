@@ -1,4 +1,4 @@
-//! Products on the GPU against tract: Gemm in its forms, MatMul of 2-D and 3-D tensors.
+//! Products on the GPU against tract: Gemm in its forms, MatMul of 2-D to 4-D tensors.
 //! Every case in fp32 NCHW, fp32 NHWC (1e-4 relative) and fp16 (1e-2).
 //! Run on a GPU machine: `cargo test -p trtc-cuda --test gpu gemm:: -- --ignored`.
 
@@ -39,14 +39,14 @@ fn gemms_match_tract() {
     std::env::remove_var("TRTC_GEMM");
 }
 
-/// MatMul of a 2-D and of a 3-D tensor by a constant matrix (one product over all the
+/// MatMul of a 2-D, a 3-D and a 4-D tensor by a constant matrix (one product over all the
 /// leading rows), through cuBLASLt and through trtc's kernel.
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn matmuls_by_a_constant_match_tract() {
     for choice in ["cublaslt", "off"] {
         std::env::set_var("TRTC_GEMM", choice);
-        for dims in [vec![24u64], vec![7, 24]] {
+        for dims in [vec![24u64], vec![7, 24], vec![5, 6, 24]] {
             let mut b = GraphBuilder::new();
             let mut shape: Vec<trtc_ir::Dim> = vec!["N".into()];
             shape.extend(dims.iter().map(|&d| d.into()));
@@ -65,4 +65,41 @@ fn matmuls_by_a_constant_match_tract() {
         }
     }
     std::env::remove_var("TRTC_GEMM");
+}
+
+/// ConvNeXt's block: a depthwise conv, a permute to channels-last, two Linear layers
+/// (MatMul of a 4-D tensor by a constant, bias Add, an activation between), a permute back and
+/// the residual Add. In NHWC engines the 4-D products go through row-major copies.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn channels_last_linear_block_matches_tract() {
+    let mut b = GraphBuilder::new();
+    let x = b.input_with(
+        "x",
+        trtc_ir::DType::F32,
+        vec!["N".into(), 24u64.into(), 7u64.into(), 5u64.into()],
+    );
+    let dw = ConvAttrs {
+        group: 24,
+        kernel_shape: vec![3, 3],
+        pads: vec![1, 1, 1, 1],
+        ..Default::default()
+    };
+    let c = conv(&mut b, x, 24, 24, 3, dw, 1);
+    let nhwc = b.op("to_nhwc", Op::Transpose { perm: Some(vec![0, 2, 3, 1]) }, &[c]);
+    let w1 = b.constant("w1", random_tensor(&[24, 96], 2));
+    let b1 = b.constant("b1", random_tensor(&[96], 3));
+    let h = b.op("fc1", Op::MatMul, &[nhwc, w1]);
+    let h = b.op("fc1_bias", Op::Add, &[h, b1]);
+    let h = b.op("act", Op::Sigmoid, &[h]);
+    let w2 = b.constant("w2", random_tensor(&[96, 24], 4));
+    let h = b.op("fc2", Op::MatMul, &[h, w2]);
+    let back = b.op("to_nchw", Op::Transpose { perm: Some(vec![0, 3, 1, 2]) }, &[h]);
+    let y = b.op("residual", Op::Add, &[back, x]);
+    b.output(y);
+    check_all_configs(
+        &b.build().unwrap(),
+        vec![random_tensor(&[2, 24, 7, 5], 5)],
+        "convnext block",
+    );
 }

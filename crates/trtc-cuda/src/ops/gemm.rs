@@ -1,5 +1,6 @@
-//! Products: `Gemm` (A not transposed, constant B and C) and `MatMul` of a 2-D or 3-D
-//! tensor by a constant 2-D matrix. One `Step::Gemm` with B stored `[k][n]`; the tactics
+//! Products: `Gemm` (A not transposed, constant B and C) and `MatMul` of a tensor of any
+//! rank from 2 by a constant 2-D matrix (a 4-D one, ConvNeXt's channels-last Linear, goes
+//! through plain row-major storage in NHWC engines). One `Step::Gemm` with B stored `[k][n]`; the tactics
 //! choose between cuBLASLt (algorithms timed, bias in its epilogue) and trtc's kernel.
 
 use super::rules::{attr, input_rank};
@@ -21,7 +22,7 @@ pub static FAMILY: OpFamily = OpFamily {
         },
         OpDoc {
             op: "MatMul",
-            conditions: "A 2-D or 3-D; B a constant f32 matrix",
+            conditions: "A of rank 2 or more; B a constant f32 matrix",
         },
     ],
     handles: |op| matches!(op, Op::Gemm { .. } | Op::MatMul),
@@ -60,8 +61,8 @@ fn check(g: &Graph, id: NodeId) -> std::result::Result<(), FallbackReason> {
             Ok(())
         }
         Op::MatMul => match input_rank(g, id, 0) {
-            Some(2) | Some(3) => Ok(()),
-            _ => Err(attr("A is not 2-D or 3-D")),
+            Some(r) if r >= 2 => Ok(()),
+            _ => Err(attr("A is not of rank 2 or more")),
         },
         _ => Err(FallbackReason::UnsupportedOp),
     }
@@ -102,8 +103,22 @@ fn lower(cx: &mut Lowering, id: NodeId) -> Result<()> {
         }
         _ => None,
     };
+    // Rows of A are contiguous only in plain storage: a 4-D tensor an NHWC engine keeps
+    // channels-last (channels being dim 1) goes through plain copies.
+    let mut a = cx.operand(id, 0)?;
+    if cx.p.slots[a].nhwc {
+        let plain = cx.p.push_slot(cx.p.slots[a].shape.clone(), None, false, cx.p.half);
+        cx.step(&format!("{name} (A to row-major)"), Step::Relayout { x: a, y: plain });
+        a = plain;
+    }
+    let y_final = y;
+    let y = if cx.p.slots[y].nhwc {
+        cx.p.push_slot(cx.p.slots[y].shape.clone(), None, false, cx.p.half)
+    } else {
+        y
+    };
     let step = Step::Gemm {
-        a: cx.operand(id, 0)?,
+        a,
         y,
         w_kn: cx.weight(&w_kn, None),
         bias,
@@ -113,5 +128,8 @@ fn lower(cx: &mut Lowering, id: NodeId) -> Result<()> {
         beta: 1.0,
     };
     cx.step(name, step);
+    if y != y_final {
+        cx.step(&format!("{name} (to NHWC)"), Step::Relayout { x: y, y: y_final });
+    }
     Ok(())
 }

@@ -146,9 +146,37 @@ fn norm_axes(ctx: &NodeCtx, axes: &[i64], rank: usize) -> Result<Vec<usize>> {
 }
 
 /// Slice by the constant starts, ends, axes and steps of inputs 1 to 4.
-pub(super) fn slice(ctx: &NodeCtx, known: &Known) -> Vec<TensorInfo> {
+pub(super) fn slice(ctx: &NodeCtx, known: &mut Known) -> Vec<TensorInfo> {
+    if let Some(picked) = slice_of_shape_vector(ctx, known) {
+        let n = picked.len() as u64;
+        known.sym_ints.insert(ctx.output(0), picked);
+        return vec![info(ctx.in_dt(0), Some(vec![Dim::Known(n)]))];
+    }
     let get = |s: usize| known.i64s(ctx.outlet(s));
-    let shape = match (ctx.in_shape(0), get(1), get(2)) {
+    vec![info(ctx.in_dt(0), sliced_shape(ctx, &get))]
+}
+
+/// A slice of a shape vector (`Shape(x)[2:]`, Resize's sizes) stays a known vector.
+fn slice_of_shape_vector(ctx: &NodeCtx, known: &Known) -> Option<Vec<SymInt>> {
+    let get = |s: usize| known.i64s(ctx.outlet(s));
+    let (v, starts, ends) = (known.ints(ctx.outlet(0))?, get(1)?, get(2)?);
+    if !get(3).is_none_or(|a| a == [0] || a == [-1]) {
+        return None;
+    }
+    let step = match get(4) {
+        None => 1,
+        Some(s) if s.len() == 1 => s[0],
+        Some(_) => return None,
+    };
+    let ([start], [end]) = (&starts[..], &ends[..]) else {
+        return None;
+    };
+    let picked = slice_indices(v.len() as i64, *start, *end, step)?;
+    Some(picked.into_iter().map(|i| v[i].clone()).collect())
+}
+
+fn sliced_shape(ctx: &NodeCtx, get: &dyn Fn(usize) -> Option<Vec<i64>>) -> Option<crate::shape::Shape> {
+    match (ctx.in_shape(0), get(1), get(2)) {
         (Some(x), Some(starts), Some(ends)) => {
             let axes = get(3).unwrap_or_else(|| (0..starts.len() as i64).collect());
             let steps = get(4).unwrap_or_else(|| vec![1; starts.len()]);
@@ -171,8 +199,7 @@ pub(super) fn slice(ctx: &NodeCtx, known: &Known) -> Vec<TensorInfo> {
             Some(out)
         }
         _ => None,
-    };
-    vec![info(ctx.in_dt(0), shape)]
+    }
 }
 
 /// ConstantOfShape: the shape held by input 1, of `value`'s dtype (F32 by default).
@@ -193,4 +220,38 @@ pub(super) fn constant_of_shape(
             .collect()
     });
     vec![info(dt, shape)]
+}
+
+/// The indices ONNX's Slice picks from a dim of `n` (starts and ends clamped, negative
+/// ones counted from the end); `None` for a zero step.
+fn slice_indices(n: i64, start: i64, end: i64, step: i64) -> Option<Vec<usize>> {
+    if step == 0 {
+        return None;
+    }
+    let norm = |v: i64| if v < 0 { v + n } else { v };
+    let (mut i, end) = if step > 0 {
+        (norm(start).clamp(0, n), norm(end).clamp(0, n))
+    } else {
+        (norm(start).clamp(-1, n - 1), norm(end).clamp(-1, n - 1))
+    };
+    let mut out = vec![];
+    while (step > 0 && i < end) || (step < 0 && i > end) {
+        out.push(i as usize);
+        i += step;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn slice_indices_follow_onnx() {
+        use super::slice_indices;
+        assert_eq!(slice_indices(4, 2, i64::MAX, 1), Some(vec![2, 3]));
+        assert_eq!(slice_indices(4, -2, 4, 1), Some(vec![2, 3]));
+        assert_eq!(slice_indices(4, -1, i64::MIN, -1), Some(vec![3, 2, 1, 0]));
+        assert_eq!(slice_indices(4, 0, 4, 2), Some(vec![0, 2]));
+        assert_eq!(slice_indices(4, 5, 9, 1), Some(vec![]));
+        assert_eq!(slice_indices(4, 0, 4, 0), None);
+    }
 }
