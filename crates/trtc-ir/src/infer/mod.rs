@@ -12,6 +12,7 @@ mod shape_ops;
 mod spatial;
 mod tensor_ops;
 
+pub use other_ops::resize_inputs;
 pub(crate) use rules::broadcast;
 
 use crate::dtype::DType;
@@ -299,7 +300,7 @@ fn rule(ctx: &NodeCtx, known: &mut Known) -> Result<Vec<TensorInfo>> {
             Ok(shape_ops::constant_of_shape(ctx, known, value.as_deref()))
         }
         Op::Other(o) => {
-            Ok(other_ops::infer(ctx, o)?.unwrap_or_else(|| vec![info(None, None); n_out]))
+            Ok(other_ops::infer(ctx, known, o)?.unwrap_or_else(|| vec![info(None, None); n_out]))
         }
     }
 }
