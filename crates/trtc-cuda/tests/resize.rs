@@ -11,6 +11,17 @@ use trtc_ir::Tensor;
 
 const FP32_EXACT: f32 = 1e-5;
 
+/// What, input dims but the batch, scales, sizes, attributes.
+type ResizeCase<'a> = (
+    &'a str,
+    [u64; 3],
+    Option<&'a [f32]>,
+    Option<&'a [i64]>,
+    Vec<AttributeProto>,
+);
+/// What, input dims but the batch, weight dims, bias, attributes.
+type DeconvCase<'a> = (&'a str, [u64; 3], [usize; 4], bool, Vec<AttributeProto>);
+
 fn text(name: &str, v: &str) -> AttributeProto {
     AttributeProto {
         name: name.into(),
@@ -43,6 +54,12 @@ fn input(b: &mut GraphBuilder, c: u64, h: u64, w: u64) -> Outlet {
         trtc_ir::DType::F32,
         vec!["N".into(), c.into(), h.into(), w.into()],
     )
+}
+
+/// An input of batch 2: constant sizes fix the batch (a model whose shapes the caller
+/// specialized before the engine was built).
+fn input_of_2(b: &mut GraphBuilder, c: u64, h: u64, w: u64) -> Outlet {
+    b.input("x", &[2, c as usize, h as usize, w as usize])
 }
 
 /// `g` on the GPU in every configuration (fp32 within `FP32_EXACT`), against `reference`
@@ -94,7 +111,10 @@ fn resize_graph(
     attrs: Vec<AttributeProto>,
 ) -> Graph {
     let mut b = GraphBuilder::new();
-    let x = input(&mut b, c, h, w);
+    let x = match sizes {
+        Some(_) => input_of_2(&mut b, c, h, w),
+        None => input(&mut b, c, h, w),
+    };
     let s = scales.map(|v| b.constant("s", Tensor::from_shape(&[v.len()], v).unwrap()));
     let z = sizes.map(|v| b.constant("z", Tensor::from_shape(&[v.len()], v).unwrap()));
     let r = b.op_n("r", other("Resize", attrs), &[Some(x), None, s, z], 1)[0];
@@ -109,13 +129,7 @@ fn resizes_match_tract() {
     let asym = || text("coordinate_transformation_mode", "asymmetric");
     let linear = || text("mode", "linear");
     let coord = |m: &str| text("coordinate_transformation_mode", m);
-    let cases: Vec<(
-        &str,
-        [u64; 3],
-        Option<&[f32]>,
-        Option<&[i64]>,
-        Vec<AttributeProto>,
-    )> = vec![
+    let cases: Vec<ResizeCase> = vec![
         (
             "nearest x2 (PyTorch)",
             [3, 5, 6],
@@ -262,7 +276,7 @@ fn upsample_and_opset_10_resize_match_their_opset_13_forms() {
 fn resize_between_convs_with_odd_channels_matches_tract() {
     // NHWC engines keep the tensors around the resize NHWC.
     let mut b = GraphBuilder::new();
-    let x = input(&mut b, 3, 6, 7);
+    let x = input_of_2(&mut b, 3, 6, 7);
     let attrs = ConvAttrs {
         kernel_shape: vec![3, 3],
         pads: vec![1, 1, 1, 1],
@@ -324,7 +338,7 @@ fn transposed_convolutions_match_tract() {
         i: g,
         ..Default::default()
     };
-    let cases: Vec<(&str, [u64; 3], [usize; 4], bool, Vec<AttributeProto>)> = vec![
+    let cases: Vec<DeconvCase> = vec![
         (
             "U-Net 2x2 stride 2",
             [16, 6, 7],

@@ -89,7 +89,7 @@ pub(crate) fn deconv(g: &Graph, id: NodeId) -> std::result::Result<Deconv, Fallb
     if groups < 1 || xs[0] as usize != w_dims[0] || w_dims[0] % groups as usize != 0 {
         return Err(attr("weights do not fit the input channels and group"));
     }
-    if w_dims.iter().any(|&d| d == 0) {
+    if w_dims.contains(&0) {
         return Err(attr("empty weights"));
     }
     let m = w_dims[1] * groups as usize;
@@ -236,11 +236,14 @@ mod tests {
         })
     }
 
+    /// Input channels, weight dims, bias, attributes, output dims but the batch.
+    type Case = (usize, [usize; 4], bool, Vec<AttributeProto>, [u64; 3]);
+
     #[test]
     fn transposed_convolutions_are_accepted_and_lower() {
         let s2 = || ints("strides", &[2, 2]);
         let p1 = || ints("pads", &[1, 1, 1, 1]);
-        let cases: Vec<(usize, [usize; 4], bool, Vec<AttributeProto>, [u64; 3])> = vec![
+        let cases: Vec<Case> = vec![
             // U-Net's 2x2 stride 2, DCGAN's 4x4 stride 2 pad 1.
             (8, [8, 4, 2, 2], true, vec![s2()], [4, 10, 10]),
             (8, [8, 3, 4, 4], false, vec![s2(), p1()], [3, 10, 10]),

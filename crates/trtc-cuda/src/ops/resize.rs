@@ -249,9 +249,12 @@ mod tests {
         b.op_n("r", op("Resize", attrs), &[Some(x), None, s, z], 1)[0]
     }
 
+    /// Scales, sizes and attributes of a Resize.
+    type Case<'a> = (Option<&'a [f32]>, Option<&'a [i64]>, Vec<AttributeProto>);
+
     #[test]
     fn resizes_of_h_and_w_are_accepted_and_lower() {
-        let cases: Vec<(Option<&[f32]>, Option<&[i64]>, Vec<AttributeProto>)> = vec![
+        let cases: Vec<Case> = vec![
             // PyTorch's nearest.
             (
                 Some(&[1., 1., 2., 2.]),
@@ -371,6 +374,13 @@ mod tests {
             "tf_crop_and_resize",
         );
         refused(&[1., 2., 2., 2.], vec![], "N or C");
+        // Sizes that fix the batch of an input whose batch is dynamic.
+        let g = graph_of(&[3, 8, 8], |b, x| {
+            resize(b, x, None, Some(&[2, 3, 16, 16]), vec![])
+        });
+        assert!(
+            matches!(reason(&g, "r"), Some(FallbackReason::UnsupportedAttribute(d)) if d.contains("N or C"))
+        );
         // Scales computed by the graph.
         let g = graph_of(&[3, 8, 8], |b, x| {
             let s = b.constant("s0", Tensor::from_shape(&[4], &two).unwrap());
