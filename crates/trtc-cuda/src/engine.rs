@@ -212,6 +212,21 @@ impl CudaEngine {
             Step::Convert { x, .. } => ("convert", 0, (4 + e) * n(*x)),
             Step::Relayout { x, .. } => ("relayout", 0, 2 * e * n(*x)),
             Step::Transpose { x, .. } => ("transpose", 0, 2 * e * n(*x)),
+            Step::Resize { x, y, linear, .. } => (
+                "resize",
+                if *linear { 6 * n(*y) } else { 0 },
+                e * (n(*x) + n(*y)),
+            ),
+            Step::ConvTranspose { x, y, w_dims, .. } => {
+                let w = w_dims.iter().map(|&d| d as u64).product::<u64>();
+                // Each input element meets every tap of its group's output channels.
+                let per_in = (w_dims[1] * w_dims[2] * w_dims[3]) as u64;
+                (
+                    "conv_transpose",
+                    2 * n(*x) * per_in,
+                    e * (n(*x) + n(*y)) + 4 * w,
+                )
+            }
             Step::Chain { inputs, y, ops } => (
                 "elementwise",
                 n(*y) * ops.len() as u64,

@@ -11,6 +11,7 @@ mod elementwise;
 mod gemm;
 mod normalization;
 mod pooling;
+mod resize;
 mod shape;
 mod softmax;
 mod transpose;

@@ -452,6 +452,8 @@ impl Exec {
                         })?;
                     self.chain_with(name, inst, &[*x], *y, &[], dims, vec![strides])
                 }
+                Step::Resize { .. } => self.launch_resize(inst, i),
+                Step::ConvTranspose { .. } => self.launch_conv_transpose(inst, i),
                 Step::Relayout { x, y } => {
                     let sh = p.shape(*x, b);
                     let n = [sh[0], sh[1], sh[2] * sh[3]];

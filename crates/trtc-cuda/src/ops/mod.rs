@@ -12,10 +12,12 @@
 //! generated from the table ([`ops_markdown`]); a test keeps it current.
 
 mod conv;
+mod conv_transpose;
 mod elementwise;
 mod gemm;
 mod normalization;
 mod pool;
+mod resize;
 mod shape;
 mod softmax;
 mod transpose;
@@ -53,7 +55,9 @@ pub struct OpFamily {
 /// Every family, in the order `docs/ops.md` lists them.
 pub static FAMILIES: &[&OpFamily] = &[
     &conv::FAMILY,
+    &conv_transpose::FAMILY,
     &pool::FAMILY,
+    &resize::FAMILY,
     &gemm::FAMILY,
     &normalization::FAMILY,
     &elementwise::FAMILY,
@@ -186,6 +190,7 @@ pub fn ops_markdown() -> String {
 /// Shared by the families' checks.
 pub(crate) mod rules {
     use trtc_engine::FallbackReason;
+    use trtc_ir::op::OtherOp;
     use trtc_ir::{Graph, NodeId};
 
     pub fn attr(what: impl Into<String>) -> FallbackReason {
@@ -210,6 +215,27 @@ pub(crate) mod rules {
     /// The rank of input `slot`, where known.
     pub fn input_rank(g: &Graph, id: NodeId, slot: usize) -> Option<usize> {
         g.input_info(id, slot).and_then(|t| t.rank())
+    }
+
+    /// String attribute `name` of a verbatim ONNX op.
+    pub fn str_attr(o: &OtherOp, name: &str) -> Option<String> {
+        o.attributes
+            .iter()
+            .find(|a| a.name == name)
+            .map(|a| String::from_utf8_lossy(&a.s).into_owned())
+    }
+
+    /// Integer attribute `name` of a verbatim ONNX op.
+    pub fn int_attr(o: &OtherOp, name: &str) -> Option<i64> {
+        o.attributes.iter().find(|a| a.name == name).map(|a| a.i)
+    }
+
+    /// Integer list attribute `name` of a verbatim ONNX op.
+    pub fn ints_attr(o: &OtherOp, name: &str) -> Option<Vec<i64>> {
+        o.attributes
+            .iter()
+            .find(|a| a.name == name)
+            .map(|a| a.ints.clone())
     }
 
     /// The rank of output 0, where known.

@@ -10,14 +10,14 @@ use trtc_ir::tract_onnx::prelude::{tensor0, Tensor};
 use trtc_ir::{subgraph_io, ConvAttrs, GraphBuilder, Op, Outlet};
 use trtc_optimizer::verify::random_tensor;
 
-const CONFIGS: [(Precision, Layout); 4] = [
+pub(super) const CONFIGS: [(Precision, Layout); 4] = [
     (Precision::Fp32, Layout::Nchw),
     (Precision::Fp32, Layout::Nhwc),
     (Precision::Tf32, Layout::Auto),
     (Precision::Fp16, Layout::Auto),
 ];
 
-fn opts(precision: Precision, layout: Layout) -> EngineOptions {
+pub(super) fn opts(precision: Precision, layout: Layout) -> EngineOptions {
     EngineOptions {
         precision,
         layout,
@@ -32,7 +32,7 @@ fn root() -> PathBuf {
 /// Every node the table accepts lowers alone, and every run of accepted nodes (in
 /// topological order, cut where a node is refused) lowers as one segment, in every
 /// configuration. Returns how many nodes were accepted.
-fn accepted_nodes_lower(g: &Graph) -> usize {
+pub(super) fn accepted_nodes_lower(g: &Graph) -> usize {
     let order = g.topo_order().unwrap();
     let accepted: Vec<NodeId> = order
         .iter()
@@ -99,7 +99,10 @@ fn every_node_of_inception_the_table_accepts_lowers() {
 }
 
 /// A graph of one input `[N, ...dims]` (batch symbolic) and what `f` builds on it.
-fn graph_of(dims: &[usize], f: impl FnOnce(&mut GraphBuilder, Outlet) -> Outlet) -> Graph {
+pub(super) fn graph_of(
+    dims: &[usize],
+    f: impl FnOnce(&mut GraphBuilder, Outlet) -> Outlet,
+) -> Graph {
     let mut b = GraphBuilder::new();
     let mut shape = vec![trtc_ir::Dim::Sym("N".into())];
     shape.extend(dims.iter().map(|&d| trtc_ir::Dim::Known(d as u64)));
@@ -110,14 +113,14 @@ fn graph_of(dims: &[usize], f: impl FnOnce(&mut GraphBuilder, Outlet) -> Outlet)
 }
 
 /// The node called `name`.
-fn node(g: &Graph, name: &str) -> NodeId {
+pub(super) fn node(g: &Graph, name: &str) -> NodeId {
     g.node_ids()
         .into_iter()
         .find(|&id| g.node(id).name == name)
         .unwrap()
 }
 
-fn reason(g: &Graph, name: &str) -> Option<FallbackReason> {
+pub(super) fn reason(g: &Graph, name: &str) -> Option<FallbackReason> {
     CudaOpTable.check(g, node(g, name)).err()
 }
 

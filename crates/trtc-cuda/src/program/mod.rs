@@ -139,6 +139,31 @@ pub enum Step {
         x: usize,
         y: usize,
     },
+    /// Resize of the two spatial dims of a 4-D tensor (`ops/resize.rs`): the scale of H and
+    /// W the coordinates use, bilinear or nearest, the kernel's coordinate transform and
+    /// nearest rounding codes (`ResizeSpec`).
+    Resize {
+        x: usize,
+        y: usize,
+        scale: [f32; 2],
+        linear: bool,
+        coord: i32,
+        nearest: i32,
+    },
+    /// A 2-D transposed convolution (`ops/conv_transpose.rs`): f32 weights
+    /// `[kh][kw][c][m/groups]` of the ONNX weights `w_dims` (`[c, m/groups, kh, kw]`), an
+    /// optional f32 bias, pads (top, left, bottom, right).
+    ConvTranspose {
+        x: usize,
+        y: usize,
+        w: WeightId,
+        b: Option<WeightId>,
+        w_dims: [i32; 4],
+        pads: [i32; 4],
+        stride: [i32; 2],
+        dilation: [i32; 2],
+        groups: i32,
+    },
     /// Elementwise ops fused into one kernel (`passes/chains.rs`): the value starts as
     /// `inputs[0]` (broadcast to y's shape) and goes through `ops`.
     Chain {

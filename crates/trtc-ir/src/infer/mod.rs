@@ -12,6 +12,7 @@ mod shape_ops;
 mod spatial;
 mod tensor_ops;
 
+pub use other_ops::resize_inputs;
 pub(crate) use rules::broadcast;
 
 use crate::dtype::DType;
