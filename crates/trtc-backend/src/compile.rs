@@ -85,12 +85,33 @@ pub fn tune_profiles(
     if profiles.is_empty() {
         return Ok(vec![]);
     }
+    for shapes in profiles {
+        check_batch(&plan.graph, shapes, plan.options.max_batch_size)?;
+    }
     if !trtc_ir::has_dynamic_dims(&plan.graph) {
-        return Err(crate::error::BackendError::Shapes(
-            "the model's input shapes are static past the batch: --shapes is for models \
-             with dynamic dims (use --max-batch-size for the batch)"
-                .into(),
-        ));
+        // A static model's one shape (trtexec accepts it too): check it, build nothing more.
+        let infos: Vec<_> = plan
+            .graph
+            .inputs()
+            .iter()
+            .map(|&i| plan.graph.tensor(trtc_ir::Outlet::new(i, 0)).clone())
+            .collect();
+        for shapes in profiles {
+            let dts: Vec<_> = infos
+                .iter()
+                .map(|t| {
+                    t.dtype
+                        .and_then(|d| d.to_datum())
+                        .unwrap_or(trtc_ir::tract_onnx::prelude::DatumType::F32)
+                })
+                .collect();
+            trtc_ir::eval::check_shapes(&infos, shapes, &dts)?;
+        }
+        tracing::info!(
+            "the model's input shapes are static past the batch: its engines serve every \
+             --shapes given (the batch is bounded by --max-batch-size)"
+        );
+        return Ok(vec![]);
     }
     let mut opts = plan.options.clone();
     opts.max_cached_engines = opts.max_cached_engines.max(profiles.len());
@@ -98,22 +119,6 @@ pub fn tune_profiles(
     let time_here = opts.backend != BackendChoice::Cpu && gpu.unavailable().is_none();
     let mut keys = vec![];
     for shapes in profiles {
-        for (t, s) in model.input_infos().iter().zip(shapes) {
-            if let Some(&batch) = s.first() {
-                let symbolic = t
-                    .shape
-                    .as_ref()
-                    .and_then(|d| d.first())
-                    .is_some_and(|d| d.known().is_none());
-                if symbolic && batch > opts.max_batch_size {
-                    return Err(crate::error::BackendError::BatchTooLarge {
-                        name: t.name.clone(),
-                        batch,
-                        max: opts.max_batch_size,
-                    });
-                }
-            }
-        }
         let key = trtc_ir::shape_key(&plan.graph, shapes);
         if time_here {
             tracing::info!("timing tactics for input shapes {key}");
@@ -137,4 +142,26 @@ pub fn tune_profiles(
         )
         .collect();
     Ok(keys)
+}
+
+/// A profile's batch (dim 0 where the model's is symbolic) is at most `max`.
+fn check_batch(g: &trtc_ir::Graph, shapes: &[Vec<usize>], max: usize) -> Result<()> {
+    for (&id, s) in g.inputs().iter().zip(shapes) {
+        let t = g.tensor(trtc_ir::Outlet::new(id, 0));
+        let symbolic = t
+            .shape
+            .as_ref()
+            .and_then(|d| d.first())
+            .is_some_and(|d| d.known().is_none());
+        if let (true, Some(&batch)) = (symbolic, s.first()) {
+            if batch > max {
+                return Err(crate::error::BackendError::BatchTooLarge {
+                    name: t.name.clone(),
+                    batch,
+                    max,
+                });
+            }
+        }
+    }
+    Ok(())
 }
