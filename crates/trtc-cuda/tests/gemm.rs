@@ -86,7 +86,13 @@ fn channels_last_linear_block_matches_tract() {
         ..Default::default()
     };
     let c = conv(&mut b, x, 24, 24, 3, dw, 1);
-    let nhwc = b.op("to_nhwc", Op::Transpose { perm: Some(vec![0, 2, 3, 1]) }, &[c]);
+    let nhwc = b.op(
+        "to_nhwc",
+        Op::Transpose {
+            perm: Some(vec![0, 2, 3, 1]),
+        },
+        &[c],
+    );
     let w1 = b.constant("w1", random_tensor(&[24, 96], 2));
     let b1 = b.constant("b1", random_tensor(&[96], 3));
     let h = b.op("fc1", Op::MatMul, &[nhwc, w1]);
@@ -94,7 +100,13 @@ fn channels_last_linear_block_matches_tract() {
     let h = b.op("act", Op::Sigmoid, &[h]);
     let w2 = b.constant("w2", random_tensor(&[96, 24], 4));
     let h = b.op("fc2", Op::MatMul, &[h, w2]);
-    let back = b.op("to_nchw", Op::Transpose { perm: Some(vec![0, 3, 1, 2]) }, &[h]);
+    let back = b.op(
+        "to_nchw",
+        Op::Transpose {
+            perm: Some(vec![0, 3, 1, 2]),
+        },
+        &[h],
+    );
     let y = b.op("residual", Op::Add, &[back, x]);
     b.output(y);
     check_all_configs(

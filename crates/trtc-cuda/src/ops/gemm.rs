@@ -107,8 +107,12 @@ fn lower(cx: &mut Lowering, id: NodeId) -> Result<()> {
     // channels-last (channels being dim 1) goes through plain copies.
     let mut a = cx.operand(id, 0)?;
     if cx.p.slots[a].nhwc {
-        let plain = cx.p.push_slot(cx.p.slots[a].shape.clone(), None, false, cx.p.half);
-        cx.step(&format!("{name} (A to row-major)"), Step::Relayout { x: a, y: plain });
+        let plain =
+            cx.p.push_slot(cx.p.slots[a].shape.clone(), None, false, cx.p.half);
+        cx.step(
+            &format!("{name} (A to row-major)"),
+            Step::Relayout { x: a, y: plain },
+        );
         a = plain;
     }
     let y_final = y;
@@ -129,7 +133,10 @@ fn lower(cx: &mut Lowering, id: NodeId) -> Result<()> {
     };
     cx.step(name, step);
     if y != y_final {
-        cx.step(&format!("{name} (to NHWC)"), Step::Relayout { x: y, y: y_final });
+        cx.step(
+            &format!("{name} (to NHWC)"),
+            Step::Relayout { x: y, y: y_final },
+        );
     }
     Ok(())
 }

@@ -175,7 +175,10 @@ fn slice_of_shape_vector(ctx: &NodeCtx, known: &Known) -> Option<Vec<SymInt>> {
     Some(picked.into_iter().map(|i| v[i].clone()).collect())
 }
 
-fn sliced_shape(ctx: &NodeCtx, get: &dyn Fn(usize) -> Option<Vec<i64>>) -> Option<crate::shape::Shape> {
+fn sliced_shape(
+    ctx: &NodeCtx,
+    get: &dyn Fn(usize) -> Option<Vec<i64>>,
+) -> Option<crate::shape::Shape> {
     match (ctx.in_shape(0), get(1), get(2)) {
         (Some(x), Some(starts), Some(ends)) => {
             let axes = get(3).unwrap_or_else(|| (0..starts.len() as i64).collect());

@@ -19,9 +19,9 @@
 
 use crate::error::Result;
 use crate::pass::{Pass, PassOutcome};
+use std::collections::HashMap;
 use std::sync::Arc;
 use trtc_ir::tract_onnx::prelude::tensor1;
-use std::collections::HashMap;
 use trtc_ir::{shape_values, Dim, Graph, NodeId, Op, Outlet, SymInt};
 
 pub struct ShapeFromInput;
@@ -116,7 +116,11 @@ fn resize_sizes_to_scales(
             (SymInt::Int(k), Dim::Known(n)) if *k > 0 && *n > 0 => {
                 let scale = *k as f32 / *n as f32;
                 if (*n as f32 * scale).floor() as i64 != *k {
-                    out.skip(g, id, format!("size {k} of dim {i} is not exact as an f32 scale"));
+                    out.skip(
+                        g,
+                        id,
+                        format!("size {k} of dim {i} is not exact as an f32 scale"),
+                    );
                     return Ok(false);
                 }
                 scale
@@ -196,19 +200,34 @@ mod tests {
     fn interpolate_to(y_hw: [u64; 2]) -> trtc_ir::Graph {
         let mut b = GraphBuilder::new();
         let n = || Dim::Sym("N".into());
-        let x = b.input_with("x", DType::F32, vec![n(), Dim::Known(2), Dim::Known(7), Dim::Known(9)]);
+        let x = b.input_with(
+            "x",
+            DType::F32,
+            vec![n(), Dim::Known(2), Dim::Known(7), Dim::Known(9)],
+        );
         let y = b.input_with(
             "y",
             DType::F32,
             vec![n(), Dim::Known(2), Dim::Known(y_hw[0]), Dim::Known(y_hw[1])],
         );
         let shape = |b: &mut GraphBuilder, t, name: &str| {
-            b.op(name, Op::Shape { start: None, end: None }, &[t])
+            b.op(
+                name,
+                Op::Shape {
+                    start: None,
+                    end: None,
+                },
+                &[t],
+            )
         };
         let sx = shape(&mut b, x, "sx");
         let sy = shape(&mut b, y, "sy");
         let c = |b: &mut GraphBuilder, name: &str, v: &[i64]| b.constant(name, tensor1(v));
-        let (z, two, end) = (c(&mut b, "z", &[0]), c(&mut b, "two", &[2]), c(&mut b, "end", &[4]));
+        let (z, two, end) = (
+            c(&mut b, "z", &[0]),
+            c(&mut b, "two", &[2]),
+            c(&mut b, "end", &[4]),
+        );
         let head = b.op("head", Op::Slice, &[sx, z, two]);
         let tail = b.op("tail", Op::Slice, &[sy, two, end]);
         let sizes = b.op("sizes", Op::Concat { axis: 0 }, &[head, tail]);
@@ -224,11 +243,21 @@ mod tests {
         assert_eq!(after.compute_node_count(), 1, "only the Resize is left");
         let id = after.find_node("resize").unwrap();
         let scales = after.input_const(id, 2).unwrap();
-        let v: Vec<f32> = scales.to_plain_array_view::<f32>().unwrap().iter().copied().collect();
+        let v: Vec<f32> = scales
+            .to_plain_array_view::<f32>()
+            .unwrap()
+            .iter()
+            .copied()
+            .collect();
         assert_eq!(v, vec![1.0, 1.0, 16.0 / 7.0, 20.0 / 9.0]);
         assert_eq!(
             after.tensor(after.outputs()[0]).shape,
-            Some(vec![Dim::Sym("N".into()), Dim::Known(2), Dim::Known(16), Dim::Known(20)])
+            Some(vec![
+                Dim::Sym("N".into()),
+                Dim::Known(2),
+                Dim::Known(16),
+                Dim::Known(20)
+            ])
         );
     }
 }
