@@ -30,8 +30,15 @@ pub fn compile(
         deny_ops: opts.deny_ops.clone(),
         use_gpu: opts.backend != BackendChoice::Cpu,
     };
-    let p = partition(&g, gpu.support(), &popts)?;
-    let report = CompileReport::new(model_name, &g, &p, opts, optimizer)?;
+    let mut p = partition(&g, gpu.support(), &popts)?;
+    // A dynamic model's sample needs its shape: each one's guard runs when it is built.
+    let overflows = if trtc_ir::has_dynamic_dims(&g) {
+        vec![]
+    } else {
+        crate::fp16_guard::apply(&g, &mut p, opts, None)
+    };
+    let mut report = CompileReport::new(model_name, &g, &p, opts, optimizer)?;
+    report.fp16_overflows = overflows;
     Ok(Plan {
         graph: g,
         partition: p,

@@ -5,6 +5,7 @@ pub mod compile;
 pub mod dot;
 pub mod engine;
 pub mod error;
+pub mod fp16_guard;
 pub mod options;
 pub mod partition;
 pub mod plan;

@@ -35,6 +35,9 @@ pub struct Segment {
     pub backend: SegmentBackend,
     /// Nodes in topological order.
     pub nodes: Vec<NodeId>,
+    /// The precision this segment's engine is built in when not the plan's (an fp16
+    /// plan's segment whose values leave the fp16 range runs in fp32: `fp16_guard`).
+    pub precision: Option<trtc_engine::Precision>,
 }
 
 #[derive(Clone, Debug)]
@@ -261,6 +264,7 @@ pub fn partition(g: &Graph, table: &dyn OpSupport, opts: &PartitionOptions) -> R
                     id,
                     backend: label(nodes[0]),
                     nodes,
+                    precision: None,
                 })
                 .collect();
             let mut fallback: Vec<Fallback> = nodes

@@ -36,6 +36,9 @@ struct PlanSegment {
     nodes: Vec<String>,
     /// The engine payload, when one was built at compile time.
     engine: Option<(String, ByteRange)>,
+    /// The segment's own precision, where not the plan's (`Segment::precision`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    precision: Option<trtc_engine::Precision>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -136,6 +139,7 @@ impl Plan {
                     backend: s.backend,
                     nodes: s.nodes.iter().map(|&n| key(&self.graph, n)).collect(),
                     engine: engine_ranges.remove(&s.id),
+                    precision: s.precision,
                 })
                 .collect(),
             fallback: self
@@ -260,6 +264,7 @@ impl Plan {
                 id: s.id,
                 backend: s.backend,
                 nodes,
+                precision: s.precision,
             });
         }
         let fallback = header

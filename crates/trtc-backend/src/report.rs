@@ -60,6 +60,10 @@ pub struct CompileReport {
     /// input shape, and `segments` above is only the shape-independent partition.
     #[serde(default)]
     pub dynamic: bool,
+    /// Layers of an fp16 plan whose values left the fp16 range on sample inputs: their
+    /// segments run in fp32 (`fp16_guard`).
+    #[serde(default)]
+    pub fp16_overflows: Vec<crate::fp16_guard::Fp16Overflow>,
 }
 
 /// One input-shape key of a dynamic model, as compiled.
@@ -164,6 +168,7 @@ impl CompileReport {
             boundary_bytes_batch1: total,
             shapes: vec![],
             dynamic: trtc_ir::has_dynamic_dims(g),
+            fp16_overflows: vec![],
         })
     }
 }
@@ -260,6 +265,20 @@ impl std::fmt::Display for CompileReport {
             writeln!(f, "CPU fallback ({} nodes):", self.fallback.len())?;
             for fb in &self.fallback {
                 writeln!(f, "  {:<40} {:<22} {}", fb.node, fb.op, fb.reason)?;
+            }
+        }
+        if !self.fp16_overflows.is_empty() {
+            writeln!(
+                f,
+                "fp16 range: {} layer(s) left it on sample inputs; their segments run in fp32:",
+                self.fp16_overflows.len()
+            )?;
+            for o in &self.fp16_overflows {
+                writeln!(
+                    f,
+                    "  {:<40} reached |x| = {:.3e} (segment {})",
+                    o.node, o.max_abs, o.segment
+                )?;
             }
         }
         Ok(())

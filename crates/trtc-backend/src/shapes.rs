@@ -16,6 +16,8 @@ pub struct Specialized {
     pub graph: Graph,
     pub partition: Partition,
     pub optimizer: PipelineReport,
+    /// Layers whose values left the fp16 range on the sample (their segments run in fp32).
+    pub fp16_overflows: Vec<crate::fp16_guard::Fp16Overflow>,
 }
 
 /// Specialize `g` for `shapes` (one per input, graph order), fold what became constant
@@ -34,12 +36,14 @@ pub fn specialize_for(
         deny_ops: opts.deny_ops.clone(),
         use_gpu: opts.backend != BackendChoice::Cpu,
     };
-    let partition = partition(&graph, support, &popts)?;
+    let mut partition = partition(&graph, support, &popts)?;
+    let fp16_overflows = crate::fp16_guard::apply(&graph, &mut partition, opts, Some(shapes));
     Ok(Specialized {
         key,
         graph,
         partition,
         optimizer,
+        fp16_overflows,
     })
 }
 

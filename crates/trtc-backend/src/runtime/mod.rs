@@ -18,6 +18,7 @@ use crate::options::CompileOptions;
 use crate::partition::{Partition, SegmentBackend};
 use crate::plan::Plan;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use trtc_ir::eval::check_shapes;
 use trtc_ir::tract_onnx::prelude::{TValue, TVec};
@@ -35,6 +36,9 @@ pub struct HybridModel {
     models: Models,
     /// Things the user should hear once (GPU segments on the CPU, say).
     pub notes: Vec<String>,
+    /// fp16 engines: outputs are checked for NaN/inf (warned about once).
+    fp16: bool,
+    warned_non_finite: AtomicBool,
 }
 
 /// Engine payloads by shape key, then by segment id: what a plan stores for a dynamic
@@ -90,6 +94,9 @@ impl HybridModel {
             outputs,
             models,
             notes,
+            fp16: opts.precision == crate::options::Precision::Fp16
+                && opts.backend != crate::options::BackendChoice::Cpu,
+            warned_non_finite: AtomicBool::new(false),
         })
     }
 
@@ -212,7 +219,14 @@ impl HybridModel {
 
     /// `run` on shared tract values: callers that keep their inputs pass them without a copy.
     pub fn run_values(&self, inputs: TVec<TValue>) -> Result<Vec<Tensor>> {
-        self.model_for(&inputs)?.get().run_values(inputs)
+        let outputs = self.model_for(&inputs)?.get().run_values(inputs)?;
+        if self.fp16 && !self.warned_non_finite.load(Ordering::Relaxed) {
+            let names: Vec<String> = self.outputs.iter().map(|t| t.name.clone()).collect();
+            if crate::fp16_guard::warn_non_finite(&names, &outputs) {
+                self.warned_non_finite.store(true, Ordering::Relaxed);
+            }
+        }
+        Ok(outputs)
     }
 }
 

@@ -75,6 +75,10 @@ impl SegmentedModel {
             let io = subgraph_io(g, &s.nodes)?;
             let mut engine: Option<Box<dyn Engine>> = None;
             if let (SegmentBackend::Gpu, Some(b)) = (s.backend, &builder) {
+                let mut engine_opts = engine_opts.clone();
+                if let Some(p) = s.precision {
+                    engine_opts.precision = p;
+                }
                 match b.build(g, &s.nodes, &io, &engine_opts, payloads.get(&s.id)) {
                     Ok(e) => engine = Some(e),
                     Err(e) if opts.backend == BackendChoice::Cuda => {

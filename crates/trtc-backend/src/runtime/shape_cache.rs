@@ -138,6 +138,7 @@ impl ShapeCache {
                     &self.opts,
                     e.spec.optimizer.clone(),
                 )?;
+                r.fp16_overflows = e.spec.fp16_overflows.clone();
                 r.note_engine_failures(&e.spec.graph, &e.spec.partition, e.model.build_failures());
                 Ok((e.spec.key.clone(), e.build_seconds, r))
             })
