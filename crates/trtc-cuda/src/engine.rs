@@ -212,6 +212,10 @@ impl CudaEngine {
             Step::Convert { x, .. } => ("convert", 0, (4 + e) * n(*x)),
             Step::Relayout { x, .. } => ("relayout", 0, 2 * e * n(*x)),
             Step::Transpose { x, .. } => ("transpose", 0, 2 * e * n(*x)),
+            Step::Reduce { x, y, .. } => ("reduce", 3 * n(*x), e * (n(*x) + n(*y))),
+            Step::Lrn { x, y, size, .. } => {
+                ("lrn", n(*x) * (2 * *size as u64 + 8), e * (n(*x) + n(*y)))
+            }
             Step::Chain { inputs, y, ops } => (
                 "elementwise",
                 n(*y) * ops.len() as u64,

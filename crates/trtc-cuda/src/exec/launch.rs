@@ -452,6 +452,8 @@ impl Exec {
                         })?;
                     self.chain_with(name, inst, &[*x], *y, &[], dims, vec![strides])
                 }
+                Step::Reduce { .. } => self.launch_reduce(inst, i),
+                Step::Lrn { .. } => self.launch_lrn(inst, i),
                 Step::Relayout { x, y } => {
                     let sh = p.shape(*x, b);
                     let n = [sh[0], sh[1], sh[2] * sh[3]];

@@ -14,8 +14,11 @@
 mod conv;
 mod elementwise;
 mod gemm;
+mod layer_norm;
+mod lrn;
 mod normalization;
 mod pool;
+mod reduce;
 mod shape;
 mod softmax;
 mod transpose;
@@ -56,10 +59,13 @@ pub static FAMILIES: &[&OpFamily] = &[
     &pool::FAMILY,
     &gemm::FAMILY,
     &normalization::FAMILY,
+    &layer_norm::FAMILY,
+    &lrn::FAMILY,
     &elementwise::FAMILY,
     &unary::FAMILY,
     &variadic::FAMILY,
     &softmax::FAMILY,
+    &reduce::FAMILY,
     &shape::FAMILY,
     &transpose::FAMILY,
 ];
@@ -220,3 +226,5 @@ pub(crate) mod rules {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_reduce;

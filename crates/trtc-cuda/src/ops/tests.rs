@@ -10,14 +10,14 @@ use trtc_ir::tract_onnx::prelude::{tensor0, Tensor};
 use trtc_ir::{subgraph_io, ConvAttrs, GraphBuilder, Op, Outlet};
 use trtc_optimizer::verify::random_tensor;
 
-const CONFIGS: [(Precision, Layout); 4] = [
+pub(super) const CONFIGS: [(Precision, Layout); 4] = [
     (Precision::Fp32, Layout::Nchw),
     (Precision::Fp32, Layout::Nhwc),
     (Precision::Tf32, Layout::Auto),
     (Precision::Fp16, Layout::Auto),
 ];
 
-fn opts(precision: Precision, layout: Layout) -> EngineOptions {
+pub(super) fn opts(precision: Precision, layout: Layout) -> EngineOptions {
     EngineOptions {
         precision,
         layout,
@@ -32,7 +32,7 @@ fn root() -> PathBuf {
 /// Every node the table accepts lowers alone, and every run of accepted nodes (in
 /// topological order, cut where a node is refused) lowers as one segment, in every
 /// configuration. Returns how many nodes were accepted.
-fn accepted_nodes_lower(g: &Graph) -> usize {
+pub(super) fn accepted_nodes_lower(g: &Graph) -> usize {
     let order = g.topo_order().unwrap();
     let accepted: Vec<NodeId> = order
         .iter()
@@ -99,7 +99,10 @@ fn every_node_of_inception_the_table_accepts_lowers() {
 }
 
 /// A graph of one input `[N, ...dims]` (batch symbolic) and what `f` builds on it.
-fn graph_of(dims: &[usize], f: impl FnOnce(&mut GraphBuilder, Outlet) -> Outlet) -> Graph {
+pub(super) fn graph_of(
+    dims: &[usize],
+    f: impl FnOnce(&mut GraphBuilder, Outlet) -> Outlet,
+) -> Graph {
     let mut b = GraphBuilder::new();
     let mut shape = vec![trtc_ir::Dim::Sym("N".into())];
     shape.extend(dims.iter().map(|&d| trtc_ir::Dim::Known(d as u64)));
@@ -110,14 +113,14 @@ fn graph_of(dims: &[usize], f: impl FnOnce(&mut GraphBuilder, Outlet) -> Outlet)
 }
 
 /// The node called `name`.
-fn node(g: &Graph, name: &str) -> NodeId {
+pub(super) fn node(g: &Graph, name: &str) -> NodeId {
     g.node_ids()
         .into_iter()
         .find(|&id| g.node(id).name == name)
         .unwrap()
 }
 
-fn reason(g: &Graph, name: &str) -> Option<FallbackReason> {
+pub(super) fn reason(g: &Graph, name: &str) -> Option<FallbackReason> {
     CudaOpTable.check(g, node(g, name)).err()
 }
 
@@ -205,8 +208,8 @@ fn the_table_refuses_what_the_lowering_cannot_do_with_a_reason() {
         matches!(reason(&g, "t"), Some(FallbackReason::UnsupportedAttribute(d)) if d.contains("batch"))
     );
     // An op no family handles.
-    let g = graph_of(&[4], |b, x| b.op("lrn", other("LRN"), &[x]));
-    assert_eq!(reason(&g, "lrn"), Some(FallbackReason::UnsupportedOp));
+    let g = graph_of(&[4], |b, x| b.op("hardmax", other("Hardmax"), &[x]));
+    assert_eq!(reason(&g, "hardmax"), Some(FallbackReason::UnsupportedOp));
 }
 
 #[test]
@@ -217,7 +220,7 @@ fn matmul_and_nhwc_softmax_lower() {
         b.op("mm", Op::MatMul, &[x, w])
     });
     assert_eq!(accepted_nodes_lower(&g), 1);
-    // Softmax of a 4-D tensor in an NHWC engine: relayouts around the row kernel.
+    // Softmax of a 4-D tensor in an NHWC engine: the reduction kernel reads it strided.
     let g = graph_of(&[3, 2, 5], |b, x| {
         b.op("sm", Op::Softmax { axis: -1 }, &[x])
     });
@@ -231,13 +234,11 @@ fn matmul_and_nhwc_softmax_lower() {
             Step::Convert { .. } => "convert",
             Step::Relayout { .. } => "relayout",
             Step::Softmax { .. } => "softmax",
+            Step::Reduce { .. } => "reduce",
             _ => "other",
         })
         .collect();
-    assert_eq!(
-        kinds,
-        ["convert", "relayout", "softmax", "relayout", "convert"]
-    );
+    assert_eq!(kinds, ["convert", "reduce", "convert"]);
     let p = lower_segment(&g, &[id], &io, &opts(Precision::Fp32, Layout::Nchw)).unwrap();
     assert!(matches!(p.steps.as_slice(), [Step::Softmax { .. }]));
 }
@@ -298,7 +299,7 @@ fn ops_md_is_generated_from_the_table() {
 }
 
 /// `op` as the IR keeps an ONNX op it has no typed form for.
-fn other(op: &str) -> Op {
+pub(super) fn other(op: &str) -> Op {
     Op::Other(trtc_ir::op::OtherOp {
         op_type: op.into(),
         domain: String::new(),

@@ -68,7 +68,9 @@ pub fn step_slots(step: &Step) -> (Vec<usize>, Vec<usize>) {
         | Step::Softmax { x, y }
         | Step::Convert { x, y }
         | Step::Relayout { x, y }
-        | Step::Transpose { x, y, .. } => (vec![*x], vec![*y]),
+        | Step::Transpose { x, y, .. }
+        | Step::Reduce { x, y, .. }
+        | Step::Lrn { x, y, .. } => (vec![*x], vec![*y]),
         Step::Binary { a, b, y, .. } => (vec![*a, *b], vec![*y]),
         Step::Concat { inputs, y, .. } => (inputs.clone(), vec![*y]),
         Step::Split { x, outputs, .. } => (vec![*x], outputs.clone()),

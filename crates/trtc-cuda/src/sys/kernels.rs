@@ -10,7 +10,11 @@
 /// Source of both modules; `module_source(true)` is the fp16 one.
 pub fn module_source(half: bool) -> String {
     let prelude = if half { "#define HALF 1\n" } else { "" };
-    format!("{prelude}{SOURCE}{}", super::conv_kernels::SOURCE)
+    format!(
+        "{prelude}{SOURCE}{}{}",
+        super::conv_kernels::SOURCE,
+        super::reduce_kernels::SOURCE
+    )
 }
 
 const SOURCE: &str = r#"

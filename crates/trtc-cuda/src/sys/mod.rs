@@ -7,3 +7,4 @@ pub mod cublaslt;
 pub mod cudnn;
 pub mod device;
 pub mod kernels;
+pub mod reduce_kernels;

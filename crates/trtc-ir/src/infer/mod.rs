@@ -299,7 +299,7 @@ fn rule(ctx: &NodeCtx, known: &mut Known) -> Result<Vec<TensorInfo>> {
             Ok(shape_ops::constant_of_shape(ctx, known, value.as_deref()))
         }
         Op::Other(o) => {
-            Ok(other_ops::infer(ctx, o)?.unwrap_or_else(|| vec![info(None, None); n_out]))
+            Ok(other_ops::infer(ctx, known, o)?.unwrap_or_else(|| vec![info(None, None); n_out]))
         }
     }
 }
