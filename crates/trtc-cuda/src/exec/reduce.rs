@@ -58,6 +58,13 @@ impl Exec {
             return Err(cuda_err(name, "not a reduction"));
         };
         let (xs, x_nhwc) = (p.shape(*x, inst.batch), p.slots[*x].nhwc);
+        let same_storage = p.slots[*x].nhwc == p.slots[*y].nhwc;
+        if !matches!(op, ReduceOp::Reduce { .. }) && !same_storage {
+            return Err(cuda_err(
+                name,
+                "input and output stored in different layouts",
+            ));
+        }
         let mut a = RedArgs::default();
         // Kernels by task: (thread per output, warp per output).
         let (plan, names): (Option<ReducePlan>, [&'static str; 2]) = match op {

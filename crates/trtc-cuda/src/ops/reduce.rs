@@ -37,7 +37,9 @@ pub static FAMILY: OpFamily = OpFamily {
 };
 
 /// The kernels' (pre, combine, post) codes of a reduction (`ReduceOp::Reduce`).
-fn codes(op_type: &str) -> Option<(i32, i32, i32)> {
+type Codes = (i32, i32, i32);
+
+fn codes(op_type: &str) -> Option<Codes> {
     Some(match op_type {
         "ReduceSum" => (0, 0, 0),
         "ReduceMean" => (0, 0, 1),
@@ -71,10 +73,7 @@ pub(super) fn unknown_attr<'a>(o: &'a OtherOp, known: &[&str]) -> Option<&'a str
 }
 
 /// What node `id` reduces: x's axes (sorted, none for a copy) and the kernel codes.
-fn reduction(
-    g: &Graph,
-    id: NodeId,
-) -> std::result::Result<(Vec<usize>, (i32, i32, i32)), FallbackReason> {
+fn reduction(g: &Graph, id: NodeId) -> std::result::Result<(Vec<usize>, Codes), FallbackReason> {
     let o = other(&g.node(id).op).ok_or(FallbackReason::UnsupportedOp)?;
     let code = codes(&o.op_type).ok_or(FallbackReason::UnsupportedOp)?;
     if let Some(n) = unknown_attr(o, &["axes", "keepdims", "noop_with_empty_axes"]) {

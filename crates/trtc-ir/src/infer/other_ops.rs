@@ -2,9 +2,9 @@
 //! where the rule is plain: unary elementwise ops keep their input's shape and type;
 //! variadic ones (`Sum`, `Max`, `Min`, `Mean`) and `Pow` broadcast their inputs; the
 //! normalizations (`LRN`, `InstanceNormalization`, old-opset `Softmax`, `LogSoftmax`,
-//! `LayerNormalization`'s output 0) keep their input's shape; `Reduce*` drop or keep (as
-//! 1) the dims of their axes, from the attribute or a constant input. Any other `Other` op
-//! gets unknown shapes, as before.
+//! `LayerNormalization`'s output 0) keep their input's shape; `Reduce*` drop the dims of
+//! their axes, or keep them as dims of 1, the axes from the attribute or a constant input.
+//! Any other `Other` op gets unknown shapes, as before.
 
 use super::{broadcast, info, Known, NodeCtx};
 use crate::dtype::DType;
