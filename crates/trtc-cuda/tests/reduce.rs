@@ -114,11 +114,15 @@ fn reductions_of_odd_sizes_match_tract() {
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn long_reductions_and_5d_inputs_match_tract() {
-    // A 56x56 mean (in NHWC: a thread column per channel, 32 rows over the pixels).
+    // A 56x56 mean (in NHWC: a thread column per channel, 32 rows over the pixels; in
+    // NCHW a warp per channel; either split over 12 blocks per output).
     let mut b = GraphBuilder::new();
     let x = input(&mut b, &[32, 56, 56]);
     reduce(&mut b, "se", "ReduceMean", x, &[2, 3], 1);
     reduce(&mut b, "sum_c", "ReduceSum", x, &[1], 1);
+    // Split over several blocks per output (few outputs, long reductions).
+    reduce(&mut b, "max_hw", "ReduceMax", x, &[2, 3], 0);
+    reduce(&mut b, "l2_chw", "ReduceL2", x, &[1, 2, 3], 1);
     check_printed(
         &b.build().unwrap(),
         vec![random_tensor(&[2, 32, 56, 56], 4)],

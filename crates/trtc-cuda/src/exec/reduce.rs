@@ -3,7 +3,7 @@
 
 use super::{Exec, Instance};
 use crate::error::{cuda_err, Result};
-use crate::program::reduce::{output_order, reduce_plan, ReducePlan};
+use crate::program::reduce::{output_order, reduce_plan, ReducePlan, MAX_SPLITS, SPLIT_MIN};
 use crate::program::{ReduceOp, Step};
 use crate::sys::device::{blocks, kernel};
 use cudarc::driver::{DeviceRepr, LaunchConfig, PushKernelArg};
@@ -28,10 +28,16 @@ struct RedArgs {
     post: i32,
     scale: f32,
     eps: f32,
+    part: u64,
+    chunk: u32,
+    unused: i32,
 }
 
 // Safety: plain data (numbers and device addresses), laid out as the kernel's struct.
 unsafe impl DeviceRepr for RedArgs {}
+
+/// Blocks that keep the GPU busy (about 2 per SM of an H100/H200), for split reductions.
+const TARGET_BLOCKS: usize = 264;
 
 fn u32s(v: [usize; 4]) -> [u32; 4] {
     v.map(|d| d as u32)
@@ -68,7 +74,9 @@ impl Exec {
         let mut a = RedArgs::default();
         // Kernels by task: (thread per output, warp per output).
         let (plan, names): (Option<ReducePlan>, [&'static str; 2]) = match op {
-            ReduceOp::Reduce { pre, comb, post } => {
+            ReduceOp::Reduce {
+                pre, comb, post, ..
+            } => {
                 let ys = &p.slots[*y];
                 let order = output_order(xs.len(), axes, ys.shape.len(), ys.nhwc);
                 (a.pre, a.comb, a.post) = (*pre, *comb, *post);
@@ -116,15 +124,40 @@ impl Exec {
             u32s(plan.reduced.strides),
             u32s(plan.reduced.params),
         );
-        let cfg = if plan.warp {
+        // A long reduction of few outputs: split over more blocks (partial results
+        // combined by `reduce_finish`) until about 2 blocks per SM.
+        let per_block = if plan.warp { 8 } else { 32 };
+        let blocks_x = n_out.div_ceil(per_block);
+        let partial = match op {
+            ReduceOp::Reduce {
+                partial: Some(t), ..
+            } if r >= SPLIT_MIN => Some(*t),
+            _ => None,
+        };
+        let mut splits = partial.map_or(1, |_| {
+            TARGET_BLOCKS
+                .div_ceil(blocks_x)
+                .min(MAX_SPLITS)
+                .min(r / 256)
+        });
+        let mut chunk = r;
+        if splits >= 2 {
+            chunk = r.div_ceil(splits);
+            splits = r.div_ceil(chunk);
+        }
+        if let (Some(t), true) = (partial, splits >= 2) {
+            (a.part, a.chunk) = (inst.ptrs[t], chunk as u32);
+        }
+        let mut cfg = if plan.warp {
             LaunchConfig {
-                grid_dim: (n_out.div_ceil(8) as u32, 1, 1),
+                grid_dim: (blocks_x as u32, 1, 1),
                 block_dim: (32, 8, 1),
                 shared_mem_bytes: 0,
             }
         } else {
-            cols_config(n_out, r)
+            cols_config(n_out, chunk)
         };
+        cfg.grid_dim.1 = if a.part != 0 { splits as u32 } else { 1 };
         let f = kernel(&self.dev, names[plan.warp as usize], p.half)?;
         let (yp, xp) = (inst.ptrs[*y], inst.ptrs[*x]);
         unsafe {
@@ -135,6 +168,25 @@ impl Exec {
                 .arg(&xp)
                 .arg(&a)
                 .launch(cfg)
+        }
+        .map_err(|e| cuda_err(name, e))?;
+        if a.part == 0 {
+            return Ok(());
+        }
+        let f = kernel(&self.dev, "reduce_finish", p.half)?;
+        let (n, s) = (n_out as u32, splits as i32);
+        unsafe {
+            self.dev
+                .stream
+                .launch_builder(&f)
+                .arg(&yp)
+                .arg(&a.part)
+                .arg(&n)
+                .arg(&s)
+                .arg(&a.comb)
+                .arg(&a.post)
+                .arg(&a.scale)
+                .launch(blocks(n_out, 256))
         }
         .map(|_| ())
         .map_err(|e| cuda_err(name, e))

@@ -12,12 +12,13 @@ use super::unary::other;
 use super::{OpDoc, OpFamily};
 use crate::error::{cuda_err, Result};
 use crate::program::lowering::Lowering;
+use crate::program::reduce::{MAX_SPLITS, SPLIT_MIN};
 use crate::program::{norm_axis, ReduceOp, Step};
 use trtc_engine::FallbackReason;
 use trtc_ir::op::OtherOp;
 use trtc_ir::tensor::tensor_to_i64s;
 use trtc_ir::tract_onnx::pb::AttributeProto;
-use trtc_ir::{Graph, NodeId};
+use trtc_ir::{Dim, Graph, NodeId};
 
 pub static FAMILY: OpFamily = OpFamily {
     name: "reduce",
@@ -153,7 +154,28 @@ fn lower(cx: &mut Lowering, id: NodeId) -> Result<()> {
     let (axes, (pre, comb, post)) = reduction(g, id).map_err(|e| cuda_err(name, e))?;
     let y = cx.output(id, 0);
     let x = cx.operand(id, 0)?;
-    let op = ReduceOp::Reduce { pre, comb, post };
+    // Room for the partial results of a split reduction, where it is long.
+    let xs = cx.p.slots[x].shape.clone();
+    let size = |a: usize| xs[a].known().unwrap_or(1) as usize;
+    let r: usize = axes.iter().map(|&a| size(a)).product();
+    let per_image: usize = (1..xs.len())
+        .filter(|a| !axes.contains(a))
+        .map(size)
+        .product();
+    let partial = (r >= SPLIT_MIN).then(|| {
+        let shape = vec![
+            xs[0].clone(),
+            Dim::Known(MAX_SPLITS as u64),
+            Dim::Known(per_image as u64),
+        ];
+        cx.p.push_slot(shape, None, false, false)
+    });
+    let op = ReduceOp::Reduce {
+        pre,
+        comb,
+        post,
+        partial,
+    };
     cx.step(name, Step::Reduce { x, y, axes, op });
     Ok(())
 }

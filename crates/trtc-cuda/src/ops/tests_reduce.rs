@@ -104,7 +104,7 @@ fn reductions_over_any_axes_but_the_batch_are_accepted_and_lower() {
         .collect();
     assert!(matches!(
         reduces.as_slice(),
-        [Step::Reduce { axes, op: ReduceOp::Reduce { pre: 0, comb: 0, post: 1 }, .. }] if axes == &[2, 3]
+        [Step::Reduce { axes, op: ReduceOp::Reduce { pre: 0, comb: 0, post: 1, .. }, .. }] if axes == &[2, 3]
     ));
 }
 

@@ -8,7 +8,7 @@
 //! an input it is still reading.
 
 use super::concat_views::View;
-use crate::program::{Program, Step};
+use crate::program::{Program, ReduceOp, Step};
 use std::collections::HashMap;
 
 /// Offsets are multiples of this (cuDNN and cuBLASLt want aligned tensors).
@@ -62,6 +62,14 @@ pub fn place(tensors: &[Interval]) -> (Vec<usize>, usize) {
 pub fn step_slots(step: &Step) -> (Vec<usize>, Vec<usize>) {
     match step {
         Step::Conv { x, y, z, .. } => (std::iter::once(*x).chain(*z).collect(), vec![*y]),
+        Step::Reduce {
+            x,
+            y,
+            op: ReduceOp::Reduce {
+                partial: Some(t), ..
+            },
+            ..
+        } => (vec![*x, *t], vec![*t, *y]),
         Step::Pool { x, y, .. }
         | Step::GlobalPool { x, y, .. }
         | Step::Act { x, y, .. }

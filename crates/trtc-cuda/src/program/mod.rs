@@ -172,8 +172,14 @@ pub enum Step {
 pub enum ReduceOp {
     /// `post(combine(pre(x)))`, the reduction kernels' codes: `pre` 0 x, 1 x^2, 2 |x|;
     /// `comb` 0 sum, 1 max, 2 min, 3 product; `post` 0 none, 1 divided by the count
-    /// (mean), 2 sqrt, 3 log.
-    Reduce { pre: i32, comb: i32, post: i32 },
+    /// (mean), 2 sqrt, 3 log. `partial`: an f32 slot of `reduce::MAX_SPLITS` values per
+    /// output, where a long reduction of few outputs is split over more blocks.
+    Reduce {
+        pre: i32,
+        comb: i32,
+        post: i32,
+        partial: Option<usize>,
+    },
     /// `exp(x - max) / sum exp(x - max)`, or its log.
     Softmax { log: bool },
     /// `(x - mean) / sqrt(var + eps) * scale + bias` (two passes for the variance); scale

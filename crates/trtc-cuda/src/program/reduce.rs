@@ -12,6 +12,12 @@
 
 use super::host::logical_strides;
 
+/// Reductions of at least this many elements per output may be split over several blocks
+/// (then combined by a second kernel), when their outputs are too few to fill the GPU.
+pub const SPLIT_MIN: usize = 1024;
+/// The most blocks one output's reduction is split over.
+pub const MAX_SPLITS: usize = 16;
+
 /// Dims a kernel walks (kept or reduced), outermost first, padded to 4 at the front with
 /// dims of 1.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -18,6 +18,12 @@ struct RedArgs {
     IX rd[4], rs[4], rp[4];
     int nr, pre, comb, post;
     float scale, eps;
+    // A reduction split over gridDim.y blocks of `chunk` elements: each writes its
+    // partial result (before `post`) to part[blockIdx.y * n_out + o]; `reduce_finish`
+    // combines them.
+    float* part;
+    IX chunk;
+    int unused;
 };
 
 __device__ __forceinline__ float red_pre(int pre, float v) {
@@ -102,13 +108,18 @@ template <int TASK, bool WARP> __device__ __forceinline__ void red_body(DT* y, c
     IX n = valid ? a.r : 0;
     IX xo, po;
     if (TASK == 0) {
+        IX jb = 0;
+        if (a.part) { jb = blockIdx.y * a.chunk; n = n < jb + a.chunk ? n : jb + a.chunk; }
         float acc = red_init(a.comb);
-        for (IX j = j0; j < n; j += js) {
+        for (IX j = jb + j0; j < n; j += js) {
             red_elem(a, j, xo, po);
             acc = red_comb(a.comb, acc, red_pre(a.pre, LD(x[xb + xo])));
         }
         acc = red_all<WARP>(acc, a.comb, sh);
-        if (valid && j0 == 0) y[o] = ST(red_post(a.post, acc, a.scale));
+        if (valid && j0 == 0) {
+            if (a.part) a.part[blockIdx.y * a.n_out + o] = acc;
+            else y[o] = ST(red_post(a.post, acc, a.scale));
+        }
     } else if (TASK == 1) {
         float m = NEG_INF;
         for (IX j = j0; j < n; j += js) { red_elem(a, j, xo, po); m = fmaxf(m, LD(x[xb + xo])); }
@@ -140,6 +151,16 @@ template <int TASK, bool WARP> __device__ __forceinline__ void red_body(DT* y, c
             y[xb + xo] = ST(v);
         }
     }
+}
+
+// The partial results of a split reduction (`part`, `splits` rows of n_out) combined.
+extern "C" __global__ void reduce_finish(DT* y, const float* part, IX n_out, int splits, int comb,
+                                         int post, float scale) {
+    IX o = blockIdx.x * blockDim.x + threadIdx.x;
+    if (o >= n_out) return;
+    float acc = part[o];
+    for (int s = 1; s < splits; ++s) acc = red_comb(comb, acc, part[(IX)s * n_out + o]);
+    y[o] = ST(red_post(post, acc, scale));
 }
 
 extern "C" __global__ void reduce_warp(DT* y, const DT* x, RedArgs a) { red_body<0, true>(y, x, a); }
