@@ -60,10 +60,19 @@ pub fn check_printed(g: &Graph, inputs: Vec<trtc_ir::Tensor>, what: &str) {
     }
 }
 
-/// `t` with attributes axes and keepdims of x.
+/// `t` over `axes` of x, with keepdims `keep`: the axes an attribute (opset 17), or for
+/// ReduceSum an input.
 fn reduce(b: &mut GraphBuilder, name: &str, t: &str, x: Outlet, axes: &[i64], keep: i64) -> Outlet {
-    let attrs = [("axes", A::Is(axes.to_vec())), ("keepdims", A::I(keep))];
-    let y = b.op(name, op(t, &attrs), &[x]);
+    let y = if t == "ReduceSum" {
+        let a = b.constant(
+            &format!("{name}_axes"),
+            trtc_ir::tract_onnx::prelude::tensor1(axes),
+        );
+        b.op(name, op(t, &[("keepdims", A::I(keep))]), &[x, a])
+    } else {
+        let attrs = [("axes", A::Is(axes.to_vec())), ("keepdims", A::I(keep))];
+        b.op(name, op(t, &attrs), &[x])
+    };
     b.output(y);
     y
 }
