@@ -227,6 +227,10 @@ impl CudaEngine {
                     e * (n(*x) + n(*y)) + 4 * w,
                 )
             }
+            Step::Reduce { x, y, .. } => ("reduce", 3 * n(*x), e * (n(*x) + n(*y))),
+            Step::Lrn { x, y, size, .. } => {
+                ("lrn", n(*x) * (2 * *size as u64 + 8), e * (n(*x) + n(*y)))
+            }
             Step::Chain { inputs, y, ops } => (
                 "elementwise",
                 n(*y) * ops.len() as u64,

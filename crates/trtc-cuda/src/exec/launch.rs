@@ -454,6 +454,8 @@ impl Exec {
                 }
                 Step::Resize { .. } => self.launch_resize(inst, i),
                 Step::ConvTranspose { .. } => self.launch_conv_transpose(inst, i),
+                Step::Reduce { .. } => self.launch_reduce(inst, i),
+                Step::Lrn { .. } => self.launch_lrn(inst, i),
                 Step::Relayout { x, y } => {
                     let sh = p.shape(*x, b);
                     let n = [sh[0], sh[1], sh[2] * sh[3]];

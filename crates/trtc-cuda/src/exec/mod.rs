@@ -1,7 +1,8 @@
 //! Running a program on the GPU: an engine's executor (the device, the program, its
 //! weights on the device, the cuDNN and cuBLASLt handles) and, per batch size, an
 //! [`Instance`] (buffers, per-layer descriptors and the tactics chosen), with the launches
-//! of each step (`launch.rs`, `direct.rs`, `elementwise.rs`, `resample.rs`) and CUDA graph replay.
+//! of each step (`launch.rs`, `direct.rs`, `elementwise.rs`, `resample.rs`, `reduce.rs`) and
+//! CUDA graph replay.
 //!
 //! Below: the program (`program/`), its passes' results (`passes/`), the libraries
 //! (`sys/`). Above: tactics (which choose what an instance runs), instance building and
@@ -11,6 +12,7 @@ mod direct;
 mod elementwise;
 mod launch;
 mod resample;
+mod reduce;
 
 use crate::error::{cuda_err, Result};
 use crate::passes::concat_views::View;

@@ -15,9 +15,12 @@ mod conv;
 mod conv_transpose;
 mod elementwise;
 mod gemm;
+mod layer_norm;
+mod lrn;
 mod normalization;
 mod pool;
 mod resize;
+mod reduce;
 mod shape;
 mod softmax;
 mod transpose;
@@ -60,10 +63,13 @@ pub static FAMILIES: &[&OpFamily] = &[
     &resize::FAMILY,
     &gemm::FAMILY,
     &normalization::FAMILY,
+    &layer_norm::FAMILY,
+    &lrn::FAMILY,
     &elementwise::FAMILY,
     &unary::FAMILY,
     &variadic::FAMILY,
     &softmax::FAMILY,
+    &reduce::FAMILY,
     &shape::FAMILY,
     &transpose::FAMILY,
 ];
@@ -246,3 +252,5 @@ pub(crate) mod rules {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_reduce;

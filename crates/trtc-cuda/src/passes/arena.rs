@@ -8,7 +8,7 @@
 //! an input it is still reading.
 
 use super::concat_views::View;
-use crate::program::{Program, Step};
+use crate::program::{Program, ReduceOp, Step};
 use std::collections::HashMap;
 
 /// Offsets are multiples of this (cuDNN and cuBLASLt want aligned tensors).
@@ -62,6 +62,14 @@ pub fn place(tensors: &[Interval]) -> (Vec<usize>, usize) {
 pub fn step_slots(step: &Step) -> (Vec<usize>, Vec<usize>) {
     match step {
         Step::Conv { x, y, z, .. } => (std::iter::once(*x).chain(*z).collect(), vec![*y]),
+        Step::Reduce {
+            x,
+            y,
+            op: ReduceOp::Reduce {
+                partial: Some(t), ..
+            },
+            ..
+        } => (vec![*x, *t], vec![*t, *y]),
         Step::Pool { x, y, .. }
         | Step::GlobalPool { x, y, .. }
         | Step::Act { x, y, .. }
@@ -70,7 +78,9 @@ pub fn step_slots(step: &Step) -> (Vec<usize>, Vec<usize>) {
         | Step::Relayout { x, y }
         | Step::Transpose { x, y, .. }
         | Step::Resize { x, y, .. }
-        | Step::ConvTranspose { x, y, .. } => (vec![*x], vec![*y]),
+        | Step::ConvTranspose { x, y, .. }
+        | Step::Reduce { x, y, .. }
+        | Step::Lrn { x, y, .. } => (vec![*x], vec![*y]),
         Step::Binary { a, b, y, .. } => (vec![*a, *b], vec![*y]),
         Step::Concat { inputs, y, .. } => (inputs.clone(), vec![*y]),
         Step::Split { x, outputs, .. } => (vec![*x], outputs.clone()),

@@ -11,6 +11,7 @@
 pub mod conv_rules;
 pub mod host;
 pub mod lowering;
+pub mod reduce;
 mod views;
 
 use host::{encode, nchw_to_nhwc};
@@ -170,6 +171,49 @@ pub enum Step {
         inputs: Vec<usize>,
         y: usize,
         ops: Vec<ChainOp>,
+    },
+    /// `op` over x's logical `axes` (`reduce.rs` plans the walk): a `Reduce*` into y, or a
+    /// softmax or normalization of x over them into y (shaped and stored as x).
+    Reduce {
+        x: usize,
+        y: usize,
+        axes: Vec<usize>,
+        op: ReduceOp,
+    },
+    /// `LRN` across channels (dim 1): `y = x / (bias + alpha / size * sum x^2)^beta`, the
+    /// sum over the `size` channels around each (ONNX's window).
+    Lrn {
+        x: usize,
+        y: usize,
+        size: i32,
+        alpha: f32,
+        beta: f32,
+        bias: f32,
+    },
+}
+
+/// What a `Step::Reduce` computes over its axes.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ReduceOp {
+    /// `post(combine(pre(x)))`, the reduction kernels' codes: `pre` 0 x, 1 x^2, 2 |x|;
+    /// `comb` 0 sum, 1 max, 2 min, 3 product; `post` 0 none, 1 divided by the count
+    /// (mean), 2 sqrt, 3 log. `partial`: an f32 slot of `reduce::MAX_SPLITS` values per
+    /// output, where a long reduction of few outputs is split over more blocks.
+    Reduce {
+        pre: i32,
+        comb: i32,
+        post: i32,
+        partial: Option<usize>,
+    },
+    /// `exp(x - max) / sum exp(x - max)`, or its log.
+    Softmax { log: bool },
+    /// `(x - mean) / sqrt(var + eps) * scale + bias` (two passes for the variance); scale
+    /// and bias are f32 weights indexed with `param_strides` along x's logical dims.
+    Norm {
+        eps: f32,
+        scale: WeightId,
+        bias: Option<WeightId>,
+        param_strides: Vec<usize>,
     },
 }
 

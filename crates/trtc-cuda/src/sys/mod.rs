@@ -8,3 +8,4 @@ pub mod cudnn;
 pub mod device;
 pub mod kernels;
 pub mod resample_kernels;
+pub mod reduce_kernels;
