@@ -454,6 +454,7 @@ impl Exec {
                 }
                 Step::Resize { .. } => self.launch_resize(inst, i),
                 Step::ConvTranspose { .. } => self.launch_conv_transpose(inst, i),
+                Step::Gather { .. } => self.launch_gather(inst, i),
                 Step::Relayout { x, y } => {
                     let sh = p.shape(*x, b);
                     let n = [sh[0], sh[1], sh[2] * sh[3]];

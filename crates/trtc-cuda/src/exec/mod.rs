@@ -9,6 +9,7 @@
 
 mod direct;
 mod elementwise;
+mod gather;
 mod launch;
 mod resample;
 

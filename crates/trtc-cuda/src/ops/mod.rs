@@ -13,9 +13,11 @@
 
 mod conv;
 mod conv_transpose;
+mod data_movement;
 mod elementwise;
 mod gemm;
 mod normalization;
+mod pad_tile;
 mod pool;
 mod resize;
 mod shape;
@@ -66,6 +68,8 @@ pub static FAMILIES: &[&OpFamily] = &[
     &softmax::FAMILY,
     &shape::FAMILY,
     &transpose::FAMILY,
+    &data_movement::FAMILY,
+    &pad_tile::FAMILY,
 ];
 
 /// Precisions every family runs in: fp32 (true FP32), tf32 (tensor cores for convs and
