@@ -42,7 +42,10 @@ impl Exec {
             .ok_or_else(|| cuda_err(name, "a gather over the kernel's limits"))?;
         let n: i64 = k.len.iter().product();
         if n as usize != p.numel(*y, inst.batch) {
-            return Err(cuda_err(name, "the gather's dims and its output's disagree"));
+            return Err(cuda_err(
+                name,
+                "the gather's dims and its output's disagree",
+            ));
         }
         let args = GatherArgs {
             n,
@@ -69,5 +72,16 @@ impl Exec {
         }
         .map(|_| ())
         .map_err(|e| cuda_err(name, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The C struct (`sys/gather_kernels.rs`) is 248 bytes with the table pointer at 240.
+    #[test]
+    fn gather_args_are_laid_out_as_the_kernel_reads_them() {
+        assert_eq!(std::mem::size_of::<super::GatherArgs>(), 248);
+        assert_eq!(std::mem::offset_of!(super::GatherArgs, table), 240);
+        assert_eq!(std::mem::offset_of!(super::GatherArgs, mode), 232);
     }
 }

@@ -199,7 +199,10 @@ fn gather_plan(
             let even = idx.windows(2).all(|w| w[1] - w[0] == step);
             dims[ax].len = Some(idx.len());
             dims[ax].pick = if even {
-                Pick::Affine { start: idx[0], step }
+                Pick::Affine {
+                    start: idx[0],
+                    step,
+                }
             } else {
                 table = Some(idx.iter().map(|&i| i as i32).collect());
                 Pick::Table
@@ -209,7 +212,9 @@ fn gather_plan(
     }
     let ys = out_shape(g, id).ok_or_else(|| attr("output shape unknown"))?;
     let want: Vec<Option<usize>> = dims.iter().map(|d| d.len).collect();
-    let have: Vec<Option<usize>> = (0..ys.len()).map(|d| if d == 0 { None } else { len(ys, d) }).collect();
+    let have: Vec<Option<usize>> = (0..ys.len())
+        .map(|d| if d == 0 { None } else { len(ys, d) })
+        .collect();
     if want != have {
         return Err(attr("the output shape is not the gather's"));
     }
@@ -220,7 +225,11 @@ fn gather_plan(
 
 /// Squeeze/Unsqueeze axes, normalized against `rank` (the input's for Squeeze, the
 /// output's for Unsqueeze); `None` when they are absent.
-fn axes(g: &Graph, id: NodeId, rank: usize) -> std::result::Result<Option<Vec<usize>>, FallbackReason> {
+fn axes(
+    g: &Graph,
+    id: NodeId,
+    rank: usize,
+) -> std::result::Result<Option<Vec<usize>>, FallbackReason> {
     if g.input_outlet(id, 1).is_none() {
         return Ok(None);
     }

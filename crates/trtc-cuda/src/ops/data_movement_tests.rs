@@ -60,32 +60,55 @@ fn matches_tract(g: &Graph, dims: &[usize]) {
     let mut shape = vec![2usize];
     shape.extend(dims);
     let input = random_tensor(&shape, 5);
-    let want = trtc_ir::CpuModel::new(g).unwrap().run(vec![input.clone()]).unwrap();
+    let want = trtc_ir::CpuModel::new(g)
+        .unwrap()
+        .run(vec![input.clone()])
+        .unwrap();
     let want = tensor_to_f32s(&want[0]).unwrap();
     let ys = want_shape(g);
     let xv = tensor_to_f32s(&input).unwrap();
     for (precision, layout) in CONFIGS {
         let io = subgraph_io(g, &[id]).unwrap();
         let p = lower_segment(g, &[id], &io, &opts(precision, layout)).unwrap();
-        let Some(Step::Gather { x, y, plan }) = p.steps.iter().find(|s| matches!(s, Step::Gather { .. })) else {
+        let Some(Step::Gather { x, y, plan }) =
+            p.steps.iter().find(|s| matches!(s, Step::Gather { .. }))
+        else {
             panic!("no gather step");
         };
         let (x_nhwc, y_nhwc) = (p.slots[*x].nhwc, p.slots[*y].nhwc);
         let k = plan.kernel_dims(&shape, x_nhwc, y_nhwc, 2).unwrap();
         let table: Vec<i32> = plan
             .table
-            .map(|t| decode_f32(&p.weights[t.0]).iter().map(|f| f.to_bits() as i32).collect())
+            .map(|t| {
+                decode_f32(&p.weights[t.0])
+                    .iter()
+                    .map(|f| f.to_bits() as i32)
+                    .collect()
+            })
             .unwrap_or_default();
-        let x_st = if x_nhwc { nchw_to_nhwc(&xv, [shape[0], shape[1], shape[2], shape[3]]) } else { xv.clone() };
+        let x_st = if x_nhwc {
+            nchw_to_nhwc(&xv, [shape[0], shape[1], shape[2], shape[3]])
+        } else {
+            xv.clone()
+        };
         let got = run_kernel(&k, plan.mode, plan.value, &table, &x_st);
-        let want_st = if y_nhwc { nchw_to_nhwc(&want, [ys[0], ys[1], ys[2], ys[3]]) } else { want.clone() };
-        assert_eq!(got, want_st, "{precision:?} {layout:?} (x NHWC {x_nhwc}, y NHWC {y_nhwc})");
+        let want_st = if y_nhwc {
+            nchw_to_nhwc(&want, [ys[0], ys[1], ys[2], ys[3]])
+        } else {
+            want.clone()
+        };
+        assert_eq!(
+            got, want_st,
+            "{precision:?} {layout:?} (x NHWC {x_nhwc}, y NHWC {y_nhwc})"
+        );
     }
 }
 
 fn want_shape(g: &Graph) -> Vec<usize> {
     let s = g.node(node(g, "op")).outputs[0].shape.clone().unwrap();
-    s.iter().map(|d| d.known().map(|v| v as usize).unwrap_or(2)).collect()
+    s.iter()
+        .map(|d| d.known().map(|v| v as usize).unwrap_or(2))
+        .collect()
 }
 
 #[test]
@@ -104,12 +127,18 @@ fn slices_are_accepted_lowered_and_read_what_tract_reads() {
     ];
     for (dims, s, e, a, st) in cases {
         let g = graph_of(dims, |b, x| slice(b, x, s, e, a, st));
-        assert_eq!(accepted_nodes_lower(&g), 1, "slice {s:?}..{e:?} axes {a:?} of {dims:?}");
+        assert_eq!(
+            accepted_nodes_lower(&g),
+            1,
+            "slice {s:?}..{e:?} axes {a:?} of {dims:?}"
+        );
         matches_tract(&g, dims);
     }
     // The batch sliced.
     let g = graph_of(&[4], |b, x| slice(b, x, &[0], &[1], &[0], &[1]));
-    assert!(matches!(reason(&g, "op"), Some(FallbackReason::UnsupportedAttribute(d)) if d.contains("batch")));
+    assert!(
+        matches!(reason(&g, "op"), Some(FallbackReason::UnsupportedAttribute(d)) if d.contains("batch"))
+    );
     // A step of 0; computed starts.
     let g = graph_of(&[4], |b, x| slice(b, x, &[0], &[1], &[1], &[0]));
     assert!(reason(&g, "op").is_some());
@@ -120,8 +149,16 @@ fn gathers_squeezes_and_casts_are_accepted_and_lowered() {
     // Gather on the last axis (scalar, evenly spaced and arbitrary indices), and axis 1.
     let cases: [(&[usize], i64, Tensor); 4] = [
         (&[4, 3, 5], -1, tensor0(2i64)),
-        (&[4, 3, 5], 3, Tensor::from_shape(&[3], &[4i64, 2, 0]).unwrap()),
-        (&[4, 3, 5], 1, Tensor::from_shape(&[4], &[3i64, 0, -1, 3]).unwrap()),
+        (
+            &[4, 3, 5],
+            3,
+            Tensor::from_shape(&[3], &[4i64, 2, 0]).unwrap(),
+        ),
+        (
+            &[4, 3, 5],
+            1,
+            Tensor::from_shape(&[4], &[3i64, 0, -1, 3]).unwrap(),
+        ),
         (&[6, 8], 1, tensor0(0i64)),
     ];
     for (dims, axis, idx) in cases {
@@ -129,16 +166,26 @@ fn gathers_squeezes_and_casts_are_accepted_and_lowered() {
             let i = b.constant("i", idx.clone());
             b.op("op", Op::Gather { axis }, &[x, i])
         });
-        assert_eq!(accepted_nodes_lower(&g), 1, "gather {idx:?} on axis {axis} of {dims:?}");
+        assert_eq!(
+            accepted_nodes_lower(&g),
+            1,
+            "gather {idx:?} on axis {axis} of {dims:?}"
+        );
         matches_tract(&g, dims);
     }
     let g = graph_of(&[4], |b, x| {
         let i = b.constant("i", tensor0(0i64));
         b.op("op", Op::Gather { axis: 0 }, &[x, i])
     });
-    assert!(matches!(reason(&g, "op"), Some(FallbackReason::UnsupportedAttribute(d)) if d.contains("batch")));
+    assert!(
+        matches!(reason(&g, "op"), Some(FallbackReason::UnsupportedAttribute(d)) if d.contains("batch"))
+    );
     // Unsqueeze -> Squeeze round trips, of 3-D and 4-D tensors; Cast to f16 and back.
-    for (dims, axis) in [(&[4usize, 5][..], 2i64), (&[4, 5, 6][..], -1), (&[1, 5, 6][..], 1)] {
+    for (dims, axis) in [
+        (&[4usize, 5][..], 2i64),
+        (&[4, 5, 6][..], -1),
+        (&[1, 5, 6][..], 1),
+    ] {
         let g = graph_of(dims, |b, x| {
             let a = i64s(b, "a", &[axis]);
             let u = b.op("u", Op::Unsqueeze, &[x, a]);
@@ -147,7 +194,11 @@ fn gathers_squeezes_and_casts_are_accepted_and_lowered() {
             let a2 = i64s(b, "a2", &[axis]);
             b.op("s", Op::Squeeze, &[f, a2])
         });
-        assert_eq!(accepted_nodes_lower(&g), 4, "unsqueeze/squeeze {axis} of {dims:?}");
+        assert_eq!(
+            accepted_nodes_lower(&g),
+            4,
+            "unsqueeze/squeeze {axis} of {dims:?}"
+        );
     }
     let g = graph_of(&[4], |b, x| {
         let a = i64s(b, "a", &[0]);
@@ -155,7 +206,10 @@ fn gathers_squeezes_and_casts_are_accepted_and_lowered() {
     });
     assert!(reason(&g, "u").is_some());
     let g = graph_of(&[4], |b, x| b.op("c", Op::Cast { to: DType::I64 }, &[x]));
-    assert!(matches!(reason(&g, "c"), Some(FallbackReason::UnsupportedDtype(_))));
+    assert!(matches!(
+        reason(&g, "c"),
+        Some(FallbackReason::UnsupportedDtype(_))
+    ));
 }
 
 #[test]
@@ -180,7 +234,12 @@ fn pads_expands_and_tiles_are_accepted_lowered_and_read_what_tract_reads() {
         assert_eq!(accepted_nodes_lower(&g), 1, "pad {mode} {pads:?}");
         matches_tract(&g, &dims);
     }
-    for (mode, pads) in [("constant", &[1i64, 0, 0, 0, 0, 0, 0, 0][..]), ("constant", &[0, 0, -1, 0, 0, 0, 0, 0][..]), ("reflect", &[0, 0, 5, 0, 0, 0, 0, 0][..]), ("wrap", &[0, 0, 1, 1, 0, 0, 1, 1][..])] {
+    for (mode, pads) in [
+        ("constant", &[1i64, 0, 0, 0, 0, 0, 0, 0][..]),
+        ("constant", &[0, 0, -1, 0, 0, 0, 0, 0][..]),
+        ("reflect", &[0, 0, 5, 0, 0, 0, 0, 0][..]),
+        ("wrap", &[0, 0, 1, 1, 0, 0, 1, 1][..]),
+    ] {
         let pads: &'static [i64] = Box::leak(pads.to_vec().into_boxed_slice());
         let g = graph_of(&dims, pad(mode, pads, None));
         assert!(reason(&g, "op").is_some(), "pad {mode} {pads:?} refused");

@@ -39,7 +39,12 @@ pub static FAMILY: OpFamily = OpFamily {
     lower,
 };
 
-fn ints(g: &Graph, id: NodeId, slot: usize, what: &str) -> std::result::Result<Vec<i64>, FallbackReason> {
+fn ints(
+    g: &Graph,
+    id: NodeId,
+    slot: usize,
+    what: &str,
+) -> std::result::Result<Vec<i64>, FallbackReason> {
     const_input(g, id, slot, what)?;
     g.input_const(id, slot)
         .and_then(|t| tensor_to_i64s(t))
@@ -56,7 +61,10 @@ fn plan(g: &Graph, id: NodeId) -> std::result::Result<GatherPlan, FallbackReason
     };
     let rank = xs.len();
     if ys.len() != rank || rank > MAX_DIMS {
-        return Err(attr(format!("rank {rank} to {} (the same, at most {MAX_DIMS})", ys.len())));
+        return Err(attr(format!(
+            "rank {rank} to {} (the same, at most {MAX_DIMS})",
+            ys.len()
+        )));
     }
     if ys[0] != xs[0] {
         return Err(attr("the batch changes"));
@@ -117,10 +125,10 @@ fn plan(g: &Graph, id: NodeId) -> std::result::Result<GatherPlan, FallbackReason
         }
         Op::Other(o) if o.op_type == "Expand" => {
             ints(g, id, 1, "the shape")?;
-            for d in 1..rank {
+            for (d, dim) in dims.iter_mut().enumerate().skip(1) {
                 let (n, m) = (len(xs, d), len(ys, d));
                 if n == Some(1) && m != Some(1) {
-                    dims[d].pick = Pick::Affine { start: 0, step: 0 };
+                    dim.pick = Pick::Affine { start: 0, step: 0 };
                 } else if n != m {
                     return Err(attr(format!("dim {d} is neither kept nor broadcast")));
                 }

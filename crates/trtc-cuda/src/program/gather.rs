@@ -117,7 +117,13 @@ pub(crate) mod tests {
 
     /// What the `strided_gather` kernel computes, on the host: y in storage order from x
     /// in storage order.
-    pub(crate) fn run_kernel(k: &KernelDims, mode: i32, value: f32, table: &[i32], x: &[f32]) -> Vec<f32> {
+    pub(crate) fn run_kernel(
+        k: &KernelDims,
+        mode: i32,
+        value: f32,
+        table: &[i32],
+        x: &[f32],
+    ) -> Vec<f32> {
         let n: i64 = k.len.iter().product();
         (0..n)
             .map(|i| {
@@ -135,9 +141,17 @@ pub(crate) mod tests {
                             } else if mode == PAD_REFLECT && l > 1 {
                                 let p = 2 * (l - 1);
                                 let q = q.rem_euclid(p);
-                                if q >= l { p - q } else { q }
+                                if q >= l {
+                                    p - q
+                                } else {
+                                    q
+                                }
                             } else if mode != PAD_CONSTANT {
-                                if q < 0 { 0 } else { l - 1 }
+                                if q < 0 {
+                                    0
+                                } else {
+                                    l - 1
+                                }
                             } else {
                                 inside = false;
                                 0
@@ -181,7 +195,11 @@ pub(crate) mod tests {
         let xs = [1, 4, 2, 3];
         let x: Vec<f32> = (0..24).map(|v| v as f32).collect();
         let p = plan(vec![
-            GatherDim { len: None, x_dim: 0, pick: Pick::Affine { start: 0, step: 1 } },
+            GatherDim {
+                len: None,
+                x_dim: 0,
+                pick: Pick::Affine { start: 0, step: 1 },
+            },
             affine(2, 1, 2, 1),
             affine(2, 2, 0, 1),
             affine(3, 3, 0, 1),
@@ -193,7 +211,10 @@ pub(crate) mod tests {
         let x_nhwc = crate::program::host::nchw_to_nhwc(&x, [1, 4, 2, 3]);
         let k = p.kernel_dims(&xs, true, true, 1).unwrap();
         let y = run_kernel(&k, 0, 0.0, &[], &x_nhwc);
-        let want = crate::program::host::nchw_to_nhwc(&(12..24).map(|v| v as f32).collect::<Vec<_>>(), [1, 2, 2, 3]);
+        let want = crate::program::host::nchw_to_nhwc(
+            &(12..24).map(|v| v as f32).collect::<Vec<_>>(),
+            [1, 2, 2, 3],
+        );
         assert_eq!(y, want);
     }
 
@@ -203,19 +224,46 @@ pub(crate) mod tests {
         let x = [1f32, 2., 3.];
         let mut p = plan(vec![
             affine(1, 0, 0, 1),
-            GatherDim { len: Some(7), x_dim: 1, pick: Pick::Pad { before: 2, n: 3 } },
+            GatherDim {
+                len: Some(7),
+                x_dim: 1,
+                pick: Pick::Pad { before: 2, n: 3 },
+            },
         ]);
         p.mode = PAD_REFLECT;
         let k = p.kernel_dims(&[1, 3], false, false, 1).unwrap();
-        assert_eq!(run_kernel(&k, p.mode, 0.0, &[], &x), [3., 2., 1., 2., 3., 2., 1.]);
+        assert_eq!(
+            run_kernel(&k, p.mode, 0.0, &[], &x),
+            [3., 2., 1., 2., 3., 2., 1.]
+        );
         let k2 = p.kernel_dims(&[1, 3], false, false, 1).unwrap();
-        assert_eq!(run_kernel(&k2, PAD_EDGE, 0.0, &[], &x), [1., 1., 1., 2., 3., 3., 3.]);
-        assert_eq!(run_kernel(&k2, PAD_CONSTANT, 9.0, &[], &x), [9., 9., 1., 2., 3., 9., 9.]);
+        assert_eq!(
+            run_kernel(&k2, PAD_EDGE, 0.0, &[], &x),
+            [1., 1., 1., 2., 3., 3., 3.]
+        );
+        assert_eq!(
+            run_kernel(&k2, PAD_CONSTANT, 9.0, &[], &x),
+            [9., 9., 1., 2., 3., 9., 9.]
+        );
         // Tile twice; gather [2, 0].
-        let p = plan(vec![affine(1, 0, 0, 1), GatherDim { len: Some(6), x_dim: 1, pick: Pick::Modulo(3) }]);
+        let p = plan(vec![
+            affine(1, 0, 0, 1),
+            GatherDim {
+                len: Some(6),
+                x_dim: 1,
+                pick: Pick::Modulo(3),
+            },
+        ]);
         let k = p.kernel_dims(&[1, 3], false, false, 1).unwrap();
         assert_eq!(run_kernel(&k, 0, 0.0, &[], &x), [1., 2., 3., 1., 2., 3.]);
-        let p = plan(vec![affine(1, 0, 0, 1), GatherDim { len: Some(2), x_dim: 1, pick: Pick::Table }]);
+        let p = plan(vec![
+            affine(1, 0, 0, 1),
+            GatherDim {
+                len: Some(2),
+                x_dim: 1,
+                pick: Pick::Table,
+            },
+        ]);
         let k = p.kernel_dims(&[1, 3], false, false, 1).unwrap();
         assert_eq!(run_kernel(&k, 0, 0.0, &[2, 0], &x), [3., 1.]);
     }
