@@ -1,9 +1,10 @@
 //! Data movement on the GPU against tract: ShuffleNet's channel split (two Slices of a
 //! conv's output, a conv each, Concat), YOLO's step-2 spatial slices, ViT's class token,
 //! Gather on the last axis and on axis 1 (scalar, evenly spaced and arbitrary indices),
-//! Unsqueeze -> Cast -> Squeeze round trips, Pad (constant, reflect, edge) around convs,
-//! Expand and Tile. Every case in fp32 NCHW, fp32 NHWC (1e-4 relative) and fp16 (1e-2);
-//! a failure names the case, the configuration, and the first elements that differ.
+//! Unsqueeze -> Squeeze round trips, Cast to f16 and back, Pad (constant, reflect, edge)
+//! around convs, Expand and Tile, DepthToSpace (DCR, CRD) and SpaceToDepth between convs.
+//! Every case in fp32 NCHW, fp32 NHWC (1e-4 relative) and fp16 (1e-2); a failure names
+//! the case, the configuration, and the first elements that differ.
 //! Run on a GPU machine: `cargo test -p trtc-cuda --test gpu data_movement:: -- --ignored`.
 
 use crate::common::*;
@@ -61,7 +62,13 @@ fn conv3(b: &mut GraphBuilder, x: Outlet, cin: usize, cout: usize, seed: u64) ->
 /// Like `check_all_configs`, and on a failure the shape, the largest difference and the
 /// first elements over the tolerance (index, GPU, tract).
 fn check(g: &Graph, x: trtc_ir::Tensor, what: &str) {
+    check_within(g, x, what, 0.0)
+}
+
+/// `check`, with every tolerance at least `floor`.
+fn check_within(g: &Graph, x: trtc_ir::Tensor, what: &str, floor: f32) {
     for (precision, layout, tolerance) in CONFIGS {
+        let tolerance = tolerance.max(floor);
         let opts = opts_for(precision, layout);
         let (rel, model) = gpu_vs_tract_model(g, vec![x.clone()], &opts);
         if rel <= tolerance {
@@ -216,20 +223,34 @@ fn gathers_match_tract() {
 
 #[test]
 #[ignore = "needs a CUDA GPU"]
-fn unsqueeze_cast_squeeze_round_trips_match_tract() {
-    // [N, 4, 5, 6] -> unsqueeze 2 -> [N, 4, 1, 5, 6] -> f16 -> f32 -> squeeze 2 -> conv;
-    // and a 3-D [N, 6, 7] made 4-D at the end, through a conv, and back.
+fn unsqueeze_squeeze_and_cast_round_trips_match_tract() {
+    // [N, 4, 5, 6] -> unsqueeze 2 -> [N, 4, 1, 5, 6] -> squeeze 2 -> conv; a 3-D
+    // [N, 6, 7] made 4-D at the end, through a conv, and back; Cast to f16 and back.
     let mut b = GraphBuilder::new();
     let x = input(&mut b, &[4, 5, 6]);
     let c = conv3(&mut b, x, 4, 4, 1);
     let a = i64s(&mut b, "a", &[2]);
     let u = b.op("u", Op::Unsqueeze, &[c, a]);
+    let a2 = i64s(&mut b, "a2", &[2]);
+    let s = b.op("s", Op::Squeeze, &[u, a2]);
+    let y = conv3(&mut b, s, 4, 4, 2);
+    b.output(y);
+    check(
+        &b.build().unwrap(),
+        random_tensor(&[2, 4, 5, 6], 10),
+        "unsqueeze/squeeze 4-D",
+    );
+    // Cast to f16 and back inside the engine: no rounding in fp32 engines (the engine's
+    // storage type is fixed), where tract rounds to f16: within f16's rounding of it.
+    let mut b = GraphBuilder::new();
+    let x = input(&mut b, &[4, 5, 6]);
+    let c = conv3(&mut b, x, 4, 4, 1);
     let h = b.op(
         "h",
         Op::Cast {
             to: trtc_ir::DType::F16,
         },
-        &[u],
+        &[c],
     );
     let f = b.op(
         "f",
@@ -238,14 +259,13 @@ fn unsqueeze_cast_squeeze_round_trips_match_tract() {
         },
         &[h],
     );
-    let a2 = i64s(&mut b, "a2", &[2]);
-    let s = b.op("s", Op::Squeeze, &[f, a2]);
-    let y = conv3(&mut b, s, 4, 4, 2);
+    let y = conv3(&mut b, f, 4, 4, 2);
     b.output(y);
-    check(
+    check_within(
         &b.build().unwrap(),
         random_tensor(&[2, 4, 5, 6], 10),
-        "unsqueeze/cast/squeeze 4-D",
+        "cast to f16 and back",
+        2e-3,
     );
     let mut b = GraphBuilder::new();
     let x = input(&mut b, &[6, 7]);
@@ -323,4 +343,60 @@ fn expands_and_tiles_match_tract() {
             &format!("{op} {v:?} of {shape:?}"),
         );
     }
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn depth_to_space_and_space_to_depth_between_convs_match_tract() {
+    // conv(4 -> 16) -> DepthToSpace(2, DCR / CRD) -> conv(4 -> 4); SpaceToDepth(2) of a
+    // conv's output -> conv(16 -> 8).
+    let attr = |name: &str, i: i64, s: &str| trtc_ir::tract_onnx::pb::AttributeProto {
+        name: name.into(),
+        r#type: if s.is_empty() { 2 } else { 3 },
+        i,
+        s: s.as_bytes().to_vec(),
+        ..Default::default()
+    };
+    let block = |op: &str, attrs| {
+        Op::Other(trtc_ir::op::OtherOp {
+            op_type: op.into(),
+            domain: String::new(),
+            attributes: attrs,
+        })
+    };
+    for mode in ["DCR", "CRD"] {
+        let mut b = GraphBuilder::new();
+        let x = input(&mut b, &[4, 5, 6]);
+        let c = conv3(&mut b, x, 4, 16, 1);
+        let d = b.op(
+            "d2s",
+            block(
+                "DepthToSpace",
+                vec![attr("blocksize", 2, ""), attr("mode", 0, mode)],
+            ),
+            &[c],
+        );
+        let y = conv3(&mut b, d, 4, 4, 2);
+        b.output(y);
+        check(
+            &b.build().unwrap(),
+            random_tensor(&[2, 4, 5, 6], 14),
+            &format!("DepthToSpace {mode}"),
+        );
+    }
+    let mut b = GraphBuilder::new();
+    let x = input(&mut b, &[4, 6, 8]);
+    let c = conv3(&mut b, x, 4, 4, 1);
+    let s = b.op(
+        "s2d",
+        block("SpaceToDepth", vec![attr("blocksize", 2, "")]),
+        &[c],
+    );
+    let y = conv3(&mut b, s, 16, 8, 2);
+    b.output(y);
+    check(
+        &b.build().unwrap(),
+        random_tensor(&[2, 4, 6, 8], 15),
+        "SpaceToDepth",
+    );
 }

@@ -73,6 +73,7 @@ pub(super) fn same(shape: &[Dim], d: usize, x_dim: usize) -> GatherDim {
 pub(super) fn plain(dims: Vec<GatherDim>) -> GatherPlan {
     GatherPlan {
         dims,
+        parts: vec![],
         fixed: vec![],
         mode: PAD_CONSTANT,
         value: 0.0,

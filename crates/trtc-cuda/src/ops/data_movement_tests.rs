@@ -263,5 +263,40 @@ fn pads_expands_and_tiles_are_accepted_lowered_and_read_what_tract_reads() {
         b.op("op", other("Tile", vec![]), &[x, r])
     });
     assert!(reason(&g, "op").is_some(), "tiling the batch refused");
-    let _ = (text("", ""), int("", 0));
+}
+
+#[test]
+fn depth_to_space_and_space_to_depth_are_accepted_lowered_and_read_what_tract_reads() {
+    let dims = [8usize, 3, 4];
+    for mode in ["DCR", "CRD"] {
+        let g = graph_of(&dims, |b, x| {
+            b.op(
+                "op",
+                other(
+                    "DepthToSpace",
+                    vec![int("blocksize", 2), text("mode", mode)],
+                ),
+                &[x],
+            )
+        });
+        assert_eq!(accepted_nodes_lower(&g), 1, "DepthToSpace {mode}");
+        assert_eq!(want_shape(&g), [2, 2, 6, 8]);
+        matches_tract(&g, &dims);
+    }
+    let dims = [3usize, 4, 6];
+    let g = graph_of(&dims, |b, x| {
+        b.op("op", other("SpaceToDepth", vec![int("blocksize", 2)]), &[x])
+    });
+    assert_eq!(accepted_nodes_lower(&g), 1, "SpaceToDepth");
+    assert_eq!(want_shape(&g), [2, 12, 2, 3]);
+    matches_tract(&g, &dims);
+    // Channels that the block does not divide.
+    let g = graph_of(&[6, 3, 4], |b, x| {
+        b.op("op", other("DepthToSpace", vec![int("blocksize", 2)]), &[x])
+    });
+    assert!(
+        reason(&g, "op").is_some(),
+        "{:?}",
+        g.node(node(&g, "op")).outputs[0]
+    );
 }

@@ -1,21 +1,25 @@
-//! Padding and repetition: `Pad` (opset 11+; pads, constant value and axes constant;
-//! constant, reflect or edge mode; the batch not padded) and `Expand`/`Tile` of an
-//! activation by a constant shape or repeats that leave the batch alone, each one strided
-//! read (`Step::Gather`, the `strided_gather` kernel, NCHW or NHWC).
+//! Padding, repetition and block moves: `Pad` (opset 11+; pads, constant value and axes
+//! constant, none negative; constant, reflect or edge mode; the batch not padded),
+//! `Expand`/`Tile` of an activation by a constant shape or repeats that leave the batch
+//! alone, and `DepthToSpace` (DCR and CRD) / `SpaceToDepth` of 4-D tensors, each one
+//! strided read (`Step::Gather`, the `strided_gather` kernel, NCHW or NHWC).
 
 use super::data_movement::{in_shape, len, out_shape, plain, same};
-use super::rules::{attr, const_input};
+use super::rules::{attr, const_input, int_attr, str_attr};
 use super::{OpDoc, OpFamily};
 use crate::error::{cuda_err, Result};
-use crate::program::gather::{GatherPlan, Pick, MAX_DIMS, PAD_CONSTANT, PAD_EDGE, PAD_REFLECT};
+use crate::program::gather::{
+    GatherDim, GatherPlan, Pick, MAX_DIMS, PAD_CONSTANT, PAD_EDGE, PAD_REFLECT,
+};
 use crate::program::lowering::Lowering;
 use crate::program::{norm_axis, Step};
 use trtc_engine::FallbackReason;
+use trtc_ir::op::OtherOp;
 use trtc_ir::tensor::{tensor_to_f32s, tensor_to_i64s};
-use trtc_ir::{Graph, NodeId, Op};
+use trtc_ir::{Dim, Graph, NodeId, Op};
 
 pub static FAMILY: OpFamily = OpFamily {
-    name: "pad and tile",
+    name: "pad, tile, depth/space",
     ops: &[
         OpDoc {
             op: "Pad",
@@ -29,10 +33,19 @@ pub static FAMILY: OpFamily = OpFamily {
             op: "Tile",
             conditions: "repeats constant, 1 on the batch; at most 6 dims",
         },
+        OpDoc {
+            op: "DepthToSpace, SpaceToDepth",
+            conditions: "4-D; DCR or CRD mode",
+        },
     ],
     handles: |op| match op {
         Op::Pad { .. } => true,
-        Op::Other(o) => matches!(o.op_type.as_str(), "Expand" | "Tile") && o.domain.is_empty(),
+        Op::Other(o) => {
+            matches!(
+                o.op_type.as_str(),
+                "Expand" | "Tile" | "DepthToSpace" | "SpaceToDepth"
+            ) && o.domain.is_empty()
+        }
         _ => false,
     },
     check,
@@ -60,6 +73,11 @@ fn plan(g: &Graph, id: NodeId) -> std::result::Result<GatherPlan, FallbackReason
         return Err(attr("shapes unknown"));
     };
     let rank = xs.len();
+    if let Op::Other(o) = &g.node(id).op {
+        if matches!(o.op_type.as_str(), "DepthToSpace" | "SpaceToDepth") {
+            return depth_space(o, xs, ys);
+        }
+    }
     if ys.len() != rank || rank > MAX_DIMS {
         return Err(attr(format!(
             "rank {rank} to {} (the same, at most {MAX_DIMS})",
@@ -154,6 +172,70 @@ fn plan(g: &Graph, id: NodeId) -> std::result::Result<GatherPlan, FallbackReason
         _ => return Err(FallbackReason::UnsupportedOp),
     };
     p.fixed.clear();
+    Ok(p)
+}
+
+/// DepthToSpace or SpaceToDepth of `[n, c, h, w]` with block `b`: y's channel and
+/// spatial dims split into parts, each read along one of x's dims.
+fn depth_space(
+    o: &OtherOp,
+    xs: &[Dim],
+    ys: &[Dim],
+) -> std::result::Result<GatherPlan, FallbackReason> {
+    let b = int_attr(o, "blocksize").ok_or_else(|| attr("no blocksize"))?;
+    let dims: Option<Vec<usize>> = (1..4).map(|d| len(xs, d)).collect();
+    let (Some(&[c, h, w]), true) = (dims.as_deref(), xs.len() == 4 && ys.len() == 4) else {
+        return Err(attr("not 4-D with known C, H, W"));
+    };
+    let bu = b.max(1) as usize;
+    let divides = if o.op_type == "DepthToSpace" {
+        c % (bu * bu) == 0
+    } else {
+        h % bu == 0 && w % bu == 0
+    };
+    if b < 1 || !divides || xs[0] != ys[0] {
+        return Err(attr(format!("blocksize {b}")));
+    }
+    let at = |len: usize, x_dim: usize, step: i64| GatherDim {
+        len: Some(len),
+        x_dim,
+        pick: Pick::Affine { start: 0, step },
+    };
+    let batch = same(ys, 0, 0);
+    let (dims, parts, want) = if o.op_type == "DepthToSpace" {
+        let co = c / (bu * bu);
+        let (sc, si, sj) = match str_attr(o, "mode").as_deref() {
+            None | Some("DCR") => (1, b * co as i64, co as i64),
+            Some("CRD") => (b * b, b, 1),
+            Some(m) => return Err(attr(format!("mode {m}"))),
+        };
+        let dims = vec![
+            batch,
+            at(co, 1, sc),
+            at(h, 2, 1),
+            at(bu, 1, si),
+            at(w, 3, 1),
+            at(bu, 1, sj),
+        ];
+        (dims, vec![1, 1, 2, 2], [co, h * bu, w * bu])
+    } else {
+        let (ho, wo) = (h / bu, w / bu);
+        let dims = vec![
+            batch,
+            at(bu, 2, 1),
+            at(bu, 3, 1),
+            at(c, 1, 1),
+            at(ho, 2, b),
+            at(wo, 3, b),
+        ];
+        (dims, vec![1, 3, 1, 1], [c * bu * bu, ho, wo])
+    };
+    let have: Vec<Option<usize>> = (1..4).map(|d| len(ys, d)).collect();
+    if have != want.map(Some) || want.contains(&0) {
+        return Err(attr("the output shape is not the block move's"));
+    }
+    let mut p = plain(dims);
+    p.parts = parts;
     Ok(p)
 }
 

@@ -40,8 +40,12 @@ pub const PAD_EDGE: i32 = 2;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct GatherPlan {
-    /// y's dims, in its logical order.
+    /// y's dims, in its logical order (a dim of y split in parts, major first, where
+    /// `parts` says so).
     pub dims: Vec<GatherDim>,
+    /// How many of `dims` each dim of y is (DepthToSpace's `h * b` is two); empty for one
+    /// each.
+    pub parts: Vec<usize>,
     /// (x dim, coordinate) of the dims of x that y drops.
     pub fixed: Vec<(usize, usize)>,
     /// Pad mode (`PAD_*`) and constant value.
@@ -77,12 +81,25 @@ impl GatherPlan {
         if rank > MAX_DIMS || self.dims.iter().any(|d| d.x_dim >= xs.len()) {
             return None;
         }
+        let parts = if self.parts.is_empty() {
+            vec![1; rank]
+        } else {
+            self.parts.clone()
+        };
+        if parts.iter().sum::<usize>() != rank {
+            return None;
+        }
         let xst = logical_strides(xs, x_nhwc);
-        let order: Vec<usize> = if y_nhwc && rank == 4 {
+        let groups: Vec<usize> = if y_nhwc && parts.len() == 4 {
             vec![0, 2, 3, 1]
         } else {
-            (0..rank).collect()
+            (0..parts.len()).collect()
         };
+        let first = |g: usize| parts[..g].iter().sum::<usize>();
+        let order: Vec<usize> = groups
+            .iter()
+            .flat_map(|&g| first(g)..first(g) + parts[g])
+            .collect();
         let pad = MAX_DIMS - rank;
         let mut k = KernelDims {
             base: 0,
@@ -182,6 +199,7 @@ pub(crate) mod tests {
     fn plan(dims: Vec<GatherDim>) -> GatherPlan {
         GatherPlan {
             dims,
+            parts: vec![],
             fixed: vec![],
             mode: PAD_CONSTANT,
             value: 0.0,
