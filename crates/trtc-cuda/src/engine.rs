@@ -212,6 +212,7 @@ impl CudaEngine {
             Step::Convert { x, .. } => ("convert", 0, (4 + e) * n(*x)),
             Step::Relayout { x, .. } => ("relayout", 0, 2 * e * n(*x)),
             Step::Transpose { x, .. } => ("transpose", 0, 2 * e * n(*x)),
+            Step::Gather { y, .. } => ("gather", 0, 2 * e * n(*y)),
             Step::Resize { x, y, linear, .. } => (
                 "resize",
                 if *linear { 6 * n(*y) } else { 0 },

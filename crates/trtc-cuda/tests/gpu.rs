@@ -7,6 +7,7 @@
 mod common;
 
 mod conv;
+mod data_movement;
 mod elementwise;
 mod gemm;
 mod layer_norm;

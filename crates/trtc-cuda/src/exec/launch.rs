@@ -456,6 +456,7 @@ impl Exec {
                 Step::ConvTranspose { .. } => self.launch_conv_transpose(inst, i),
                 Step::Reduce { .. } => self.launch_reduce(inst, i),
                 Step::Lrn { .. } => self.launch_lrn(inst, i),
+                Step::Gather { .. } => self.launch_gather(inst, i),
                 Step::Relayout { x, y } => {
                     let sh = p.shape(*x, b);
                     let n = [sh[0], sh[1], sh[2] * sh[3]];

@@ -10,6 +10,7 @@
 
 mod direct;
 mod elementwise;
+mod gather;
 mod launch;
 mod resample;
 mod reduce;

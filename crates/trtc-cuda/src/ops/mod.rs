@@ -13,11 +13,13 @@
 
 mod conv;
 mod conv_transpose;
+mod data_movement;
 mod elementwise;
 mod gemm;
 mod layer_norm;
 mod lrn;
 mod normalization;
+mod pad_tile;
 mod pool;
 mod resize;
 mod reduce;
@@ -72,6 +74,8 @@ pub static FAMILIES: &[&OpFamily] = &[
     &reduce::FAMILY,
     &shape::FAMILY,
     &transpose::FAMILY,
+    &data_movement::FAMILY,
+    &pad_tile::FAMILY,
 ];
 
 /// Precisions every family runs in: fp32 (true FP32), tf32 (tensor cores for convs and

@@ -80,7 +80,8 @@ pub fn step_slots(step: &Step) -> (Vec<usize>, Vec<usize>) {
         | Step::Resize { x, y, .. }
         | Step::ConvTranspose { x, y, .. }
         | Step::Reduce { x, y, .. }
-        | Step::Lrn { x, y, .. } => (vec![*x], vec![*y]),
+        | Step::Lrn { x, y, .. }
+        | Step::Gather { x, y, .. } => (vec![*x], vec![*y]),
         Step::Binary { a, b, y, .. } => (vec![*a, *b], vec![*y]),
         Step::Concat { inputs, y, .. } => (inputs.clone(), vec![*y]),
         Step::Split { x, outputs, .. } => (vec![*x], outputs.clone()),

@@ -9,6 +9,7 @@
 //! stored in the engine's layout, other tensors in their natural order.
 
 pub mod conv_rules;
+pub mod gather;
 pub mod host;
 pub mod lowering;
 pub mod reduce;
@@ -164,6 +165,13 @@ pub enum Step {
         stride: [i32; 2],
         dilation: [i32; 2],
         groups: i32,
+    },
+    /// Data movement (`ops/data_movement.rs`, `ops/pad_tile.rs`): y read from x through a
+    /// strided gather plan (`gather.rs`), one `strided_gather` kernel.
+    Gather {
+        x: usize,
+        y: usize,
+        plan: gather::GatherPlan,
     },
     /// Elementwise ops fused into one kernel (`passes/chains.rs`): the value starts as
     /// `inputs[0]` (broadcast to y's shape) and goes through `ops`.

@@ -6,6 +6,7 @@ pub mod conv_kernels;
 pub mod cublaslt;
 pub mod cudnn;
 pub mod device;
+pub mod gather_kernels;
 pub mod kernels;
 pub mod resample_kernels;
 pub mod reduce_kernels;

@@ -124,6 +124,10 @@ pub(super) fn infer(ctx: &NodeCtx, known: &Known, o: &OtherOp) -> Result<Option<
             let shape = resized_shape(ctx, known, o);
             return Ok(shape.map(|s| vec![info(ctx.in_dt(0), Some(s))]));
         }
+        "DepthToSpace" | "SpaceToDepth" => {
+            let shape = depth_space_shape(ctx, o);
+            return Ok(shape.map(|s| vec![info(ctx.in_dt(0), Some(s))]));
+        }
         "ConvTranspose" => {
             let shape = conv_transpose_shape(ctx, o);
             return Ok(shape.map(|s| vec![info(ctx.in_dt(0), Some(s))]));
@@ -200,6 +204,28 @@ fn expand(ctx: &NodeCtx, known: &Known) -> Result<Option<crate::shape::Shape>> {
         })
         .collect();
     broadcast(x, &target).map(Some).map_err(|e| ctx.err(e))
+}
+
+/// DepthToSpace: `[n, c, h, w]` to `[n, c / b², h * b, w * b]`; SpaceToDepth the
+/// reverse (channels and spatial dims known, divisible).
+fn depth_space_shape(ctx: &NodeCtx, o: &OtherOp) -> Option<Shape> {
+    let x = ctx.in_shape(0)?;
+    let b = attr(o, "blocksize")?.i;
+    let [n, Dim::Known(c), Dim::Known(h), Dim::Known(w)] = &x[..] else {
+        return None;
+    };
+    if b < 1 {
+        return None;
+    }
+    let (b, bb) = (b as u64, (b * b) as u64);
+    let out = if o.op_type == "DepthToSpace" {
+        (c % bb == 0).then(|| [c / bb, h * b, w * b])?
+    } else {
+        (h % b == 0 && w % b == 0).then(|| [c * bb, h / b, w / b])?
+    };
+    let mut s = vec![n.clone()];
+    s.extend(out.map(Dim::Known));
+    Some(s)
 }
 
 /// Attribute `name` of `o`.
