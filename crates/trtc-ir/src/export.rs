@@ -263,6 +263,11 @@ fn trtc_node(g: &Graph, id: NodeId, inputs: Vec<String>) -> NodeProto {
     let node = g.node(id);
     let outputs = node.outputs.iter().map(|t| t.name.clone()).collect();
     let mut p = node_proto(&node.name, &node.op, inputs, outputs);
+    if matches!(node.op, Op::Split { .. }) && g.meta.opset() < 13 {
+        // Passes write Split in its opset-13 form (sizes an input), which an older
+        // model's opset does not have: the plan marks it as trtc's so it reads back typed.
+        p.domain = TRTC_DOMAIN.into();
+    }
     if let Op::FusedConv(f) = &node.op {
         p.domain = TRTC_DOMAIN.into();
         p.attribute

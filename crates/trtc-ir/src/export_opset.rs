@@ -151,5 +151,23 @@ mod tests {
                 assert_eq!(node.attribute[1].ints, vec![2, 4]);
             }
         }
+        // A plan of the opset-11 model reads the Split back typed, and its standard
+        // export runs on tract (the opset-9 GoogLeNet plan that compiled, then failed:
+        // "Split: Rules expect 1 input, node has 2").
+        g.meta.opset_imports = vec![(String::new(), 11)];
+        let plan = crate::export::to_model_proto_as(&g, crate::export::Flavor::Trtc).unwrap();
+        let back = crate::load::from_proto(plan, None).unwrap();
+        let split = back.find_node("split").unwrap();
+        assert!(
+            matches!(back.node(split).op, Op::Split { .. }),
+            "{:?}",
+            back.node(split).op
+        );
+        let x = crate::tensor::random_uniform(&[1, 6, 4, 4], 1);
+        let y = crate::eval::CpuModel::new(&back)
+            .unwrap()
+            .run(vec![x])
+            .unwrap();
+        assert_eq!(y[1].shape(), &[1, 4, 4, 4]);
     }
 }

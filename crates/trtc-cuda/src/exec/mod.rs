@@ -12,8 +12,8 @@ mod direct;
 mod elementwise;
 mod gather;
 mod launch;
-mod resample;
 mod reduce;
+mod resample;
 
 use crate::error::{cuda_err, Result};
 use crate::passes::concat_views::View;

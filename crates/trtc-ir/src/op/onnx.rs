@@ -14,6 +14,9 @@ impl Op {
             parse_standard(op_type, attrs, opset)
         } else if domain == crate::export::TRTC_DOMAIN && op_type == "FusedConv" {
             parse_fused_conv(attrs)
+        } else if domain == crate::export::TRTC_DOMAIN && op_type == "Split" {
+            // A plan's Split in its opset-13 form inside an older model (`trtc_node`).
+            parse_standard(op_type, attrs, 13)
         } else {
             None
         };
