@@ -41,6 +41,9 @@ struct PlanSegment {
     precision: Option<trtc_engine::Precision>,
 }
 
+/// One engine of a shape key: (segment id, engine kind, payload bytes).
+type ShapeEngineEntry = (usize, String, ByteRange);
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct PlanHeader {
     trtc_version: String,
@@ -51,7 +54,7 @@ struct PlanHeader {
     fallback: Vec<(String, FallbackReason)>,
     /// A dynamic model's engines per input-shape key: (key, [(segment id, kind, bytes)]).
     #[serde(default)]
-    shape_engines: Vec<(String, Vec<(usize, String, ByteRange)>)>,
+    shape_engines: Vec<(String, Vec<ShapeEngineEntry>)>,
 }
 
 /// A compiled model: optimized graph, partition, options, report, and the engines'

@@ -25,7 +25,7 @@ use trtc_ir::tract_onnx::prelude::{TValue, TVec};
 use trtc_ir::{has_dynamic_dims, Graph, Outlet, Tensor, TensorInfo};
 
 enum Models {
-    Static(SegmentedModel),
+    Static(Box<SegmentedModel>),
     Dynamic(ShapeCache),
 }
 
@@ -87,7 +87,7 @@ impl HybridModel {
         } else {
             let mut m = SegmentedModel::with_payloads(g, p, opts, payloads, gpu)?;
             let notes = std::mem::take(&mut m.notes);
-            (Models::Static(m), notes)
+            (Models::Static(Box::new(m)), notes)
         };
         Ok(HybridModel {
             inputs,
