@@ -25,8 +25,8 @@ use trtc_ir::tract_onnx::prelude::{TValue, TVec};
 use trtc_ir::{has_dynamic_dims, Graph, Outlet, Tensor, TensorInfo};
 
 enum Models {
-    Static(Box<SegmentedModel>),
-    Dynamic(ShapeCache),
+    Static(SegmentedModel),
+    Dynamic(Box<ShapeCache>),
 }
 
 /// A partitioned graph ready to run, for any input shape its inputs allow.
@@ -83,11 +83,11 @@ impl HybridModel {
         let outputs = infos(g.outputs().to_vec());
         let (models, notes) = if has_dynamic_dims(g) {
             let cache = ShapeCache::new(g.clone(), opts.clone(), shape_payloads.clone(), gpu);
-            (Models::Dynamic(cache), vec![])
+            (Models::Dynamic(Box::new(cache)), vec![])
         } else {
             let mut m = SegmentedModel::with_payloads(g, p, opts, payloads, gpu)?;
             let notes = std::mem::take(&mut m.notes);
-            (Models::Static(Box::new(m)), notes)
+            (Models::Static(m), notes)
         };
         Ok(HybridModel {
             inputs,

@@ -113,7 +113,9 @@ fn want_shape(g: &Graph) -> Vec<usize> {
 
 #[test]
 fn slices_are_accepted_lowered_and_read_what_tract_reads() {
-    let cases: [(&[usize], &[i64], &[i64], &[i64], &[i64]); 6] = [
+    // (input shape, starts, ends, axes, steps)
+    type SliceCase<'a> = (&'a [usize], &'a [i64], &'a [i64], &'a [i64], &'a [i64]);
+    let cases: [SliceCase; 6] = [
         // ShuffleNet's split halves of the channels.
         (&[8, 3, 5], &[0], &[4], &[1], &[1]),
         (&[8, 3, 5], &[4], &[i64::MAX], &[1], &[1]),
