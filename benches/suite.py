@@ -162,7 +162,8 @@ def main():
             by_key = {s["shapes"]: s for s in report.get("shapes", [])}
             for s, f, ref in inputs:
                 key = "x:" + "x".join(map(str, s[1:]))
-                r = by_key.get(key, {})
+                # A model static past the batch has one report, not one per shape.
+                r = by_key.get(key, {}) if by_key else {"report": report}
                 segs = r.get("report", {}).get("segments", [])
                 gpu = sum(x["original_nodes"] for x in segs if x["backend"] == "gpu" and not x.get("engine_error"))
                 allnodes = sum(x["original_nodes"] for x in segs) or 1

@@ -129,6 +129,34 @@ pub fn apply(
 
 const SAMPLE_SEED: u64 = 0x16;
 
+/// `apply` without the sample run, from what an earlier run of the same model found
+/// (another input shape of a dynamic model): segments holding a layer named in `known`
+/// run in fp32. The sample costs a whole CPU inference (11 s for FCN-ResNet50 at
+/// 512x512), too much for each shape that arrives at run time.
+pub fn apply_known(
+    g: &Graph,
+    p: &mut Partition,
+    opts: &CompileOptions,
+    known: &[Fp16Overflow],
+) -> Vec<Fp16Overflow> {
+    if opts.precision != Precision::Fp16 || opts.backend == BackendChoice::Cpu {
+        return vec![];
+    }
+    let mut out = vec![];
+    for s in p.segments.iter_mut().filter(|s| s.backend == SegmentBackend::Gpu) {
+        for &id in &s.nodes {
+            for o in known.iter().filter(|o| o.node == g.node(id).name) {
+                s.precision = Some(Precision::Fp32);
+                out.push(Fp16Overflow {
+                    segment: s.id,
+                    ..o.clone()
+                });
+            }
+        }
+    }
+    out
+}
+
 /// The segments `overflows` name, which run in fp32.
 pub fn fp32_segments(overflows: &[Fp16Overflow]) -> HashSet<usize> {
     overflows.iter().map(|o| o.segment).collect()

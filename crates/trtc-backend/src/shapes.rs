@@ -21,12 +21,14 @@ pub struct Specialized {
 }
 
 /// Specialize `g` for `shapes` (one per input, graph order), fold what became constant
-/// (shape arithmetic), and partition with `support`'s table.
+/// (shape arithmetic), and partition with `support`'s table. An fp16 plan's range guard
+/// runs its sample unless `fp16_known` gives what an earlier shape found.
 pub fn specialize_for(
     g: &Graph,
     shapes: &[Vec<usize>],
     opts: &CompileOptions,
     support: &dyn OpSupport,
+    fp16_known: Option<&[crate::fp16_guard::Fp16Overflow]>,
 ) -> Result<Specialized> {
     let key = shape_key(g, shapes);
     let mut graph = specialize(g, shapes)?;
@@ -37,7 +39,10 @@ pub fn specialize_for(
         use_gpu: opts.backend != BackendChoice::Cpu,
     };
     let mut partition = partition(&graph, support, &popts)?;
-    let fp16_overflows = crate::fp16_guard::apply(&graph, &mut partition, opts, Some(shapes));
+    let fp16_overflows = match fp16_known {
+        Some(known) => crate::fp16_guard::apply_known(&graph, &mut partition, opts, known),
+        None => crate::fp16_guard::apply(&graph, &mut partition, opts, Some(shapes)),
+    };
     Ok(Specialized {
         key,
         graph,

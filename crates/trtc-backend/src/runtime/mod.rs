@@ -55,7 +55,7 @@ impl HybridModel {
         opts: &CompileOptions,
         gpu: &'static dyn EngineBuilder,
     ) -> Result<HybridModel> {
-        Self::with_payloads(g, p, opts, &BTreeMap::new(), &BTreeMap::new(), gpu)
+        Self::with_payloads(g, p, opts, &BTreeMap::new(), &BTreeMap::new(), None, gpu)
     }
 
     /// The model a plan describes, its GPU engines rebuilt from the tactics it stored.
@@ -66,6 +66,7 @@ impl HybridModel {
             &plan.options,
             &plan.engines,
             &plan.shape_engines,
+            plan_fp16_known(plan),
             gpu,
         )
     }
@@ -76,13 +77,20 @@ impl HybridModel {
         opts: &CompileOptions,
         payloads: &BTreeMap<usize, EnginePayload>,
         shape_payloads: &ShapePayloads,
+        fp16_known: Option<Vec<crate::fp16_guard::Fp16Overflow>>,
         gpu: &'static dyn EngineBuilder,
     ) -> Result<HybridModel> {
         let infos = |v: Vec<Outlet>| v.into_iter().map(|o| g.tensor(o).clone()).collect();
         let inputs = infos(g.inputs().iter().map(|&i| Outlet::new(i, 0)).collect());
         let outputs = infos(g.outputs().to_vec());
         let (models, notes) = if has_dynamic_dims(g) {
-            let cache = ShapeCache::new(g.clone(), opts.clone(), shape_payloads.clone(), gpu);
+            let cache = ShapeCache::new(
+                g.clone(),
+                opts.clone(),
+                shape_payloads.clone(),
+                gpu,
+                fp16_known,
+            );
             (Models::Dynamic(Box::new(cache)), vec![])
         } else {
             let mut m = SegmentedModel::with_payloads(g, p, opts, payloads, gpu)?;
@@ -228,6 +236,18 @@ impl HybridModel {
         }
         Ok(outputs)
     }
+}
+
+/// What the fp16 range guard found at compile time for a dynamic plan's `--shapes`
+/// (`None` when no shape was built then: the first one to arrive runs the sample).
+fn plan_fp16_known(plan: &Plan) -> Option<Vec<crate::fp16_guard::Fp16Overflow>> {
+    let shapes = &plan.report.shapes;
+    (!shapes.is_empty()).then(|| {
+        shapes
+            .iter()
+            .flat_map(|s| s.report.fp16_overflows.iter().cloned())
+            .collect()
+    })
 }
 
 enum ModelRef<'a> {

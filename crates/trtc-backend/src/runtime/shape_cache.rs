@@ -29,6 +29,9 @@ pub(crate) struct ShapeCache {
     gpu: &'static dyn EngineBuilder,
     /// Most recently used last.
     entries: Mutex<Vec<Entry>>,
+    /// What the fp16 range guard found for the first shape built (or the plan's shapes):
+    /// later shapes reuse it instead of running the sample again.
+    fp16_known: Mutex<Option<Vec<crate::fp16_guard::Fp16Overflow>>>,
 }
 
 impl ShapeCache {
@@ -37,6 +40,7 @@ impl ShapeCache {
         opts: CompileOptions,
         stored: BTreeMap<String, BTreeMap<usize, EnginePayload>>,
         gpu: &'static dyn EngineBuilder,
+        fp16_known: Option<Vec<crate::fp16_guard::Fp16Overflow>>,
     ) -> ShapeCache {
         ShapeCache {
             graph,
@@ -44,6 +48,7 @@ impl ShapeCache {
             stored,
             gpu,
             entries: Mutex::new(vec![]),
+            fp16_known: Mutex::new(fp16_known),
         }
     }
 
@@ -66,7 +71,18 @@ impl ShapeCache {
         }
         let start = Instant::now();
         tracing::info!("building engines for input shapes {key}");
-        let spec = specialize_for(&self.graph, shapes, &self.opts, self.gpu.support())?;
+        let known = self.fp16_known.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let spec = specialize_for(
+            &self.graph,
+            shapes,
+            &self.opts,
+            self.gpu.support(),
+            known.as_deref(),
+        )?;
+        if known.is_none() {
+            *self.fp16_known.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some(spec.fp16_overflows.clone());
+        }
         let none = BTreeMap::new();
         let payloads = self.stored.get(&key).unwrap_or(&none);
         let mut model = SegmentedModel::with_payloads(
