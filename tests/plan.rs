@@ -255,7 +255,8 @@ fn a_file_with_the_magic_but_garbage() {
     );
 }
 
-/// x -> Conv -> Relu -> LRN -> Conv -> Relu -> Reshape(to [-1, N], from Shape(x)).
+/// x -> Conv -> Relu -> Round (no GPU lowering) -> Conv -> Relu -> Reshape(to [-1, N], from
+/// Shape(x)).
 fn model_with_unsupported_ops() -> pb::ModelProto {
     use pb::tensor_shape_proto::{dimension::Value, Dimension};
     let mut input = f32_info("x", &[1, 3, 8, 8]);
@@ -287,8 +288,7 @@ fn model_with_unsupported_ops() -> pb::ModelProto {
         });
     let mut conv2 = node("Conv", &["l", "w2"], &["c2"]);
     conv2.attribute = conv1.attribute.clone();
-    let mut lrn = node("LRN", &["r1"], &["l"]);
-    lrn.attribute.push(int_attr("size", 3));
+    let lrn = node("Round", &["r1"], &["l"]);
     let mut gather = node("Gather", &["s", "zero"], &["n"]);
     gather.attribute.push(int_attr("axis", 0));
     let mut cat = node("Concat", &["m1", "n1"], &["target"]);
@@ -355,7 +355,7 @@ fn unsupported_ops_give_several_segments_with_reasons_and_run_correctly() {
             .find(|f| plan.graph.node(f.node).op.op_type() == op)
             .map(|f| f.reason.clone())
     };
-    assert_eq!(reason("LRN"), Some(FallbackReason::UnsupportedOp));
+    assert_eq!(reason("Round"), Some(FallbackReason::UnsupportedOp));
     assert_eq!(reason("Shape"), Some(FallbackReason::UnsupportedOp));
     assert!(
         matches!(reason("Reshape"), Some(FallbackReason::DynamicShape(_))),
@@ -368,7 +368,7 @@ fn unsupported_ops_give_several_segments_with_reasons_and_run_correctly() {
         .iter()
         .filter(|s| s.backend == SegmentBackend::Gpu)
         .count();
-    assert_eq!(gpu, 2, "conv+relu before the LRN, conv+relu after it");
+    assert_eq!(gpu, 2, "conv+relu before the Round, conv+relu after it");
     let back = Plan::from_bytes(&plan.to_bytes().unwrap()).unwrap();
     let out = HybridModel::new(&back.graph, &back.partition, &back.options, trtc::gpu())
         .unwrap()
