@@ -143,7 +143,11 @@ pub fn apply_known(
         return vec![];
     }
     let mut out = vec![];
-    for s in p.segments.iter_mut().filter(|s| s.backend == SegmentBackend::Gpu) {
+    for s in p
+        .segments
+        .iter_mut()
+        .filter(|s| s.backend == SegmentBackend::Gpu)
+    {
         for &id in &s.nodes {
             for o in known.iter().filter(|o| o.node == g.node(id).name) {
                 s.precision = Some(Precision::Fp32);

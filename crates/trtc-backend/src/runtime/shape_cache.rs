@@ -71,7 +71,11 @@ impl ShapeCache {
         }
         let start = Instant::now();
         tracing::info!("building engines for input shapes {key}");
-        let known = self.fp16_known.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let known = self
+            .fp16_known
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let spec = specialize_for(
             &self.graph,
             shapes,
