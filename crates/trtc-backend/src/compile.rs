@@ -97,22 +97,9 @@ pub fn tune_profiles(
     }
     if !trtc_ir::has_dynamic_dims(&plan.graph) {
         // A static model's one shape (trtexec accepts it too): check it, build nothing more.
-        let infos: Vec<_> = plan
-            .graph
-            .inputs()
-            .iter()
-            .map(|&i| plan.graph.tensor(trtc_ir::Outlet::new(i, 0)).clone())
-            .collect();
+        let infos = crate::shapes::input_infos(&plan.graph);
         for shapes in profiles {
-            let dts: Vec<_> = infos
-                .iter()
-                .map(|t| {
-                    t.dtype
-                        .and_then(|d| d.to_datum())
-                        .unwrap_or(trtc_ir::tract_onnx::prelude::DatumType::F32)
-                })
-                .collect();
-            trtc_ir::eval::check_shapes(&infos, shapes, &dts)?;
+            crate::shapes::check_input_shapes(&infos, shapes)?;
         }
         tracing::info!(
             "the model's input shapes are static past the batch: its engines serve every \

@@ -155,11 +155,24 @@ pub fn parse_key(g: &Graph, key: &str) -> Result<Vec<Vec<usize>>> {
         }
         shapes.push(s);
     }
-    let infos: Vec<_> = g
-        .inputs()
+    check_input_shapes(&input_infos(g), &shapes).map_err(|e| bad(&e.to_string()))?;
+    Ok(shapes)
+}
+
+/// The graph's inputs, in order.
+pub(crate) fn input_infos(g: &Graph) -> Vec<trtc_ir::TensorInfo> {
+    g.inputs()
         .iter()
         .map(|&i| g.tensor(Outlet::new(i, 0)).clone())
-        .collect();
+        .collect()
+}
+
+/// `shapes` (one per input) fit the inputs `infos`, each of its declared type (f32 where
+/// none is declared): shapes alone, as `--shapes` and plan shape keys give them.
+pub(crate) fn check_input_shapes(
+    infos: &[trtc_ir::TensorInfo],
+    shapes: &[Vec<usize>],
+) -> Result<()> {
     let dts: Vec<_> = infos
         .iter()
         .map(|t| {
@@ -168,8 +181,7 @@ pub fn parse_key(g: &Graph, key: &str) -> Result<Vec<Vec<usize>>> {
                 .unwrap_or(trtc_ir::tract_onnx::prelude::DatumType::F32)
         })
         .collect();
-    trtc_ir::eval::check_shapes(&infos, &shapes, &dts).map_err(|e| bad(&e.to_string()))?;
-    Ok(shapes)
+    Ok(trtc_ir::eval::check_shapes(infos, shapes, &dts)?)
 }
 
 #[cfg(test)]

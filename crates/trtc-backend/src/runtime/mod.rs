@@ -160,16 +160,7 @@ impl HybridModel {
     /// model; a static one has its engines already). Shapes are checked as `run` does.
     pub fn prepare(&self, shapes: &[Vec<usize>]) -> Result<()> {
         if let Models::Dynamic(c) = &self.models {
-            let dts: Vec<_> = self
-                .inputs
-                .iter()
-                .map(|t| {
-                    t.dtype
-                        .and_then(|d| d.to_datum())
-                        .unwrap_or(trtc_ir::tract_onnx::prelude::DatumType::F32)
-                })
-                .collect();
-            check_shapes(&self.inputs, shapes, &dts)?;
+            crate::shapes::check_input_shapes(&self.inputs, shapes)?;
             c.get(shapes)?;
         }
         Ok(())
