@@ -290,3 +290,84 @@ fn a_model_static_past_the_batch_accepts_its_own_shape_only() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_clean_failure(&run("x:1x5"), "input `x`");
 }
+
+/// `x: f32[N,3,4,4]` -> relu -> `Reshape(_, Concat(Shape(_)[0:1] * 3, [-1]))` (a batch
+/// folded into rows, as attention's `[N*heads, L, d]`) -> MatMul by a constant -> reshape
+/// back to `[N, -1]`: static past the batch, but its shape arithmetic reads the batch.
+fn batch_reading_model() -> Graph {
+    let mut b = GraphBuilder::new();
+    let x = b.input_with(
+        "x",
+        DType::F32,
+        vec!["N".into(), 3u64.into(), 4u64.into(), 4u64.into()],
+    );
+    let r = b.op("relu", Op::Relu, &[x]);
+    let n = b.op(
+        "n",
+        Op::Shape {
+            start: Some(0),
+            end: Some(1),
+        },
+        &[r],
+    );
+    let rest = b.constant("rest", tensor1(&[-1i64]));
+    let three = b.constant("three", tensor1(&[3i64]));
+    let rows = b.op("rows", Op::Mul, &[n, three]);
+    let target = b.op("target", Op::Concat { axis: 0 }, &[rows, rest]);
+    let flat = b.op("flat", Op::Reshape { allowzero: 0 }, &[r, target]);
+    let w = b.constant("w", trtc::ir::tensor::random_uniform(&[16, 5], 2));
+    let fc = b.op("fc", Op::MatMul, &[flat, w]);
+    let back = b.op("back", Op::Concat { axis: 0 }, &[n, rest]);
+    let y = b.op("unflat", Op::Reshape { allowzero: 0 }, &[fc, back]);
+    b.output(y);
+    b.build().unwrap()
+}
+
+#[test]
+fn shape_arithmetic_on_the_batch_builds_engines_per_batch_size() {
+    let g = batch_reading_model();
+    assert!(!trtc::ir::has_dynamic_dims(&g));
+    let opts = CompileOptions {
+        max_batch_size: 4,
+        ..Default::default()
+    };
+    let mut plan = compile("flat", g.clone(), &opts, trtc::gpu()).unwrap();
+    assert!(
+        plan.report.dynamic,
+        "the report says engines are built per shape"
+    );
+    let keys = tune_profiles(&mut plan, &[vec![vec![2, 3, 4, 4]]], trtc::gpu()).unwrap();
+    assert_eq!(
+        keys,
+        vec!["x:2x3x4x4".to_string()],
+        "the batch is part of the key"
+    );
+    let shape = &plan.report.shapes[0];
+    let (gpu, all) = shape.report.gpu_original_nodes();
+    assert_eq!(
+        gpu, all,
+        "every node is in a GPU segment once the batch is known"
+    );
+    let back = Plan::from_bytes(&plan.to_bytes().unwrap()).unwrap();
+    let model = HybridModel::from_plan(&back, trtc::gpu()).unwrap();
+    assert!(model.is_dynamic());
+    let reference = trtc::ir::eval::CpuModel::new(&g).unwrap();
+    for batch in [2, 3, 2] {
+        let x = input(&[batch, 3, 4, 4], batch as u64);
+        let want = reference.run(vec![x.clone()]).unwrap();
+        let got = model.run(vec![x]).unwrap();
+        assert_eq!(got[0].shape(), &[batch, 15]);
+        let (a, b) = (
+            got[0].to_plain_array_view::<f32>().unwrap(),
+            want[0].to_plain_array_view::<f32>().unwrap(),
+        );
+        let d = max_rel_diff(a.as_slice().unwrap(), b.as_slice().unwrap());
+        assert!(d < 1e-5, "batch {batch}: {d}");
+    }
+    assert_eq!(model.last_shape_key().as_deref(), Some("x:2x3x4x4"));
+    let e = model
+        .run(vec![input(&[5, 3, 4, 4], 1)])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("batch"), "over --max-batch-size: {e}");
+}

@@ -32,7 +32,7 @@ pub fn compile(
     };
     let mut p = partition(&g, gpu.support(), &popts)?;
     // A dynamic model's sample needs its shape: each one's guard runs when it is built.
-    let overflows = if trtc_ir::has_dynamic_dims(&g) {
+    let overflows = if trtc_ir::needs_specialization(&g) {
         vec![]
     } else {
         crate::fp16_guard::apply(&g, &mut p, opts, None)
@@ -63,6 +63,16 @@ pub fn tune(
     {
         return Ok(vec![]);
     }
+    if trtc_ir::needs_specialization(&plan.graph) {
+        // Static past the batch, but shape arithmetic reads the batch: engines per batch
+        // size, each a shape key of its own.
+        let profiles = batches
+            .iter()
+            .map(|&b| crate::shapes::batch_profile(&plan.graph, b))
+            .collect::<Result<Vec<_>>>()?;
+        tune_profiles(plan, &profiles, gpu)?;
+        return Ok(batches.to_vec());
+    }
     let mut opts = plan.options.clone();
     opts.max_cached_engines = opts.max_cached_engines.max(batches.len());
     let model = crate::runtime::HybridModel::new(&plan.graph, &plan.partition, &opts, gpu)?;
@@ -80,10 +90,10 @@ pub fn tune(
     Ok(tuned)
 }
 
-/// For a model with dynamic dims past the batch: specialize, partition and build the
-/// engines for each profile (a shape per input, as `shapes::parse_profile` gives), time
-/// their tactics at that shape where a GPU is here, and store them and each shape's
-/// report in the plan. Returns the shape keys prepared.
+/// For a model with dynamic dims past the batch (or shape arithmetic on the batch):
+/// specialize, partition and build the engines for each profile (a shape per input, as
+/// `shapes::parse_profile` gives), time their tactics at that shape where a GPU is here,
+/// and add them and each shape's report to the plan. Returns the shape keys prepared.
 pub fn tune_profiles(
     plan: &mut Plan,
     profiles: &[Vec<Vec<usize>>],
@@ -93,9 +103,9 @@ pub fn tune_profiles(
         return Ok(vec![]);
     }
     for shapes in profiles {
-        check_batch(&plan.graph, shapes, plan.options.max_batch_size)?;
+        crate::shapes::check_batch(&plan.graph, shapes, plan.options.max_batch_size)?;
     }
-    if !trtc_ir::has_dynamic_dims(&plan.graph) {
+    if !trtc_ir::needs_specialization(&plan.graph) {
         // A static model's one shape (trtexec accepts it too): check it, build nothing more.
         let infos = crate::shapes::input_infos(&plan.graph);
         for shapes in profiles {
@@ -113,49 +123,23 @@ pub fn tune_profiles(
     let time_here = opts.backend != BackendChoice::Cpu && gpu.unavailable().is_none();
     let mut keys = vec![];
     for shapes in profiles {
-        let key = trtc_ir::shape_key(&plan.graph, shapes);
         if time_here {
-            tracing::info!("timing tactics for input shapes {key}");
+            tracing::info!("timing tactics for input shapes {shapes:?}");
             let inputs = trtc_optimizer::verify::random_inputs_of(&plan.graph, shapes, 1)?;
             model.run(inputs)?;
         } else {
             model.prepare(shapes)?;
         }
-        keys.push(key);
+        keys.extend(model.last_shape_key());
     }
-    plan.shape_engines = model.shape_payloads();
-    plan.report.shapes = model
-        .shape_reports(&plan.report.model)?
-        .into_iter()
-        .map(
-            |(shapes, build_seconds, report)| crate::report::ShapeReport {
-                shapes,
-                build_seconds,
-                report,
-            },
-        )
-        .collect();
+    plan.shape_engines.extend(model.shape_payloads());
+    for (shapes, build_seconds, report) in model.shape_reports(&plan.report.model)? {
+        plan.report.shapes.retain(|s| s.shapes != shapes);
+        plan.report.shapes.push(crate::report::ShapeReport {
+            shapes,
+            build_seconds,
+            report,
+        });
+    }
     Ok(keys)
-}
-
-/// A profile's batch (dim 0 where the model's is symbolic) is at most `max`.
-fn check_batch(g: &trtc_ir::Graph, shapes: &[Vec<usize>], max: usize) -> Result<()> {
-    for (&id, s) in g.inputs().iter().zip(shapes) {
-        let t = g.tensor(trtc_ir::Outlet::new(id, 0));
-        let symbolic = t
-            .shape
-            .as_ref()
-            .and_then(|d| d.first())
-            .is_some_and(|d| d.known().is_none());
-        if let (true, Some(&batch)) = (symbolic, s.first()) {
-            if batch > max {
-                return Err(crate::error::BackendError::BatchTooLarge {
-                    name: t.name.clone(),
-                    batch,
-                    max,
-                });
-            }
-        }
-    }
-    Ok(())
 }

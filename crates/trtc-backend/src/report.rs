@@ -56,8 +56,9 @@ pub struct CompileReport {
     /// built at compile time (the graph specialized for it, optimized and partitioned).
     #[serde(default)]
     pub shapes: Vec<ShapeReport>,
-    /// The model's inputs have dynamic dims past the batch: its engines are built per
-    /// input shape, and `segments` above is only the shape-independent partition.
+    /// The model's inputs have dynamic dims past the batch (or its shape arithmetic reads
+    /// the batch): its engines are built per input shape, and `segments` above is only
+    /// the shape-independent partition.
     #[serde(default)]
     pub dynamic: bool,
     /// Layers of an fp16 plan whose values left the fp16 range on sample inputs: their
@@ -167,7 +168,7 @@ impl CompileReport {
             fallback,
             boundary_bytes_batch1: total,
             shapes: vec![],
-            dynamic: trtc_ir::has_dynamic_dims(g),
+            dynamic: trtc_ir::needs_specialization(g),
             fp16_overflows: vec![],
         })
     }
@@ -203,7 +204,7 @@ impl std::fmt::Display for CompileReport {
         if !self.shapes.is_empty() {
             writeln!(
                 f,
-                "dynamic input dims: engines are built per input shape; {} built now",
+                "input shapes decide the graph: engines are built per input shape; {} built now",
                 self.shapes.len()
             )?;
             for s in &self.shapes {
@@ -222,8 +223,9 @@ impl std::fmt::Display for CompileReport {
         if self.dynamic {
             writeln!(
                 f,
-                "dynamic input dims: engines are built for each input shape when it first \
-                 arrives (give --shapes to build them now)"
+                "input shapes decide the graph (dynamic dims, or shape arithmetic on the batch): \
+                 engines are built for each input shape when it first arrives (give --shapes \
+                 to build them now)"
             )?;
             return Ok(());
         }

@@ -6,13 +6,16 @@ use crate::error::{BackendError, Result};
 use crate::options::{BackendChoice, CompileOptions};
 use crate::partition::{partition, Partition, PartitionOptions};
 use trtc_engine::OpSupport;
-use trtc_ir::{shape_key, specialize, Graph, Outlet};
+use trtc_ir::{reads_symbolic_shape, shape_key, specialize, specialize_batch_too, Graph, Outlet};
 use trtc_optimizer::{Pipeline, PipelineReport};
 
 /// A graph specialized for one shape key, optimized again and partitioned.
 pub struct Specialized {
-    /// `x:3x640x640`: each input's dims past the batch.
+    /// `x:3x640x640`: each input's dims past the batch (every dim, `x:1x3x224x224`, where
+    /// the batch is fixed too).
     pub key: String,
+    /// Is the batch fixed too (shape arithmetic reads it)?
+    pub batch_too: bool,
     pub graph: Graph,
     pub partition: Partition,
     pub optimizer: PipelineReport,
@@ -23,16 +26,45 @@ pub struct Specialized {
 /// Specialize `g` for `shapes` (one per input, graph order), fold what became constant
 /// (shape arithmetic), and partition with `support`'s table. An fp16 plan's range guard
 /// runs its sample unless `fp16_known` gives what an earlier shape found.
+///
+/// The batch is fixed too when `batch_too` says so, or, when it is `None`, where shape
+/// arithmetic on the symbolic batch is left once the rest is folded.
 pub fn specialize_for(
     g: &Graph,
     shapes: &[Vec<usize>],
     opts: &CompileOptions,
     support: &dyn OpSupport,
     fp16_known: Option<&[crate::fp16_guard::Fp16Overflow]>,
+    batch_too: Option<bool>,
 ) -> Result<Specialized> {
-    let key = shape_key(g, shapes);
-    let mut graph = specialize(g, shapes)?;
-    let optimizer = Pipeline::default_pipeline().run(&mut graph)?;
+    let optimized = |batch_too: bool| -> Result<(Graph, PipelineReport)> {
+        let mut graph = if batch_too {
+            specialize_batch_too(g, shapes)?
+        } else {
+            specialize(g, shapes)?
+        };
+        let report = Pipeline::default_pipeline().run(&mut graph)?;
+        Ok((graph, report))
+    };
+    let (graph, optimizer, batch_too) = match batch_too {
+        Some(b) => {
+            let (graph, report) = optimized(b)?;
+            (graph, report, b)
+        }
+        None => {
+            let (graph, report) = optimized(false)?;
+            if reads_symbolic_shape(&graph) {
+                tracing::info!(
+                    "shape arithmetic reads the batch: engines are built per batch size"
+                );
+                let (graph, report) = optimized(true)?;
+                (graph, report, true)
+            } else {
+                (graph, report, false)
+            }
+        }
+    };
+    let key = shape_key(g, shapes, batch_too);
     let popts = PartitionOptions {
         min_segment_size: opts.min_segment_size,
         deny_ops: opts.deny_ops.clone(),
@@ -45,6 +77,7 @@ pub fn specialize_for(
     };
     Ok(Specialized {
         key,
+        batch_too,
         graph,
         partition,
         optimizer,
@@ -126,7 +159,7 @@ pub fn parse_profile(g: &Graph, spec: &str) -> Result<Vec<Vec<usize>>> {
 }
 
 /// Is `key` one that inputs of `g` can have (a plan's stored shape entry)? The shapes
-/// it stands for at batch 1, or what is wrong with it.
+/// it stands for (at batch 1 where the key leaves the batch out), or what is wrong with it.
 pub fn parse_key(g: &Graph, key: &str) -> Result<Vec<Vec<usize>>> {
     let bad = |why: &str| shapes_err(format!("shape entry `{key}`: {why}"));
     let parts: Vec<&str> = key.split(',').collect();
@@ -142,7 +175,7 @@ pub fn parse_key(g: &Graph, key: &str) -> Result<Vec<Vec<usize>>> {
         if name != info.name {
             return Err(bad(&format!("`{name}` where the input is `{}`", info.name)));
         }
-        let mut s = vec![1usize];
+        let mut s = vec![];
         if !dims.is_empty() {
             for d in dims.split('x') {
                 s.push(
@@ -153,10 +186,49 @@ pub fn parse_key(g: &Graph, key: &str) -> Result<Vec<Vec<usize>>> {
                 );
             }
         }
+        // A key of the batch too has every dim; one past the batch has one fewer.
+        let rank = info.shape.as_ref().map(|d| d.len());
+        if rank != Some(s.len()) {
+            s.insert(0, 1);
+        }
         shapes.push(s);
     }
     check_input_shapes(&input_infos(g), &shapes).map_err(|e| bad(&e.to_string()))?;
     Ok(shapes)
+}
+
+/// Each input at its declared shape with the batch `batch` (a model static past the
+/// batch whose engines are built per batch size).
+pub(crate) fn batch_profile(g: &Graph, batch: usize) -> Result<Vec<Vec<usize>>> {
+    let mut shapes = parse_profile(g, "")?;
+    for s in &mut shapes {
+        if let Some(b) = s.first_mut() {
+            *b = batch;
+        }
+    }
+    Ok(shapes)
+}
+
+/// A batch (dim 0 where the model's is symbolic) is at most `max`.
+pub(crate) fn check_batch(g: &Graph, shapes: &[Vec<usize>], max: usize) -> Result<()> {
+    for (&id, s) in g.inputs().iter().zip(shapes) {
+        let t = g.tensor(Outlet::new(id, 0));
+        let symbolic = t
+            .shape
+            .as_ref()
+            .and_then(|d| d.first())
+            .is_some_and(|d| d.known().is_none());
+        if let (true, Some(&batch)) = (symbolic, s.first()) {
+            if batch > max {
+                return Err(BackendError::BatchTooLarge {
+                    name: t.name.clone(),
+                    batch,
+                    max,
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The graph's inputs, in order.
@@ -220,8 +292,13 @@ mod tests {
     fn keys_round_trip_and_bad_ones_are_refused() {
         let g = two_inputs();
         let shapes = parse_profile(&g, "x:2x3x64x32").unwrap();
-        let key = shape_key(&g, &shapes);
+        let key = shape_key(&g, &shapes, false);
         assert_eq!(key, "x:3x64x32,y:3");
+        assert_eq!(
+            parse_key(&g, &shape_key(&g, &shapes, true)).unwrap(),
+            shapes,
+            "a key of the batch too keeps it"
+        );
         assert_eq!(
             parse_key(&g, &key).unwrap(),
             vec![vec![1, 3, 64, 32], vec![1, 3]]

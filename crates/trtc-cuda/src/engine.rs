@@ -209,6 +209,11 @@ impl CudaEngine {
                 )
             }
             Step::Softmax { x, y } => ("softmax", 3 * n(*x), e * (n(*x) + n(*y))),
+            Step::BatchedMatMul { a, b: bm, y, k, .. } => (
+                "batched_matmul",
+                2 * n(*y) * *k as u64,
+                e * (n(*a) + n(*bm) + n(*y)),
+            ),
             Step::Convert { x, .. } => ("convert", 0, (4 + e) * n(*x)),
             Step::Relayout { x, .. } => ("relayout", 0, 2 * e * n(*x)),
             Step::Transpose { x, .. } => ("transpose", 0, 2 * e * n(*x)),

@@ -115,3 +115,73 @@ fn channels_last_linear_block_matches_tract() {
         "convnext block",
     );
 }
+
+/// MatMul of two computed tensors (attention's `Q @ K^T`, then `P @ V`) of 4-D tensors, and
+/// of a 3-D tensor by a constant whose batch dim is 1 (broadcast): the batched kernel.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn matmuls_of_two_tensors_match_tract() {
+    let mut b = GraphBuilder::new();
+    let shape: Vec<trtc_ir::Dim> = vec!["N".into(), 3u64.into(), 17u64.into(), 20u64.into()];
+    let x = b.input_with("x", trtc_ir::DType::F32, shape);
+    let kt = b.op(
+        "k_t",
+        Op::Transpose {
+            perm: Some(vec![0, 1, 3, 2]),
+        },
+        &[x],
+    );
+    let scores = b.op("scores", Op::MatMul, &[x, kt]);
+    let p = b.op("p", Op::Softmax { axis: -1 }, &[scores]);
+    let y = b.op("pv", Op::MatMul, &[p, x]);
+    b.output(y);
+    check_all_configs(
+        &b.build().unwrap(),
+        vec![random_tensor(&[2, 3, 17, 20], 3)],
+        "attention-like products of [2,3,17,20]",
+    );
+    let mut b = GraphBuilder::new();
+    let x = b.input_with(
+        "x",
+        trtc_ir::DType::F32,
+        vec!["N".into(), 9u64.into(), 33u64.into()],
+    );
+    let w = b.constant("w", random_tensor(&[1, 33, 18], 1));
+    let y = b.op("mm", Op::MatMul, &[x, w]);
+    b.output(y);
+    check_all_configs(
+        &b.build().unwrap(),
+        vec![random_tensor(&[3, 9, 33], 3)],
+        "[3,9,33] by a broadcast [1,33,18]",
+    );
+}
+
+/// A graph of one batch size (as specialized with its batch fixed): dim 0 moves, is sliced
+/// and gathered like any other dim (ViT's `[N, 197, 768] -> [197, N*12, 64]` attention).
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn data_movement_along_a_fixed_dim_0_matches_tract() {
+    use trtc_ir::tract_onnx::prelude::tensor1;
+    let mut b = GraphBuilder::new();
+    let x = b.input("x", &[2, 6, 8]);
+    let t = b.op(
+        "swap",
+        Op::Transpose {
+            perm: Some(vec![1, 0, 2]),
+        },
+        &[x],
+    );
+    let shape = b.constant("shape", tensor1(&[6i64, 4, 4]));
+    let r = b.op("heads", Op::Reshape { allowzero: 0 }, &[t, shape]);
+    let idx = b.constant("idx", tensor1(&[1i64, 3, 4]));
+    let g0 = b.op("pick", Op::Gather { axis: 0 }, &[r, idx]);
+    let qk = b.op("qk", Op::MatMul, &[g0, g0]);
+    let ax = b.constant("ax", tensor1(&[0i64]));
+    let u = b.op("unsq", Op::Unsqueeze, &[qk, ax]);
+    b.output(u);
+    check_all_configs(
+        &b.build().unwrap(),
+        vec![random_tensor(&[2, 6, 8], 3)],
+        "moves along a fixed dim 0",
+    );
+}

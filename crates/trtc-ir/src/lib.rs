@@ -32,6 +32,9 @@ pub use infer::{infer_shapes, shape_values, SymInt};
 pub use load::{from_proto, load_model};
 pub use op::{Activation, AutoPad, ConvAttrs, FusedConv, Op, PoolAttrs};
 pub use shape::{Dim, Shape, TensorInfo};
-pub use specialize::{has_dynamic_dims, shape_key, specialize};
+pub use specialize::{
+    has_dynamic_dims, needs_specialization, reads_symbolic_shape, shape_key, specialize,
+    specialize_batch_too,
+};
 pub use tract_onnx;
 pub use tract_onnx::prelude::Tensor;

@@ -6,6 +6,12 @@
 //! arithmetic (`Shape -> Gather -> Concat -> Reshape`, Resize sizes) becomes constant for
 //! the optimizer to fold. The batch (dim 0) stays symbolic: one specialization serves
 //! every batch size, as engines already do.
+//!
+//! Unless the shape arithmetic reads the batch too (a transformer's attention reshapes
+//! `[N, 197, 768]` to `[197, N*12, 64]`): [`reads_symbolic_shape`] finds a `Shape` node
+//! still reading a symbolic dim once the rest is folded, and such a graph is specialized
+//! with its batch fixed as well ([`specialize_batch_too`]), one engine per batch size, as
+//! TF-TRT's `is_dynamic_op` builds them.
 
 use crate::error::{IrError, Result};
 use crate::graph::{Graph, Outlet};
@@ -26,15 +32,37 @@ fn input_dynamic_dims(t: &TensorInfo) -> bool {
     }
 }
 
+/// Does a `Shape` node read a tensor whose shape is unknown or has a symbolic dim? After
+/// the optimizer has folded what the known dims allow, what remains is shape arithmetic
+/// on the symbolic ones (the batch), which engines cannot run.
+pub fn reads_symbolic_shape(g: &Graph) -> bool {
+    g.node_ids().into_iter().any(|id| {
+        matches!(g.node(id).op, crate::op::Op::Shape { .. })
+            && g.input_outlet(id, 0)
+                .is_some_and(|o| match &g.tensor(o).shape {
+                    None => true,
+                    Some(s) => s.iter().any(|d| d.known().is_none()),
+                })
+    })
+}
+
+/// Must `g` be specialized for the shapes that arrive before engines are built: dynamic
+/// dims past the batch, or shape arithmetic on the (symbolic) batch?
+pub fn needs_specialization(g: &Graph) -> bool {
+    has_dynamic_dims(g) || reads_symbolic_shape(g)
+}
+
 /// The key of a specialization: each input's dims past the batch, `x:3x640x640`, joined
 /// by `,`. Inputs in graph order; shapes as they arrive (already checked against the
-/// graph's inputs).
-pub fn shape_key(g: &Graph, shapes: &[Vec<usize>]) -> String {
+/// graph's inputs). With `batch_too` (a graph specialized by [`specialize_batch_too`]),
+/// every dim: `x:1x3x224x224`.
+pub fn shape_key(g: &Graph, shapes: &[Vec<usize>], batch_too: bool) -> String {
+    let skip = usize::from(!batch_too);
     g.inputs()
         .iter()
         .zip(shapes)
         .map(|(&i, s)| {
-            let dims: Vec<String> = s.iter().skip(1).map(|d| d.to_string()).collect();
+            let dims: Vec<String> = s.iter().skip(skip).map(|d| d.to_string()).collect();
             format!("{}:{}", g.tensor(Outlet::new(i, 0)).name, dims.join("x"))
         })
         .collect::<Vec<_>>()
@@ -45,6 +73,16 @@ pub fn shape_key(g: &Graph, shapes: &[Vec<usize>]) -> String {
 /// in graph order; dim 0 of each stays as the graph has it) and every other tensor's
 /// shape inferred again. Errors name the input whose shape does not fit.
 pub fn specialize(g: &Graph, shapes: &[Vec<usize>]) -> Result<Graph> {
+    specialize_dims(g, shapes, false)
+}
+
+/// [`specialize`] with each input's batch fixed too: every shape in the graph is then
+/// concrete, for shape arithmetic that reads the batch.
+pub fn specialize_batch_too(g: &Graph, shapes: &[Vec<usize>]) -> Result<Graph> {
+    specialize_dims(g, shapes, true)
+}
+
+fn specialize_dims(g: &Graph, shapes: &[Vec<usize>], batch_too: bool) -> Result<Graph> {
     if shapes.len() != g.inputs().len() {
         return Err(IrError::InputMismatch {
             name: "(inputs)".into(),
@@ -72,7 +110,7 @@ pub fn specialize(g: &Graph, shapes: &[Vec<usize>]) -> Result<Graph> {
                     match d {
                         Dim::Known(k) if *k as usize != n => return Err(mismatch()),
                         Dim::Known(_) => out.push(d.clone()),
-                        Dim::Sym(_) if pos == 0 => out.push(d.clone()),
+                        Dim::Sym(_) if pos == 0 && !batch_too => out.push(d.clone()),
                         Dim::Sym(_) => out.push(Dim::Known(n as u64)),
                     }
                 }
@@ -137,7 +175,47 @@ mod tests {
             "f32[N,3,64,48]",
             "the batch stays symbolic, H and W are known"
         );
-        assert_eq!(shape_key(&g, &[vec![2, 3, 64, 48]]), "x:3x64x48");
+        assert_eq!(shape_key(&g, &[vec![2, 3, 64, 48]], false), "x:3x64x48");
+        let s = specialize_batch_too(&g, &[vec![2, 3, 64, 48]]).unwrap();
+        assert_eq!(s.tensor(s.outputs()[0]).describe(), "f32[2,3,64,48]");
+        assert_eq!(shape_key(&g, &[vec![2, 3, 64, 48]], true), "x:2x3x64x48");
+    }
+
+    /// `Reshape(x, Concat(Shape(x)[0], -1))`: the batch read as data.
+    fn flatten_by_batch() -> Graph {
+        let mut b = GraphBuilder::new();
+        let x = b.input_with("x", DType::F32, vec!["N".into(), 3u64.into(), 4u64.into()]);
+        let shape = b.op(
+            "shape",
+            Op::Shape {
+                start: Some(0),
+                end: Some(1),
+            },
+            &[x],
+        );
+        let rest = b.constant("rest", tract_onnx::prelude::tensor1(&[-1i64]));
+        let target = b.op("target", Op::Concat { axis: 0 }, &[shape, rest]);
+        let y = b.op("flat", Op::Reshape { allowzero: 0 }, &[x, target]);
+        b.output(y);
+        b.build().unwrap()
+    }
+
+    #[test]
+    fn shape_arithmetic_on_the_batch_needs_the_batch_fixed() {
+        let g = flatten_by_batch();
+        assert!(!has_dynamic_dims(&g), "static past the batch");
+        assert!(reads_symbolic_shape(&g));
+        assert!(needs_specialization(&g));
+        let s = specialize_batch_too(&g, &[vec![5, 3, 4]]).unwrap();
+        assert!(
+            !reads_symbolic_shape(&s),
+            "every shape is known once the batch is"
+        );
+        assert!(!needs_specialization(&dynamic_hw_specialized()));
+    }
+
+    fn dynamic_hw_specialized() -> Graph {
+        specialize(&dynamic_hw(), &[vec![1, 3, 8, 8]]).unwrap()
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The hybrid runtime: a plan's segments run in order, engines and tract side by side.
 //!
 //! A model whose input shapes are known past the batch runs as one [`SegmentedModel`].
-//! A dynamic one (`f32[N,3,?,?]`) runs through a [`ShapeCache`]: for each input-shape key
+//! A dynamic one (`f32[N,3,?,?]`, or one whose shape arithmetic reads the batch) runs
+//! through a [`ShapeCache`]: for each input-shape key
 //! that arrives, the graph is specialized, optimized again, partitioned and its engines
 //! built (TF-TRT's `is_dynamic_op`), from the tactics the plan stored for that key when
 //! it has them; up to `max_cached_engines` keys are kept, least recently used going first.
@@ -22,7 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use trtc_ir::eval::check_shapes;
 use trtc_ir::tract_onnx::prelude::{TValue, TVec};
-use trtc_ir::{has_dynamic_dims, Graph, Outlet, Tensor, TensorInfo};
+use trtc_ir::{needs_specialization, Graph, Outlet, Tensor, TensorInfo};
 
 enum Models {
     Static(SegmentedModel),
@@ -83,7 +84,7 @@ impl HybridModel {
         let infos = |v: Vec<Outlet>| v.into_iter().map(|o| g.tensor(o).clone()).collect();
         let inputs = infos(g.inputs().iter().map(|&i| Outlet::new(i, 0)).collect());
         let outputs = infos(g.outputs().to_vec());
-        let (models, notes) = if has_dynamic_dims(g) {
+        let (models, notes) = if needs_specialization(g) {
             let cache = ShapeCache::new(
                 g.clone(),
                 opts.clone(),
@@ -153,6 +154,14 @@ impl HybridModel {
         match &self.models {
             Models::Static(m) => m.engines(),
             Models::Dynamic(c) => c.last_used().map(|m| m.engines()).unwrap_or_default(),
+        }
+    }
+
+    /// The shape key of the inputs run or prepared last (a dynamic model).
+    pub fn last_shape_key(&self) -> Option<String> {
+        match &self.models {
+            Models::Static(_) => None,
+            Models::Dynamic(c) => c.last_key(),
         }
     }
 

@@ -4,6 +4,10 @@
 //! the first time inputs of that shape arrive, from the tactics the plan stored for the
 //! key when there are any. At most `max_cached_engines` keys are kept; the least recently
 //! used is dropped (with a note) to make room.
+//!
+//! Where shape arithmetic reads the batch, the batch is part of the key (`x:1x3x224x224`):
+//! found when the first shape is specialized, or known from the start for a model static
+//! past the batch (nothing else makes it dynamic).
 
 use super::SegmentedModel;
 use crate::engine::{EngineBuilder, EnginePayload};
@@ -12,9 +16,9 @@ use crate::options::CompileOptions;
 use crate::report::CompileReport;
 use crate::shapes::{specialize_for, Specialized};
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
-use trtc_ir::{shape_key, Graph};
+use trtc_ir::{has_dynamic_dims, shape_key, Graph};
 
 struct Entry {
     spec: Arc<Specialized>,
@@ -32,6 +36,9 @@ pub(crate) struct ShapeCache {
     /// What the fp16 range guard found for the first shape built (or the plan's shapes):
     /// later shapes reuse it instead of running the sample again.
     fp16_known: Mutex<Option<Vec<crate::fp16_guard::Fp16Overflow>>>,
+    /// Is the batch part of the key (shape arithmetic reads it)? Known once a shape has
+    /// been specialized.
+    batch_too: OnceLock<bool>,
 }
 
 impl ShapeCache {
@@ -42,7 +49,12 @@ impl ShapeCache {
         gpu: &'static dyn EngineBuilder,
         fp16_known: Option<Vec<crate::fp16_guard::Fp16Overflow>>,
     ) -> ShapeCache {
+        let batch_too = OnceLock::new();
+        if !has_dynamic_dims(&graph) {
+            let _ = batch_too.set(true);
+        }
         ShapeCache {
+            batch_too,
             graph,
             opts,
             stored,
@@ -59,8 +71,9 @@ impl ShapeCache {
 
     /// The model for inputs of these shapes (already checked against the graph's inputs).
     pub(crate) fn get(&self, shapes: &[Vec<usize>]) -> Result<Arc<SegmentedModel>> {
-        let key = shape_key(&self.graph, shapes);
-        {
+        crate::shapes::check_batch(&self.graph, shapes, self.opts.max_batch_size)?;
+        if let Some(&batch_too) = self.batch_too.get() {
+            let key = shape_key(&self.graph, shapes, batch_too);
             let mut entries = self.lock();
             if let Some(pos) = entries.iter().position(|e| e.spec.key == key) {
                 let e = entries.remove(pos);
@@ -70,7 +83,16 @@ impl ShapeCache {
             }
         }
         let start = Instant::now();
-        tracing::info!("building engines for input shapes {key}");
+        let described: Vec<String> = shapes
+            .iter()
+            .map(|s| {
+                s.iter()
+                    .map(|d| d.to_string())
+                    .collect::<Vec<_>>()
+                    .join("x")
+            })
+            .collect();
+        tracing::info!("building engines for input shapes {}", described.join(","));
         let known = self
             .fp16_known
             .lock()
@@ -82,7 +104,10 @@ impl ShapeCache {
             &self.opts,
             self.gpu.support(),
             known.as_deref(),
+            self.batch_too.get().copied(),
         )?;
+        let _ = self.batch_too.set(spec.batch_too);
+        let key = spec.key.clone();
         if known.is_none() {
             *self.fp16_known.lock().unwrap_or_else(|p| p.into_inner()) =
                 Some(spec.fp16_overflows.clone());
@@ -124,6 +149,10 @@ impl ShapeCache {
             build_seconds,
         });
         Ok(model)
+    }
+
+    pub(crate) fn last_key(&self) -> Option<String> {
+        self.lock().last().map(|e| e.spec.key.clone())
     }
 
     pub(crate) fn last_used(&self) -> Option<Arc<SegmentedModel>> {

@@ -457,6 +457,7 @@ impl Exec {
                 Step::Reduce { .. } => self.launch_reduce(inst, i),
                 Step::Lrn { .. } => self.launch_lrn(inst, i),
                 Step::Gather { .. } => self.launch_gather(inst, i),
+                Step::BatchedMatMul { .. } => self.launch_batched_matmul(inst, i),
                 Step::Relayout { x, y } => {
                     let sh = p.shape(*x, b);
                     let n = [sh[0], sh[1], sh[2] * sh[3]];

@@ -8,6 +8,7 @@
 //! (`sys/`). Above: tactics (which choose what an instance runs), instance building and
 //! the engine.
 
+mod batched_matmul;
 mod direct;
 mod elementwise;
 mod gather;

@@ -1,11 +1,12 @@
 //! Data movement: `Slice` (opset 10+, constant starts/ends/axes/steps, any step but 0, not
-//! on the batch), `Gather` (float data, constant scalar or 1-D indices, axis not the
-//! batch) as one strided read each (`Step::Gather`, the `strided_gather` kernel, NCHW or
-//! NHWC); `Squeeze`/`Unsqueeze` (opset 13+, constant axes, not the batch) as views or
+//! on a symbolic batch), `Gather` (float data, constant scalar or 1-D indices, axis not a
+//! symbolic batch) as one strided read each (`Step::Gather`, the `strided_gather` kernel,
+//! NCHW or NHWC); `Squeeze`/`Unsqueeze` (opset 13+, constant axes, not a symbolic batch;
+//! dim 0 is a dim like any other where it is known) as views or
 //! relayouts the way Reshape is lowered; `Cast` between f32 and f16 as a view (the engine
 //! keeps one storage type).
 
-use super::rules::{attr, const_input};
+use super::rules::{attr, const_input, dim0_known};
 use super::{OpDoc, OpFamily};
 use crate::error::{cuda_err, Result};
 use crate::program::gather::{GatherDim, GatherPlan, Pick, MAX_DIMS, PAD_CONSTANT};
@@ -20,15 +21,15 @@ pub static FAMILY: OpFamily = OpFamily {
     ops: &[
         OpDoc {
             op: "Slice",
-            conditions: "opset 10+; starts, ends, axes, steps constant; the batch not sliced; at most 6 dims",
+            conditions: "opset 10+; starts, ends, axes, steps constant; a symbolic batch not sliced; at most 6 dims",
         },
         OpDoc {
             op: "Gather",
-            conditions: "indices a constant scalar or 1-D tensor; axis not the batch; at most 6 dims",
+            conditions: "indices a constant scalar or 1-D tensor; axis not a symbolic batch; at most 6 dims",
         },
         OpDoc {
             op: "Squeeze, Unsqueeze",
-            conditions: "opset 13+; axes constant, not the batch",
+            conditions: "opset 13+; axes constant, not a symbolic batch",
         },
         OpDoc {
             op: "Cast",
@@ -63,7 +64,7 @@ pub(super) fn len(shape: &[Dim], d: usize) -> Option<usize> {
 /// A dim of y that reads x's dim `x_dim` as it is (the batch, or an untouched dim).
 pub(super) fn same(shape: &[Dim], d: usize, x_dim: usize) -> GatherDim {
     GatherDim {
-        len: if d == 0 { None } else { len(shape, d) },
+        len: len(shape, d),
         x_dim,
         pick: Pick::Affine { start: 0, step: 1 },
     }
@@ -124,7 +125,7 @@ fn slice_plan(g: &Graph, id: NodeId) -> std::result::Result<GatherPlan, Fallback
         if step == 0 {
             return Err(attr("a step of 0"));
         }
-        if ax == 0 {
+        if ax == 0 && !dim0_known(g, id, 0) {
             if start == 0 && step == 1 && end >= i32::MAX as i64 {
                 continue;
             }
@@ -151,7 +152,7 @@ fn slice_plan(g: &Graph, id: NodeId) -> std::result::Result<GatherPlan, Fallback
         }
         dims[ax].pick = Pick::Affine { start: first, step };
     }
-    if ys[0] != xs[0] {
+    if ys[0] != xs[0] && !dim0_known(g, id, 0) {
         return Err(attr("the batch changes"));
     }
     Ok(plain(dims))
@@ -172,7 +173,7 @@ fn gather_plan(
         return Err(attr(format!("rank {rank} (at most {MAX_DIMS})")));
     }
     let ax = norm_axis(axis, rank).ok_or_else(|| attr(format!("axis {axis}")))?;
-    if ax == 0 {
+    if ax == 0 && !dim0_known(g, id, 0) {
         return Err(attr("gathers along the batch (axis 0)"));
     }
     let t = g
@@ -213,9 +214,7 @@ fn gather_plan(
     }
     let ys = out_shape(g, id).ok_or_else(|| attr("output shape unknown"))?;
     let want: Vec<Option<usize>> = dims.iter().map(|d| d.len).collect();
-    let have: Vec<Option<usize>> = (0..ys.len())
-        .map(|d| if d == 0 { None } else { len(ys, d) })
-        .collect();
+    let have: Vec<Option<usize>> = (0..ys.len()).map(|d| len(ys, d)).collect();
     if want != have {
         return Err(attr("the output shape is not the gather's"));
     }
@@ -255,10 +254,11 @@ fn check(g: &Graph, id: NodeId) -> std::result::Result<(), FallbackReason> {
             };
             let squeeze = matches!(g.node(id).op, Op::Squeeze);
             let rank = if squeeze { xs.len() } else { ys.len() };
+            let fixed = dim0_known(g, id, 0);
             match axes(g, id, rank)? {
-                Some(a) if a.contains(&0) => Err(attr("axis 0 (the batch)")),
+                Some(a) if a.contains(&0) && !fixed => Err(attr("axis 0 (the batch)")),
                 None if !squeeze => Err(attr("no axes")),
-                _ if xs.first() != ys.first() => Err(attr("the batch moves")),
+                _ if xs.first() != ys.first() && !fixed => Err(attr("the batch moves")),
                 _ => Ok(()),
             }
         }

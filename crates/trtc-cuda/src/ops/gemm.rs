@@ -1,7 +1,9 @@
 //! Products: `Gemm` (A not transposed, constant B and C) and `MatMul` of a tensor of any
 //! rank from 2 by a constant 2-D matrix (a 4-D one, ConvNeXt's channels-last Linear, goes
-//! through plain row-major storage in NHWC engines). One `Step::Gemm` with B stored `[k][n]`; the tactics
-//! choose between cuBLASLt (algorithms timed, bias in its epilogue) and trtc's kernel.
+//! through plain row-major storage in NHWC engines). One `Step::Gemm` with B stored
+//! `[k][n]`; the tactics choose between cuBLASLt (algorithms timed, bias in its epilogue)
+//! and trtc's kernel. A `MatMul` whose B is computed (or not a 2-D f32 constant) is a
+//! batched product of two tensors: `batched_matmul.rs`.
 
 use super::rules::{attr, input_rank};
 use super::{OpDoc, OpFamily};
@@ -22,7 +24,7 @@ pub static FAMILY: OpFamily = OpFamily {
         },
         OpDoc {
             op: "MatMul",
-            conditions: "A of rank 2 or more; B a constant f32 matrix",
+            conditions: "A of rank 2 or more; B a constant f32 matrix, or B computed (batched): dims before the last two the same on both sides or all 1 on one, at most 65535 matrices",
         },
     ],
     handles: |op| matches!(op, Op::Gemm { .. } | Op::MatMul),
@@ -36,7 +38,15 @@ fn const_matrix(g: &Graph, id: NodeId) -> Option<(usize, usize)> {
     (b.datum_type() == DatumType::F32 && b.rank() == 2).then(|| (b.shape()[0], b.shape()[1]))
 }
 
+/// A MatMul that is not by a constant 2-D f32 matrix: a batched product of two tensors.
+fn batched(g: &Graph, id: NodeId) -> bool {
+    matches!(g.node(id).op, Op::MatMul) && const_matrix(g, id).is_none()
+}
+
 fn check(g: &Graph, id: NodeId) -> std::result::Result<(), FallbackReason> {
+    if batched(g, id) {
+        return super::batched_matmul::check(g, id);
+    }
     let (r, c) = const_matrix(g, id).ok_or_else(|| attr("B is not a constant f32 matrix"))?;
     match &g.node(id).op {
         Op::Gemm {
@@ -70,6 +80,9 @@ fn check(g: &Graph, id: NodeId) -> std::result::Result<(), FallbackReason> {
 
 fn lower(cx: &mut Lowering, id: NodeId) -> Result<()> {
     let g = cx.g;
+    if batched(g, id) {
+        return super::batched_matmul::lower(cx, id);
+    }
     let node = g.node(id);
     let name = node.name.as_str();
     let y = cx.output(id, 0);

@@ -11,6 +11,7 @@
 //! family, so a node the table accepts is one the engine lowers. `docs/ops.md` is
 //! generated from the table ([`ops_markdown`]); a test keeps it current.
 
+mod batched_matmul;
 mod conv;
 mod conv_transpose;
 mod data_movement;
@@ -220,6 +221,16 @@ pub(crate) mod rules {
             }
             _ => Ok(()),
         }
+    }
+
+    /// Is dim 0 of input `slot` known? Then it is not a batch the engine varies (a graph
+    /// specialized with its batch fixed, or a model of one batch size): ops may move,
+    /// slice or gather along it like along any other dim.
+    pub fn dim0_known(g: &Graph, id: NodeId, slot: usize) -> bool {
+        g.input_info(id, slot)
+            .and_then(|t| t.shape.as_ref())
+            .and_then(|s| s.first())
+            .is_some_and(|d| d.known().is_some())
     }
 
     /// The rank of input `slot`, where known.

@@ -1,8 +1,8 @@
-//! `Transpose`, any permutation that keeps the batch first: one strided read through the
+//! `Transpose`, any permutation that keeps a symbolic batch first: one strided read through the
 //! chain kernel, of at most 4 dims once dims of 1 are dropped and neighbours that stay
 //! neighbours are merged (ShuffleNet's 5-D channel shuffle fits).
 
-use super::rules::{attr, input_rank};
+use super::rules::{attr, dim0_known, input_rank};
 use super::{OpDoc, OpFamily};
 use crate::error::{cuda_err, Result};
 use crate::program::host::transpose_plan;
@@ -15,7 +15,8 @@ pub static FAMILY: OpFamily = OpFamily {
     name: "transpose",
     ops: &[OpDoc {
         op: "Transpose",
-        conditions: "batch stays first; at most 4 dims after merging those that stay neighbours",
+        conditions:
+            "a symbolic batch stays first; at most 4 dims after merging those that stay neighbours",
     }],
     handles: |op| matches!(op, Op::Transpose { .. }),
     check,
@@ -46,7 +47,7 @@ fn perm_of(g: &Graph, id: NodeId) -> Option<Vec<usize>> {
 
 fn check(g: &Graph, id: NodeId) -> std::result::Result<(), FallbackReason> {
     let perm = perm_of(g, id).ok_or_else(|| attr("not a permutation of the input's dims"))?;
-    if perm.first() != Some(&0) {
+    if perm.first() != Some(&0) && !dim0_known(g, id, 0) {
         return Err(attr("the batch dim moves"));
     }
     // Dims but the batch are known (the shared checks); a batch of 2 merges least.

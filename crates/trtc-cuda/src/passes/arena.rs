@@ -82,7 +82,9 @@ pub fn step_slots(step: &Step) -> (Vec<usize>, Vec<usize>) {
         | Step::Reduce { x, y, .. }
         | Step::Lrn { x, y, .. }
         | Step::Gather { x, y, .. } => (vec![*x], vec![*y]),
-        Step::Binary { a, b, y, .. } => (vec![*a, *b], vec![*y]),
+        Step::Binary { a, b, y, .. } | Step::BatchedMatMul { a, b, y, .. } => {
+            (vec![*a, *b], vec![*y])
+        }
         Step::Concat { inputs, y, .. } => (inputs.clone(), vec![*y]),
         Step::Split { x, outputs, .. } => (vec![*x], outputs.clone()),
         Step::Gemm { a, y, .. } => (vec![*a], vec![*y]),

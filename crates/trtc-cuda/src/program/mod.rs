@@ -124,6 +124,19 @@ pub enum Step {
         x: usize,
         y: usize,
     },
+    /// `y = a @ b` for each matrix pair (at most [`MAX_BATCHED_MATRICES`]) (`ops/batched_matmul.rs`): a `[m][k]`, b `[k][n]`,
+    /// y `[m][n]`, row-major, as many pairs as y holds; a side whose batch dims are all 1
+    /// (`a_bcast`, `b_bcast`) is one matrix used for every pair.
+    BatchedMatMul {
+        a: usize,
+        b: usize,
+        y: usize,
+        m: usize,
+        k: usize,
+        n: usize,
+        a_bcast: bool,
+        b_bcast: bool,
+    },
     /// Between a segment boundary slot (f32 NCHW) and an engine slot, either way.
     Convert {
         x: usize,
@@ -357,6 +370,9 @@ impl Program {
             .collect()
     }
 }
+
+/// Most matrix pairs one `Step::BatchedMatMul` multiplies (its kernel grid's z extent).
+pub const MAX_BATCHED_MATRICES: usize = 65535;
 
 /// `axis` (negative from the end) as an index into a shape of `rank` dims.
 pub fn norm_axis(axis: i64, rank: usize) -> Option<usize> {

@@ -8,5 +8,6 @@ pub mod cudnn;
 pub mod device;
 pub mod gather_kernels;
 pub mod kernels;
+pub mod matmul_kernels;
 pub mod reduce_kernels;
 pub mod resample_kernels;

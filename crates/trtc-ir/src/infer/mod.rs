@@ -6,6 +6,7 @@
 //! survives a Reshape. Whatever is still unknown at the end (ops trtc does not model) is
 //! taken from tract's own analysis when tract can analyse the model.
 
+mod broadcasting_ops;
 mod other_ops;
 mod rules;
 mod shape_ops;

@@ -1,6 +1,6 @@
 //! Shapes of standard ONNX ops trtc keeps as `Op::Other` (it has no typed form for them),
 //! where the rule is plain: unary elementwise ops keep their input's shape and type;
-//! variadic ones (`Sum`, `Max`, `Min`, `Mean`) and `Pow` broadcast their inputs; the
+//! broadcasting ones follow `broadcasting_ops`; the
 //! normalizations (`LRN`, `InstanceNormalization`, old-opset `Softmax`, `LogSoftmax`,
 //! `LayerNormalization`'s output 0) keep their input's shape; `Reduce*` drop the dims of
 //! their axes, or keep them as dims of 1, the axes from the attribute or a constant input;
@@ -109,9 +109,6 @@ fn reduction(ctx: &NodeCtx, known: &Known, o: &OtherOp) -> Option<Vec<TensorInfo
     Some(vec![info(ctx.in_dt(0), Some(shape))])
 }
 
-/// Standard ops whose output is their inputs broadcast together.
-pub const BROADCASTING: &[&str] = &["Sum", "Max", "Min", "Mean", "Pow"];
-
 /// The outputs of `o`, where the rule is known.
 pub(super) fn infer(ctx: &NodeCtx, known: &Known, o: &OtherOp) -> Result<Option<Vec<TensorInfo>>> {
     if !o.domain.is_empty() && o.domain != "ai.onnx" {
@@ -157,16 +154,8 @@ pub(super) fn infer(ctx: &NodeCtx, known: &Known, o: &OtherOp) -> Result<Option<
         }
         return Ok(Some(out));
     }
-    if BROADCASTING.contains(&o.op_type.as_str()) && !ctx.ins.is_empty() {
-        let mut shape = ctx.in_shape(0).cloned();
-        for s in 1..ctx.ins.len() {
-            shape = match (shape, ctx.in_shape(s)) {
-                (Some(a), Some(b)) => Some(broadcast(&a, b).map_err(|e| ctx.err(e))?),
-                _ => None,
-            };
-        }
-        // Pow's type is its base's; the others' inputs share one type.
-        return Ok(Some(vec![info(ctx.in_dt(0), shape)]));
+    if let Some(outs) = super::broadcasting_ops::infer(ctx, o)? {
+        return Ok(Some(outs));
     }
     Ok(None)
 }
