@@ -96,12 +96,21 @@ pub fn apply(
     }
     let inputs = match shapes {
         Some(s) => {
+            // Batch 1 where the batch is symbolic; a graph specialized with its batch
+            // fixed takes that batch.
+            let infos = crate::shapes::input_infos(g);
             let batch1: Vec<Vec<usize>> = s
                 .iter()
-                .map(|d| {
+                .zip(&infos)
+                .map(|(d, t)| {
+                    let fixed = t
+                        .shape
+                        .as_ref()
+                        .and_then(|s| s.first())
+                        .is_some_and(|d0| d0.known().is_some());
                     d.iter()
                         .enumerate()
-                        .map(|(i, &v)| if i == 0 { 1 } else { v })
+                        .map(|(i, &v)| if i == 0 && !fixed { 1 } else { v })
                         .collect()
                 })
                 .collect();
