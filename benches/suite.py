@@ -164,7 +164,8 @@ def main():
         for prec in ("fp32", "fp16"):
             plan = f"{OUT}/{name}.{prec}.trtc"
             rc, log, secs = sh([TRTC, "-q", "compile", path, "-o", plan, "--precision", prec,
-                                "--report", plan + ".json", *shapes], timeout=600)
+                                "--report", plan + ".json", *shapes,
+                                "--max-batch-size", str(max(s[0] for s in sizes))], timeout=600)
             if rc != 0:
                 print(json.dumps({**rec, "precision": prec, "error": log[-600:]}), flush=True)
                 continue
