@@ -14,8 +14,10 @@ np.save("/tmp/fcn_ref.npy", ref)
 configs = [
     ("fp32 nhwc", ["--precision", "fp32", "--layout", "nhwc"]),
     ("fp16", ["--precision", "fp16"]),
-    ("fp16 Resize on cpu", ["--precision", "fp16", "--deny-ops", "Resize"]),
-    ("fp32 Resize on cpu", ["--precision", "fp32", "--deny-ops", "Resize"]),
+    ("fp16 Resize on cpu", ["--precision", "fp16", "--deny-op", "Resize"]),
+    ("fp32 Resize on cpu", ["--precision", "fp32", "--deny-op", "Resize"]),
+    ("fp16 nchw", ["--precision", "fp16", "--layout", "nchw"]),
+    ("tf32", ["--precision", "tf32"]),
 ]
 for name, args in configs:
     p = subprocess.run([TRTC, "-q", "compile", m, "-o", "/tmp/d.trtc", "--shapes", "x:1x3x512x512", *args],
