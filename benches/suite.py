@@ -73,7 +73,11 @@ def build(name):
     # ViT's position embeddings fix H and W: its two shapes are two batch sizes (its shape
     # arithmetic reads the batch, so each batch size gets engines of its own).
     sizes = [(1, 3, 224, 224), (2, 3, 224, 224)] if name == "vit_b_16" else [(1, 3, 224, 224), (1, 3, 320, 320)]
-    return getattr(tv, name)(**kw), "cls", sizes
+    m = getattr(tv, name)(**kw)
+    if name == "vit_b_16":
+        # torchvision zero-initializes the classifier head: every output would be 0.
+        nn.init.normal_(m.heads.head.weight, std=0.02)
+    return m, "cls", sizes
 
 
 OPSET = {"squeezenet1_1": 11, "googlenet": 12, "shufflenet_v2_x1_0": 13, "densenet121": 13,
@@ -154,7 +158,9 @@ def main():
         rng = np.random.default_rng(0)
         inputs = []
         # A shape not compiled for (dynamic H and W): its engines are built when it arrives.
-        new = [] if name in ("vit_b_16", "googlenet_opset9") else [(1, 3, sizes[0][2] + 32, sizes[0][3] + 32)]
+        # ViT: a batch size not compiled for.
+        new = ([(3, 3, 224, 224)] if name == "vit_b_16" else
+               [] if name == "googlenet_opset9" else [(1, 3, sizes[0][2] + 32, sizes[0][3] + 32)])
         for s in sizes + new:
             x = rng.standard_normal(s, dtype=np.float32)
             f = f"{OUT}/{name}.{tag(s)}.npy"
@@ -165,7 +171,7 @@ def main():
             plan = f"{OUT}/{name}.{prec}.trtc"
             rc, log, secs = sh([TRTC, "-q", "compile", path, "-o", plan, "--precision", prec,
                                 "--report", plan + ".json", *shapes,
-                                "--max-batch-size", str(max(s[0] for s in sizes))], timeout=600)
+                                "--max-batch-size", str(max(s[0] for s in sizes + new))], timeout=600)
             if rc != 0:
                 print(json.dumps({**rec, "precision": prec, "error": log[-600:]}), flush=True)
                 continue
