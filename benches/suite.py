@@ -95,8 +95,9 @@ class SegOut(nn.Module):
         return self.m(x)["out"]
 
 
-def export(name):
-    path = f"{OUT}/{name}.onnx"
+def prepared(name):
+    """The suite's model `name` in eval mode, seeded weights, BatchNorm statistics measured
+    on random images: (model, kind, sizes)."""
     base = "googlenet" if name == "googlenet_opset9" else name
     m, kind, sizes = build(base)
     if kind == "seg":
@@ -110,6 +111,13 @@ def export(name):
         for _ in range(2):
             m(torch.randn(2, *sizes[0][1:]))
     m.eval()
+    return m, kind, sizes
+
+
+def export(name):
+    path = f"{OUT}/{name}.onnx"
+    base = "googlenet" if name == "googlenet_opset9" else name
+    m, kind, sizes = prepared(name)
     if not os.path.exists(path):
         # ViT's position embeddings fix H and W; PyTorch cannot export opset-9 ceil-mode
         # pools with dynamic H and W: those two are dynamic in the batch only.
