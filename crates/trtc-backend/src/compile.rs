@@ -66,10 +66,15 @@ pub fn tune(
     if trtc_ir::needs_specialization(&plan.graph) {
         // Static past the batch, but shape arithmetic reads the batch: engines per batch
         // size, each a shape key of its own.
-        let profiles = batches
-            .iter()
-            .map(|&b| crate::shapes::batch_profile(&plan.graph, b))
-            .collect::<Result<Vec<_>>>()?;
+        // Batch sizes `--shapes` built already keep what they have.
+        let mut profiles = vec![];
+        for &b in batches {
+            let profile = crate::shapes::batch_profile(&plan.graph, b)?;
+            let key = trtc_ir::shape_key(&plan.graph, &profile, true);
+            if !plan.shape_engines.contains_key(&key) {
+                profiles.push(profile);
+            }
+        }
         tune_profiles(plan, &profiles, gpu)?;
         return Ok(batches.to_vec());
     }
@@ -119,7 +124,9 @@ pub fn tune_profiles(
     }
     let mut opts = plan.options.clone();
     opts.max_cached_engines = opts.max_cached_engines.max(profiles.len());
-    let model = crate::runtime::HybridModel::new(&plan.graph, &plan.partition, &opts, gpu)?;
+    // With what the plan has: shapes built before keep their tactics, and the fp16 range
+    // guard's finding is reused.
+    let model = crate::runtime::HybridModel::from_plan_with(plan, &opts, gpu)?;
     let time_here = opts.backend != BackendChoice::Cpu && gpu.unavailable().is_none();
     let mut keys = vec![];
     for shapes in profiles {

@@ -72,6 +72,24 @@ impl HybridModel {
         )
     }
 
+    /// [`HybridModel::from_plan`] with `opts` in place of the plan's options (tuning keeps
+    /// more shapes cached).
+    pub(crate) fn from_plan_with(
+        plan: &Plan,
+        opts: &CompileOptions,
+        gpu: &'static dyn EngineBuilder,
+    ) -> Result<HybridModel> {
+        Self::with_payloads(
+            &plan.graph,
+            &plan.partition,
+            opts,
+            &plan.engines,
+            &plan.shape_engines,
+            plan_fp16_known(plan),
+            gpu,
+        )
+    }
+
     fn with_payloads(
         g: &Graph,
         p: &Partition,
