@@ -62,6 +62,11 @@ fn inception_loses_bn_and_aux_head_and_merges_siblings() {
     };
     assert_eq!(pass("bn-folding")["rewrites"], 94);
     assert_eq!(pass("horizontal-fusion")["rewrites"], 19);
+    // The nine InceptionA/C/E pool branches (AvgPool 3x3 s1 p1 count_include_pad=1 ->
+    // 1x1 conv reducing the channels): conv first, the bias added after the pool.
+    assert_eq!(pass("pool-conv-swap")["rewrites"], 9);
+    assert_eq!(after["Add"], 9, "the moved biases");
+    assert_eq!(after["AveragePool"], 9);
     assert!(
         pass("dead-layers")["rewrites"].as_u64().unwrap() >= 10,
         "the aux head goes"

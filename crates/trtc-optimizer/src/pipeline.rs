@@ -15,6 +15,7 @@ pub const PASS_NAMES: &[&str] = &[
     "shape-from-input",
     "pad-into-conv",
     "bn-folding",
+    "pool-conv-swap",
     "vertical-fusion",
     "horizontal-fusion",
 ];
@@ -26,6 +27,7 @@ pub fn pass_by_name(name: &str) -> Result<Box<dyn Pass>> {
         "shape-from-input" => Box::new(ShapeFromInput),
         "pad-into-conv" => Box::new(PadIntoConv),
         "bn-folding" => Box::new(BnFolding),
+        "pool-conv-swap" => Box::new(PoolConvSwap),
         "vertical-fusion" => Box::new(VerticalFusion),
         "horizontal-fusion" => Box::new(HorizontalFusion),
         _ => {

@@ -5,6 +5,7 @@ pub mod constant_folding;
 pub mod dead_layers;
 pub mod horizontal_fusion;
 pub mod pad_into_conv;
+pub mod pool_conv_swap;
 pub mod shape_from_input;
 pub mod vertical_fusion;
 
@@ -13,5 +14,6 @@ pub use constant_folding::ConstantFolding;
 pub use dead_layers::DeadLayers;
 pub use horizontal_fusion::HorizontalFusion;
 pub use pad_into_conv::PadIntoConv;
+pub use pool_conv_swap::PoolConvSwap;
 pub use shape_from_input::ShapeFromInput;
 pub use vertical_fusion::VerticalFusion;
