@@ -76,20 +76,19 @@ impl CalibrationTable {
 
     pub fn write_to(&self, mut w: impl Write) -> Result<()> {
         let text = self.to_text()?;
-        w.write_all(text.as_bytes())
-            .map_err(|source| QuantError::Io {
-                action: "write",
-                path: "the calibration cache".into(),
-                source,
-            })
+        w.write_all(text.as_bytes()).map_err(|io| QuantError::Io {
+            action: "write",
+            path: "the calibration cache".into(),
+            io,
+        })
     }
 
     pub fn read_from(mut r: impl Read) -> Result<Self> {
         let mut bytes = vec![];
-        r.read_to_end(&mut bytes).map_err(|source| QuantError::Io {
+        r.read_to_end(&mut bytes).map_err(|io| QuantError::Io {
             action: "read",
             path: "the calibration cache".into(),
-            source,
+            io,
         })?;
         let text = String::from_utf8(bytes).map_err(|e| {
             let before = &e.as_bytes()[..e.utf8_error().valid_up_to()];
@@ -146,18 +145,18 @@ impl CalibrationTable {
 
     pub fn save(&self, path: &Path) -> Result<()> {
         let text = self.to_text()?;
-        std::fs::write(path, text).map_err(|source| QuantError::Io {
+        std::fs::write(path, text).map_err(|io| QuantError::Io {
             action: "write",
             path: path.display().to_string(),
-            source,
+            io,
         })
     }
 
     pub fn load(path: &Path) -> Result<Self> {
-        let f = std::fs::File::open(path).map_err(|source| QuantError::Io {
+        let f = std::fs::File::open(path).map_err(|io| QuantError::Io {
             action: "open",
             path: path.display().to_string(),
-            source,
+            io,
         })?;
         Self::read_from(std::io::BufReader::new(f))
     }

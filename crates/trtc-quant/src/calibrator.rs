@@ -19,7 +19,8 @@
 //!   takes that bin's lower edge, one bin width less). Not a TensorRT calibrator: its cache
 //!   header is trtc's own.
 //!
-//! A histogram that saw nothing but zeros has `amax` 0 (scale 0, as TensorRT writes for
+//! A bin edge past the largest `|x|` seen (the top of a grown range) is cut to it: `amax`
+//! never exceeds what the data reached. A histogram that saw nothing but zeros has `amax` 0 (scale 0, as TensorRT writes for
 //! tensors it could not range).
 
 use crate::error::{QuantError, Result};
@@ -58,11 +59,12 @@ impl Calibrator {
         if h.is_all_zero() {
             return 0.0;
         }
-        match self {
-            Calibrator::MinMax => h.max_abs(),
-            Calibrator::Entropy => h.edge(entropy_bin(h.counts())) as f32,
-            Calibrator::Percentile(p) => h.edge(percentile_bin(h.counts(), *p)) as f32,
-        }
+        let edge = match self {
+            Calibrator::MinMax => return h.max_abs(),
+            Calibrator::Entropy => h.edge(entropy_bin(h.counts())),
+            Calibrator::Percentile(p) => h.edge(percentile_bin(h.counts(), *p)),
+        };
+        (edge as f32).min(h.max_abs())
     }
 }
 

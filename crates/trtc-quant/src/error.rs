@@ -5,11 +5,12 @@ use trtc_ir::IrError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum QuantError {
-    #[error("cannot {action} {path}: {source}")]
+    /// (`io` is shown in the message, so it is not also a `source`.)
+    #[error("cannot {action} {path}: {io}")]
     Io {
         action: &'static str,
         path: String,
-        source: std::io::Error,
+        io: std::io::Error,
     },
     /// Loading or running the graph failed (a wrong input shape lands here).
     #[error(transparent)]
