@@ -1,9 +1,9 @@
 //! trtc: a compiler for neural-network inference. This facade re-exports what a Rust
 //! user calls: the IR (`ir`), the optimizer (`optimizer`), the backend (`backend`:
 //! partitioner, hybrid runtime, plans), the CUDA engines (`cuda`) and the interface
-//! between the two (`engine`), [`gpu`] (the engine builder to hand the backend), and the
-//! helpers the CLI uses to feed models (image preprocessing, `.npy` tensors, top-k
-//! classification).
+//! between the two (`engine`), INT8 calibration (`quant`), [`gpu`] (the engine builder
+//! to hand the backend), and the helpers the CLI uses to feed models (image
+//! preprocessing, `.npy` tensors, top-k classification).
 //!
 //! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -28,6 +28,7 @@ pub use trtc_cuda as cuda;
 pub use trtc_engine as engine;
 pub use trtc_ir as ir;
 pub use trtc_optimizer as optimizer;
+pub use trtc_quant as quant;
 
 /// The GPU engine builder trtc ships: CUDA engines, and the CUDA op table that decides
 /// which nodes are GPU segments (on any machine; without a GPU they run through tract).

@@ -1,4 +1,5 @@
-//! Image -> NCHW float tensor: shorter side resized (bilinear), centre crop, `(p - mean) / std`.
+//! Image -> NCHW float tensor: shorter side resized (bilinear), centre crop, `(p - mean) / std`;
+//! several images -> one `[B, 3, size, size]` batch, each preprocessed the same way.
 
 use std::path::Path;
 use trtc_ir::Tensor;
@@ -98,6 +99,24 @@ pub fn image_to_tensor(path: &Path, p: &Preprocess) -> Result<Tensor, Preprocess
         .map_err(|e| PreprocessError::Param("tensor".into(), e.to_string()))
 }
 
+/// Preprocess `paths` (as `image_to_tensor` does) into one `[len, 3, size, size]` batch.
+pub fn images_to_batch<P: AsRef<Path>>(
+    paths: &[P],
+    p: &Preprocess,
+) -> Result<Tensor, PreprocessError> {
+    let mut data: Vec<f32> = Vec::new();
+    for path in paths {
+        let t = image_to_tensor(path.as_ref(), p)?;
+        let view = t
+            .to_plain_array_view::<f32>()
+            .map_err(|e| PreprocessError::Param("tensor".into(), e.to_string()))?;
+        data.extend(view.iter());
+    }
+    let s = p.size as usize;
+    Tensor::from_shape(&[paths.len(), 3, s, s], &data)
+        .map_err(|e| PreprocessError::Param("tensor".into(), e.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,6 +148,32 @@ mod tests {
         assert_eq!(v[[0, 0, 3, 3]], 1.0);
         assert_eq!(v[[0, 1, 0, 0]], 0.0);
         assert_eq!(v[[0, 2, 7, 7]], -127.0 / 128.0);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn batches_stack_images_in_order() {
+        let dir = std::env::temp_dir().join(format!("trtc-batch-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (a, b) = (dir.join("a.png"), dir.join("b.png"));
+        image::RgbImage::from_pixel(12, 12, image::Rgb([255, 255, 255]))
+            .save(&a)
+            .unwrap();
+        image::RgbImage::from_pixel(12, 12, image::Rgb([127, 127, 127]))
+            .save(&b)
+            .unwrap();
+        let p = Preprocess {
+            size: 4,
+            resize: 4,
+            ..Default::default()
+        };
+        let t = images_to_batch(&[&a, &b, &a], &p).unwrap();
+        assert_eq!(t.shape(), &[3, 3, 4, 4]);
+        let v = t.to_plain_array_view::<f32>().unwrap();
+        assert_eq!(v[[0, 2, 3, 3]], 1.0);
+        assert_eq!(v[[1, 0, 0, 0]], 0.0);
+        assert_eq!(v[[2, 1, 1, 2]], 1.0);
+        assert_eq!(t.slice(0, 0, 1).unwrap(), image_to_tensor(&a, &p).unwrap());
         std::fs::remove_dir_all(&dir).ok();
     }
 

@@ -1,8 +1,10 @@
 //! Subcommands. Each lives in its own file and returns `anyhow::Result`.
 
 mod bench;
+mod calibrate;
 mod compile;
 mod dot;
+mod image_args;
 mod inspect;
 mod logging;
 mod optimize;
@@ -41,6 +43,8 @@ pub enum Command {
     Compile(compile::CompileArgs),
     /// Throughput and latency per batch size and precision, plus build time.
     Bench(bench::BenchArgs),
+    /// INT8 calibration on sample data: a TensorRT-format calibration cache.
+    Calibrate(calibrate::CalibrateArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -52,6 +56,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Optimize(a) => optimize::optimize(a),
         Command::Compile(a) => compile::compile_cmd(a),
         Command::Bench(a) => bench::bench(a),
+        Command::Calibrate(a) => calibrate::calibrate(a),
     }
 }
 

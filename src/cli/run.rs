@@ -3,7 +3,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use std::path::{Path, PathBuf};
 use trtc::ir::Tensor;
-use trtc::preprocess::{image_to_tensor, parse_triple, Preprocess};
+use trtc::preprocess::image_to_tensor;
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
@@ -12,18 +12,8 @@ pub struct RunArgs {
     /// Classify this image (the model's single input gets the preprocessed image).
     #[arg(long, conflicts_with = "input")]
     pub image: Option<PathBuf>,
-    /// Centre-crop size.
-    #[arg(long, default_value_t = 224)]
-    pub size: u32,
-    /// Shorter side is resized to this first (bilinear).
-    #[arg(long, default_value_t = 256)]
-    pub resize: u32,
-    /// Mean subtracted from each pixel (0-255): one value or three comma-separated.
-    #[arg(long, default_value = "127")]
-    pub mean: String,
-    /// Divisor after the mean (0-255 units): one value or three comma-separated.
-    #[arg(long, default_value = "128")]
-    pub std: String,
+    #[command(flatten)]
+    pub preprocess: super::image_args::ImageArgs,
     /// Class names, one per line (default: data/imagenet_classes.txt when the model has 1000 classes).
     #[arg(long)]
     pub labels: Option<PathBuf>,
@@ -57,13 +47,7 @@ fn classify(model: &Runner, image: &Path, a: &RunArgs) -> Result<()> {
             model.inputs().len()
         );
     }
-    let p = Preprocess {
-        size: a.size,
-        resize: a.resize,
-        mean: parse_triple(&a.mean)?,
-        std: parse_triple(&a.std)?,
-    };
-    let input = image_to_tensor(image, &p)?;
+    let input = image_to_tensor(image, &a.preprocess.preprocess()?)?;
     let out = model.run(vec![input])?;
     let logits = out.first().context("the model has no output")?;
     let view = logits

@@ -1,0 +1,32 @@
+//! INT8 post-training calibration, the CPU half of trtc's INT8 path (TensorRT's implicit
+//! quantization, as NVIDIA describes it and pytorch-quantization implements it):
+//!
+//! - [`AbsHistogram`]: a histogram of `|x|` per activation tensor, grown as batches come;
+//! - [`Calibrator`]: an activation's range (`amax`) from its histogram: entropy (TensorRT's
+//!   EntropyCalibration2), min-max, or a percentile; the scale is `amax / 127`;
+//! - [`Collector`] / [`calibrate`]: run a graph on tract over calibration batches and
+//!   histogram every f32 activation, then share one range across data-movement ops;
+//! - [`CalibrationTable`]: TensorRT's text calibration cache (`TRT-8600-EntropyCalibration2`,
+//!   then `tensor: <f32 scale bits in hex>`), written and read;
+//! - [`quantize_per_channel`]: symmetric per-output-channel INT8 weights;
+//! - [`scales_from_qdq`]: the scales of an explicitly quantized (QDQ) model as a table.
+
+pub mod cache;
+pub mod calibrator;
+pub mod collect;
+pub mod error;
+pub mod histogram;
+pub mod propagate;
+pub mod qdq;
+pub mod weights;
+
+pub use cache::CalibrationTable;
+pub use calibrator::Calibrator;
+pub use collect::{calibrate, Collector};
+pub use error::{QuantError, Result};
+pub use histogram::AbsHistogram;
+pub use qdq::scales_from_qdq;
+pub use weights::{channel_axis, quantize_per_channel, QuantizedWeights};
+
+/// The INT8 range: symmetric, `[-127, 127]` (TensorRT never uses -128).
+pub const INT8_MAX: f32 = 127.0;

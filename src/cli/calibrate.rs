@@ -1,0 +1,258 @@
+//! `trtc calibrate`: INT8 post-training calibration of an ONNX model on sample data, written
+//! as a TensorRT-format calibration cache (tensor names as in the model).
+//!
+//! The data rule: each `--calibration-data` path is a directory (its `.png`, `.jpg`, `.jpeg`
+//! and `.npy` files, by name; other files are skipped), an image, or a `.npy` file. Images,
+//! preprocessed exactly as `trtc run --image` does with the same flags, form batches of
+//! `--batch` in the order given; each `.npy` file is one batch as it is. A model whose
+//! batch dimension is fixed takes that batch (another `--batch` is an error) and a last
+//! partial batch of images is dropped with a warning. `--calibration-batches N` keeps the
+//! first N batches.
+
+use super::image_args::ImageArgs;
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use std::path::{Path, PathBuf};
+use trtc::ir::{Dim, Tensor, TensorInfo};
+use trtc::preprocess::images_to_batch;
+use trtc::quant::{CalibrationTable, Calibrator, Collector};
+
+#[derive(Args, Debug)]
+pub struct CalibrateArgs {
+    /// The ONNX model (one input).
+    pub model: PathBuf,
+    /// Directories of images (.png, .jpg, .jpeg) and .npy batches, images, or .npy files.
+    #[arg(long, num_args = 1.., value_name = "DIR_OR_NPY", required_unless_present = "from_qdq")]
+    pub calibration_data: Vec<PathBuf>,
+    /// entropy (TensorRT's EntropyCalibration2), minmax, percentile (99.99) or percentile:P.
+    #[arg(long, default_value = "entropy")]
+    pub calibrator: Calibrator,
+    /// Use at most this many batches (default: all the data).
+    #[arg(long, value_name = "N")]
+    pub calibration_batches: Option<usize>,
+    /// Images per batch (default: the model's fixed batch, else 1).
+    #[arg(long, value_name = "B")]
+    pub batch: Option<usize>,
+    /// Where to write the calibration cache.
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Write the scales of the model's own QuantizeLinear/DequantizeLinear nodes instead
+    /// of calibrating (no data needed).
+    #[arg(long, conflicts_with_all = ["calibration_data", "calibration_batches", "batch"])]
+    pub from_qdq: bool,
+    #[command(flatten)]
+    pub preprocess: ImageArgs,
+}
+
+/// One batch to feed: images to preprocess together, or a `.npy` file.
+enum Batch {
+    Images(Vec<PathBuf>),
+    Npy(PathBuf),
+}
+
+impl Batch {
+    fn describe(&self) -> String {
+        match self {
+            Batch::Images(p) if p.len() == 1 => p[0].display().to_string(),
+            Batch::Images(p) => format!(
+                "{} images from {}",
+                p.len(),
+                p.first()
+                    .map(|f| f.display().to_string())
+                    .unwrap_or_default()
+            ),
+            Batch::Npy(p) => p.display().to_string(),
+        }
+    }
+}
+
+fn extension(p: &Path) -> String {
+    p.extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase()
+}
+
+fn is_image(p: &Path) -> bool {
+    matches!(extension(p).as_str(), "png" | "jpg" | "jpeg")
+}
+
+/// The images and `.npy` files the paths name (see the module rule).
+fn gather(paths: &[PathBuf]) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
+    let (mut images, mut npys) = (vec![], vec![]);
+    for path in paths {
+        let meta = std::fs::metadata(path)
+            .with_context(|| format!("calibration data {}", path.display()))?;
+        if meta.is_dir() {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+                .with_context(|| format!("reading calibration directory {}", path.display()))?
+                .map(|e| e.map(|e| e.path()))
+                .collect::<std::io::Result<_>>()
+                .with_context(|| format!("reading calibration directory {}", path.display()))?;
+            files.sort();
+            let before = images.len() + npys.len();
+            for f in files.into_iter().filter(|f| f.is_file()) {
+                if is_image(&f) {
+                    images.push(f);
+                } else if extension(&f) == "npy" {
+                    npys.push(f);
+                } else {
+                    tracing::debug!("skipping {} (not an image or .npy)", f.display());
+                }
+            }
+            if images.len() + npys.len() == before {
+                bail!(
+                    "no images (.png, .jpg, .jpeg) or .npy files in calibration directory {}",
+                    path.display()
+                );
+            }
+        } else if is_image(path) {
+            images.push(path.clone());
+        } else if extension(path) == "npy" {
+            npys.push(path.clone());
+        } else {
+            bail!(
+                "calibration data {}: not a directory, an image (.png, .jpg, .jpeg) or a .npy file",
+                path.display()
+            );
+        }
+    }
+    Ok((images, npys))
+}
+
+/// The batch size: `--batch`, or the model's fixed batch, or 1. Also whether it is fixed.
+fn batch_size(input: &TensorInfo, given: Option<usize>) -> Result<(usize, bool)> {
+    let fixed = match input.shape.as_deref().and_then(|s| s.first()) {
+        Some(Dim::Known(n)) => Some(*n as usize),
+        _ => None,
+    };
+    match (given, fixed) {
+        (Some(0), _) => bail!("--batch must be at least 1"),
+        (Some(b), Some(n)) if b != n => bail!(
+            "--batch {b}: model input `{}` ({}) takes batches of exactly {n}",
+            input.name,
+            input.describe()
+        ),
+        (Some(b), f) => Ok((b, f.is_some())),
+        (None, Some(n)) => Ok((n.max(1), true)),
+        (None, None) => Ok((1, false)),
+    }
+}
+
+fn batches(a: &CalibrateArgs, input: &TensorInfo) -> Result<Vec<Batch>> {
+    let (images, npys) = gather(&a.calibration_data)?;
+    let (size, fixed) = batch_size(input, a.batch)?;
+    let mut out: Vec<Batch> = images
+        .chunks(size)
+        .map(|c| Batch::Images(c.to_vec()))
+        .collect();
+    if fixed && images.len() % size != 0 {
+        out.pop();
+        tracing::warn!(
+            "the last {} image(s) are left out: model input `{}` takes batches of exactly {size}",
+            images.len() % size,
+            input.name
+        );
+    }
+    out.extend(npys.into_iter().map(Batch::Npy));
+    if let Some(n) = a.calibration_batches {
+        if n == 0 {
+            bail!("--calibration-batches must be at least 1");
+        }
+        if n > out.len() {
+            tracing::warn!(
+                "--calibration-batches {n}: the data makes only {} batch(es)",
+                out.len()
+            );
+        }
+        out.truncate(n);
+    }
+    if out.is_empty() {
+        bail!(
+            "no calibration batch: {} image(s) for batches of {size}",
+            images.len()
+        );
+    }
+    Ok(out)
+}
+
+pub fn calibrate(a: CalibrateArgs) -> Result<()> {
+    check_output(&a.output)?;
+    let graph = super::load(&a.model)?;
+    if a.from_qdq {
+        let table = trtc::quant::scales_from_qdq(&graph)
+            .with_context(|| format!("reading the Q/DQ scales of {}", a.model.display()))?;
+        if table.scales.is_empty() {
+            bail!(
+                "{} has no QuantizeLinear/DequantizeLinear node on an activation",
+                a.model.display()
+            );
+        }
+        return write(&table, &a.output);
+    }
+    let mut collector = Collector::new(&graph).context("preparing the model for calibration")?;
+    let input = match collector.inputs() {
+        [one] => one.clone(),
+        many => bail!(
+            "calibration feeds one input; {} has {}",
+            a.model.display(),
+            many.len()
+        ),
+    };
+    let batches = batches(&a, &input)?;
+    let preprocess = a.preprocess.preprocess()?;
+    let dtype = input.dtype.unwrap_or(trtc::ir::DType::F32);
+    let progress = trtc::engine::progress::start("calibrating", batches.len() as u64);
+    let mut images = 0;
+    for (i, b) in batches.iter().enumerate() {
+        progress.message(&b.describe());
+        let context = || format!("calibration batch {} ({})", i + 1, b.describe());
+        let tensor: Tensor = match b {
+            Batch::Images(paths) => {
+                images += paths.len();
+                images_to_batch(paths, &preprocess).with_context(context)?
+            }
+            Batch::Npy(path) => trtc::npy::read_npy(path, dtype).with_context(context)?,
+        };
+        collector.observe(vec![tensor]).with_context(context)?;
+        progress.advance(1);
+    }
+    drop(progress);
+    let table = collector.table(a.calibrator)?;
+    println!(
+        "calibrated {} tensors with {} over {} batch(es) ({} image(s))",
+        table.scales.len(),
+        a.calibrator,
+        batches.len(),
+        images
+    );
+    write(&table, &a.output)
+}
+
+/// Fail before calibrating, not after, when the cache cannot be written there.
+fn check_output(path: &Path) -> Result<()> {
+    if path.is_dir() {
+        bail!("-o {}: is a directory", path.display());
+    }
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() && !dir.is_dir() => {
+            bail!(
+                "-o {}: directory {} does not exist",
+                path.display(),
+                dir.display()
+            )
+        }
+        _ => Ok(()),
+    }
+}
+
+fn write(table: &CalibrationTable, path: &Path) -> Result<()> {
+    table.save(path).context("writing the calibration cache")?;
+    println!(
+        "wrote {} scales ({}) to {}",
+        table.scales.len(),
+        table.algorithm,
+        path.display()
+    );
+    Ok(())
+}
