@@ -124,3 +124,40 @@ fn dot_renders_with_graphviz() {
     );
     assert!(std::fs::metadata(&svg).unwrap().len() > 10_000);
 }
+
+#[test]
+fn skip_pass_leaves_a_pass_out_and_an_unknown_one_is_named() {
+    let dir = temp_dir("skippass");
+    let plan = dir.join("e.trtc");
+    let report = dir.join("e.json");
+    let (m, p, r) = (
+        efficientnet().display().to_string(),
+        plan.display().to_string(),
+        report.display().to_string(),
+    );
+    let o = trtc(&[
+        "compile",
+        &m,
+        "-o",
+        &p,
+        "--report",
+        &r,
+        "--skip-pass",
+        "horizontal-fusion",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let passes: Vec<&str> = json["passes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert!(passes.contains(&"vertical-fusion"), "{passes:?}");
+    assert!(!passes.contains(&"horizontal-fusion"), "{passes:?}");
+    assert_clean_failure(
+        &trtc(&["compile", &m, "-o", &p, "--skip-pass", "no-such-pass"]),
+        "unknown pass `no-such-pass`",
+    );
+}

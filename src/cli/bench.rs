@@ -26,6 +26,9 @@ pub struct BenchArgs {
     /// Layout of 4-D tensors inside GPU engines (ONNX models only): auto, nchw or nhwc.
     #[arg(long, default_value = "auto")]
     pub layout: Layout,
+    /// Leave an optimizer pass out when compiling an ONNX model (repeatable).
+    #[arg(long = "skip-pass", value_name = "PASS")]
+    pub skip_passes: Vec<String>,
     /// Input shapes for a model with dynamic dims past the batch, `NAME:1x3x640x640`
     /// (inputs joined by `,`); the batch dim is replaced by each `--batch`.
     #[arg(long, value_name = "NAME:DIMS[,NAME:DIMS]")]
@@ -190,6 +193,7 @@ pub fn bench(a: BenchArgs) -> Result<()> {
                     min_segment_size: a.min_segment_size,
                     max_cached_engines: a.batch.len(),
                     layout: a.layout,
+                    skip_passes: a.skip_passes.clone(),
                     ..Default::default()
                 };
                 let plan = compile(

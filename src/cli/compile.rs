@@ -31,6 +31,9 @@ pub struct CompileArgs {
     /// Force an op onto the CPU (repeatable).
     #[arg(long = "deny-op", value_name = "OP")]
     pub deny_ops: Vec<String>,
+    /// Leave an optimizer pass out (repeatable; `trtc optimize --passes help` lists them).
+    #[arg(long = "skip-pass", value_name = "PASS")]
+    pub skip_passes: Vec<String>,
     /// auto, cuda or cpu.
     #[arg(long, default_value = "auto")]
     pub backend: BackendChoice,
@@ -60,6 +63,7 @@ pub fn compile_cmd(a: CompileArgs) -> Result<()> {
         workspace_bytes: a.workspace,
         max_cached_engines: a.max_cached_engines.max(1),
         deny_ops: a.deny_ops.clone(),
+        skip_passes: a.skip_passes.clone(),
         backend: a.backend,
         layout: a.layout,
     };

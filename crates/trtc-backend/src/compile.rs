@@ -8,7 +8,6 @@ use crate::plan::Plan;
 use crate::report::CompileReport;
 use trtc_engine::{EngineBuilder, EngineError};
 use trtc_ir::Graph;
-use trtc_optimizer::Pipeline;
 
 /// Optimize `g` with the default pipeline and partition it for `opts`, GPU segments being
 /// what `gpu`'s support table accepts (whether or not this machine can build them: the
@@ -24,7 +23,7 @@ pub fn compile(
             return Err(EngineError::Unavailable(gpu.name().into(), why).into());
         }
     }
-    let optimizer = Pipeline::default_pipeline().run(&mut g)?;
+    let optimizer = opts.pipeline()?.run(&mut g)?;
     let popts = PartitionOptions {
         min_segment_size: opts.min_segment_size,
         deny_ops: opts.deny_ops.clone(),

@@ -46,6 +46,9 @@ pub struct CompileOptions {
     /// Layout of 4-D tensors inside GPU engines (segment inputs and outputs stay NCHW).
     #[serde(default)]
     pub layout: Layout,
+    /// Optimizer passes left out of the default pipeline (`--skip-pass`).
+    #[serde(default)]
+    pub skip_passes: Vec<String>,
 }
 
 impl Default for CompileOptions {
@@ -59,11 +62,26 @@ impl Default for CompileOptions {
             deny_ops: vec![],
             backend: BackendChoice::Auto,
             layout: Layout::Auto,
+            skip_passes: vec![],
         }
     }
 }
 
 impl CompileOptions {
+    /// The optimizer pipeline these options run: every pass but the skipped ones (an
+    /// unknown name is an error listing the passes).
+    pub fn pipeline(&self) -> trtc_optimizer::Result<trtc_optimizer::Pipeline> {
+        for name in &self.skip_passes {
+            trtc_optimizer::pass_by_name(name)?;
+        }
+        let names: Vec<&str> = trtc_optimizer::PASS_NAMES
+            .iter()
+            .copied()
+            .filter(|n| !self.skip_passes.iter().any(|s| s == n))
+            .collect();
+        trtc_optimizer::Pipeline::from_names("default", &names)
+    }
+
     /// What the segments' engines are built for.
     pub fn engine_options(&self) -> EngineOptions {
         EngineOptions {

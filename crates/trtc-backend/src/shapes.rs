@@ -7,7 +7,7 @@ use crate::options::{BackendChoice, CompileOptions};
 use crate::partition::{partition, Partition, PartitionOptions};
 use trtc_engine::OpSupport;
 use trtc_ir::{reads_symbolic_shape, shape_key, specialize, specialize_batch_too, Graph, Outlet};
-use trtc_optimizer::{Pipeline, PipelineReport};
+use trtc_optimizer::PipelineReport;
 
 /// A graph specialized for one shape key, optimized again and partitioned.
 pub struct Specialized {
@@ -43,7 +43,7 @@ pub fn specialize_for(
         } else {
             specialize(g, shapes)?
         };
-        let report = Pipeline::default_pipeline().run(&mut graph)?;
+        let report = opts.pipeline()?.run(&mut graph)?;
         Ok((graph, report))
     };
     let (graph, optimizer, batch_too) = match batch_too {
