@@ -90,8 +90,8 @@ fn shapes_err(detail: impl Into<String>) -> BackendError {
 }
 
 /// One `--shapes` profile, `x:1x3x640x640[,y:1x10]`, as a shape per input in graph order.
-/// An input it does not name keeps its declared shape (batch 1 where the batch is
-/// symbolic), which must then be static past the batch.
+/// An input it does not name keeps its declared shape (with the batch of those named, or 1,
+/// where the batch is symbolic), which must then be static past the batch.
 pub fn parse_profile(g: &Graph, spec: &str) -> Result<Vec<Vec<usize>>> {
     let infos: Vec<_> = g
         .inputs()
@@ -131,6 +131,8 @@ pub fn parse_profile(g: &Graph, spec: &str) -> Result<Vec<Vec<usize>>> {
             return Err(shapes_err(format!("`{name}` is given twice in `{spec}`")));
         }
     }
+    // Inputs not named share the batch of those named (one batch runs through the model).
+    let batch = given.iter().flatten().find_map(|d| d.first().copied()).unwrap_or(1);
     infos
         .iter()
         .zip(given)
@@ -142,7 +144,7 @@ pub fn parse_profile(g: &Graph, spec: &str) -> Result<Vec<Vec<usize>>> {
                 .and_then(|s| {
                     s.iter()
                         .enumerate()
-                        .map(|(i, d)| d.known().map(|v| v as usize).or((i == 0).then_some(1)))
+                        .map(|(i, d)| d.known().map(|v| v as usize).or((i == 0).then_some(batch)))
                         .collect::<Option<Vec<usize>>>()
                 })
                 .ok_or_else(|| {
@@ -280,7 +282,8 @@ mod tests {
         let g = two_inputs();
         assert_eq!(
             parse_profile(&g, "x:2x3x64x32").unwrap(),
-            vec![vec![2, 3, 64, 32], vec![1, 3]]
+            vec![vec![2, 3, 64, 32], vec![2, 3]],
+            "y takes x's batch"
         );
         assert_eq!(
             parse_profile(&g, "y:4x3, x:1x3x8x8").unwrap(),
