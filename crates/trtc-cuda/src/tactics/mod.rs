@@ -433,8 +433,7 @@ impl Exec {
         Ok(start.elapsed_ms(&end).map_err(err)? / RUNS as f32)
     }
 
-    /// cuDNN's algorithms for this layer, timed by cuDNN, fastest first, without those
-    /// whose rounding grows with the layer ([`numerically_safe`]).
+    /// cuDNN's algorithms for this layer, timed by cuDNN, fastest first.
     fn find_algorithms(
         &self,
         name: &str,
@@ -459,12 +458,7 @@ impl Exec {
         }
         .result()
         .map_err(|e| cuda_err(name, e))?;
-        let half = self.program.half;
-        Ok(perf
-            .into_iter()
-            .take(count.max(0) as usize)
-            .filter(|p| numerically_safe(p.algo, half))
-            .collect())
+        Ok(perf.into_iter().take(count.max(0) as usize).collect())
     }
 
     /// For an output that is a slice of a wider tensor: the fastest algorithm cuDNN ran
@@ -538,22 +532,5 @@ fn gemm_choice() -> Option<bool> {
         Some("cublaslt") => Some(true),
         Some("off") => Some(false),
         _ => None,
-    }
-}
-
-/// May a convolution use cuDNN's algorithm `algo`? The FFT ones round in the frequency
-/// domain, with errors that grow with the transform (over 1e-4 relative in f32 on the
-/// 2048-channel dilated convs of FCN-ResNet50's head); Winograd without fusion keeps its
-/// transformed tiles in the storage type, lossy in f16. `TRTC_CUDNN_ALGOS=all` lets every
-/// algorithm compete (what the timing alone would pick).
-pub(crate) fn numerically_safe(algo: dnn_sys::cudnnConvolutionFwdAlgo_t, half: bool) -> bool {
-    use dnn_sys::cudnnConvolutionFwdAlgo_t as A;
-    if std::env::var("TRTC_CUDNN_ALGOS").is_ok_and(|v| v == "all") {
-        return true;
-    }
-    match algo {
-        A::CUDNN_CONVOLUTION_FWD_ALGO_FFT | A::CUDNN_CONVOLUTION_FWD_ALGO_FFT_TILING => false,
-        A::CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD_NONFUSED => !half,
-        _ => true,
     }
 }
