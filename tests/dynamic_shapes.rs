@@ -371,3 +371,56 @@ fn shape_arithmetic_on_the_batch_builds_engines_per_batch_size() {
         .to_string();
     assert!(e.contains("batch"), "over --max-batch-size: {e}");
 }
+
+#[test]
+fn a_new_shape_runs_on_the_cpu_while_its_engines_build_in_the_background() {
+    let g = dynamic_model();
+    let opts = CompileOptions {
+        build_in_background: true,
+        max_cached_engines: 4,
+        ..Default::default()
+    };
+    let plan = compile("dyn", g.clone(), &opts, trtc::gpu()).unwrap();
+    let back = Plan::from_bytes(&plan.to_bytes().unwrap()).unwrap();
+    assert!(
+        back.options.build_in_background,
+        "the plan keeps the option"
+    );
+    let model = HybridModel::from_plan(&back, trtc::gpu()).unwrap();
+    let reference = trtc::ir::eval::CpuModel::new(&g).unwrap();
+    let x = input(&[1, 3, 16, 12], 3);
+    let want = reference.run(vec![x.clone()]).unwrap();
+    let values = |t: &Tensor| -> Vec<f32> {
+        t.to_plain_array_view::<f32>()
+            .unwrap()
+            .iter()
+            .copied()
+            .collect()
+    };
+    let first = model.run(vec![x.clone()]).unwrap();
+    assert_eq!(
+        model.cpu_runs_while_building(),
+        1,
+        "the first request did not wait"
+    );
+    assert!(max_rel_diff(&values(&first[0]), &values(&want[0])) < 1e-5);
+    let start = std::time::Instant::now();
+    while model.building_in_background() && start.elapsed().as_secs() < 120 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(!model.building_in_background(), "the build ends");
+    let second = model.run(vec![x]).unwrap();
+    assert_eq!(
+        model.cpu_runs_while_building(),
+        1,
+        "once built, the shape's engines run it"
+    );
+    assert_eq!(model.last_shape_key().as_deref(), Some("x:3x16x12"));
+    assert!(max_rel_diff(&values(&second[0]), &values(&want[0])) < 1e-5);
+    // Shapes over the limits are still refused at once.
+    let e = model
+        .run(vec![input(&[2, 3, 16, 12], 1)])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("batch"), "{e}");
+}

@@ -34,6 +34,10 @@ pub struct CompileArgs {
     /// Leave an optimizer pass out (repeatable; `trtc optimize --passes help` lists them).
     #[arg(long = "skip-pass", value_name = "PASS")]
     pub skip_passes: Vec<String>,
+    /// A dynamic model: build a new input shape's engines in the background and run its
+    /// requests on the CPU meanwhile, instead of waiting (stored in the plan).
+    #[arg(long)]
+    pub build_in_background: bool,
     /// auto, cuda or cpu.
     #[arg(long, default_value = "auto")]
     pub backend: BackendChoice,
@@ -64,6 +68,7 @@ pub fn compile_cmd(a: CompileArgs) -> Result<()> {
         max_cached_engines: a.max_cached_engines.max(1),
         deny_ops: a.deny_ops.clone(),
         skip_passes: a.skip_passes.clone(),
+        build_in_background: a.build_in_background,
         backend: a.backend,
         layout: a.layout,
     };

@@ -49,6 +49,10 @@ pub struct CompileOptions {
     /// Optimizer passes left out of the default pipeline (`--skip-pass`).
     #[serde(default)]
     pub skip_passes: Vec<String>,
+    /// A dynamic model's new input shape: build its engines on a thread of their own and
+    /// run the requests of that shape on the CPU meanwhile, instead of waiting.
+    #[serde(default)]
+    pub build_in_background: bool,
 }
 
 impl Default for CompileOptions {
@@ -63,6 +67,7 @@ impl Default for CompileOptions {
             backend: BackendChoice::Auto,
             layout: Layout::Auto,
             skip_passes: vec![],
+            build_in_background: false,
         }
     }
 }

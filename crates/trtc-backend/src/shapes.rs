@@ -132,7 +132,11 @@ pub fn parse_profile(g: &Graph, spec: &str) -> Result<Vec<Vec<usize>>> {
         }
     }
     // Inputs not named share the batch of those named (one batch runs through the model).
-    let batch = given.iter().flatten().find_map(|d| d.first().copied()).unwrap_or(1);
+    let batch = given
+        .iter()
+        .flatten()
+        .find_map(|d| d.first().copied())
+        .unwrap_or(1);
     infos
         .iter()
         .zip(given)

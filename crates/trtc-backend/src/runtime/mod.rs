@@ -11,7 +11,7 @@ mod segmented;
 mod shape_cache;
 
 pub(crate) use segmented::SegmentedModel;
-pub(crate) use shape_cache::ShapeCache;
+pub(crate) use shape_cache::{Ready, ShapeCache};
 
 use crate::engine::{EngineBuilder, EnginePayload, LayerTiming};
 use crate::error::Result;
@@ -22,12 +22,12 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use trtc_ir::eval::check_shapes;
-use trtc_ir::tract_onnx::prelude::{TValue, TVec};
+use trtc_ir::tract_onnx::prelude::{IntoTensor, TValue, TVec};
 use trtc_ir::{needs_specialization, Graph, Outlet, Tensor, TensorInfo};
 
 enum Models {
     Static(SegmentedModel),
-    Dynamic(Box<ShapeCache>),
+    Dynamic(Arc<ShapeCache>),
 }
 
 /// A partitioned graph ready to run, for any input shape its inputs allow.
@@ -110,7 +110,7 @@ impl HybridModel {
                 gpu,
                 fp16_known,
             );
-            (Models::Dynamic(Box::new(cache)), vec![])
+            (Models::Dynamic(Arc::new(cache)), vec![])
         } else {
             let mut m = SegmentedModel::with_payloads(g, p, opts, payloads, gpu)?;
             let notes = std::mem::take(&mut m.notes);
@@ -243,9 +243,41 @@ impl HybridModel {
         self.run_values(inputs.into_iter().map(TValue::from).collect())
     }
 
+    /// Requests of a dynamic model built with `build_in_background` that ran on the CPU
+    /// while their shape's engines were building.
+    pub fn cpu_runs_while_building(&self) -> usize {
+        match &self.models {
+            Models::Static(_) => 0,
+            Models::Dynamic(c) => c.cpu_runs(),
+        }
+    }
+
+    /// Are engines of a dynamic model building in the background now?
+    pub fn building_in_background(&self) -> bool {
+        match &self.models {
+            Models::Static(_) => false,
+            Models::Dynamic(c) => c.building(),
+        }
+    }
+
     /// `run` on shared tract values: callers that keep their inputs pass them without a copy.
     pub fn run_values(&self, inputs: TVec<TValue>) -> Result<Vec<Tensor>> {
-        let outputs = self.model_for(&inputs)?.get().run_values(inputs)?;
+        let outputs = match &self.models {
+            Models::Dynamic(c) if c.background() => {
+                let shapes: Vec<Vec<usize>> = inputs.iter().map(|t| t.shape().to_vec()).collect();
+                let dts: Vec<_> = inputs.iter().map(|t| t.datum_type()).collect();
+                check_shapes(&self.inputs, &shapes, &dts)?;
+                match c.get_or_cpu(&shapes)? {
+                    Ready::Built(m) => m.run_values(inputs)?,
+                    Ready::Cpu(cpu) => cpu
+                        .run_values(inputs)?
+                        .into_iter()
+                        .map(|v| v.into_tensor())
+                        .collect(),
+                }
+            }
+            _ => self.model_for(&inputs)?.get().run_values(inputs)?,
+        };
         if self.fp16 && !self.warned_non_finite.load(Ordering::Relaxed) {
             let names: Vec<String> = self.outputs.iter().map(|t| t.name.clone()).collect();
             if crate::fp16_guard::warn_non_finite(&names, &outputs) {

@@ -8,6 +8,12 @@
 //! Where shape arithmetic reads the batch, the batch is part of the key (`x:1x3x224x224`):
 //! found when the first shape is specialized, or known from the start for a model static
 //! past the batch (nothing else makes it dynamic).
+//!
+//! With `build_in_background`, a shape whose engines are not built yet does not wait for
+//! them: its build starts on a thread of its own and the request runs on the CPU through
+//! tract (the original graph, any shape), with a note; later requests of that shape use
+//! the engines once they are ready. A build that failed is the error of every later
+//! request of that shape, as it would have been without the option.
 
 use super::SegmentedModel;
 use crate::engine::{EngineBuilder, EnginePayload};
@@ -15,9 +21,10 @@ use crate::error::Result;
 use crate::options::CompileOptions;
 use crate::report::CompileReport;
 use crate::shapes::{specialize_for, Specialized};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
+use trtc_ir::eval::CpuModel;
 use trtc_ir::{has_dynamic_dims, shape_key, Graph};
 
 struct Entry {
@@ -39,6 +46,23 @@ pub(crate) struct ShapeCache {
     /// Is the batch part of the key (shape arithmetic reads it)? Known once a shape has
     /// been specialized.
     batch_too: OnceLock<bool>,
+    /// Background builds: keys being built, keys whose build failed (and why), the tract
+    /// model requests run on meanwhile, and how many did.
+    pending: Mutex<HashSet<String>>,
+    failed: Mutex<HashMap<String, String>>,
+    cpu: OnceLock<std::result::Result<Arc<CpuModel>, String>>,
+    cpu_runs: std::sync::atomic::AtomicUsize,
+}
+
+/// What a request runs on: the engines of its shape, or (their build under way in the
+/// background) the whole model on the CPU.
+pub(crate) enum Ready {
+    Built(Arc<SegmentedModel>),
+    Cpu(Arc<CpuModel>),
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl ShapeCache {
@@ -55,6 +79,10 @@ impl ShapeCache {
         }
         ShapeCache {
             batch_too,
+            pending: Mutex::new(HashSet::new()),
+            failed: Mutex::new(HashMap::new()),
+            cpu: OnceLock::new(),
+            cpu_runs: std::sync::atomic::AtomicUsize::new(0),
             graph,
             opts,
             stored,
@@ -149,6 +177,82 @@ impl ShapeCache {
             build_seconds,
         });
         Ok(model)
+    }
+
+    /// The key of `shapes` where it is known before specializing (else each dim, the batch
+    /// too: a key no specialization has, so a pending build is never taken for another).
+    fn known_key(&self, shapes: &[Vec<usize>]) -> (String, bool) {
+        match self.batch_too.get() {
+            Some(&b) => (shape_key(&self.graph, shapes, b), true),
+            None => (shape_key(&self.graph, shapes, true), false),
+        }
+    }
+
+    /// The engines of `shapes` when built; else, with `build_in_background`, start their
+    /// build on a thread and run this request on the CPU (`get` waits instead).
+    pub(crate) fn get_or_cpu(self: &Arc<Self>, shapes: &[Vec<usize>]) -> Result<Ready> {
+        if !self.opts.build_in_background {
+            return self.get(shapes).map(Ready::Built);
+        }
+        crate::shapes::check_batch(&self.graph, shapes, self.opts.max_batch_size)?;
+        let (key, exact) = self.known_key(shapes);
+        if exact {
+            let mut entries = self.lock();
+            if let Some(pos) = entries.iter().position(|e| e.spec.key == key) {
+                let e = entries.remove(pos);
+                let model = e.model.clone();
+                entries.push(e);
+                return Ok(Ready::Built(model));
+            }
+        }
+        if let Some(why) = lock(&self.failed).get(&key) {
+            return Err(crate::error::BackendError::Shapes(format!(
+                "building the engines for input shapes {key} failed: {why}"
+            )));
+        }
+        let started = lock(&self.pending).insert(key.clone());
+        if started {
+            tracing::info!(
+                "input shapes {key}: engines build in the background; requests of this shape                  run on the CPU through tract until they are ready"
+            );
+            let me = Arc::clone(self);
+            let owned = shapes.to_vec();
+            std::thread::spawn(move || {
+                let result = me.get(&owned);
+                lock(&me.pending).remove(&key);
+                if let Err(e) = result {
+                    tracing::warn!("input shapes {key}: the background build failed: {e}");
+                    lock(&me.failed).insert(key, e.to_string());
+                }
+            });
+        }
+        let cpu = self
+            .cpu
+            .get_or_init(|| {
+                CpuModel::new(&self.graph)
+                    .map(Arc::new)
+                    .map_err(|e| e.to_string())
+            })
+            .clone()
+            .map_err(|e| crate::error::BackendError::Shapes(format!("the CPU model: {e}")))?;
+        self.cpu_runs
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(Ready::Cpu(cpu))
+    }
+
+    /// Does this cache build new shapes in the background?
+    pub(crate) fn background(&self) -> bool {
+        self.opts.build_in_background
+    }
+
+    /// Requests that ran on the CPU while their shape's engines were building.
+    pub(crate) fn cpu_runs(&self) -> usize {
+        self.cpu_runs.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Are background builds under way?
+    pub(crate) fn building(&self) -> bool {
+        !lock(&self.pending).is_empty()
     }
 
     pub(crate) fn last_key(&self) -> Option<String> {
