@@ -8,11 +8,9 @@ use trtc_ir::{DType, Tensor};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NpyError {
-    #[error("cannot open {path}: {source}")]
-    Open {
-        path: String,
-        source: std::io::Error,
-    },
+    /// The I/O error is in the message, not a `source` (anyhow would print it twice).
+    #[error("cannot open {path}: {cause}")]
+    Open { path: String, cause: std::io::Error },
     #[error("{path} is not a {expected} .npy file ({detail})")]
     Read {
         path: String,
@@ -29,9 +27,9 @@ fn read_as<T: ndarray_npy::ReadableElement + trtc_ir::tract_onnx::prelude::Datum
     path: &Path,
     dtype: DType,
 ) -> Result<Tensor, NpyError> {
-    let f = std::fs::File::open(path).map_err(|source| NpyError::Open {
+    let f = std::fs::File::open(path).map_err(|cause| NpyError::Open {
         path: path.display().to_string(),
-        source,
+        cause,
     })?;
     let arr = ArrayD::<T>::read_npy(std::io::BufReader::new(f)).map_err(|e| NpyError::Read {
         path: path.display().to_string(),

@@ -6,9 +6,13 @@ use prost::Message;
 
 #[test]
 fn missing_file() {
-    assert_clean_failure(
-        &trtc(&["inspect", "no/such/model.onnx"]),
-        "cannot read model file",
+    let o = trtc(&["inspect", "no/such/model.onnx"]);
+    assert_clean_failure(&o, "cannot read model file");
+    let e = stderr(&o);
+    assert_eq!(
+        e.matches("No such file").count(),
+        1,
+        "the cause is said once: {e}"
     );
 }
 

@@ -5,10 +5,12 @@ use std::path::PathBuf;
 /// What went wrong while loading, checking, exporting or running a graph.
 #[derive(Debug, thiserror::Error)]
 pub enum IrError {
-    #[error("cannot read model file {path}: {source}")]
+    /// The I/O error is part of the message, not a `source`: callers that print the
+    /// chain (anyhow's `{:#}`) would say it twice.
+    #[error("cannot read model file {path}: {cause}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{path} is not a valid ONNX protobuf (truncated or not a model): {detail}")]
     Decode { path: PathBuf, detail: String },

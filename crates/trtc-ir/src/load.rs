@@ -28,9 +28,9 @@ pub fn load_model(path: impl AsRef<Path>) -> Result<Graph> {
 
 /// Decode the protobuf only.
 pub fn read_model_proto(path: &Path) -> Result<ModelProto> {
-    let io = |source| IrError::Io {
+    let io = |cause| IrError::Io {
         path: path.to_path_buf(),
-        source,
+        cause,
     };
     let file = std::fs::File::open(path).map_err(io)?;
     if file.metadata().map_err(io)?.is_dir() {
