@@ -162,3 +162,34 @@ fn batch_over_the_maximum_is_refused() {
         "{err}"
     );
 }
+
+/// Device buffers need a GPU engine from the model's inputs to its outputs: without one
+/// (here: no CUDA, the GPU segment runs through tract), an error says why, before any
+/// address is touched; shapes are checked first, as `run` checks them.
+#[test]
+fn device_buffers_without_a_gpu_engine_are_refused() {
+    let g = load_model(efficientnet()).unwrap();
+    let opts = CompileOptions::default();
+    let plan = trtc::backend::compile("e", g, &opts, trtc::gpu()).unwrap();
+    let model = HybridModel::from_plan(&plan, trtc::gpu()).unwrap();
+    let buf = trtc::engine::DeviceBuffer {
+        ptr: 0x1000,
+        bytes: 3 * 224 * 224 * 4,
+    };
+    let out = trtc::engine::DeviceBuffer {
+        ptr: 0x2000,
+        bytes: 1000 * 4,
+    };
+    if trtc::gpu().unavailable().is_none() {
+        return; // a GPU machine: crates/trtc-cuda/tests/device_api.rs covers it
+    }
+    // Safety: refused before any address is used.
+    let e = unsafe { model.run_device(&[vec![1, 3, 224, 224]], &[buf], &[out]) }
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("cannot take device memory"), "{e}");
+    let e = unsafe { model.run_device(&[vec![1, 3, 224]], &[buf], &[out]) }
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("input"), "a shape of the wrong rank: {e}");
+}

@@ -27,6 +27,9 @@ pub enum BackendError {
     Shapes(String),
     #[error("partition: {0}")]
     Partition(String),
+    /// The device-memory API on a model that is not one GPU engine from inputs to outputs.
+    #[error("device buffers: {0}")]
+    NotResident(String),
     #[error("{0}")]
     Io(String),
     #[error(transparent)]

@@ -21,7 +21,9 @@ pub use partition::{partition, Partition, PartitionOptions, Segment, SegmentBack
 pub use plan::Plan;
 pub use report::CompileReport;
 pub use runtime::{HybridModel, ShapePayloads};
-pub use trtc_engine::{progress, EngineError, FallbackReason, MaskSupport, OpSupport};
+pub use trtc_engine::{
+    progress, DeviceBuffer, EngineError, FallbackReason, MaskSupport, OpSupport,
+};
 
 /// What an engine backend can run (the interface's support table types).
 pub mod support {

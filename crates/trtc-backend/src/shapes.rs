@@ -217,8 +217,16 @@ pub(crate) fn batch_profile(g: &Graph, batch: usize) -> Result<Vec<Vec<usize>>> 
 
 /// A batch (dim 0 where the model's is symbolic) is at most `max`.
 pub(crate) fn check_batch(g: &Graph, shapes: &[Vec<usize>], max: usize) -> Result<()> {
-    for (&id, s) in g.inputs().iter().zip(shapes) {
-        let t = g.tensor(Outlet::new(id, 0));
+    check_batch_of(&input_infos(g), shapes, max)
+}
+
+/// [`check_batch`] against the inputs `infos`.
+pub(crate) fn check_batch_of(
+    infos: &[trtc_ir::TensorInfo],
+    shapes: &[Vec<usize>],
+    max: usize,
+) -> Result<()> {
+    for (t, s) in infos.iter().zip(shapes) {
         let symbolic = t
             .shape
             .as_ref()

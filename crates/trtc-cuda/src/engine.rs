@@ -12,7 +12,7 @@ use crate::tactics::saved::{EngineTactics, InstanceTactics};
 use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use trtc_engine::{Engine, EnginePayload, LayerTiming};
+use trtc_engine::{DeviceBuffer, Engine, EnginePayload, LayerTiming};
 use trtc_ir::tract_onnx::prelude::{IntoTValue, TValue, TVec, Tensor};
 
 pub struct CudaEngine {
@@ -114,6 +114,34 @@ impl CudaEngine {
             .first()
             .and_then(|t| t.shape().first().copied())
             .unwrap_or(1);
+        self.with_batch(batch, |inst| {
+            let s = &self.exec.dev.stream;
+            for (&slot, t) in p.inputs.iter().zip(inputs.iter()) {
+                let want = p.shape(slot, batch);
+                if t.shape() != want.as_slice() {
+                    return Err(cuda_err(
+                        "input",
+                        format!("shape {:?}, engine built for {want:?}", t.shape()),
+                    ));
+                }
+                let host = t
+                    .to_plain_array_view::<f32>()
+                    .map_err(|e| cuda_err("input", e))?;
+                let host = host
+                    .as_slice()
+                    .ok_or_else(|| cuda_err("input", "not contiguous"))?;
+                let buf = inst.buffers[p.storage(slot)]
+                    .as_mut()
+                    .ok_or_else(|| cuda_err("input", "no buffer"))?;
+                s.memcpy_htod(f32_bytes(host), buf)
+                    .map_err(|e| cuda_err("upload", e))?;
+            }
+            f(inst)
+        })
+    }
+
+    /// Find or build the instance for `batch` and call `f` with it.
+    fn with_batch<R>(&self, batch: usize, f: impl FnOnce(&mut Instance) -> Result<R>) -> Result<R> {
         self.exec
             .dev
             .ctx
@@ -145,27 +173,6 @@ impl CudaEngine {
         let inst = cache
             .last_mut()
             .ok_or_else(|| cuda_err("engine", "instance vanished"))?;
-        let s = &self.exec.dev.stream;
-        for (&slot, t) in p.inputs.iter().zip(inputs.iter()) {
-            let want = p.shape(slot, batch);
-            if t.shape() != want.as_slice() {
-                return Err(cuda_err(
-                    "input",
-                    format!("shape {:?}, engine built for {want:?}", t.shape()),
-                ));
-            }
-            let host = t
-                .to_plain_array_view::<f32>()
-                .map_err(|e| cuda_err("input", e))?;
-            let host = host
-                .as_slice()
-                .ok_or_else(|| cuda_err("input", "not contiguous"))?;
-            let buf = inst.buffers[p.storage(slot)]
-                .as_mut()
-                .ok_or_else(|| cuda_err("input", "no buffer"))?;
-            s.memcpy_htod(f32_bytes(host), buf)
-                .map_err(|e| cuda_err("upload", e))?;
-        }
         f(inst)
     }
 
@@ -294,6 +301,64 @@ impl Engine for CudaEngine {
                 }
             }
             Ok(times)
+        }))
+    }
+
+    unsafe fn run_device(
+        &self,
+        batch: usize,
+        inputs: &[DeviceBuffer],
+        outputs: &[DeviceBuffer],
+    ) -> Option<Result<()>> {
+        let p = &self.exec.program;
+        let check =
+            |what: &str, slots: &[usize], bufs: &[DeviceBuffer]| -> Result<()> {
+                if slots.len() != bufs.len() {
+                    return Err(cuda_err(
+                        "device buffers",
+                        format!(
+                            "{} {what}s given, the engine has {}",
+                            bufs.len(),
+                            slots.len()
+                        ),
+                    ));
+                }
+                for (i, (&slot, b)) in slots.iter().zip(bufs).enumerate() {
+                    let want = p.numel(slot, batch) * 4;
+                    if b.bytes != want || b.ptr == 0 {
+                        return Err(cuda_err(
+                            "device buffers",
+                            format!(
+                            "{what} {i}: {} bytes at {:#x}, the engine takes {want} (f32{:?}{})",
+                            b.bytes,
+                            b.ptr,
+                            p.shape(slot, batch),
+                            if b.ptr == 0 { ", and a null address" } else { "" }
+                        ),
+                        ));
+                    }
+                }
+                Ok(())
+            };
+        if let Err(e) = check("input", &p.inputs, inputs).and(check("output", &p.outputs, outputs))
+        {
+            return Some(Err(e));
+        }
+        Some(self.with_batch(batch, |inst| {
+            let s = &self.exec.dev.stream;
+            let copy = |dst: u64, src: u64, bytes: usize, what: &str| {
+                // Safety: the caller vouches for its buffers; the instance's are its own.
+                unsafe { cudarc::driver::result::memcpy_dtod_async(dst, src, bytes, s.cu_stream()) }
+                    .map_err(|e| cuda_err(what, e))
+            };
+            for (&slot, b) in p.inputs.iter().zip(inputs) {
+                copy(inst.ptrs[slot], b.ptr, b.bytes, "device input")?;
+            }
+            self.exec.replay(inst)?;
+            for (&slot, b) in p.outputs.iter().zip(outputs) {
+                copy(b.ptr, inst.ptrs[slot], b.bytes, "device output")?;
+            }
+            s.synchronize().map_err(|e| cuda_err("run", e))
         }))
     }
 

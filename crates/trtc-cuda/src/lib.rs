@@ -36,6 +36,12 @@ pub use sys::device::probe;
 pub use tactics::saved::{ConvTactic, EngineTactics, InstanceTactics, LtTactic};
 
 use sys::device::device;
+
+/// trtc's CUDA context (device 0's primary context): where buffers given to
+/// `HybridModel::run_device` must live, or why there is none on this machine.
+pub fn cuda_context() -> std::result::Result<std::sync::Arc<cudarc::driver::CudaContext>, String> {
+    device().map(|d| d.ctx.clone())
+}
 use trtc_engine::Result;
 use trtc_engine::{Engine, EngineBuilder, EngineError, EngineOptions, EnginePayload, OpSupport};
 use trtc_ir::{Graph, NodeId, SubgraphIo};

@@ -8,6 +8,7 @@ mod common;
 
 mod conv;
 mod data_movement;
+mod device_api;
 mod elementwise;
 mod gemm;
 mod layer_norm;

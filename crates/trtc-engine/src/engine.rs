@@ -25,6 +25,14 @@ pub struct EnginePayload {
     pub bytes: Vec<u8>,
 }
 
+/// A tensor in device memory: its address and its size in bytes (f32, dense, row-major, in
+/// the shape of the engine's input or output it stands for).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeviceBuffer {
+    pub ptr: u64,
+    pub bytes: usize,
+}
+
 /// A built segment, ready to run.
 pub trait Engine: Send + Sync {
     /// "tract", "cuda", ...
@@ -43,6 +51,21 @@ pub trait Engine: Send + Sync {
     /// the outputs left there (what a GPU-resident pipeline sees), timed on the device
     /// between events, where the engine can say (GPU engines).
     fn time_resident(&self, _inputs: TVec<TValue>, _iterations: usize) -> Option<Result<Vec<f64>>> {
+        None
+    }
+    /// Run at batch `batch` on inputs already in device memory, writing the outputs to
+    /// device memory (no host round trip), where the engine can (GPU engines). Sizes are
+    /// checked against the engine's inputs and outputs at this batch.
+    ///
+    /// # Safety
+    /// Each buffer must be device memory of the engine's CUDA context, valid for the bytes
+    /// it gives, and not written by anything else until the call returns.
+    unsafe fn run_device(
+        &self,
+        _batch: usize,
+        _inputs: &[DeviceBuffer],
+        _outputs: &[DeviceBuffer],
+    ) -> Option<Result<()>> {
         None
     }
 }

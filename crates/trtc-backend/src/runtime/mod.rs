@@ -260,6 +260,35 @@ impl HybridModel {
         }
     }
 
+    /// Run on inputs already in device memory, writing the outputs to device memory: no
+    /// host round trip, for a service that keeps its tensors on the GPU. `shapes` are the
+    /// inputs' shapes (checked as `run` checks them; the buffers hold f32, dense,
+    /// row-major data of those shapes); the outputs' buffers must have the outputs' sizes
+    /// at that batch ([`HybridModel::output_infos`]). Only for a model that runs as one GPU
+    /// segment from its inputs to its outputs; anything else is an error saying why.
+    ///
+    /// # Safety
+    /// Each buffer must be device memory of trtc's CUDA context (device 0's primary
+    /// context, `trtc_cuda::cuda_context`), valid for the bytes it gives, its inputs'
+    /// writes finished (the stream that wrote them synchronized), and not touched by
+    /// anything else until the call returns.
+    pub unsafe fn run_device(
+        &self,
+        shapes: &[Vec<usize>],
+        inputs: &[trtc_engine::DeviceBuffer],
+        outputs: &[trtc_engine::DeviceBuffer],
+    ) -> Result<()> {
+        let dts = vec![trtc_ir::tract_onnx::prelude::DatumType::F32; shapes.len()];
+        check_shapes(&self.inputs, shapes, &dts)?;
+        let batch = shapes.first().and_then(|s| s.first()).copied().unwrap_or(1);
+        let model = match &self.models {
+            Models::Static(m) => ModelRef::Borrowed(m),
+            Models::Dynamic(c) => ModelRef::Shared(c.get(shapes)?),
+        };
+        // Safety: passed on from the caller.
+        unsafe { model.get().run_device(batch, inputs, outputs) }
+    }
+
     /// `run` on shared tract values: callers that keep their inputs pass them without a copy.
     pub fn run_values(&self, inputs: TVec<TValue>) -> Result<Vec<Tensor>> {
         let outputs = match &self.models {

@@ -8,11 +8,10 @@ use crate::options::{BackendChoice, CompileOptions};
 use crate::partition::{Partition, SegmentBackend};
 use std::collections::BTreeMap;
 use std::collections::HashMap;
+use trtc_engine::DeviceBuffer;
 use trtc_ir::eval::check_shapes;
 use trtc_ir::tract_onnx::prelude::{IntoTensor, TValue, TVec};
-use trtc_ir::{
-    subgraph_io, subgraph_to_model_proto, CpuModel, Dim, Graph, Outlet, Tensor, TensorInfo,
-};
+use trtc_ir::{subgraph_io, subgraph_to_model_proto, CpuModel, Graph, Outlet, Tensor, TensorInfo};
 
 pub(crate) struct SegmentRuntime {
     id: usize,
@@ -224,6 +223,61 @@ impl SegmentedModel {
         Ok(total)
     }
 
+    /// Run at `batch` on device memory, outputs written to device memory: a model that is
+    /// one GPU segment from the graph's inputs to its outputs, in their order.
+    ///
+    /// # Safety
+    /// As [`trtc_engine::Engine::run_device`].
+    pub(crate) unsafe fn run_device(
+        &self,
+        batch: usize,
+        inputs: &[DeviceBuffer],
+        outputs: &[DeviceBuffer],
+    ) -> Result<()> {
+        let not = |why: &str| Err(BackendError::NotResident(why.into()));
+        let shapes: Vec<Vec<usize>> = self
+            .inputs
+            .iter()
+            .map(|(_, t)| {
+                let mut s: Vec<usize> = t
+                    .shape
+                    .iter()
+                    .flatten()
+                    .map(|d| d.known().map(|v| v as usize).unwrap_or(batch))
+                    .collect();
+                if let Some(b) = s.first_mut() {
+                    *b = batch;
+                }
+                s
+            })
+            .collect();
+        crate::shapes::check_batch_of(&self.input_infos(), &shapes, self.max_batch_size)?;
+        let [seg] = self.segments.as_slice() else {
+            return not(&format!(
+                "the model runs as {} segments; device buffers need one GPU segment",
+                self.segments.len()
+            ));
+        };
+        let ins: Vec<Outlet> = self.inputs.iter().map(|(o, _)| *o).collect();
+        let outs: Vec<Outlet> = self.outputs.iter().map(|(o, _)| *o).collect();
+        if seg.inputs != ins || seg.outputs != outs || !self.constants.is_empty() {
+            return not("the GPU segment does not take the model's inputs and give its outputs");
+        }
+        // Safety: passed on from the caller.
+        match unsafe { seg.engine.run_device(batch, inputs, outputs) } {
+            Some(r) => r.map_err(|e| BackendError::Segment {
+                segment: seg.id,
+                backend: seg.engine.kind().into(),
+                source: e,
+            }),
+            None => not(&format!(
+                "segment {} runs on {}, which cannot take device memory",
+                seg.id,
+                seg.engine.kind()
+            )),
+        }
+    }
+
     /// `run` on shared tract values: callers that keep their inputs pass them without a copy.
     pub(crate) fn run_values(&self, inputs: TVec<TValue>) -> Result<Vec<Tensor>> {
         self.run_with(inputs, |_, _| Ok(()))
@@ -238,20 +292,7 @@ impl SegmentedModel {
         let shapes: Vec<Vec<usize>> = inputs.iter().map(|t| t.shape().to_vec()).collect();
         let dts: Vec<_> = inputs.iter().map(|t| t.datum_type()).collect();
         check_shapes(&infos, &shapes, &dts)?;
-        for (info, t) in infos.iter().zip(&inputs) {
-            if let (Some(Dim::Sym(_)), Some(&batch)) = (
-                info.shape.as_ref().and_then(|s| s.first()),
-                t.shape().first(),
-            ) {
-                if batch > self.max_batch_size {
-                    return Err(BackendError::BatchTooLarge {
-                        name: info.name.clone(),
-                        batch,
-                        max: self.max_batch_size,
-                    });
-                }
-            }
-        }
+        crate::shapes::check_batch_of(&infos, &shapes, self.max_batch_size)?;
         let mut values: HashMap<Outlet, TValue> = HashMap::new();
         for ((o, _), t) in self.inputs.iter().zip(inputs) {
             values.insert(*o, t);
