@@ -12,8 +12,8 @@ CALIB=${2:-data/natural/calib}
 HELDOUT=${3:-data/natural/heldout}
 OUT=${OUT:-target/int8_accuracy}
 mkdir -p "$OUT"
-cargo build --release --bin trtc --example top1_agreement
-BIN=${CARGO_TARGET_DIR:-target}/release
+cargo build --bin trtc --example top1_agreement   # dev profile: dependencies at opt-level 2
+BIN=${CARGO_TARGET_DIR:-target}/debug
 for c in entropy minmax percentile; do
   "$BIN/trtc" calibrate "$MODEL" --calibration-data "$CALIB" --calibrator "$c" \
     -o "$OUT/$c.cache" --write-qdq "$OUT/$c.qdq.onnx"

@@ -58,7 +58,10 @@ fn main() -> Result<()> {
         .collect::<std::io::Result<_>>()?;
     images.retain(|p| {
         matches!(
-            p.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref(),
+            p.extension()
+                .and_then(|e| e.to_str())
+                .map(str::to_ascii_lowercase)
+                .as_deref(),
             Some("jpg" | "jpeg" | "png")
         )
     });

@@ -50,7 +50,15 @@ fn efficientnet_qdq_keeps_top1_on_natural_images() {
     ];
     args.extend(calib.iter().map(|p| path(p).to_string()));
     args.extend(
-        ["--calibrator", "minmax", "-o", path(&cache), "--write-qdq", path(&qdq)].map(String::from),
+        [
+            "--calibrator",
+            "minmax",
+            "-o",
+            path(&cache),
+            "--write-qdq",
+            path(&qdq),
+        ]
+        .map(String::from),
     );
     let o = trtc(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(o.status.success(), "{}", stderr(&o));
@@ -64,8 +72,14 @@ fn efficientnet_qdq_keeps_top1_on_natural_images() {
             .filter(|&id| g.node(id).op.op_type() == t)
             .count()
     };
-    assert!(count(&q_graph, "QuantizeLinear") >= 40, "activations quantized");
-    assert!(count(&q_graph, "DequantizeLinear") >= 90, "weights and activations");
+    assert!(
+        count(&q_graph, "QuantizeLinear") >= 40,
+        "activations quantized"
+    );
+    assert!(
+        count(&q_graph, "DequantizeLinear") >= 90,
+        "weights and activations"
+    );
 
     // The QDQ model's scales are the cache's.
     let table = CalibrationTable::load(&cache).unwrap();
@@ -95,7 +109,11 @@ fn efficientnet_qdq_keeps_top1_on_natural_images() {
         let x = image_to_tensor(p, &pre).unwrap();
         let a = trtc::ir::tensor::tensor_to_f32s(&fm.run(vec![x.clone()]).unwrap()[0]).unwrap();
         let b = trtc::ir::tensor::tensor_to_f32s(&qm.run(vec![x]).unwrap()[0]).unwrap();
-        let d = a.iter().zip(&b).map(|(u, v)| (u - v).abs()).fold(0f32, f32::max);
+        let d = a
+            .iter()
+            .zip(&b)
+            .map(|(u, v)| (u - v).abs())
+            .fold(0f32, f32::max);
         max_diff = max_diff.max(d);
         let agree = argmax(&a) == argmax(&b);
         same += usize::from(agree);
@@ -109,10 +127,20 @@ fn efficientnet_qdq_keeps_top1_on_natural_images() {
         heldout.len()
     );
     // The QDQ model really is quantized: its logits move.
-    assert!(max_diff > 1e-3, "QDQ logits equal the f32 ones: nothing was quantized");
+    assert!(
+        max_diff > 1e-3,
+        "QDQ logits equal the f32 ones: nothing was quantized"
+    );
     // Measured 2026-12-03: see RESULTS.md; bounds with margin.
-    assert!(same >= MIN_AGREE, "top-1 agreement {same}/{}", heldout.len());
-    assert!(conf_same + MIN_CONF_SLACK >= conf, "confident: {conf_same}/{conf}");
+    assert!(
+        same >= MIN_AGREE,
+        "top-1 agreement {same}/{}",
+        heldout.len()
+    );
+    assert!(
+        conf_same + MIN_CONF_SLACK >= conf,
+        "confident: {conf_same}/{conf}"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
 

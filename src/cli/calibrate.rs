@@ -244,8 +244,8 @@ pub fn calibrate(a: CalibrateArgs) -> Result<()> {
 /// The model with `table`'s scales as Q/DQ pairs (`trtc::quant::insert_qdq`), as ONNX.
 fn write_qdq(graph: &trtc::ir::Graph, table: &CalibrationTable, path: &Path) -> Result<()> {
     use prost::Message;
-    let (q, report) =
-        trtc::quant::insert_qdq(graph, table).context("inserting QuantizeLinear/DequantizeLinear")?;
+    let (q, report) = trtc::quant::insert_qdq(graph, table)
+        .context("inserting QuantizeLinear/DequantizeLinear")?;
     if !report.unscaled.is_empty() {
         tracing::warn!(
             "{} tensor(s) read by Conv/Gemm/MatMul have no scale and stay f32: {}",

@@ -6,7 +6,9 @@ use trtc_ir::tensor::random_uniform;
 use trtc_ir::tract_onnx::prelude::tensor0;
 use trtc_ir::{ConvAttrs, CpuModel, Graph, GraphBuilder, Op, Tensor};
 use trtc_quant::weights::quantize_tensor;
-use trtc_quant::{calibrate, insert_qdq, scales_from_qdq, CalibrationTable, Calibrator, QuantError};
+use trtc_quant::{
+    calibrate, insert_qdq, scales_from_qdq, CalibrationTable, Calibrator, QuantError,
+};
 
 const W_SHAPE: [usize; 4] = [4, 3, 3, 3];
 
@@ -45,7 +47,9 @@ fn graph() -> Graph {
 }
 
 fn batches() -> Vec<Vec<Tensor>> {
-    (0..4).map(|s| vec![random_uniform(&[1, 3, 8, 8], 100 + s)]).collect()
+    (0..4)
+        .map(|s| vec![random_uniform(&[1, 3, 8, 8], 100 + s)])
+        .collect()
 }
 
 fn f32s(t: &Tensor) -> Vec<f32> {
@@ -73,7 +77,10 @@ fn conv_output_stays_within_the_quantization_error() {
     let bound: Vec<f32> = (0..W_SHAPE[0])
         .map(|o| {
             let sw = wq.scales[o];
-            let abs_w: f32 = wv[o * per_out..(o + 1) * per_out].iter().map(|v| v.abs()).sum();
+            let abs_w: f32 = wv[o * per_out..(o + 1) * per_out]
+                .iter()
+                .map(|v| v.abs())
+                .sum();
             let n = per_out as f32;
             abs_w * sm / 2.0 + n * (amax * sw / 2.0 + sm * sw / 4.0) + 1e-4
         })
@@ -92,7 +99,10 @@ fn conv_output_stays_within_the_quantization_error() {
             assert!(d <= bound[o], "element {i}: {u} vs {v}, bound {}", bound[o]);
             max_diff = max_diff.max(d);
         }
-        assert!(f32s(&a[1]) != f32s(&z[1]), "gemm output unchanged by quantization");
+        assert!(
+            f32s(&a[1]) != f32s(&z[1]),
+            "gemm output unchanged by quantization"
+        );
     }
     assert!(max_diff > 0.0, "quantization changed nothing");
 
@@ -124,7 +134,10 @@ fn conv_output_stays_within_the_quantization_error() {
         assert_eq!(rt.scales.get(t), Some(&table.scales[t]), "{t}: {rt:?}");
     }
     for (t, s) in &rt.scales {
-        assert!(table.scales.values().any(|v| v == s), "{t}: {s} is no table scale");
+        assert!(
+            table.scales.values().any(|v| v == s),
+            "{t}: {s} is no table scale"
+        );
     }
 }
 
@@ -150,7 +163,11 @@ fn tensors_without_a_scale_stay_float() {
             .filter(|&id| matches!(g.node(id).op, Op::Const(_)))
             .count()
     };
-    assert_eq!(consts(&q), consts(&g) + 2 * 3 - 2, "old f32 weights removed");
+    assert_eq!(
+        consts(&q),
+        consts(&g) + 2 * 3 - 2,
+        "old f32 weights removed"
+    );
 }
 
 #[test]
@@ -163,5 +180,8 @@ fn refuses_old_opsets_and_quantized_models() {
     assert!(e.to_string().contains("already"), "{e}");
     g.meta.opset_imports = vec![(String::new(), 11)];
     let e = insert_qdq(&g, &table).unwrap_err();
-    assert!(e.to_string().contains("opset 11") || e.to_string().contains("is 11"), "{e}");
+    assert!(
+        e.to_string().contains("opset 11") || e.to_string().contains("is 11"),
+        "{e}"
+    );
 }
