@@ -40,6 +40,11 @@ pub struct CalibrateArgs {
     /// of calibrating (no data needed).
     #[arg(long, conflicts_with_all = ["calibration_data", "calibration_batches", "batch"])]
     pub from_qdq: bool,
+    /// Also write the model with the calibrated scales applied as QuantizeLinear /
+    /// DequantizeLinear pairs and per-channel INT8 weights (an explicitly quantized ONNX
+    /// model; on tract it runs INT8 simulated in f32).
+    #[arg(long, value_name = "OUT.onnx", conflicts_with = "from_qdq")]
+    pub write_qdq: Option<PathBuf>,
     #[command(flatten)]
     pub preprocess: ImageArgs,
 }
@@ -178,6 +183,9 @@ fn batches(a: &CalibrateArgs, input: &TensorInfo) -> Result<Vec<Batch>> {
 
 pub fn calibrate(a: CalibrateArgs) -> Result<()> {
     check_output(&a.output)?;
+    if let Some(q) = &a.write_qdq {
+        check_output(q).context("--write-qdq")?;
+    }
     let graph = super::load(&a.model)?;
     if a.from_qdq {
         let table = trtc::quant::scales_from_qdq(&graph)
@@ -226,7 +234,35 @@ pub fn calibrate(a: CalibrateArgs) -> Result<()> {
         batches.len(),
         images
     );
-    write(&table, &a.output)
+    write(&table, &a.output)?;
+    if let Some(path) = &a.write_qdq {
+        write_qdq(&graph, &table, path)?;
+    }
+    Ok(())
+}
+
+/// The model with `table`'s scales as Q/DQ pairs (`trtc::quant::insert_qdq`), as ONNX.
+fn write_qdq(graph: &trtc::ir::Graph, table: &CalibrationTable, path: &Path) -> Result<()> {
+    use prost::Message;
+    let (q, report) = trtc::quant::insert_qdq(graph, table)
+        .context("inserting QuantizeLinear/DequantizeLinear")?;
+    if !report.unscaled.is_empty() {
+        tracing::warn!(
+            "{} tensor(s) read by Conv/Gemm/MatMul have no scale and stay f32: {}",
+            report.unscaled.len(),
+            report.unscaled.join(", ")
+        );
+    }
+    let proto = trtc::ir::to_model_proto(&q).context("exporting the QDQ model")?;
+    std::fs::write(path, proto.encode_to_vec())
+        .with_context(|| format!("writing {}", path.display()))?;
+    println!(
+        "wrote the QDQ model ({} weights per-channel INT8, {} activations quantized) to {}",
+        report.weights,
+        report.activations,
+        path.display()
+    );
+    Ok(())
 }
 
 /// Fail before calibrating, not after, when the cache cannot be written there.

@@ -9,13 +9,16 @@
 //! - [`CalibrationTable`]: TensorRT's text calibration cache (`TRT-8600-EntropyCalibration2`,
 //!   then `tensor: <f32 scale bits in hex>`), written and read;
 //! - [`quantize_per_channel`]: symmetric per-output-channel INT8 weights;
-//! - [`scales_from_qdq`]: the scales of an explicitly quantized (QDQ) model as a table.
+//! - [`scales_from_qdq`]: the scales of an explicitly quantized (QDQ) model as a table;
+//! - [`insert_qdq`]: the reverse: a table's scales and per-channel INT8 weights applied to a
+//!   graph as QuantizeLinear/DequantizeLinear pairs (simulated INT8 on tract, or a QDQ model).
 
 pub mod cache;
 pub mod calibrator;
 pub mod collect;
 pub mod error;
 pub mod histogram;
+pub mod insert_qdq;
 pub mod propagate;
 pub mod qdq;
 pub mod weights;
@@ -25,6 +28,7 @@ pub use calibrator::Calibrator;
 pub use collect::{calibrate, Collector};
 pub use error::{QuantError, Result};
 pub use histogram::AbsHistogram;
+pub use insert_qdq::{insert_qdq, QdqReport};
 pub use qdq::scales_from_qdq;
 pub use weights::{channel_axis, quantize_per_channel, QuantizedWeights};
 
