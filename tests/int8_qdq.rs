@@ -149,3 +149,85 @@ fn efficientnet_qdq_keeps_top1_on_natural_images() {
 const MIN_AGREE: usize = 16;
 /// Measured: 6 of 6 confident images agree; one may flip.
 const MIN_CONF_SLACK: usize = 1;
+
+/// `--guard-data` with a tolerance of every sample: the guard keeps the most sensitive
+/// layers in f32 until the held-out images all get f32's top-1, says which, and the QDQ
+/// model written has fewer quantized layers than the unguarded one (50).
+#[test]
+fn the_accuracy_guard_keeps_sensitive_layers_in_f32_until_the_tolerance_holds() {
+    let dir = temp_dir("int8-guard");
+    let calib = dir.join("calib");
+    let held = dir.join("held");
+    for (sub, files) in [
+        (
+            &calib,
+            images("data/natural/calib", |n| n.starts_with("chelsea")),
+        ),
+        (
+            &held,
+            images("data/natural/heldout", |n| n.starts_with("coffee_s100c")),
+        ),
+    ] {
+        std::fs::create_dir_all(sub).unwrap();
+        for f in files.iter().take(4) {
+            std::fs::copy(f, sub.join(f.file_name().unwrap())).unwrap();
+        }
+    }
+    let qdq = dir.join("q.onnx");
+    let o = trtc(&[
+        "calibrate",
+        path(&efficientnet()),
+        "--calibration-data",
+        path(&calib),
+        "--calibrator",
+        "minmax",
+        "-o",
+        path(&dir.join("c.cache")),
+        "--write-qdq",
+        path(&qdq),
+        "--guard-data",
+        path(&held),
+        "--accuracy-tolerance",
+        "top1:1.0",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("accuracy guard"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(line.contains("returned 1.0000, met"), "{line}");
+    let written = out
+        .lines()
+        .find(|l| l.starts_with("wrote the QDQ model"))
+        .unwrap();
+    let quantized: usize = written
+        .split(['(', ' '])
+        .find_map(|w| w.parse().ok())
+        .unwrap();
+    assert!(quantized <= 50, "{written}");
+    if !line.ends_with("kept in f32: none") {
+        assert!(
+            quantized < 50,
+            "demoted layers are not quantized: {written}"
+        );
+    }
+    // A bad tolerance is a usage error (clap's exit code 2, as other bad flag values).
+    let bad = trtc(&[
+        "calibrate",
+        path(&efficientnet()),
+        "--calibration-data",
+        path(&calib),
+        "-o",
+        path(&dir.join("c2.cache")),
+        "--write-qdq",
+        path(&qdq),
+        "--guard-data",
+        path(&held),
+        "--accuracy-tolerance",
+        "top1:2",
+    ]);
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+    assert!(stderr(&bad).contains("expected top1:F"), "{}", stderr(&bad));
+    assert!(!stderr(&bad).contains("panicked"));
+}

@@ -15,7 +15,7 @@ use clap::Args;
 use std::path::{Path, PathBuf};
 use trtc::ir::{Dim, Tensor, TensorInfo};
 use trtc::preprocess::images_to_batch;
-use trtc::quant::{CalibrationTable, Calibrator, Collector};
+use trtc::quant::{CalibrationTable, Calibrator, Collector, Tolerance};
 
 #[derive(Args, Debug)]
 pub struct CalibrateArgs {
@@ -45,6 +45,18 @@ pub struct CalibrateArgs {
     /// model; on tract it runs INT8 simulated in f32).
     #[arg(long, value_name = "OUT.onnx", conflicts_with = "from_qdq")]
     pub write_qdq: Option<PathBuf>,
+    /// With --write-qdq: held-out images or .npy batches (not the calibration data) to
+    /// check the quantized model against f32 on (the accuracy guard): while
+    /// --accuracy-tolerance fails, the most sensitive layers stay f32.
+    #[arg(long, num_args = 1.., value_name = "DIR_OR_NPY", requires = "write_qdq")]
+    pub guard_data: Vec<PathBuf>,
+    /// What the guard keeps: top1:F (the share of samples with f32's top-1, classifiers)
+    /// or rel:F (mean over samples of max |y - y_f32| / max |y_f32|).
+    #[arg(long, default_value = "top1:0.99", value_name = "top1:F|rel:F")]
+    pub accuracy_tolerance: Tolerance,
+    /// Held-out batches the guard measures on, at most.
+    #[arg(long, default_value_t = 32, value_name = "N")]
+    pub guard_batches: usize,
     #[command(flatten)]
     pub preprocess: ImageArgs,
 }
@@ -145,8 +157,18 @@ fn batch_size(input: &TensorInfo, given: Option<usize>) -> Result<(usize, bool)>
 }
 
 fn batches(a: &CalibrateArgs, input: &TensorInfo) -> Result<Vec<Batch>> {
-    let (images, npys) = gather(&a.calibration_data)?;
-    let (size, fixed) = batch_size(input, a.batch)?;
+    batches_of(&a.calibration_data, a.calibration_batches, a.batch, input)
+}
+
+/// The batches `data` makes (at most `limit`), of `batch` images each.
+fn batches_of(
+    data: &[PathBuf],
+    limit: Option<usize>,
+    batch: Option<usize>,
+    input: &TensorInfo,
+) -> Result<Vec<Batch>> {
+    let (images, npys) = gather(data)?;
+    let (size, fixed) = batch_size(input, batch)?;
     let mut out: Vec<Batch> = images
         .chunks(size)
         .map(|c| Batch::Images(c.to_vec()))
@@ -160,23 +182,17 @@ fn batches(a: &CalibrateArgs, input: &TensorInfo) -> Result<Vec<Batch>> {
         );
     }
     out.extend(npys.into_iter().map(Batch::Npy));
-    if let Some(n) = a.calibration_batches {
+    if let Some(n) = limit {
         if n == 0 {
-            bail!("--calibration-batches must be at least 1");
+            bail!("a batch count must be at least 1");
         }
         if n > out.len() {
-            tracing::warn!(
-                "--calibration-batches {n}: the data makes only {} batch(es)",
-                out.len()
-            );
+            tracing::warn!("{n} batches asked: the data makes only {}", out.len());
         }
         out.truncate(n);
     }
     if out.is_empty() {
-        bail!(
-            "no calibration batch: {} image(s) for batches of {size}",
-            images.len()
-        );
+        bail!("no batch: {} image(s) for batches of {size}", images.len());
     }
     Ok(out)
 }
@@ -215,13 +231,10 @@ pub fn calibrate(a: CalibrateArgs) -> Result<()> {
     for (i, b) in batches.iter().enumerate() {
         progress.message(&b.describe());
         let context = || format!("calibration batch {} ({})", i + 1, b.describe());
-        let tensor: Tensor = match b {
-            Batch::Images(paths) => {
-                images += paths.len();
-                images_to_batch(paths, &preprocess).with_context(context)?
-            }
-            Batch::Npy(path) => trtc::npy::read_npy(path, dtype).with_context(context)?,
-        };
+        if let Batch::Images(paths) = b {
+            images += paths.len();
+        }
+        let tensor = load(b, &preprocess, dtype).with_context(context)?;
         collector.observe(vec![tensor]).with_context(context)?;
         progress.advance(1);
     }
@@ -236,14 +249,84 @@ pub fn calibrate(a: CalibrateArgs) -> Result<()> {
     );
     write(&table, &a.output)?;
     if let Some(path) = &a.write_qdq {
-        write_qdq(&graph, &table, path)?;
+        let q = if a.guard_data.is_empty() {
+            quantized(&graph, &table)?
+        } else {
+            let held_out = batches_of(&a.guard_data, Some(a.guard_batches), a.batch, &input)
+                .context("--guard-data")?;
+            let samples = held_out
+                .iter()
+                .map(|b| {
+                    load(b, &preprocess, dtype)
+                        .map(|t| vec![t])
+                        .with_context(|| format!("guard batch {}", b.describe()))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            guarded(&graph, &table, &samples, a.accuracy_tolerance)?
+        };
+        write_qdq(&q, path)?;
     }
     Ok(())
 }
 
-/// The model with `table`'s scales as Q/DQ pairs (`trtc::quant::insert_qdq`), as ONNX.
-fn write_qdq(graph: &trtc::ir::Graph, table: &CalibrationTable, path: &Path) -> Result<()> {
-    use prost::Message;
+/// One batch as the model's input tensor.
+fn load(
+    b: &Batch,
+    preprocess: &trtc::preprocess::Preprocess,
+    dtype: trtc::ir::DType,
+) -> Result<Tensor> {
+    Ok(match b {
+        Batch::Images(paths) => images_to_batch(paths, preprocess)?,
+        Batch::Npy(path) => trtc::npy::read_npy(path, dtype)?,
+    })
+}
+
+/// The accuracy guard (`trtc::quant::guard`) on the held-out samples: the QDQ model that
+/// keeps the tolerance, its report printed.
+fn guarded(
+    graph: &trtc::ir::Graph,
+    table: &CalibrationTable,
+    samples: &[Vec<Tensor>],
+    tol: Tolerance,
+) -> Result<(trtc::ir::Graph, trtc::quant::QdqReport)> {
+    let mut progress = None;
+    let (q, report) = trtc::quant::guard(graph, table, samples, tol, |_, total| {
+        progress
+            .get_or_insert_with(|| trtc::engine::progress::start("layer sensitivity", total as u64))
+            .advance(1);
+    })
+    .context("the accuracy guard")?;
+    drop(progress);
+    let most: Vec<String> = report
+        .sensitivity
+        .iter()
+        .take(3)
+        .map(|s| format!("{} ({:.3})", s.layer, s.rel_err))
+        .collect();
+    println!(
+        "accuracy guard, {tol:?} on {} held-out batch(es): fully INT8 {:.4}, returned {:.4}, {}; \
+         most sensitive: {}; kept in f32: {}",
+        samples.len(),
+        report.before,
+        report.after,
+        if report.met { "met" } else { "NOT met" },
+        most.join(", "),
+        if report.demoted.is_empty() {
+            "none".to_string()
+        } else {
+            report.demoted.join(", ")
+        }
+    );
+    let (_, qdq) =
+        trtc::quant::insert_qdq_except(graph, table, &report.demoted.iter().cloned().collect())?;
+    Ok((q, qdq))
+}
+
+/// The model with `table`'s scales as Q/DQ pairs (`trtc::quant::insert_qdq`).
+fn quantized(
+    graph: &trtc::ir::Graph,
+    table: &CalibrationTable,
+) -> Result<(trtc::ir::Graph, trtc::quant::QdqReport)> {
     let (q, report) = trtc::quant::insert_qdq(graph, table)
         .context("inserting QuantizeLinear/DequantizeLinear")?;
     if !report.unscaled.is_empty() {
@@ -253,7 +336,14 @@ fn write_qdq(graph: &trtc::ir::Graph, table: &CalibrationTable, path: &Path) -> 
             report.unscaled.join(", ")
         );
     }
-    let proto = trtc::ir::to_model_proto(&q).context("exporting the QDQ model")?;
+    Ok((q, report))
+}
+
+/// The QDQ model, as ONNX.
+fn write_qdq(q: &(trtc::ir::Graph, trtc::quant::QdqReport), path: &Path) -> Result<()> {
+    use prost::Message;
+    let (q, report) = q;
+    let proto = trtc::ir::to_model_proto(q).context("exporting the QDQ model")?;
     std::fs::write(path, proto.encode_to_vec())
         .with_context(|| format!("writing {}", path.display()))?;
     println!(

@@ -34,6 +34,8 @@ pub enum QuantError {
     Cache { line: usize, detail: String },
     #[error("weights: {0}")]
     Weights(String),
+    #[error("accuracy guard: {0}")]
+    Guard(String),
     #[error("node `{node}` ({op}): {detail}")]
     Qdq {
         node: String,

@@ -28,7 +28,7 @@
 use crate::cache::CalibrationTable;
 use crate::error::{QuantError, Result};
 use crate::weights::{channel_axis, quantize_tensor};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use trtc_ir::op::OtherOp;
 use trtc_ir::tract_onnx::pb::AttributeProto;
@@ -69,7 +69,7 @@ fn is_qdq_node(op: &Op) -> bool {
 }
 
 /// The data inputs of a quantizable node, or `None` for another node.
-fn data_slots(op: &Op) -> Option<&'static [usize]> {
+pub(crate) fn data_slots(op: &Op) -> Option<&'static [usize]> {
     match op {
         Op::Conv(_) | Op::FusedConv(_) => Some(&[0]),
         Op::Other(o) if o.op_type == "ConvTranspose" && o.domain.is_empty() => Some(&[0]),
@@ -80,6 +80,16 @@ fn data_slots(op: &Op) -> Option<&'static [usize]> {
 
 /// `graph` with Q/DQ inserted by the module rule, and what was done.
 pub fn insert_qdq(graph: &Graph, table: &CalibrationTable) -> Result<(Graph, QdqReport)> {
+    insert_qdq_except(graph, table, &HashSet::new())
+}
+
+/// [`insert_qdq`], the nodes named in `keep_float` left in f32 (their weights and their
+/// inputs both): the accuracy guard's demoted layers.
+pub fn insert_qdq_except(
+    graph: &Graph,
+    table: &CalibrationTable,
+    keep_float: &HashSet<String>,
+) -> Result<(Graph, QdqReport)> {
     let opset = graph.meta.opset();
     if opset < MIN_QDQ_OPSET {
         return Err(QuantError::Weights(format!(
@@ -105,6 +115,9 @@ pub fn insert_qdq(graph: &Graph, table: &CalibrationTable) -> Result<(Graph, Qdq
         let Some(slots) = data_slots(&g.node(id).op) else {
             continue;
         };
+        if keep_float.contains(&g.node(id).name) {
+            continue;
+        }
         quantize_weight(&mut g, id, &mut report, &mut old_weights)?;
         for &slot in slots {
             let Some(x) = g.input_outlet(id, slot) else {

@@ -17,6 +17,7 @@ pub mod cache;
 pub mod calibrator;
 pub mod collect;
 pub mod error;
+pub mod guard;
 pub mod histogram;
 pub mod insert_qdq;
 pub mod propagate;
@@ -27,8 +28,9 @@ pub use cache::CalibrationTable;
 pub use calibrator::Calibrator;
 pub use collect::{calibrate, Collector};
 pub use error::{QuantError, Result};
+pub use guard::{guard, GuardReport, LayerSensitivity, Tolerance};
 pub use histogram::AbsHistogram;
-pub use insert_qdq::{insert_qdq, QdqReport};
+pub use insert_qdq::{insert_qdq, insert_qdq_except, QdqReport};
 pub use qdq::scales_from_qdq;
 pub use weights::{channel_axis, quantize_per_channel, QuantizedWeights};
 
