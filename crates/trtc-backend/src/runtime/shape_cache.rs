@@ -213,7 +213,7 @@ impl ShapeCache {
         let started = lock(&self.pending).insert(key.clone());
         if started {
             tracing::info!(
-                "input shapes {key}: engines build in the background; requests of this shape                  run on the CPU through tract until they are ready"
+                "input shapes {key}: engines build in the background; requests of this shape run on the CPU through tract until they are ready"
             );
             let me = Arc::clone(self);
             let owned = shapes.to_vec();
