@@ -208,13 +208,19 @@ impl HybridModel {
     /// The model for these inputs: checked against the graph's inputs, then for a
     /// dynamic model the specialization of their shape key (built now if new).
     fn model_for(&self, inputs: &TVec<TValue>) -> Result<ModelRef<'_>> {
-        let shapes: Vec<Vec<usize>> = inputs.iter().map(|t| t.shape().to_vec()).collect();
-        let dts: Vec<_> = inputs.iter().map(|t| t.datum_type()).collect();
-        check_shapes(&self.inputs, &shapes, &dts)?;
+        let shapes = self.checked_shapes(inputs)?;
         Ok(match &self.models {
             Models::Static(m) => ModelRef::Borrowed(m),
             Models::Dynamic(c) => ModelRef::Shared(c.get(&shapes)?),
         })
+    }
+
+    /// The inputs' shapes, checked (with their dtypes) against the graph's inputs.
+    fn checked_shapes(&self, inputs: &TVec<TValue>) -> Result<Vec<Vec<usize>>> {
+        let shapes: Vec<Vec<usize>> = inputs.iter().map(|t| t.shape().to_vec()).collect();
+        let dts: Vec<_> = inputs.iter().map(|t| t.datum_type()).collect();
+        check_shapes(&self.inputs, &shapes, &dts)?;
+        Ok(shapes)
     }
 
     /// Run once and time every layer of the engines that can say (GPU engines): (segment
@@ -280,23 +286,19 @@ impl HybridModel {
     ) -> Result<()> {
         let dts = vec![trtc_ir::tract_onnx::prelude::DatumType::F32; shapes.len()];
         check_shapes(&self.inputs, shapes, &dts)?;
-        let batch = shapes.first().and_then(|s| s.first()).copied().unwrap_or(1);
         let model = match &self.models {
             Models::Static(m) => ModelRef::Borrowed(m),
             Models::Dynamic(c) => ModelRef::Shared(c.get(shapes)?),
         };
         // Safety: passed on from the caller.
-        unsafe { model.get().run_device(batch, inputs, outputs) }
+        unsafe { model.get().run_device(shapes, inputs, outputs) }
     }
 
     /// `run` on shared tract values: callers that keep their inputs pass them without a copy.
     pub fn run_values(&self, inputs: TVec<TValue>) -> Result<Vec<Tensor>> {
         let outputs = match &self.models {
             Models::Dynamic(c) if c.background() => {
-                let shapes: Vec<Vec<usize>> = inputs.iter().map(|t| t.shape().to_vec()).collect();
-                let dts: Vec<_> = inputs.iter().map(|t| t.datum_type()).collect();
-                check_shapes(&self.inputs, &shapes, &dts)?;
-                match c.get_or_cpu(&shapes)? {
+                match c.get_or_cpu(&self.checked_shapes(&inputs)?)? {
                     Ready::Built(m) => m.run_values(inputs)?,
                     Ready::Cpu(cpu) => cpu
                         .run_values(inputs)?

@@ -223,35 +223,21 @@ impl SegmentedModel {
         Ok(total)
     }
 
-    /// Run at `batch` on device memory, outputs written to device memory: a model that is
-    /// one GPU segment from the graph's inputs to its outputs, in their order.
+    /// Run on device memory holding inputs of `shapes` (checked against the graph's
+    /// inputs), outputs written to device memory: a model that is one GPU segment from the
+    /// graph's inputs to its outputs, in their order.
     ///
     /// # Safety
     /// As [`trtc_engine::Engine::run_device`].
     pub(crate) unsafe fn run_device(
         &self,
-        batch: usize,
+        shapes: &[Vec<usize>],
         inputs: &[DeviceBuffer],
         outputs: &[DeviceBuffer],
     ) -> Result<()> {
         let not = |why: &str| Err(BackendError::NotResident(why.into()));
-        let shapes: Vec<Vec<usize>> = self
-            .inputs
-            .iter()
-            .map(|(_, t)| {
-                let mut s: Vec<usize> = t
-                    .shape
-                    .iter()
-                    .flatten()
-                    .map(|d| d.known().map(|v| v as usize).unwrap_or(batch))
-                    .collect();
-                if let Some(b) = s.first_mut() {
-                    *b = batch;
-                }
-                s
-            })
-            .collect();
-        crate::shapes::check_batch_of(&self.input_infos(), &shapes, self.max_batch_size)?;
+        crate::shapes::check_batch_of(&self.input_infos(), shapes, self.max_batch_size)?;
+        let batch = shapes.first().and_then(|s| s.first()).copied().unwrap_or(1);
         let [seg] = self.segments.as_slice() else {
             return not(&format!(
                 "the model runs as {} segments; device buffers need one GPU segment",

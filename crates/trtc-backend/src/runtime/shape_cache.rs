@@ -61,6 +61,8 @@ pub(crate) enum Ready {
     Cpu(Arc<CpuModel>),
 }
 
+/// A mutex's value, also after a panic elsewhere while it was held (the values here stay
+/// whole: each is replaced or pushed in one step).
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -94,7 +96,16 @@ impl ShapeCache {
 
     fn lock(&self) -> MutexGuard<'_, Vec<Entry>> {
         // A panic while holding the lock leaves whole entries: keep using them.
-        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.entries)
+    }
+
+    /// The model kept for `key`, made the most recently used.
+    fn touch(entries: &mut Vec<Entry>, key: &str) -> Option<Arc<SegmentedModel>> {
+        let pos = entries.iter().position(|e| e.spec.key == key)?;
+        let e = entries.remove(pos);
+        let model = e.model.clone();
+        entries.push(e);
+        Some(model)
     }
 
     /// The model for inputs of these shapes (already checked against the graph's inputs).
@@ -102,11 +113,7 @@ impl ShapeCache {
         crate::shapes::check_batch(&self.graph, shapes, self.opts.max_batch_size)?;
         if let Some(&batch_too) = self.batch_too.get() {
             let key = shape_key(&self.graph, shapes, batch_too);
-            let mut entries = self.lock();
-            if let Some(pos) = entries.iter().position(|e| e.spec.key == key) {
-                let e = entries.remove(pos);
-                let model = e.model.clone();
-                entries.push(e);
+            if let Some(model) = Self::touch(&mut self.lock(), &key) {
                 return Ok(model);
             }
         }
@@ -121,11 +128,7 @@ impl ShapeCache {
             })
             .collect();
         tracing::info!("building engines for input shapes {}", described.join(","));
-        let known = self
-            .fp16_known
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let known = lock(&self.fp16_known).clone();
         let spec = specialize_for(
             &self.graph,
             shapes,
@@ -137,8 +140,7 @@ impl ShapeCache {
         let _ = self.batch_too.set(spec.batch_too);
         let key = spec.key.clone();
         if known.is_none() {
-            *self.fp16_known.lock().unwrap_or_else(|p| p.into_inner()) =
-                Some(spec.fp16_overflows.clone());
+            *lock(&self.fp16_known) = Some(spec.fp16_overflows.clone());
         }
         let none = BTreeMap::new();
         let payloads = self.stored.get(&key).unwrap_or(&none);
@@ -156,11 +158,8 @@ impl ShapeCache {
         tracing::info!("engines for input shapes {key} built in {build_seconds:.2} s");
         let model = Arc::new(model);
         let mut entries = self.lock();
-        if let Some(pos) = entries.iter().position(|e| e.spec.key == key) {
+        if let Some(model) = Self::touch(&mut entries, &key) {
             // Built meanwhile by another caller: use that one.
-            let e = entries.remove(pos);
-            let model = e.model.clone();
-            entries.push(e);
             return Ok(model);
         }
         let capacity = self.opts.max_cached_engines.max(1);
@@ -197,11 +196,7 @@ impl ShapeCache {
         crate::shapes::check_batch(&self.graph, shapes, self.opts.max_batch_size)?;
         let (key, exact) = self.known_key(shapes);
         if exact {
-            let mut entries = self.lock();
-            if let Some(pos) = entries.iter().position(|e| e.spec.key == key) {
-                let e = entries.remove(pos);
-                let model = e.model.clone();
-                entries.push(e);
+            if let Some(model) = Self::touch(&mut self.lock(), &key) {
                 return Ok(Ready::Built(model));
             }
         }
