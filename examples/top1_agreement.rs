@@ -11,28 +11,9 @@
 
 use anyhow::{bail, Context, Result};
 use std::path::PathBuf;
+use trtc::classify::top1;
 use trtc::ir::{load_model, CpuModel};
 use trtc::preprocess::{image_to_tensor, Preprocess};
-
-fn argmax(v: &[f32]) -> usize {
-    v.iter()
-        .enumerate()
-        .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &x)| {
-            if x > bv {
-                (i, x)
-            } else {
-                (bi, bv)
-            }
-        })
-        .0
-}
-
-/// The largest softmax probability.
-fn top_prob(v: &[f32]) -> f32 {
-    let m = v.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let sum: f32 = v.iter().map(|x| (x - m).exp()).sum();
-    1.0 / sum
-}
 
 /// The f32 model's top-1 probability from which an image counts as confident.
 const CONFIDENT: f32 = 0.5;
@@ -75,20 +56,16 @@ fn main() -> Result<()> {
         let a = fm.run(vec![x.clone()])?;
         let b = qm.run(vec![x])?;
         let la = trtc::ir::tensor::tensor_to_f32s(&a[0]).context("f32 output")?;
-        let ta = argmax(&la);
-        let confident = top_prob(&la) >= CONFIDENT;
-        let tb = argmax(&trtc::ir::tensor::tensor_to_f32s(&b[0]).context("f32 output")?);
+        let (ta, pa) = top1(&la);
+        let confident = pa >= CONFIDENT;
+        let (tb, _) = top1(&trtc::ir::tensor::tensor_to_f32s(&b[0]).context("f32 output")?);
         n += 1;
         conf_n += usize::from(confident);
         if ta == tb {
             same += 1;
             conf_same += usize::from(confident);
         } else {
-            println!(
-                "differs: {} (f32 {ta} p={:.2}, int8 {tb})",
-                p.display(),
-                top_prob(&la)
-            );
+            println!("differs: {} (f32 {ta} p={pa:.2}, int8 {tb})", p.display());
         }
     }
     if n == 0 {

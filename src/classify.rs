@@ -16,6 +16,14 @@ pub fn softmax(logits: &[f32]) -> Vec<f32> {
     exps.into_iter().map(|e| e / sum).collect()
 }
 
+/// The index of the largest logit (the first of equal ones) and its softmax probability.
+pub fn top1(logits: &[f32]) -> (usize, f32) {
+    let best = (0..logits.len()).fold(0, |b, i| if logits[i] > logits[b] { i } else { b });
+    let max = logits.get(best).copied().unwrap_or(0.0);
+    let sum: f32 = logits.iter().map(|&x| (x - max).exp()).sum();
+    (best, 1.0 / sum)
+}
+
 /// The `k` most probable classes, most probable first.
 pub fn top_k(logits: &[f32], k: usize, labels: Option<&[String]>) -> Vec<ClassScore> {
     let probs = softmax(logits);
@@ -34,6 +42,13 @@ pub fn top_k(logits: &[f32], k: usize, labels: Option<&[String]>) -> Vec<ClassSc
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn top1_is_the_first_largest_logit_with_its_probability() {
+        let (i, p) = top1(&[1.0, 3.0, 3.0, 0.0]);
+        assert_eq!(i, 1);
+        assert!((p - softmax(&[1.0, 3.0, 3.0, 0.0])[1]).abs() < 1e-6);
+    }
 
     #[test]
     fn top_k_orders_by_probability() {

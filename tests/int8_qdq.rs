@@ -6,6 +6,7 @@
 mod common;
 use common::*;
 use std::path::PathBuf;
+use trtc::classify::top1;
 use trtc::ir::{load_model, CpuModel};
 use trtc::preprocess::{image_to_tensor, Preprocess};
 use trtc::quant::{scales_from_qdq, CalibrationTable};
@@ -23,15 +24,6 @@ fn images(dir: &str, keep: impl Fn(&str) -> bool) -> Vec<PathBuf> {
         .collect();
     v.sort();
     v
-}
-
-fn argmax(v: &[f32]) -> usize {
-    (0..v.len()).fold(0, |b, i| if v[i] > v[b] { i } else { b })
-}
-
-fn top_prob(v: &[f32]) -> f32 {
-    let m = v[argmax(v)];
-    1.0 / v.iter().map(|x| (x - m).exp()).sum::<f32>()
 }
 
 #[test]
@@ -115,9 +107,10 @@ fn efficientnet_qdq_keeps_top1_on_natural_images() {
             .map(|(u, v)| (u - v).abs())
             .fold(0f32, f32::max);
         max_diff = max_diff.max(d);
-        let agree = argmax(&a) == argmax(&b);
+        let ((ta, pa), (tb, _)) = (top1(&a), top1(&b));
+        let agree = ta == tb;
         same += usize::from(agree);
-        if top_prob(&a) >= 0.5 {
+        if pa >= 0.5 {
             conf += 1;
             conf_same += usize::from(agree);
         }

@@ -290,7 +290,7 @@ fn guarded(
     tol: Tolerance,
 ) -> Result<(trtc::ir::Graph, trtc::quant::QdqReport)> {
     let mut progress = None;
-    let (q, report) = trtc::quant::guard(graph, table, samples, tol, |_, total| {
+    let (q, qdq, report) = trtc::quant::guard(graph, table, samples, tol, |_, total| {
         progress
             .get_or_insert_with(|| trtc::engine::progress::start("layer sensitivity", total as u64))
             .advance(1);
@@ -317,8 +317,6 @@ fn guarded(
             report.demoted.join(", ")
         }
     );
-    let (_, qdq) =
-        trtc::quant::insert_qdq_except(graph, table, &report.demoted.iter().cloned().collect())?;
     Ok((q, qdq))
 }
 

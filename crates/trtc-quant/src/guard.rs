@@ -20,7 +20,7 @@
 
 use crate::cache::CalibrationTable;
 use crate::error::{QuantError, Result};
-use crate::insert_qdq::{data_slots, insert_qdq_except};
+use crate::insert_qdq::{data_slots, insert_qdq_except, QdqReport};
 use std::collections::HashSet;
 use trtc_ir::eval::CpuModel;
 use trtc_ir::{Graph, Tensor};
@@ -153,15 +153,16 @@ fn measure(tol: Tolerance, y: &[Vec<f32>], reference: &[Vec<f32>]) -> f64 {
     }
 }
 
-/// The quantized graph that keeps `tol` on `samples` (each one input set), and the report.
-/// `progress(done, total)` is called as the layers' sensitivities are measured.
+/// The quantized graph that keeps `tol` on `samples` (each one input set), what its Q/DQ
+/// insertion did, and the guard's report. `progress(done, total)` is called as the layers'
+/// sensitivities are measured.
 pub fn guard(
     graph: &Graph,
     table: &CalibrationTable,
     samples: &[Vec<Tensor>],
     tol: Tolerance,
     mut progress: impl FnMut(usize, usize),
-) -> Result<(Graph, GuardReport)> {
+) -> Result<(Graph, QdqReport, GuardReport)> {
     if samples.is_empty() {
         return Err(QuantError::Guard(
             "no held-out samples to measure on".into(),
@@ -188,7 +189,7 @@ pub fn guard(
     }
     sensitivity.sort_by(|a, b| b.rel_err.total_cmp(&a.rel_err));
     let mut keep = HashSet::new();
-    let (mut q, _) = insert_qdq_except(graph, table, &keep)?;
+    let (mut q, mut qdq) = insert_qdq_except(graph, table, &keep)?;
     let before = measure(tol, &outputs(&q, samples)?, &reference);
     let mut after = before;
     let mut demoted = vec![];
@@ -198,7 +199,7 @@ pub fn guard(
         }
         keep.insert(s.layer.clone());
         demoted.push(s.layer.clone());
-        q = insert_qdq_except(graph, table, &keep)?.0;
+        (q, qdq) = insert_qdq_except(graph, table, &keep)?;
         after = measure(tol, &outputs(&q, samples)?, &reference);
         tracing::info!("accuracy guard: {} kept in f32, now {after:.4}", s.layer);
     }
@@ -210,5 +211,5 @@ pub fn guard(
         after,
         met: holds(tol, after),
     };
-    Ok((q, report))
+    Ok((q, qdq, report))
 }

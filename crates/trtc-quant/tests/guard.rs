@@ -67,7 +67,9 @@ fn the_planted_layer_is_ranked_first_and_kept_in_f32() {
     let g = planted();
     let table = calibrate(&g, samples(6), Calibrator::MinMax, |_, _| {}).unwrap();
     let held_out = samples(10)[6..].to_vec();
-    let (q, report) = guard(&g, &table, &held_out, Tolerance::RelErr(0.02), |_, _| {}).unwrap();
+    let (q, qdq, report) =
+        guard(&g, &table, &held_out, Tolerance::RelErr(0.02), |_, _| {}).unwrap();
+    assert_eq!(qdq.weights, 1, "only the benign conv's weights are INT8");
     assert_eq!(
         report.sensitivity[0].layer, "sensitive",
         "{:?}",
@@ -95,7 +97,7 @@ fn the_planted_layer_is_ranked_first_and_kept_in_f32() {
 fn a_tolerance_met_at_once_demotes_nothing() {
     let g = planted();
     let table = calibrate(&g, samples(6), Calibrator::MinMax, |_, _| {}).unwrap();
-    let (_, report) = guard(
+    let (_, _, report) = guard(
         &g,
         &table,
         &samples(8)[6..],
