@@ -2,8 +2,9 @@
 # GPU checks and timings in one lease (see benches/RESULTS.md): run from the repo root on
 # the GPU machine with the release binary and the test binaries (.dev/trtc, .dev/gpu_models and
 # the op-family tests of crates/trtc-cuda/tests, .dev/cuda_gpu), xz-compressed, in .dev/.
-#   [INCEPTION=file.onnx] bash benches/gpu_check.sh tests|models|effnet|torchvision|fp16|profile16|pytorch|pytorch16|compile16|suite|fp16ref ...
-# (suite: the real-architecture suite of issue 11, benches/suite.py; MODELS=... picks models;
+#   [INCEPTION=file.onnx] bash benches/gpu_check.sh tests|models|effnet|torchvision|fp16|throughput|profile16|pytorch|pytorch16|compile16|suite|fp16ref ...
+# (throughput: issue 13's table, trtc and torch.compile in one run, TP_ARGS=... passes options;
+#  suite: the real-architecture suite of issue 11, benches/suite.py; MODELS=... picks models;
 #  fp16ref: PyTorch's own fp16 error on the suite's models, REF_MODELS=... picks them)
 set -u
 OUT=${OUT:-/tmp/trtc-gpu}; mkdir -p "$OUT"
@@ -42,6 +43,7 @@ for step in "$@"; do
         timeout 150 .dev/trtc bench $m --batch 1,128 --precision fp32 --iterations 20 --profile 2>&1 | tee -a "$OUT/profile.log"
       done ;;
     fp16ref) (cd benches && timeout 240 python3 fp16_reference.py ${REF_MODELS:-} 2>&1 | grep '^{' | tee -a "$OUT/fp16_reference.log") ;;
+    throughput) timeout ${TP_TIMEOUT:-560} python3 benches/throughput.py .dev/trtc ${TP_ARGS:-} 2>&1 | grep -E '^[{|]' | tee -a "$OUT/throughput.log" ;;
     suite) timeout ${SUITE_TIMEOUT:-560} python3 benches/suite.py .dev/trtc /tmp/suite ${MODELS:-} 2>&1 | grep '^{' | tee -a "$OUT/suite.log" ;;
     pytorch) python3 benches/pytorch_baseline.py --batch 1,128 --iters 30 resnet50 mobilenet_v2 inception_v3 2>&1 | grep -v '^\[' | tee "$OUT/pytorch.log" ;;
   esac

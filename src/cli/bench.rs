@@ -146,6 +146,11 @@ struct BenchResult {
     /// segment runs on the GPU): how GPU-resident serving, and PyTorch's timing, see it.
     resident_p50_ms: Option<f64>,
     resident_images_per_s: Option<f64>,
+    /// Host to host through `run_pipelined`, steady state: uploads, compute and downloads
+    /// of consecutive batches overlapped where the model is one GPU engine.
+    pipelined_images_per_s: f64,
+    /// The pipelined run overlapped its copies (else it ran one batch after another).
+    pipelined_overlapped: bool,
 }
 
 /// Random inputs at `batch`: of the `--shapes` profile when given (its batch replaced).
@@ -171,6 +176,43 @@ fn bench_inputs(
         }
     }
     random_inputs_of(g, &shapes, 1).context("making inputs")
+}
+
+/// Host-to-host throughput of a stream of `batches` batches of `inputs` through
+/// `run_pipelined` (images/s in the steady state: from the first batch delivered to the
+/// last, so staging allocation and the pipeline's fill are left out), and whether the
+/// copies overlapped the compute.
+fn time_pipelined(
+    model: &HybridModel,
+    inputs: &[trtc::ir::Tensor],
+    batches: usize,
+) -> Result<(f64, bool)> {
+    let shapes: Vec<Vec<usize>> = inputs.iter().map(|t| t.shape().to_vec()).collect();
+    let batch = shapes.first().and_then(|s| s.first()).copied().unwrap_or(1);
+    let mut first: Option<Instant> = None;
+    let mut last = Instant::now();
+    let mut failed = None;
+    let report = model
+        .run_pipelined(
+            &shapes,
+            std::iter::repeat_n(inputs, batches.max(2)),
+            trtc::backend::runtime::DEFAULT_DEPTH,
+            |_, r| {
+                let now = Instant::now();
+                first.get_or_insert(now);
+                last = now;
+                if let Err(e) = r {
+                    failed.get_or_insert(e);
+                }
+            },
+        )
+        .context("pipelined run")?;
+    if let Some(e) = failed {
+        return Err(e).context("pipelined run");
+    }
+    let span = first.map_or(0.0, |f| (last - f).as_secs_f64());
+    let rate = (report.delivered.saturating_sub(1) * batch) as f64 / span.max(1e-9);
+    Ok((rate, report.sequential_because.is_none()))
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -244,6 +286,7 @@ pub fn bench(a: BenchArgs) -> Result<()> {
                     t.sort_by(f64::total_cmp);
                     percentile(&t, 0.5)
                 });
+            let pipelined = time_pipelined(&model, &inputs, a.iterations.max(10))?;
             if a.profile && !a.json {
                 print_profile(
                     &model.profile(inputs.clone())?,
@@ -268,6 +311,8 @@ pub fn bench(a: BenchArgs) -> Result<()> {
                 images_per_s: batch as f64 / (p50 / 1e3),
                 resident_p50_ms: resident,
                 resident_images_per_s: resident.map(|ms| batch as f64 / (ms / 1e3)),
+                pipelined_images_per_s: pipelined.0,
+                pipelined_overlapped: pipelined.1,
             });
         }
     }
@@ -275,18 +320,20 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&results)?);
     } else {
         println!(
-            "{}  ({} timed runs each; p50..images/s: wall clock, host inputs and outputs included; gpu columns: the engines alone between CUDA events, data on the GPU)",
+            "{}  ({} timed runs each; p50..images/s: wall clock, one run at a time, host inputs and outputs included; pipelined: host to host, {} batches in flight (copies overlapped with compute where the model is one GPU engine, marked *); gpu columns: the engines alone between CUDA events, data on the GPU)",
             a.model.display(),
-            a.iterations
+            a.iterations,
+            trtc::backend::runtime::DEFAULT_DEPTH
         );
         println!(
-            "{:<9} {:>6} {:>10} {:>10} {:>10} {:>12} {:>9} {:>12} {:>12}  engines",
+            "{:<9} {:>6} {:>10} {:>10} {:>10} {:>12} {:>13} {:>9} {:>12} {:>12}  engines",
             "precision",
             "batch",
             "p50 ms",
             "p90 ms",
             "p99 ms",
             "images/s",
+            "pipelined/s",
             "build s",
             "gpu p50 ms",
             "gpu images/s"
@@ -302,13 +349,18 @@ pub fn bench(a: BenchArgs) -> Result<()> {
                     .unwrap_or_else(|| "-".into())
             };
             println!(
-                "{:<9} {:>6} {:>10.3} {:>10.3} {:>10.3} {:>12.1} {:>9.2} {:>12} {:>12}  {}",
+                "{:<9} {:>6} {:>10.3} {:>10.3} {:>10.3} {:>12.1} {:>13} {:>9.2} {:>12} {:>12}  {}",
                 format!("{:?}", r.precision).to_lowercase(),
                 r.batch,
                 r.p50_ms,
                 r.p90_ms,
                 r.p99_ms,
                 r.images_per_s,
+                format!(
+                    "{:.1}{}",
+                    r.pipelined_images_per_s,
+                    if r.pipelined_overlapped { "*" } else { "" }
+                ),
                 r.build_s,
                 opt(r.resident_p50_ms, 3),
                 opt(r.resident_images_per_s, 1),

@@ -30,6 +30,9 @@ pub enum BackendError {
     /// The device-memory API on a model that is not one GPU engine from inputs to outputs.
     #[error("device buffers: {0}")]
     NotResident(String),
+    /// One batch of a pipelined run failed (the others still ran).
+    #[error("batch {index}: {reason}")]
+    Batch { index: usize, reason: String },
     #[error("{0}")]
     Io(String),
     #[error(transparent)]

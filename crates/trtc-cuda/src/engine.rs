@@ -12,8 +12,10 @@ use crate::tactics::saved::{EngineTactics, InstanceTactics};
 use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use trtc_engine::{DeviceBuffer, Engine, EnginePayload, LayerTiming};
+use trtc_engine::{DeviceBuffer, Engine, EnginePayload, HostStream, LayerTiming};
 use trtc_ir::tract_onnx::prelude::{IntoTValue, TValue, TVec, Tensor};
+
+mod stream;
 
 pub struct CudaEngine {
     exec: Exec,
@@ -360,6 +362,10 @@ impl Engine for CudaEngine {
             }
             s.synchronize().map_err(|e| cuda_err("run", e))
         }))
+    }
+
+    fn run_stream(&self, stream: &mut HostStream<'_>) -> Option<Result<()>> {
+        Some(self.stream(stream))
     }
 
     fn payload(&self) -> Option<EnginePayload> {

@@ -13,6 +13,7 @@ mod elementwise;
 mod gemm;
 mod layer_norm;
 mod normalization;
+mod pipelined;
 mod pooling;
 mod reduce;
 mod resize;

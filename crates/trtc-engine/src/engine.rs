@@ -3,7 +3,7 @@
 use crate::error::Result;
 use crate::options::EngineOptions;
 use crate::support::{FallbackReason, OpSupport};
-use trtc_ir::tract_onnx::prelude::{TValue, TVec};
+use trtc_ir::tract_onnx::prelude::{TValue, TVec, Tensor};
 use trtc_ir::{Graph, NodeId, SubgraphIo};
 
 /// One layer's time in a profiled run, with the work it does.
@@ -31,6 +31,24 @@ pub struct EnginePayload {
 pub struct DeviceBuffer {
     pub ptr: u64,
     pub bytes: usize,
+}
+
+/// A stream of batches through an engine from host memory to host memory, for
+/// [`Engine::run_stream`]: the batches are filled, run and delivered in order; an engine
+/// that can overlaps the copies of some batches with the compute of others.
+pub struct HostStream<'a> {
+    /// The batch size every batch of the stream has.
+    pub batch: usize,
+    /// Batches in flight at once (staging buffers per batch).
+    pub depth: usize,
+    /// Writes batch `i`'s inputs into the engine's host buffers (one per engine input, as
+    /// long as its bytes at `batch`: dense, row-major); `None` when there are no more
+    /// batches. `Some(Err(why))` skips the batch: it is delivered as that error, in its turn.
+    #[allow(clippy::type_complexity)]
+    pub fill: &'a mut dyn FnMut(usize, &mut [&mut [u8]]) -> Option<std::result::Result<(), String>>,
+    /// Takes batch `i`'s outputs, or why it failed, in the order of `i`.
+    #[allow(clippy::type_complexity)]
+    pub deliver: &'a mut dyn FnMut(usize, std::result::Result<TVec<Tensor>, String>),
 }
 
 /// A built segment, ready to run.
@@ -66,6 +84,14 @@ pub trait Engine: Send + Sync {
         _inputs: &[DeviceBuffer],
         _outputs: &[DeviceBuffer],
     ) -> Option<Result<()>> {
+        None
+    }
+    /// Run a stream of batches, host memory in and out, with the copies of some batches
+    /// overlapped with the compute of others, where the engine can (GPU engines: pinned
+    /// staging, an upload, a compute and a download stream). An error is returned for what
+    /// stops the stream (a CUDA failure); a batch that `fill` refuses is delivered as its
+    /// error and the stream goes on.
+    fn run_stream(&self, _stream: &mut HostStream<'_>) -> Option<Result<()>> {
         None
     }
 }

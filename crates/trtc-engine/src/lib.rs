@@ -17,7 +17,9 @@ pub mod options;
 pub mod progress;
 pub mod support;
 
-pub use engine::{DeviceBuffer, Engine, EngineBuilder, EnginePayload, LayerTiming, NoEngines};
+pub use engine::{
+    DeviceBuffer, Engine, EngineBuilder, EnginePayload, HostStream, LayerTiming, NoEngines,
+};
 pub use error::{EngineError, Result};
 pub use options::{EngineOptions, Layout, Precision};
 pub use support::{FallbackReason, MaskSupport, OpSupport};

@@ -7,8 +7,11 @@
 //! built (TF-TRT's `is_dynamic_op`), from the tactics the plan stored for that key when
 //! it has them; up to `max_cached_engines` keys are kept, least recently used going first.
 
+mod pipelined;
 mod segmented;
 mod shape_cache;
+
+pub use pipelined::{PipelineReport, DEFAULT_DEPTH};
 
 pub(crate) use segmented::SegmentedModel;
 pub(crate) use shape_cache::{Ready, ShapeCache};
@@ -309,13 +312,18 @@ impl HybridModel {
             }
             _ => self.model_for(&inputs)?.get().run_values(inputs)?,
         };
+        self.warn_non_finite(&outputs);
+        Ok(outputs)
+    }
+
+    /// fp16 engines: say once when outputs are not finite.
+    pub(crate) fn warn_non_finite(&self, outputs: &[Tensor]) {
         if self.fp16 && !self.warned_non_finite.load(Ordering::Relaxed) {
             let names: Vec<String> = self.outputs.iter().map(|t| t.name.clone()).collect();
-            if crate::fp16_guard::warn_non_finite(&names, &outputs) {
+            if crate::fp16_guard::warn_non_finite(&names, outputs) {
                 self.warned_non_finite.store(true, Ordering::Relaxed);
             }
         }
-        Ok(outputs)
     }
 }
 

@@ -8,7 +8,7 @@ use crate::options::{BackendChoice, CompileOptions};
 use crate::partition::{Partition, SegmentBackend};
 use std::collections::BTreeMap;
 use std::collections::HashMap;
-use trtc_engine::DeviceBuffer;
+use trtc_engine::{DeviceBuffer, EngineError, HostStream};
 use trtc_ir::eval::check_shapes;
 use trtc_ir::tract_onnx::prelude::{IntoTensor, TValue, TVec};
 use trtc_ir::{subgraph_io, subgraph_to_model_proto, CpuModel, Graph, Outlet, Tensor, TensorInfo};
@@ -21,6 +21,17 @@ pub(crate) struct SegmentRuntime {
     engine: Box<dyn Engine>,
     /// Values no later segment and no graph output reads, dropped after this one runs.
     drop_after: Vec<Outlet>,
+}
+
+impl SegmentRuntime {
+    /// An engine error of this segment.
+    fn error(&self, source: EngineError) -> BackendError {
+        BackendError::Segment {
+            segment: self.id,
+            backend: self.engine.kind().into(),
+            source,
+        }
+    }
 }
 
 /// A partitioned graph ready to run.
@@ -235,33 +246,65 @@ impl SegmentedModel {
         inputs: &[DeviceBuffer],
         outputs: &[DeviceBuffer],
     ) -> Result<()> {
-        let not = |why: &str| Err(BackendError::NotResident(why.into()));
+        let not = |why: String| Err(BackendError::NotResident(why));
         crate::shapes::check_batch_of(&self.input_infos(), shapes, self.max_batch_size)?;
         let batch = shapes.first().and_then(|s| s.first()).copied().unwrap_or(1);
+        let seg = match self.resident_segment() {
+            Ok(seg) => seg,
+            Err(why) => return not(why),
+        };
+        // Safety: passed on from the caller.
+        match unsafe { seg.engine.run_device(batch, inputs, outputs) } {
+            Some(r) => r.map_err(|e| seg.error(e)),
+            None => not(format!(
+                "segment {} runs on {}, which cannot take device memory",
+                seg.id,
+                seg.engine.kind()
+            )),
+        }
+    }
+
+    /// Run a stream of batches of inputs of `shapes` (checked against the batch limit)
+    /// through the model's one GPU engine, copies overlapped with compute; `Err(why)`
+    /// when the model is not one engine that can (the caller runs the batches itself).
+    pub(crate) fn run_stream(
+        &self,
+        shapes: &[Vec<usize>],
+        hs: &mut HostStream<'_>,
+    ) -> std::result::Result<Result<()>, String> {
+        if let Err(e) =
+            crate::shapes::check_batch_of(&self.input_infos(), shapes, self.max_batch_size)
+        {
+            return Ok(Err(e));
+        }
+        let seg = self.resident_segment()?;
+        match seg.engine.run_stream(hs) {
+            Some(r) => Ok(r.map_err(|e| seg.error(e))),
+            None => Err(format!(
+                "segment {} runs on {}, which has no pipelined copies",
+                seg.id,
+                seg.engine.kind()
+            )),
+        }
+    }
+
+    /// The one GPU segment that takes the graph's inputs and gives its outputs, or why
+    /// there is none.
+    fn resident_segment(&self) -> std::result::Result<&SegmentRuntime, String> {
         let [seg] = self.segments.as_slice() else {
-            return not(&format!(
-                "the model runs as {} segments; device buffers need one GPU segment",
+            return Err(format!(
+                "the model runs as {} segments; this needs one GPU segment",
                 self.segments.len()
             ));
         };
         let ins: Vec<Outlet> = self.inputs.iter().map(|(o, _)| *o).collect();
         let outs: Vec<Outlet> = self.outputs.iter().map(|(o, _)| *o).collect();
         if seg.inputs != ins || seg.outputs != outs || !self.constants.is_empty() {
-            return not("the GPU segment does not take the model's inputs and give its outputs");
+            return Err(
+                "the GPU segment does not take the model's inputs and give its outputs".into(),
+            );
         }
-        // Safety: passed on from the caller.
-        match unsafe { seg.engine.run_device(batch, inputs, outputs) } {
-            Some(r) => r.map_err(|e| BackendError::Segment {
-                segment: seg.id,
-                backend: seg.engine.kind().into(),
-                source: e,
-            }),
-            None => not(&format!(
-                "segment {} runs on {}, which cannot take device memory",
-                seg.id,
-                seg.engine.kind()
-            )),
-        }
+        Ok(seg)
     }
 
     /// `run` on shared tract values: callers that keep their inputs pass them without a copy.

@@ -1,0 +1,81 @@
+//! `HybridModel::run_pipelined` on a model that is one GPU engine: copies overlapped with
+//! compute on three streams, batches delivered in order with the numbers `run` gives, a
+//! batch that does not fit delivered as its error while the rest still run.
+
+use crate::common::*;
+use trtc_ir::Tensor;
+
+fn conv_model() -> (Graph, CompileOptions) {
+    let mut b = GraphBuilder::new();
+    let x = b.input_with(
+        "x",
+        trtc_ir::DType::F32,
+        vec!["N".into(), 3u64.into(), 32u64.into(), 32u64.into()],
+    );
+    let attrs = ConvAttrs {
+        kernel_shape: vec![3, 3],
+        pads: vec![1, 1, 1, 1],
+        group: 1,
+        ..Default::default()
+    };
+    let c = conv(&mut b, x, 3, 16, 3, attrs, 1);
+    let r = b.op("relu", Op::Relu, &[c]);
+    let y = b.op("pool", Op::GlobalAveragePool, &[r]);
+    b.output(y);
+    let opts = CompileOptions {
+        max_batch_size: 4,
+        ..opts_for(Precision::Fp16, Layout::Auto)
+    };
+    (b.build().unwrap(), opts)
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn pipelined_batches_match_run_in_order() {
+    let (g, opts) = conv_model();
+    let shape = vec![3, 3, 32, 32];
+    let x0 = random_tensor(&shape, 1);
+    let (_, model) = gpu_vs_tract_model(&g, vec![x0], &opts);
+    let batches: Vec<Vec<Tensor>> = (0..9u64)
+        .map(|i| match i {
+            4 => vec![random_tensor(&[2, 3, 32, 32], i)],
+            _ => vec![random_tensor(&shape, 10 + i)],
+        })
+        .collect();
+    for depth in [1, 2, 3] {
+        let mut got = vec![];
+        let report = model
+            .run_pipelined(
+                std::slice::from_ref(&shape),
+                batches.clone(),
+                depth,
+                |i, r| got.push((i, r)),
+            )
+            .unwrap();
+        assert_eq!(
+            report.sequential_because, None,
+            "one GPU engine: overlapped"
+        );
+        assert_eq!((report.delivered, report.failed), (8, 1), "depth {depth}");
+        let order: Vec<usize> = got.iter().map(|(i, _)| *i).collect();
+        assert_eq!(order, (0..9).collect::<Vec<_>>(), "depth {depth}");
+        for (i, r) in &got {
+            if *i == 4 {
+                let e = r.as_ref().unwrap_err().to_string();
+                assert!(e.starts_with("batch 4: input `x`"), "{e}");
+                continue;
+            }
+            let want = model.run(batches[*i].clone()).unwrap();
+            assert_eq!(r.as_ref().unwrap()[0], want[0], "depth {depth}, batch {i}");
+        }
+        assert_ne!(got[0].1.as_ref().unwrap()[0], got[1].1.as_ref().unwrap()[0]);
+    }
+    // Over the batch limit: refused before anything runs.
+    let e = model
+        .run_pipelined(&[vec![5, 3, 32, 32]], batches, 2, |_, _| {
+            panic!("nothing runs")
+        })
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("over --max-batch-size 4"), "{e}");
+}
