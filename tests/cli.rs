@@ -161,3 +161,32 @@ fn skip_pass_leaves_a_pass_out_and_an_unknown_one_is_named() {
         "unknown pass `no-such-pass`",
     );
 }
+
+/// `trtc bench --json` gives each batch size's three throughputs: one run at a time, the
+/// pipelined stream (here on the CPU: one batch after another, so not overlapped) and,
+/// with a GPU, the engines alone.
+#[test]
+fn bench_reports_one_at_a_time_and_pipelined_throughput() {
+    let dir = temp_dir("bench_json");
+    let m = write_model(&dir, "add_relu.onnx", &add_relu_model());
+    let o = trtc(&[
+        "bench",
+        &m.display().to_string(),
+        "--iterations",
+        "2",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let row = &rows.as_array().unwrap()[0];
+    assert_eq!(row["batch"], 1);
+    assert!(row["images_per_s"].as_f64().unwrap() > 0.0, "{row}");
+    assert!(
+        row["pipelined_images_per_s"].as_f64().unwrap() > 0.0,
+        "{row}"
+    );
+    if row["resident_images_per_s"].is_null() {
+        // No GPU engine: the stream ran one batch after another.
+        assert_eq!(row["pipelined_overlapped"], false, "{row}");
+    }
+}

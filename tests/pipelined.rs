@@ -101,3 +101,39 @@ fn an_empty_stream_delivers_nothing() {
         .unwrap();
     assert_eq!((report.delivered, report.failed), (0, 0));
 }
+
+/// `run_pipelined_with`: the caller writes each batch's bytes into the stream's buffers
+/// itself; a batch it cannot fill is delivered as its reason, in its turn.
+#[test]
+fn a_caller_filling_the_buffers_itself_gets_the_outputs_of_what_it_wrote() {
+    let model = efficientnet_model(1);
+    let shape = vec![1, 3, 224, 224];
+    let inputs: Vec<Tensor> = (0..3u64).map(|i| random_tensor(&shape, 40 + i)).collect();
+    let mut got = vec![];
+    let report = model
+        .run_pipelined_with(
+            std::slice::from_ref(&shape),
+            2,
+            |i, bufs| match i {
+                1 => Some(Err("the camera dropped a frame".into())),
+                0 | 2 => {
+                    bufs[0].copy_from_slice(inputs[i].as_bytes());
+                    Some(Ok(()))
+                }
+                _ => None,
+            },
+            |i, r| got.push((i, r)),
+        )
+        .unwrap();
+    assert_eq!((report.delivered, report.failed), (2, 1));
+    assert_eq!(got.len(), 3);
+    for (i, r) in got {
+        if i == 1 {
+            let e = r.unwrap_err().to_string();
+            assert_eq!(e, "batch 1: the camera dropped a frame");
+        } else {
+            let want = model.run(vec![inputs[i].clone()]).unwrap();
+            assert_eq!(r.unwrap()[0], want[0], "batch {i}");
+        }
+    }
+}

@@ -286,7 +286,7 @@ pub fn bench(a: BenchArgs) -> Result<()> {
                     t.sort_by(f64::total_cmp);
                     percentile(&t, 0.5)
                 });
-            let pipelined = time_pipelined(&model, &inputs, a.iterations.max(10))?;
+            let pipelined = time_pipelined(&model, &inputs, 3 * a.iterations.max(10))?;
             if a.profile && !a.json {
                 print_profile(
                     &model.profile(inputs.clone())?,

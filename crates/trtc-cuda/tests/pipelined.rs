@@ -70,6 +70,24 @@ fn pipelined_batches_match_run_in_order() {
         }
         assert_ne!(got[0].1.as_ref().unwrap()[0], got[1].1.as_ref().unwrap()[0]);
     }
+    // The caller writing the staging buffers itself: the same numbers.
+    let mut got = vec![];
+    model
+        .run_pipelined_with(
+            std::slice::from_ref(&shape),
+            2,
+            |i, bufs| {
+                let t = batches.get(i + 5)?;
+                bufs[0].copy_from_slice(t[0].as_bytes());
+                Some(Ok(()))
+            },
+            |i, r| got.push((i, r.unwrap())),
+        )
+        .unwrap();
+    assert_eq!(got.len(), 4);
+    for (i, outs) in got {
+        assert_eq!(outs[0], model.run(batches[i + 5].clone()).unwrap()[0]);
+    }
     // Over the batch limit: refused before anything runs.
     let e = model
         .run_pipelined(&[vec![5, 3, 32, 32]], batches, 2, |_, _| {

@@ -34,34 +34,63 @@ pub const DEFAULT_DEPTH: usize = 3;
 impl HybridModel {
     /// Run batches of inputs of `shapes` (each batch: one tensor per model input, of
     /// those shapes and the inputs' dtypes; owned or borrowed), host memory to host
-    /// memory, and hand each
-    /// batch's outputs (or why it failed) to `deliver` with its index, in order. With
-    /// `depth` batches in flight on a model that is one GPU engine, the uploads, compute
-    /// and downloads of consecutive batches overlap. A batch that does not match `shapes`
-    /// or the inputs' dtypes is delivered as an error and the rest still run; `shapes`
-    /// that do not fit the model (or a batch over the limit) are an error before any batch
-    /// runs, and a failure of the GPU itself stops the stream.
+    /// memory, and hand each batch's outputs (or why it failed) to `deliver` with its
+    /// index, in order. With `depth` batches in flight on a model that is one GPU engine,
+    /// the uploads, compute and downloads of consecutive batches overlap. A batch that
+    /// does not match `shapes` or the inputs' dtypes is delivered as an error and the rest
+    /// still run; `shapes` that do not fit the model (or a batch over the limit) are an
+    /// error before any batch runs, and a failure of the GPU itself stops the stream.
     pub fn run_pipelined<I>(
         &self,
         shapes: &[Vec<usize>],
         batches: I,
         depth: usize,
-        mut deliver: impl FnMut(usize, Result<Vec<Tensor>>),
+        deliver: impl FnMut(usize, Result<Vec<Tensor>>),
     ) -> Result<PipelineReport>
     where
         I: IntoIterator,
         I::Item: AsRef<[Tensor]>,
     {
-        // Each input's dtype (f32 where the graph does not say).
-        let dts: Vec<DatumType> = self
-            .inputs
-            .iter()
-            .map(|t| t.dtype.and_then(|d| d.to_datum()).unwrap_or(DatumType::F32))
-            .collect();
+        let dts = self.input_dtypes();
+        let mut batches = batches.into_iter();
+        let fill = |_i: usize, bufs: &mut [&mut [u8]]| {
+            let batch = batches.next()?;
+            let batch = batch.as_ref();
+            Some(self.check_batch(batch, shapes, &dts).and_then(|()| {
+                for ((dst, t), info) in bufs.iter_mut().zip(batch).zip(&self.inputs) {
+                    let src = t.as_bytes();
+                    if dst.len() != src.len() {
+                        return Err(format!(
+                            "input `{}`: {} bytes, its buffer holds {}",
+                            info.name,
+                            src.len(),
+                            dst.len()
+                        ));
+                    }
+                    copy_parallel(dst, src);
+                }
+                Ok(())
+            }))
+        };
+        self.run_pipelined_with(shapes, depth, fill, deliver)
+    }
+
+    /// [`HybridModel::run_pipelined`] with the inputs written by the caller straight into
+    /// the stream's buffers (on the GPU path page-locked staging memory: a producer that
+    /// decodes into it saves a copy). `fill(i, buffers)` writes batch `i`: one buffer per
+    /// model input, the dense row-major bytes of its dtype at `shapes`; it returns `None`
+    /// when there are no more batches, `Some(Err(why))` to have batch `i` delivered as
+    /// that error.
+    pub fn run_pipelined_with(
+        &self,
+        shapes: &[Vec<usize>],
+        depth: usize,
+        mut fill: impl FnMut(usize, &mut [&mut [u8]]) -> Option<std::result::Result<(), String>>,
+        mut deliver: impl FnMut(usize, Result<Vec<Tensor>>),
+    ) -> Result<PipelineReport> {
+        let dts = self.input_dtypes();
         check_shapes(&self.inputs, shapes, &dts)?;
         let model = self.shaped(shapes)?;
-        let mut report = PipelineReport::default();
-        let mut batches = batches.into_iter();
         let mut counted = |report: &mut PipelineReport, i: usize, r: Result<Vec<Tensor>>| {
             match &r {
                 Ok(outs) => {
@@ -73,15 +102,6 @@ impl HybridModel {
             deliver(i, r)
         };
         let stream_report = std::cell::RefCell::new(PipelineReport::default());
-        let mut fill = |_i: usize, bufs: &mut [&mut [u8]]| {
-            let batch = batches.next()?;
-            let batch = batch.as_ref();
-            Some(self.check_batch(batch, shapes, &dts).map(|()| {
-                for (dst, t) in bufs.iter_mut().zip(batch) {
-                    copy_parallel(dst, t.as_bytes());
-                }
-            }))
-        };
         let mut on_output = |i: usize, r: std::result::Result<TVec<Tensor>, String>| {
             let r = r
                 .map(|outs| outs.into_iter().collect())
@@ -94,6 +114,7 @@ impl HybridModel {
             fill: &mut fill,
             deliver: &mut on_output,
         };
+        let mut report = PipelineReport::default();
         match model.get().run_stream(shapes, &mut hs) {
             Ok(r) => {
                 r?;
@@ -104,16 +125,39 @@ impl HybridModel {
                 report.sequential_because = Some(why);
             }
         }
-        // One after another: the fill closure took no batch.
-        for (i, batch) in batches.enumerate() {
-            let batch = batch.as_ref();
-            let r = self
-                .check_batch(batch, shapes, &dts)
-                .map_err(|reason| BackendError::Batch { index: i, reason })
-                .and_then(|()| self.run(batch.to_vec()).map_err(|e| batch_error(i, e)));
+        // One after another (`fill` was not called), into tensors of their own.
+        for i in 0.. {
+            let mut inputs = shapes
+                .iter()
+                .zip(&dts)
+                .map(|(s, &dt)| {
+                    Tensor::zero_dt(dt, s).map_err(|e| BackendError::Batch {
+                        index: i,
+                        reason: e.to_string(),
+                    })
+                })
+                .collect::<Result<Vec<Tensor>>>()?;
+            let filled = {
+                let mut bufs: Vec<&mut [u8]> =
+                    inputs.iter_mut().map(|t| t.as_bytes_mut()).collect();
+                fill(i, &mut bufs)
+            };
+            let r = match filled {
+                None => break,
+                Some(Err(reason)) => Err(BackendError::Batch { index: i, reason }),
+                Some(Ok(())) => self.run(inputs).map_err(|e| batch_error(i, e)),
+            };
             counted(&mut report, i, r);
         }
         Ok(report)
+    }
+
+    /// Each input's dtype (f32 where the graph does not say).
+    fn input_dtypes(&self) -> Vec<DatumType> {
+        self.inputs
+            .iter()
+            .map(|t| t.dtype.and_then(|d| d.to_datum()).unwrap_or(DatumType::F32))
+            .collect()
     }
 
     /// Why a batch does not fit the stream's `shapes` and dtypes, if it does not.
@@ -164,7 +208,7 @@ fn batch_error(i: usize, e: BackendError) -> BackendError {
 /// tens of megabytes; one thread copies it slower than PCIe moves it).
 fn copy_parallel(dst: &mut [u8], src: &[u8]) {
     const SERIAL: usize = 8 << 20;
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(16));
     if src.len() <= SERIAL || threads == 1 || dst.len() != src.len() {
         let n = dst.len().min(src.len());
         dst[..n].copy_from_slice(&src[..n]);
