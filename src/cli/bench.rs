@@ -92,7 +92,7 @@ fn print_profile(
     let mut top: Vec<&(usize, trtc::backend::engine::LayerTiming)> = timings.iter().collect();
     top.sort_by(|x, y| y.1.ms.total_cmp(&x.1.ms));
     println!(
-        "  {:<48} {:>8} {:>9} {:>9} {:>8}",
+        "  {:<48} {:>8} {:>9} {:>9} {:>8}  run by",
         "slowest layers", "ms", "GFLOP", "MB", "x floor"
     );
     for (_, t) in top.iter().take(10) {
@@ -106,11 +106,12 @@ fn print_profile(
             .rev()
             .collect();
         println!(
-            "  {name:<48} {:>8.3} {:>9.3} {:>9.2} {:>8.1}",
+            "  {name:<48} {:>8.3} {:>9.3} {:>9.2} {:>8.1}  {}",
             t.ms,
             t.flops as f64 / 1e9,
             t.bytes as f64 / 1e6,
-            t.ms / floor(t).max(1e-9)
+            t.ms / floor(t).max(1e-9),
+            t.tactic
         );
     }
 }

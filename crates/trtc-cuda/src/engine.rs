@@ -395,9 +395,27 @@ impl Engine for CudaEngine {
                     ms,
                     flops,
                     bytes,
+                    tactic: tactic_name(inst, i),
                 });
             }
             Ok(out)
         }))
     }
+}
+
+/// What runs step `i` of `inst`, where a tactic chose it (convs, products).
+fn tactic_name(inst: &Instance, i: usize) -> String {
+    if let Some(r) = inst.convs.get(&i) {
+        return match (r.direct, r.rows, &r.gemm, r.unfused) {
+            (true, true, _, _) => "trtc rows".into(),
+            (true, false, _, _) => "trtc direct".into(),
+            (false, _, Some(_), _) => "cublaslt".into(),
+            (false, _, None, true) => format!("cudnn algo {} + epilogue", r.algo as i32),
+            (false, _, None, false) => format!("cudnn algo {} fused", r.algo as i32),
+        };
+    }
+    if inst.gemms.contains_key(&i) {
+        return "cublaslt".into();
+    }
+    String::new()
 }

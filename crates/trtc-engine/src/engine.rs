@@ -15,6 +15,9 @@ pub struct LayerTiming {
     pub flops: u64,
     /// Bytes the layer must read and write at least (inputs, weights, outputs once).
     pub bytes: u64,
+    /// What runs it, where the engine chose among several (cuDNN, cuBLASLt, its own
+    /// kernels): empty otherwise.
+    pub tactic: String,
 }
 
 /// What a plan stores for a segment's engine (for CUDA engines, their tactics), so that
