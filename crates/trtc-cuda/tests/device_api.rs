@@ -18,23 +18,7 @@ fn buffer(s: &Arc<CudaStream>, d: &CudaSlice<f32>) -> DeviceBuffer {
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn device_buffers_in_and_out_match_run() {
-    let mut b = GraphBuilder::new();
-    let x = b.input_with(
-        "x",
-        trtc_ir::DType::F32,
-        vec!["N".into(), 3u64.into(), 16u64.into(), 16u64.into()],
-    );
-    let attrs = ConvAttrs {
-        kernel_shape: vec![3, 3],
-        pads: vec![1, 1, 1, 1],
-        group: 1,
-        ..Default::default()
-    };
-    let c = conv(&mut b, x, 3, 8, 3, attrs, 1);
-    let r = b.op("relu", Op::Relu, &[c]);
-    let y = b.op("pool", Op::GlobalAveragePool, &[r]);
-    b.output(y);
-    let g = b.build().unwrap();
+    let g = conv_relu_pool(8, 16);
     let opts = CompileOptions {
         max_batch_size: 4,
         ..opts_for(Precision::Fp16, Layout::Auto)

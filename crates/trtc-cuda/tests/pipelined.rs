@@ -6,27 +6,11 @@ use crate::common::*;
 use trtc_ir::Tensor;
 
 fn conv_model() -> (Graph, CompileOptions) {
-    let mut b = GraphBuilder::new();
-    let x = b.input_with(
-        "x",
-        trtc_ir::DType::F32,
-        vec!["N".into(), 3u64.into(), 32u64.into(), 32u64.into()],
-    );
-    let attrs = ConvAttrs {
-        kernel_shape: vec![3, 3],
-        pads: vec![1, 1, 1, 1],
-        group: 1,
-        ..Default::default()
-    };
-    let c = conv(&mut b, x, 3, 16, 3, attrs, 1);
-    let r = b.op("relu", Op::Relu, &[c]);
-    let y = b.op("pool", Op::GlobalAveragePool, &[r]);
-    b.output(y);
     let opts = CompileOptions {
         max_batch_size: 4,
         ..opts_for(Precision::Fp16, Layout::Auto)
     };
-    (b.build().unwrap(), opts)
+    (conv_relu_pool(16, 32), opts)
 }
 
 #[test]

@@ -131,3 +131,25 @@ pub fn fused_conv(
     };
     b.op(name, Op::FusedConv(f), &inputs)
 }
+
+/// `GlobalAveragePool(Relu(Conv3x3(x)))` of `c_out` channels on `x: f32[N, 3, hw, hw]`: a
+/// small model that is one GPU engine from input to output.
+pub fn conv_relu_pool(c_out: usize, hw: u64) -> Graph {
+    let mut b = GraphBuilder::new();
+    let x = b.input_with(
+        "x",
+        trtc_ir::DType::F32,
+        vec!["N".into(), 3u64.into(), hw.into(), hw.into()],
+    );
+    let attrs = ConvAttrs {
+        kernel_shape: vec![3, 3],
+        pads: vec![1, 1, 1, 1],
+        group: 1,
+        ..Default::default()
+    };
+    let c = conv(&mut b, x, 3, c_out, 3, attrs, 1);
+    let r = b.op("relu", Op::Relu, &[c]);
+    let y = b.op("pool", Op::GlobalAveragePool, &[r]);
+    b.output(y);
+    b.build().unwrap()
+}
