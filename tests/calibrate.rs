@@ -188,7 +188,7 @@ fn an_unwritable_output_fails_before_calibrating() {
         "-o",
         "data",
     ]);
-    assert_clean_failure(&o, "-o data: is a directory");
+    assert_clean_failure(&o, "-o: data: is a directory");
     assert!(stdout(&o).is_empty(), "calibrated anyway: {}", stdout(&o));
     let o = calibrate_with("data/images", &["-o", "no/such/dir/c.cache"]);
     assert_clean_failure(&o, "directory no/such/dir does not exist");
@@ -244,4 +244,73 @@ fn from_qdq_writes_the_models_own_scales() {
     let m = write_model(&dir, "plain.onnx", &add_relu_model());
     let o = trtc(&["calibrate", path(&m), "--from-qdq", "-o", path(&cache)]);
     assert_clean_failure(&o, "no QuantizeLinear/DequantizeLinear");
+}
+
+/// `--calibration-cache FILE`: calibrated and written when the file is absent, read instead
+/// of calibrating when it is there (no data needed); a cache naming tensors the model does
+/// not have, a corrupt one, or neither data nor cache: clear errors.
+#[test]
+fn a_calibration_cache_is_written_then_read_instead_of_calibrating() {
+    let dir = temp_dir("calib-cache");
+    let model = write_model(&dir, "m.onnx", &add_relu_model());
+    let npy = dir.join("a.npy");
+    write_npy(&npy, &[1, 4], &[1.0, 1.0, -3.0, 4.0]);
+    let cache = dir.join("c.cache");
+    std::fs::remove_file(&cache).ok();
+    let calibrate = |extra: &[&str]| {
+        let mut args = vec![
+            "calibrate",
+            path(&model),
+            "--calibration-cache",
+            path(&cache),
+        ];
+        args.extend_from_slice(extra);
+        trtc(&args)
+    };
+    let o = calibrate(&["--calibration-data", path(&npy), "--calibrator", "minmax"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("calibrated 3 tensors"),
+        "{}",
+        stdout(&o)
+    );
+    let written = CalibrationTable::load(&cache).unwrap();
+    assert_eq!(written.scale("x"), Some(4.0 / 127.0));
+    // Read back: no data, no calibration, the same table also written to -o.
+    let copy = dir.join("copy.cache");
+    let o = calibrate(&["-o", path(&copy)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("read 3 tensor scales (TRT-8600-MinMaxCalibration)")
+            && stdout(&o).contains("calibration skipped"),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(CalibrationTable::load(&copy).unwrap(), written);
+    // Data given as well: the cache still wins (TensorRT's readCalibrationCache).
+    let o = calibrate(&["--calibration-data", "no/such/dir"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    // A cache made for another model.
+    std::fs::write(
+        &cache,
+        "TRT-8600-EntropyCalibration2\nx: 3c010204\nconv1_out: 3c010204\n",
+    )
+    .unwrap();
+    assert_clean_failure(
+        &calibrate(&["-o", path(&copy)]),
+        "1 of its 2 tensors are not in the model (made for another model?): `conv1_out`",
+    );
+    // A corrupt one.
+    std::fs::write(&cache, "TRT-8600-EntropyCalibration2\nx: not-hex\n").unwrap();
+    let o = calibrate(&["-o", path(&copy)]);
+    assert_clean_failure(&o, "calibration cache");
+    assert!(stderr(&o).contains("c.cache"), "{}", stderr(&o));
+    // Neither data nor a cache.
+    std::fs::remove_file(&cache).unwrap();
+    assert_clean_failure(
+        &calibrate(&[]),
+        "no --calibration-data, and no calibration cache at",
+    );
+    std::fs::remove_dir_all(&dir).ok();
 }

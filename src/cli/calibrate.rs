@@ -22,7 +22,7 @@ pub struct CalibrateArgs {
     /// The ONNX model (one input).
     pub model: PathBuf,
     /// Directories of images (.png, .jpg, .jpeg) and .npy batches, images, or .npy files.
-    #[arg(long, num_args = 1.., value_name = "DIR_OR_NPY", required_unless_present = "from_qdq")]
+    #[arg(long, num_args = 1.., value_name = "DIR_OR_NPY", required_unless_present_any = ["from_qdq", "calibration_cache"])]
     pub calibration_data: Vec<PathBuf>,
     /// entropy (TensorRT's EntropyCalibration2), minmax, percentile (99.99) or percentile:P.
     #[arg(long, default_value = "entropy")]
@@ -34,8 +34,13 @@ pub struct CalibrateArgs {
     #[arg(long, value_name = "B")]
     pub batch: Option<usize>,
     /// Where to write the calibration cache.
-    #[arg(short, long)]
-    pub output: PathBuf,
+    #[arg(short, long, required_unless_present = "calibration_cache")]
+    pub output: Option<PathBuf>,
+    /// A TensorRT-format calibration cache: read instead of calibrating when the file
+    /// exists (no data needed; its tensor names must be the model's), else calibrated
+    /// and written there (as TensorRT's calibrators use `readCalibrationCache`).
+    #[arg(long, value_name = "FILE", conflicts_with = "from_qdq")]
+    pub calibration_cache: Option<PathBuf>,
     /// Write the scales of the model's own QuantizeLinear/DequantizeLinear nodes instead
     /// of calibrating (no data needed).
     #[arg(long, conflicts_with_all = ["calibration_data", "calibration_batches", "batch"])]
@@ -198,7 +203,13 @@ fn batches_of(
 }
 
 pub fn calibrate(a: CalibrateArgs) -> Result<()> {
-    check_output(&a.output)?;
+    let cached = a.calibration_cache.as_ref().filter(|p| p.exists());
+    if let Some(out) = &a.output {
+        check_output(out).context("-o")?;
+    }
+    if let (Some(cache), None) = (&a.calibration_cache, cached) {
+        check_output(cache).context("--calibration-cache")?;
+    }
     if let Some(q) = &a.write_qdq {
         check_output(q).context("--write-qdq")?;
     }
@@ -212,7 +223,8 @@ pub fn calibrate(a: CalibrateArgs) -> Result<()> {
                 a.model.display()
             );
         }
-        return write(&table, &a.output);
+        let out = a.output.as_ref().context("--from-qdq needs -o")?;
+        return write(&table, out);
     }
     let mut collector = Collector::new(&graph).context("preparing the model for calibration")?;
     let input = match collector.inputs() {
@@ -223,31 +235,31 @@ pub fn calibrate(a: CalibrateArgs) -> Result<()> {
             many.len()
         ),
     };
-    let batches = batches(&a, &input)?;
     let preprocess = a.preprocess.preprocess()?;
     let dtype = input.dtype.unwrap_or(trtc::ir::DType::F32);
-    let progress = trtc::engine::progress::start("calibrating", batches.len() as u64);
-    let mut images = 0;
-    for (i, b) in batches.iter().enumerate() {
-        progress.message(&b.describe());
-        let context = || format!("calibration batch {} ({})", i + 1, b.describe());
-        if let Batch::Images(paths) = b {
-            images += paths.len();
+    let table = match cached {
+        Some(path) => read_cache(path, &graph)?,
+        None => {
+            if a.calibration_data.is_empty() {
+                bail!(
+                    "no --calibration-data, and no calibration cache at {}",
+                    a.calibration_cache
+                        .as_deref()
+                        .unwrap_or(Path::new("(none)"))
+                        .display()
+                );
+            }
+            let batches = batches(&a, &input)?;
+            let table = run_calibration(&mut collector, &batches, &preprocess, dtype, &a)?;
+            if let Some(path) = &a.calibration_cache {
+                write(&table, path)?;
+            }
+            table
         }
-        let tensor = load(b, &preprocess, dtype).with_context(context)?;
-        collector.observe(vec![tensor]).with_context(context)?;
-        progress.advance(1);
+    };
+    if let Some(out) = &a.output {
+        write(&table, out)?;
     }
-    drop(progress);
-    let table = collector.table(a.calibrator)?;
-    println!(
-        "calibrated {} tensors with {} over {} batch(es) ({} image(s))",
-        table.scales.len(),
-        a.calibrator,
-        batches.len(),
-        images
-    );
-    write(&table, &a.output)?;
     if let Some(path) = &a.write_qdq {
         let q = if a.guard_data.is_empty() {
             quantized(&graph, &table)?
@@ -267,6 +279,74 @@ pub fn calibrate(a: CalibrateArgs) -> Result<()> {
         write_qdq(&q, path)?;
     }
     Ok(())
+}
+
+/// Feed every batch through the collector, with a progress bar, and compute the table.
+fn run_calibration(
+    collector: &mut Collector,
+    batches: &[Batch],
+    preprocess: &trtc::preprocess::Preprocess,
+    dtype: trtc::ir::DType,
+    a: &CalibrateArgs,
+) -> Result<CalibrationTable> {
+    let progress = trtc::engine::progress::start("calibrating", batches.len() as u64);
+    let mut images = 0;
+    for (i, b) in batches.iter().enumerate() {
+        progress.message(&b.describe());
+        let context = || format!("calibration batch {} ({})", i + 1, b.describe());
+        if let Batch::Images(paths) = b {
+            images += paths.len();
+        }
+        let tensor = load(b, preprocess, dtype).with_context(context)?;
+        collector.observe(vec![tensor]).with_context(context)?;
+        progress.advance(1);
+    }
+    drop(progress);
+    let table = collector.table(a.calibrator)?;
+    println!(
+        "calibrated {} tensors with {} over {} batch(es) ({} image(s))",
+        table.scales.len(),
+        a.calibrator,
+        batches.len(),
+        images
+    );
+    Ok(table)
+}
+
+/// A calibration cache read instead of calibrating: every tensor it names must be one of
+/// the model's (else it was made for another model).
+fn read_cache(path: &Path, graph: &trtc::ir::Graph) -> Result<CalibrationTable> {
+    let what = || format!("calibration cache {}", path.display());
+    let text = std::fs::read_to_string(path).with_context(what)?;
+    let table = CalibrationTable::parse(&text).with_context(what)?;
+    let names = graph.tensor_names();
+    let unknown: Vec<&str> = table
+        .scales
+        .keys()
+        .filter(|n| !names.contains_key(n.as_str()))
+        .map(|n| n.as_str())
+        .collect();
+    if !unknown.is_empty() {
+        bail!(
+            "{}: {} of its {} tensors are not in the model (made for another model?): {}",
+            what(),
+            unknown.len(),
+            table.scales.len(),
+            unknown
+                .iter()
+                .take(3)
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    println!(
+        "read {} tensor scales ({}) from {}: calibration skipped",
+        table.scales.len(),
+        table.algorithm,
+        path.display()
+    );
+    Ok(table)
 }
 
 /// One batch as the model's input tensor.
@@ -356,12 +436,12 @@ fn write_qdq(q: &(trtc::ir::Graph, trtc::quant::QdqReport), path: &Path) -> Resu
 /// Fail before calibrating, not after, when the cache cannot be written there.
 fn check_output(path: &Path) -> Result<()> {
     if path.is_dir() {
-        bail!("-o {}: is a directory", path.display());
+        bail!("{}: is a directory", path.display());
     }
     match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() && !dir.is_dir() => {
             bail!(
-                "-o {}: directory {} does not exist",
+                "{}: directory {} does not exist",
                 path.display(),
                 dir.display()
             )
