@@ -13,6 +13,7 @@ mod elementwise;
 mod gemm;
 mod layer_norm;
 mod normalization;
+mod pixels;
 mod pooling;
 mod reduce;
 mod resize;

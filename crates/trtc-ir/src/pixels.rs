@@ -26,7 +26,7 @@ pub const PIXEL_OPS: [&str; 4] = ["Cast", "Transpose", "Sub", "Div"];
 /// the input's name.
 pub fn u8_nhwc_input(g: &mut Graph, mean: [f32; 3], std: [f32; 3]) -> Result<String> {
     if std.iter().chain(&mean).any(|v| !v.is_finite()) || std.contains(&0.0) {
-        return Err(IrError::Invalid(format!(
+        return Err(IrError::ImageInput(format!(
             "u8-nhwc input: mean {mean:?} and std {std:?} must be finite, std not 0"
         )));
     }
@@ -52,14 +52,14 @@ pub fn u8_nhwc_input(g: &mut Graph, mean: [f32; 3], std: [f32; 3]) -> Result<Str
     let x = match candidates.as_slice() {
         [x] => *x,
         [] => {
-            return Err(IrError::Invalid(format!(
+            return Err(IrError::ImageInput(format!(
                 "u8-nhwc input needs a 4-D f32 image input (NCHW, 3 channels); the model's \
                  inputs are {}",
                 described()
             )))
         }
         _ => {
-            return Err(IrError::Invalid(format!(
+            return Err(IrError::ImageInput(format!(
                 "u8-nhwc input needs one 4-D f32 image input; the model has several: {}",
                 described()
             )))
@@ -68,7 +68,7 @@ pub fn u8_nhwc_input(g: &mut Graph, mean: [f32; 3], std: [f32; 3]) -> Result<Str
     let info = g.tensor(x).clone();
     let shape = info.shape.clone().unwrap_or_default();
     if shape.get(1) != Some(&Dim::Known(3)) {
-        return Err(IrError::Invalid(format!(
+        return Err(IrError::ImageInput(format!(
             "u8-nhwc input: input `{}` is {}, not NCHW with 3 channels (dim 1 must be 3)",
             info.name,
             info.describe()

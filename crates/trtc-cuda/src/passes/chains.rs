@@ -182,6 +182,7 @@ mod tests {
             constant: None,
             nhwc: false,
             half: false,
+            pixels: false,
         }
     }
 
@@ -226,6 +227,7 @@ mod tests {
             precision: Precision::Fp32,
             nhwc: false,
             half: false,
+            pixels: false,
         }
     }
 

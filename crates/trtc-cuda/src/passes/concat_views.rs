@@ -126,6 +126,7 @@ mod tests {
             constant: None,
             nhwc,
             half: true,
+            pixels: false,
         }
     }
 
@@ -159,6 +160,7 @@ mod tests {
             precision: Precision::Fp16,
             nhwc,
             half: true,
+            pixels: false,
         };
         p.steps = vec![
             pool(0, 1),
