@@ -80,14 +80,15 @@ fn cast_transpose_sub_div_lower_to_one_pixels_step_reading_the_u8_input() {
             nchw,
             ops,
             params,
-        } = p.steps[0]
+        } = &p.steps[0]
         else {
             panic!("the first step is not Pixels ({precision:?} {layout:?})");
         };
+        let (x, y) = (*x, *y);
         assert_eq!(x, p.inputs[0]);
         assert!(p.slots[x].pixels && p.slots[x].elem_bytes() == 1);
-        assert!(nchw);
-        assert_eq!(ops, [2, 3]);
+        assert!(*nchw);
+        assert_eq!(ops, &[2, 3]);
         let w = &p.weights[params.unwrap().0];
         let vals: Vec<f32> = w
             .chunks(4)
@@ -126,8 +127,9 @@ fn a_transpose_outside_the_segment_or_a_constant_on_the_left_stays_out() {
         .filter(|&id| g.node(id).name != "image_to_nchw")
         .collect();
     let p = lower(&g, &nodes, Precision::Fp16, Layout::Auto);
-    assert_eq!(pixel_steps(&p).len(), 1);
-    assert!(matches!(&p.steps[0], Step::Pixels { nchw: false, ops, .. } if ops.is_empty()));
+    let pixels = pixel_steps(&p);
+    assert_eq!(pixels.len(), 1);
+    assert!(matches!(pixels[0], Step::Pixels { nchw: false, ops, .. } if ops.is_empty()));
 
     // `mean - x` is not `x - mean`: the Sub stays a step of its own.
     let mut b = GraphBuilder::new();

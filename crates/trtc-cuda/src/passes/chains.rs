@@ -227,7 +227,6 @@ mod tests {
             precision: Precision::Fp32,
             nhwc: false,
             half: false,
-            pixels: false,
         }
     }
 

@@ -160,7 +160,6 @@ mod tests {
             precision: Precision::Fp16,
             nhwc,
             half: true,
-            pixels: false,
         };
         p.steps = vec![
             pool(0, 1),
