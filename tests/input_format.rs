@@ -235,3 +235,59 @@ fn compile_defaults_match_run_image_defaults() {
     assert_eq!(InputFormat::DEFAULT_MEAN, p.mean);
     assert_eq!(InputFormat::DEFAULT_STD, p.std);
 }
+
+/// On a GPU machine: the u8 plan as one CUDA engine (the pixels converted in its first
+/// kernel), fp32 and fp16, on every image against the f32 model on tract with the image
+/// normalized on the host. `cargo test --test input_format -- --ignored`.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn gpu_u8_plan_agrees_with_the_f32_model_on_every_image() {
+    use trtc::backend::{BackendChoice, Precision};
+    let g = load_model(efficientnet()).unwrap();
+    let reference = CpuModel::new(&g).unwrap();
+    for (precision, tolerance) in [(Precision::Fp32, 1e-3), (Precision::Fp16, 5e-2)] {
+        let opts = CompileOptions {
+            backend: BackendChoice::Cuda,
+            precision,
+            ..u8_options()
+        };
+        let plan = compile("efficientnet", g.clone(), &opts, trtc::gpu()).unwrap();
+        let model = HybridModel::from_plan(&plan, trtc::gpu()).unwrap();
+        assert!(
+            model.engines().iter().all(|(_, _, k)| k == "cuda"),
+            "{:?}",
+            model.notes
+        );
+        let p = Preprocess::default();
+        for path in images() {
+            let want = reference
+                .run(vec![image_to_tensor(&path, &p).unwrap()])
+                .unwrap();
+            let got = model
+                .run(vec![image_to_pixels(&path, &p).unwrap()])
+                .unwrap();
+            let (want, got) = (floats(&want[0]), floats(&got[0]));
+            let scale = want.iter().fold(0f32, |m, x| m.max(x.abs()));
+            let diff = want
+                .iter()
+                .zip(&got)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(
+                diff <= tolerance * scale,
+                "{precision:?} {}: logits differ by {diff} (scale {scale})",
+                path.display()
+            );
+            let mut sorted = want.clone();
+            sorted.sort_by(|a, b| b.total_cmp(a));
+            if sorted[0] - sorted[1] > 2.0 * tolerance * scale {
+                assert_eq!(
+                    argmax(&want),
+                    argmax(&got),
+                    "{precision:?} {}",
+                    path.display()
+                );
+            }
+        }
+    }
+}

@@ -51,7 +51,15 @@ fn classify(model: &Runner, image: &Path, a: &RunArgs) -> Result<()> {
     // A plan compiled with `--input-format u8-nhwc` takes the pixels and normalizes them
     // itself (with the mean and std given at compile time).
     let input = match model.inputs()[0].dtype {
-        Some(trtc::ir::DType::U8) => image_to_pixels(image, &pre)?,
+        Some(trtc::ir::DType::U8) => {
+            if a.preprocess.mean != "127" || a.preprocess.std != "128" {
+                tracing::warn!(
+                    "--mean and --std are not used: this model takes u8 pixels and normalizes \
+                     them with the mean and std given to `trtc compile`"
+                );
+            }
+            image_to_pixels(image, &pre)?
+        }
         _ => image_to_tensor(image, &pre)?,
     };
     let out = model.run(vec![input])?;
@@ -116,11 +124,12 @@ fn run_tensors(model: &Runner, a: &RunArgs) -> Result<()> {
                 for other in [F32, U8, F64, I64, I32, I8, Bool] {
                     let read = (other != dtype).then(|| trtc::npy::read_npy(&file, other));
                     if let Some(Ok(t)) = read {
+                        let shape = trtc::ir::shape::shape_of(t.shape());
                         bail!(
-                            "input `{}`: expected {}, given {other}{} ({})",
+                            "input `{}`: expected {}, given {other}{} ({} is not a {dtype} .npy file)",
                             info.name,
                             info.describe(),
-                            trtc::ir::shape::shape_to_string(&trtc::ir::shape::shape_of(t.shape())),
+                            trtc::ir::shape::shape_to_string(&shape),
                             file.display()
                         );
                     }
