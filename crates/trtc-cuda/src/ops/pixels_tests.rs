@@ -158,3 +158,33 @@ fn a_u8_input_of_too_many_channels_is_refused() {
     let id = g.find_node("f").unwrap();
     assert!(CudaOpTable.check(&g, id).is_err());
 }
+
+/// EfficientNet-Lite0 with its input made u8 NHWC, optimized as `trtc compile` does: the
+/// table takes every node, and the whole model lowers with the pixels as its first step.
+#[test]
+fn efficientnet_with_a_u8_input_lowers_with_one_pixels_step_first() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../models/efficientnet_lite0.onnx");
+    let mut g = trtc_ir::load_model(&path).unwrap();
+    trtc_ir::pixels::u8_nhwc_input(&mut g, [127.0; 3], [128.0; 3]).unwrap();
+    trtc_optimizer::Pipeline::default_pipeline()
+        .run(&mut g)
+        .unwrap();
+    let nodes = compute_nodes(&g);
+    for &id in &nodes {
+        assert!(
+            CudaOpTable.check(&g, id).is_ok(),
+            "{} refused",
+            g.node(id).name
+        );
+    }
+    for (precision, layout) in CONFIGS {
+        let p = lower(&g, &nodes, precision, layout);
+        assert_eq!(pixel_steps(&p).len(), 1, "{precision:?} {layout:?}");
+        assert!(
+            matches!(&p.steps[0], Step::Pixels { nchw: true, ops, .. } if ops == &[2, 3]),
+            "{precision:?} {layout:?}"
+        );
+        assert!(p.slots[p.inputs[0]].pixels);
+    }
+}
