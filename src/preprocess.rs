@@ -49,8 +49,9 @@ pub fn parse_triple(s: &str) -> Result<[f32; 3], PreprocessError> {
     }
 }
 
-/// Decode, resize, crop and normalize an image into a `[1, 3, size, size]` f32 tensor.
-pub fn image_to_tensor(path: &Path, p: &Preprocess) -> Result<Tensor, PreprocessError> {
+/// Decode an image, resize its shorter side to `p.resize` (bilinear) and crop its centre
+/// `p.size` x `p.size`: what both [`image_to_tensor`] and [`image_to_pixels`] start from.
+fn resized_crop(path: &Path, p: &Preprocess) -> Result<image::RgbImage, PreprocessError> {
     let read_err = |detail: String| PreprocessError::Read {
         path: path.display().to_string(),
         detail,
@@ -59,12 +60,6 @@ pub fn image_to_tensor(path: &Path, p: &Preprocess) -> Result<Tensor, Preprocess
         return Err(PreprocessError::Param(
             format!("size {} / resize {}", p.size, p.resize),
             "need 0 < size <= resize".into(),
-        ));
-    }
-    if p.std.contains(&0.0) {
-        return Err(PreprocessError::Param(
-            format!("{:?}", p.std),
-            "std must not be 0".into(),
         ));
     }
     let img = image::ImageReader::open(path)
@@ -85,17 +80,37 @@ pub fn image_to_tensor(path: &Path, p: &Preprocess) -> Result<Tensor, Preprocess
     );
     let resized = image::imageops::resize(&img, nw, nh, image::imageops::FilterType::Triangle);
     let (x0, y0) = ((nw - p.size) / 2, (nh - p.size) / 2);
+    Ok(image::imageops::crop_imm(&resized, x0, y0, p.size, p.size).to_image())
+}
+
+/// Decode, resize, crop and normalize an image into a `[1, 3, size, size]` f32 tensor.
+pub fn image_to_tensor(path: &Path, p: &Preprocess) -> Result<Tensor, PreprocessError> {
+    if p.std.contains(&0.0) {
+        return Err(PreprocessError::Param(
+            format!("{:?}", p.std),
+            "std must not be 0".into(),
+        ));
+    }
+    let crop = resized_crop(path, p)?;
     let s = p.size as usize;
     let mut data = vec![0f32; 3 * s * s];
-    for y in 0..s {
-        for x in 0..s {
-            let px = resized.get_pixel(x0 + x as u32, y0 + y as u32);
-            for c in 0..3 {
-                data[c * s * s + y * s + x] = (px[c] as f32 - p.mean[c]) / p.std[c];
-            }
+    for (x, y, px) in crop.enumerate_pixels() {
+        let (x, y) = (x as usize, y as usize);
+        for c in 0..3 {
+            data[c * s * s + y * s + x] = (px[c] as f32 - p.mean[c]) / p.std[c];
         }
     }
     Tensor::from_shape(&[1, 3, s, s], &data)
+        .map_err(|e| PreprocessError::Param("tensor".into(), e.to_string()))
+}
+
+/// Decode, resize and crop an image (as [`image_to_tensor`] does) into a `[1, size, size,
+/// 3]` u8 tensor of its RGB pixels, for a model compiled with `--input-format u8-nhwc`:
+/// the model normalizes them itself (`p.mean` and `p.std` are not used here).
+pub fn image_to_pixels(path: &Path, p: &Preprocess) -> Result<Tensor, PreprocessError> {
+    let crop = resized_crop(path, p)?;
+    let s = p.size as usize;
+    Tensor::from_shape(&[1, s, s, 3], crop.as_raw())
         .map_err(|e| PreprocessError::Param("tensor".into(), e.to_string()))
 }
 
@@ -174,6 +189,36 @@ mod tests {
         assert_eq!(v[[1, 0, 0, 0]], 0.0);
         assert_eq!(v[[2, 1, 1, 2]], 1.0);
         assert_eq!(t.slice(0, 0, 1).unwrap(), image_to_tensor(&a, &p).unwrap());
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn pixels_are_the_crop_before_normalization() {
+        let dir = std::env::temp_dir().join(format!("trtc-pix-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("grad.png");
+        image::RgbImage::from_fn(23, 17, |x, y| image::Rgb([x as u8 * 9, y as u8 * 13, 200]))
+            .save(&path)
+            .unwrap();
+        let p = Preprocess {
+            size: 8,
+            resize: 12,
+            mean: [120.0, 110.0, 100.0],
+            std: [60.0, 50.0, 40.0],
+        };
+        let px = image_to_pixels(&path, &p).unwrap();
+        assert_eq!(px.shape(), &[1, 8, 8, 3]);
+        let px = px.to_plain_array_view::<u8>().unwrap();
+        let t = image_to_tensor(&path, &p).unwrap();
+        let t = t.to_plain_array_view::<f32>().unwrap();
+        for y in 0..8 {
+            for x in 0..8 {
+                for c in 0..3 {
+                    let want = (px[[0, y, x, c]] as f32 - p.mean[c]) / p.std[c];
+                    assert_eq!(t[[0, c, y, x]], want);
+                }
+            }
+        }
         std::fs::remove_dir_all(&dir).ok();
     }
 

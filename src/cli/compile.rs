@@ -1,10 +1,11 @@
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 use std::path::PathBuf;
 use trtc::backend::shapes::parse_profile;
 use trtc::backend::{
-    compile, tune, tune_profiles, BackendChoice, CompileOptions, Layout, Precision,
+    compile, tune, tune_profiles, BackendChoice, CompileOptions, InputFormat, Layout, Precision,
 };
+use trtc::preprocess::parse_triple;
 
 #[derive(Args, Debug)]
 pub struct CompileArgs {
@@ -45,6 +46,18 @@ pub struct CompileArgs {
     /// nchw or nhwc.
     #[arg(long, default_value = "auto")]
     pub layout: Layout,
+    /// What the image input takes: f32-nchw (the model's own input), or u8-nhwc (8-bit
+    /// pixels [N,H,W,3], normalized inside the model with --mean and --std).
+    #[arg(long, default_value = "f32-nchw", value_parser = InputFormat::parse)]
+    pub input_format: InputFormat,
+    /// With --input-format u8-nhwc: mean subtracted from each pixel (0-255), one value or
+    /// three comma-separated [default: 127, as `trtc run --image`].
+    #[arg(long)]
+    pub mean: Option<String>,
+    /// With --input-format u8-nhwc: divisor after the mean (0-255 units), one value or
+    /// three comma-separated [default: 128, as `trtc run --image`].
+    #[arg(long)]
+    pub std: Option<String>,
     /// Input shapes to build engines for now, for a model with dynamic dims past the
     /// batch (as `trtexec --shapes`): `NAME:1x3x640x640`, inputs of one profile joined by
     /// `,`; repeatable, one profile each. Other shapes get their engines when they first
@@ -59,8 +72,31 @@ pub struct CompileArgs {
     pub dot: Option<PathBuf>,
 }
 
+/// The input format with `--mean` and `--std` applied (only u8-nhwc takes them).
+fn input_format(a: &CompileArgs) -> Result<InputFormat> {
+    match a.input_format {
+        InputFormat::U8Nhwc { mut mean, mut std } => {
+            if let Some(m) = &a.mean {
+                mean = parse_triple(m).context("--mean")?;
+            }
+            if let Some(s) = &a.std {
+                std = parse_triple(s).context("--std")?;
+            }
+            if std.contains(&0.0) {
+                bail!("--std {std:?}: a channel's std is 0");
+            }
+            Ok(InputFormat::U8Nhwc { mean, std })
+        }
+        InputFormat::F32Nchw if a.mean.is_some() || a.std.is_some() => {
+            bail!("--mean and --std go with --input-format u8-nhwc (the f32 input is normalized already)")
+        }
+        f => Ok(f),
+    }
+}
+
 pub fn compile_cmd(a: CompileArgs) -> Result<()> {
     let opts = CompileOptions {
+        input_format: input_format(&a)?,
         precision: a.precision,
         min_segment_size: a.min_segment_size,
         max_batch_size: a.max_batch_size.max(1),

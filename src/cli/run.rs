@@ -3,7 +3,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use std::path::{Path, PathBuf};
 use trtc::ir::Tensor;
-use trtc::preprocess::image_to_tensor;
+use trtc::preprocess::{image_to_pixels, image_to_tensor};
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
@@ -47,7 +47,21 @@ fn classify(model: &Runner, image: &Path, a: &RunArgs) -> Result<()> {
             model.inputs().len()
         );
     }
-    let input = image_to_tensor(image, &a.preprocess.preprocess()?)?;
+    let pre = a.preprocess.preprocess()?;
+    // A plan compiled with `--input-format u8-nhwc` takes the pixels and normalizes them
+    // itself (with the mean and std given at compile time).
+    let input = match model.inputs()[0].dtype {
+        Some(trtc::ir::DType::U8) => {
+            if a.preprocess.mean != "127" || a.preprocess.std != "128" {
+                tracing::warn!(
+                    "--mean and --std are not used: this model takes u8 pixels and normalizes \
+                     them with the mean and std given to `trtc compile`"
+                );
+            }
+            image_to_pixels(image, &pre)?
+        }
+        _ => image_to_tensor(image, &pre)?,
+    };
     let out = model.run(vec![input])?;
     let logits = out.first().context("the model has no output")?;
     let view = logits
@@ -101,8 +115,28 @@ fn run_tensors(model: &Runner, a: &RunArgs) -> Result<()> {
             )
         })?;
         let dtype = info.dtype.unwrap_or(trtc::ir::DType::F32);
-        let t =
-            trtc::npy::read_npy(&file, dtype).with_context(|| format!("input `{}`", info.name))?;
+        let t = match trtc::npy::read_npy(&file, dtype) {
+            Ok(t) => t,
+            Err(e) => {
+                // A file of another type the model could have taken (f32 for a plan
+                // compiled with `--input-format u8-nhwc`, say): say which.
+                use trtc::ir::DType::*;
+                for other in [F32, U8, F64, I64, I32, I8, Bool] {
+                    let read = (other != dtype).then(|| trtc::npy::read_npy(&file, other));
+                    if let Some(Ok(t)) = read {
+                        let shape = trtc::ir::shape::shape_of(t.shape());
+                        bail!(
+                            "input `{}`: expected {}, given {other}{} ({} is not a {dtype} .npy file)",
+                            info.name,
+                            info.describe(),
+                            trtc::ir::shape::shape_to_string(&shape),
+                            file.display()
+                        );
+                    }
+                }
+                return Err(e).with_context(|| format!("input `{}`", info.name));
+            }
+        };
         inputs.push(t);
     }
     if let Some(extra) = given.keys().next() {

@@ -2,7 +2,7 @@
 //! compile` does before writing a plan.
 
 use crate::error::Result;
-use crate::options::{BackendChoice, CompileOptions};
+use crate::options::{BackendChoice, CompileOptions, InputFormat};
 use crate::partition::{partition, PartitionOptions};
 use crate::plan::Plan;
 use crate::report::CompileReport;
@@ -11,7 +11,8 @@ use trtc_ir::Graph;
 
 /// Optimize `g` with the default pipeline and partition it for `opts`, GPU segments being
 /// what `gpu`'s support table accepts (whether or not this machine can build them: the
-/// plan may run on another).
+/// plan may run on another). An `input_format` other than f32 NCHW rewrites the graph's
+/// image input first ([`apply_input_format`]).
 pub fn compile(
     model_name: &str,
     mut g: Graph,
@@ -23,6 +24,7 @@ pub fn compile(
             return Err(EngineError::Unavailable(gpu.name().into(), why).into());
         }
     }
+    apply_input_format(&mut g, opts.input_format)?;
     let optimizer = opts.pipeline()?.run(&mut g)?;
     let popts = PartitionOptions {
         min_segment_size: opts.min_segment_size,
@@ -46,6 +48,24 @@ pub fn compile(
         engines: Default::default(),
         shape_engines: Default::default(),
     })
+}
+
+/// Make `g`'s image input take what `format` says (nothing to do for f32 NCHW). The
+/// normalization it adds (Sub, Div before the first conv) stays as it is through the
+/// optimizer: no pass folds an affine map into the conv that reads it (with padding it
+/// would be inexact at the borders).
+pub fn apply_input_format(g: &mut Graph, format: InputFormat) -> Result<()> {
+    match format {
+        InputFormat::F32Nchw => Ok(()),
+        InputFormat::U8Nhwc { mean, std } => {
+            let name = trtc_ir::pixels::u8_nhwc_input(g, mean, std)?;
+            tracing::info!(
+                "input `{name}` takes u8 NHWC pixels ({})",
+                format.describe()
+            );
+            Ok(())
+        }
+    }
 }
 
 /// Time the GPU engines' tactics at each of `batches` (random inputs) and store them in

@@ -16,7 +16,7 @@ pub mod shapes;
 pub use compile::{compile, tune, tune_profiles};
 pub use engine::{Engine, EngineBuilder, EnginePayload, LayerTiming, NoEngines};
 pub use error::{BackendError, Result};
-pub use options::{BackendChoice, CompileOptions, Layout, Precision};
+pub use options::{BackendChoice, CompileOptions, InputFormat, Layout, Precision};
 pub use partition::{partition, Partition, PartitionOptions, Segment, SegmentBackend};
 pub use plan::Plan;
 pub use report::CompileReport;

@@ -28,6 +28,47 @@ impl std::str::FromStr for BackendChoice {
     }
 }
 
+/// What the compiled model's image input takes (`trtc compile --input-format`).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case", tag = "format")]
+pub enum InputFormat {
+    /// The model's inputs as they are (a normalized f32 NCHW image).
+    #[default]
+    F32Nchw,
+    /// The 4-D, 3-channel image input takes 8-bit pixels `[N, H, W, 3]`, normalized inside
+    /// the model as `(float(p) - mean[c]) / std[c]` (0-255 units, as `trtc run --image`
+    /// normalizes): `trtc_ir::pixels::u8_nhwc_input`. 4x fewer bytes to the GPU.
+    U8Nhwc { mean: [f32; 3], std: [f32; 3] },
+}
+
+impl InputFormat {
+    /// Mean and std of `trtc run --image` (`trtc::preprocess::Preprocess::default`).
+    pub const DEFAULT_MEAN: [f32; 3] = [127.0; 3];
+    pub const DEFAULT_STD: [f32; 3] = [128.0; 3];
+
+    /// `f32-nchw` or `u8-nhwc` (with the default mean and std).
+    pub fn parse(s: &str) -> Result<InputFormat, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "f32-nchw" => Ok(InputFormat::F32Nchw),
+            "u8-nhwc" => Ok(InputFormat::U8Nhwc {
+                mean: Self::DEFAULT_MEAN,
+                std: Self::DEFAULT_STD,
+            }),
+            _ => Err(format!("unknown input format `{s}` (f32-nchw, u8-nhwc)")),
+        }
+    }
+
+    /// `f32-nchw`, or `u8-nhwc (mean [..], std [..])`.
+    pub fn describe(&self) -> String {
+        match self {
+            InputFormat::F32Nchw => "f32-nchw".into(),
+            InputFormat::U8Nhwc { mean, std } => {
+                format!("u8-nhwc (mean {mean:?}, std {std:?})")
+            }
+        }
+    }
+}
+
 /// The compile options, as TF-TRT's conversion parameters.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CompileOptions {
@@ -53,6 +94,10 @@ pub struct CompileOptions {
     /// run the requests of that shape on the CPU meanwhile, instead of waiting.
     #[serde(default)]
     pub build_in_background: bool,
+    /// What the image input takes: applied to the graph before optimization, so the plan's
+    /// model has the u8 input (plans written before this option load as `F32Nchw`).
+    #[serde(default)]
+    pub input_format: InputFormat,
 }
 
 impl Default for CompileOptions {
@@ -68,6 +113,7 @@ impl Default for CompileOptions {
             layout: Layout::Auto,
             skip_passes: vec![],
             build_in_background: false,
+            input_format: InputFormat::F32Nchw,
         }
     }
 }
@@ -95,5 +141,34 @@ impl CompileOptions {
             workspace_bytes: self.workspace_bytes,
             max_cached_engines: self.max_cached_engines,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn input_formats_parse_and_old_options_load() {
+        assert_eq!(InputFormat::parse("f32-nchw"), Ok(InputFormat::F32Nchw));
+        assert_eq!(
+            InputFormat::parse("U8-NHWC"),
+            Ok(InputFormat::U8Nhwc {
+                mean: [127.0; 3],
+                std: [128.0; 3]
+            })
+        );
+        assert!(InputFormat::parse("rgb").is_err());
+        let mut json = serde_json::to_value(CompileOptions::default()).unwrap();
+        json.as_object_mut().unwrap().remove("input_format");
+        let old: CompileOptions = serde_json::from_value(json).unwrap();
+        assert_eq!(old.input_format, InputFormat::F32Nchw);
+        let opts = CompileOptions {
+            input_format: InputFormat::parse("u8-nhwc").unwrap(),
+            ..Default::default()
+        };
+        let back: CompileOptions =
+            serde_json::from_str(&serde_json::to_string(&opts).unwrap()).unwrap();
+        assert_eq!(back, opts);
     }
 }

@@ -201,6 +201,9 @@ impl CompileReport {
 
 impl std::fmt::Display for CompileReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.options.input_format != crate::options::InputFormat::F32Nchw {
+            writeln!(f, "input format: {}", self.options.input_format.describe())?;
+        }
         if !self.shapes.is_empty() {
             writeln!(
                 f,

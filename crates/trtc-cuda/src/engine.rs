@@ -5,7 +5,7 @@
 
 use crate::error::{cuda_err, Result};
 use crate::exec::{Exec, Instance};
-use crate::program::host::{decode_f32, f32_bytes};
+use crate::program::host::decode_f32;
 use crate::program::{Program, Step};
 use crate::sys::device::Device;
 use crate::tactics::saved::{EngineTactics, InstanceTactics};
@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use trtc_engine::{DeviceBuffer, Engine, EnginePayload, HostStream, LayerTiming};
-use trtc_ir::tract_onnx::prelude::{IntoTValue, TValue, TVec, Tensor};
+use trtc_ir::tract_onnx::prelude::{DatumType, IntoTValue, TValue, TVec, Tensor};
 
 mod stream;
 
@@ -126,16 +126,22 @@ impl CudaEngine {
                         format!("shape {:?}, engine built for {want:?}", t.shape()),
                     ));
                 }
-                let host = t
-                    .to_plain_array_view::<f32>()
-                    .map_err(|e| cuda_err("input", e))?;
-                let host = host
-                    .as_slice()
-                    .ok_or_else(|| cuda_err("input", "not contiguous"))?;
+                // A u8 input (8-bit pixels) goes up as its bytes, anything else as f32.
+                let want_dt = match p.slots[slot].pixels {
+                    true => DatumType::U8,
+                    false => DatumType::F32,
+                };
+                if t.datum_type() != want_dt {
+                    return Err(cuda_err(
+                        "input",
+                        format!("{:?} data, the engine takes {want_dt:?}", t.datum_type()),
+                    ));
+                }
+                let host = t.as_bytes();
                 let buf = inst.buffers[p.storage(slot)]
                     .as_mut()
                     .ok_or_else(|| cuda_err("input", "no buffer"))?;
-                s.memcpy_htod(f32_bytes(host), buf)
+                s.memcpy_htod(host, buf)
                     .map_err(|e| cuda_err("upload", e))?;
             }
             f(inst)
@@ -224,6 +230,9 @@ impl CudaEngine {
                 e * (n(*a) + n(*bm) + n(*y)),
             ),
             Step::Convert { x, .. } => ("convert", 0, (4 + e) * n(*x)),
+            Step::Pixels { x, y, ops, .. } => {
+                ("pixels", n(*y) * ops.len() as u64, n(*x) + e * n(*y))
+            }
             Step::Relayout { x, .. } => ("relayout", 0, 2 * e * n(*x)),
             Step::Transpose { x, .. } => ("transpose", 0, 2 * e * n(*x)),
             Step::Gather { y, .. } => ("gather", 0, 2 * e * n(*y)),
@@ -313,35 +322,41 @@ impl Engine for CudaEngine {
         outputs: &[DeviceBuffer],
     ) -> Option<Result<()>> {
         let p = &self.exec.program;
-        let check =
-            |what: &str, slots: &[usize], bufs: &[DeviceBuffer]| -> Result<()> {
-                if slots.len() != bufs.len() {
+        let check = |what: &str, slots: &[usize], bufs: &[DeviceBuffer]| -> Result<()> {
+            if slots.len() != bufs.len() {
+                return Err(cuda_err(
+                    "device buffers",
+                    format!(
+                        "{} {what}s given, the engine has {}",
+                        bufs.len(),
+                        slots.len()
+                    ),
+                ));
+            }
+            for (i, (&slot, b)) in slots.iter().zip(bufs).enumerate() {
+                // Each slot's own element size: 1 byte for a u8 (pixels) input.
+                let elem = p.slots[slot].elem_bytes();
+                let want = p.numel(slot, batch) * elem;
+                if b.bytes != want || b.ptr == 0 {
                     return Err(cuda_err(
                         "device buffers",
                         format!(
-                            "{} {what}s given, the engine has {}",
-                            bufs.len(),
-                            slots.len()
+                            "{what} {i}: {} bytes at {:#x}, the engine takes {want} ({}{:?}{})",
+                            b.bytes,
+                            b.ptr,
+                            if elem == 1 { "u8" } else { "f32" },
+                            p.shape(slot, batch),
+                            if b.ptr == 0 {
+                                ", and a null address"
+                            } else {
+                                ""
+                            }
                         ),
                     ));
                 }
-                for (i, (&slot, b)) in slots.iter().zip(bufs).enumerate() {
-                    let want = p.numel(slot, batch) * 4;
-                    if b.bytes != want || b.ptr == 0 {
-                        return Err(cuda_err(
-                            "device buffers",
-                            format!(
-                            "{what} {i}: {} bytes at {:#x}, the engine takes {want} (f32{:?}{})",
-                            b.bytes,
-                            b.ptr,
-                            p.shape(slot, batch),
-                            if b.ptr == 0 { ", and a null address" } else { "" }
-                        ),
-                        ));
-                    }
-                }
-                Ok(())
-            };
+            }
+            Ok(())
+        };
         if let Err(e) = check("input", &p.inputs, inputs).and(check("output", &p.outputs, outputs))
         {
             return Some(Err(e));

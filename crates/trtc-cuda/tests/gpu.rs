@@ -14,6 +14,7 @@ mod gemm;
 mod layer_norm;
 mod normalization;
 mod pipelined;
+mod pixels;
 mod pooling;
 mod reduce;
 mod resize;

@@ -28,8 +28,9 @@ pub struct EnginePayload {
     pub bytes: Vec<u8>,
 }
 
-/// A tensor in device memory: its address and its size in bytes (f32, dense, row-major, in
-/// the shape of the engine's input or output it stands for).
+/// A tensor in device memory: its address and its size in bytes (dense, row-major, in the
+/// shape and type of the engine's input or output it stands for: f32, or u8 for an image
+/// input compiled with `--input-format u8-nhwc`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DeviceBuffer {
     pub ptr: u64,

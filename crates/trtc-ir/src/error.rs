@@ -52,6 +52,9 @@ pub enum IrError {
         expected: String,
         given: String,
     },
+    /// An image input that cannot take the format asked for (`pixels::u8_nhwc_input`).
+    #[error("image input: {0}")]
+    ImageInput(String),
     #[error("tract: {0}")]
     Tract(String),
 }

@@ -14,6 +14,7 @@ pub mod graph;
 pub mod infer;
 pub mod load;
 pub mod op;
+pub mod pixels;
 pub mod shape;
 pub mod specialize;
 pub mod stats;

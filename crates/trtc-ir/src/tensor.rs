@@ -212,6 +212,17 @@ pub fn random_uniform(shape: &[usize], seed: u64) -> Tensor {
     Tensor::from_shape(shape, &v).expect("as many values as the shape holds")
 }
 
+/// Bytes from a seed, as `random_uniform` draws them: the random u8 inputs (images) of
+/// tests and benchmarks.
+pub fn random_bytes(shape: &[usize], seed: u64) -> Tensor {
+    let floats = random_uniform(shape, seed);
+    let v: Vec<u8> = floats
+        .to_plain_array_view::<f32>()
+        .map(|a| a.iter().map(|&x| ((x + 1.0) * 128.0) as u8).collect())
+        .unwrap_or_default();
+    Tensor::from_shape(shape, &v).expect("as many values as the shape holds")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

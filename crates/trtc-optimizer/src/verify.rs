@@ -44,7 +44,8 @@ pub fn random_inputs(g: &Graph, batch: usize, seed: u64) -> Result<Vec<Tensor>> 
     random_inputs_of(g, &shapes, seed)
 }
 
-/// Random f32 inputs of the given shapes (one per graph input, in order).
+/// Random inputs of the given shapes (one per graph input, in order): f32 in [-1, 1), or
+/// random bytes for a u8 input (an image compiled with `--input-format u8-nhwc`).
 pub fn random_inputs_of(g: &Graph, shapes: &[Vec<usize>], seed: u64) -> Result<Vec<Tensor>> {
     g.inputs()
         .iter()
@@ -52,14 +53,16 @@ pub fn random_inputs_of(g: &Graph, shapes: &[Vec<usize>], seed: u64) -> Result<V
         .enumerate()
         .map(|(i, (&id, dims))| {
             let info = g.tensor(Outlet::new(id, 0));
-            if info.dtype != Some(DType::F32) {
-                return Err(OptError::Verify(format!(
-                    "input `{}` is {}; only f32 inputs are generated",
+            let seed = seed.wrapping_add(i as u64 * 7919);
+            match info.dtype {
+                Some(DType::F32) => Ok(random_tensor(dims, seed)),
+                Some(DType::U8) => Ok(trtc_ir::tensor::random_bytes(dims, seed)),
+                _ => Err(OptError::Verify(format!(
+                    "input `{}` is {}; only f32 and u8 inputs are generated",
                     info.name,
                     info.describe()
-                )));
+                ))),
             }
-            Ok(random_tensor(dims, seed.wrapping_add(i as u64 * 7919)))
         })
         .collect()
 }

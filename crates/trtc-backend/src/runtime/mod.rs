@@ -271,8 +271,9 @@ impl HybridModel {
 
     /// Run on inputs already in device memory, writing the outputs to device memory: no
     /// host round trip, for a service that keeps its tensors on the GPU. `shapes` are the
-    /// inputs' shapes (checked as `run` checks them; the buffers hold f32, dense,
-    /// row-major data of those shapes); the outputs' buffers must have the outputs' sizes
+    /// inputs' shapes (checked as `run` checks them; the buffers hold dense, row-major
+    /// data of those shapes in the inputs' types: f32, or u8 pixels for a plan compiled
+    /// with `--input-format u8-nhwc`); the outputs' buffers must have the outputs' sizes
     /// at that batch ([`HybridModel::output_infos`]). Only for a model that runs as one GPU
     /// segment from its inputs to its outputs; anything else is an error saying why.
     ///
@@ -287,7 +288,16 @@ impl HybridModel {
         inputs: &[trtc_engine::DeviceBuffer],
         outputs: &[trtc_engine::DeviceBuffer],
     ) -> Result<()> {
-        let dts = vec![trtc_ir::tract_onnx::prelude::DatumType::F32; shapes.len()];
+        // The buffers hold each input's own type (u8 for an `--input-format u8-nhwc` image).
+        let dts: Vec<_> = self
+            .inputs
+            .iter()
+            .map(|t| {
+                t.dtype
+                    .and_then(|d| d.to_datum())
+                    .unwrap_or(trtc_ir::tract_onnx::prelude::DatumType::F32)
+            })
+            .collect();
         check_shapes(&self.inputs, shapes, &dts)?;
         let model = match &self.models {
             Models::Static(m) => ModelRef::Borrowed(m),

@@ -61,8 +61,10 @@ impl CudaEngine {
         let dev = &self.exec.dev;
         let batch = hs.batch;
         let depth = hs.depth.max(1);
-        let in_bytes: Vec<usize> = p.inputs.iter().map(|&s| p.numel(s, batch) * 4).collect();
-        let out_bytes: Vec<usize> = p.outputs.iter().map(|&s| p.numel(s, batch) * 4).collect();
+        // Each boundary slot's own element size: f32, or 1 byte for u8 pixels.
+        let bytes = |s: usize| p.numel(s, batch) * p.slots[s].elem_bytes();
+        let in_bytes: Vec<usize> = p.inputs.iter().map(|&s| bytes(s)).collect();
+        let out_bytes: Vec<usize> = p.outputs.iter().map(|&s| bytes(s)).collect();
         let ctx = &dev.ctx;
         ctx.bind_to_thread().map_err(|e| cuda_err("context", e))?;
         let err = |what: &'static str| move |e: cudarc::driver::DriverError| cuda_err(what, e);

@@ -453,6 +453,7 @@ impl Exec {
                     self.chain_with(name, inst, &[*x], *y, &[], dims, vec![strides])
                 }
                 Step::Resize { .. } => self.launch_resize(inst, i),
+                Step::Pixels { .. } => self.launch_pixels(inst, i),
                 Step::ConvTranspose { .. } => self.launch_conv_transpose(inst, i),
                 Step::Reduce { .. } => self.launch_reduce(inst, i),
                 Step::Lrn { .. } => self.launch_lrn(inst, i),

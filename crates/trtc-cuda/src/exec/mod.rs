@@ -1,7 +1,8 @@
 //! Running a program on the GPU: an engine's executor (the device, the program, its
 //! weights on the device, the cuDNN and cuBLASLt handles) and, per batch size, an
 //! [`Instance`] (buffers, per-layer descriptors and the tactics chosen), with the launches
-//! of each step (`launch.rs`, `direct.rs`, `elementwise.rs`, `resample.rs`, `reduce.rs`) and
+//! of each step (`launch.rs`, `direct.rs`, `elementwise.rs`, `resample.rs`, `reduce.rs`,
+//! `pixels.rs`) and
 //! CUDA graph replay.
 //!
 //! Below: the program (`program/`), its passes' results (`passes/`), the libraries
@@ -13,6 +14,7 @@ mod direct;
 mod elementwise;
 mod gather;
 mod launch;
+mod pixels;
 mod reduce;
 mod resample;
 

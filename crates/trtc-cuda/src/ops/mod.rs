@@ -21,6 +21,7 @@ mod layer_norm;
 mod lrn;
 mod normalization;
 mod pad_tile;
+mod pixels;
 mod pool;
 mod reduce;
 mod resize;
@@ -77,6 +78,7 @@ pub static FAMILIES: &[&OpFamily] = &[
     &transpose::FAMILY,
     &data_movement::FAMILY,
     &pad_tile::FAMILY,
+    &pixels::FAMILY,
 ];
 
 /// Precisions every family runs in: fp32 (true FP32), tf32 (tensor cores for convs and
@@ -88,6 +90,15 @@ pub fn family_of(op: &Op) -> Option<&'static OpFamily> {
     FAMILIES.iter().copied().find(|f| (f.handles)(op))
 }
 
+/// The family of node `id`: by its op, but for a Cast of u8 pixels (the pixels family,
+/// chosen by the input's type rather than the op).
+pub fn family_for(g: &Graph, id: NodeId) -> Option<&'static OpFamily> {
+    if pixels::is_pixel_cast(g, id) {
+        return Some(&pixels::FAMILY);
+    }
+    family_of(&g.node(id).op)
+}
+
 /// The CUDA engine's support table: the families' checks, and the checks every op shares.
 pub struct CudaOpTable;
 
@@ -97,6 +108,10 @@ impl OpSupport for CudaOpTable {
     }
 
     fn check(&self, g: &Graph, id: NodeId) -> std::result::Result<(), FallbackReason> {
+        if pixels::is_pixel_cast(g, id) {
+            // Its input is u8: the family checks its tensors itself.
+            return pixels::check(g, id);
+        }
         let family = family_of(&g.node(id).op).ok_or(FallbackReason::UnsupportedOp)?;
         check_tensors(g, id)?;
         (family.check)(g, id)
@@ -112,7 +127,12 @@ fn check_tensors(g: &Graph, id: NodeId) -> std::result::Result<(), FallbackReaso
             infos.push(g.tensor(o));
         }
     }
-    for t in infos {
+    check_infos(&infos)
+}
+
+/// `check_tensors` on these tensors.
+fn check_infos(infos: &[&trtc_ir::TensorInfo]) -> std::result::Result<(), FallbackReason> {
+    for &t in infos {
         match t.dtype {
             Some(DType::F32) | Some(DType::F16) => {}
             Some(other) => {
@@ -155,10 +175,13 @@ pub fn lower_segment(
     io: &SubgraphIo,
     opts: &EngineOptions,
 ) -> Result<Program> {
-    let mut cx = Lowering::new(g, io, opts);
+    let mut cx = Lowering::new(g, nodes, io, opts);
     for &id in nodes {
+        if cx.taken(id) {
+            continue;
+        }
         let node = g.node(id);
-        let family = family_of(&node.op).ok_or_else(|| {
+        let family = family_for(g, id).ok_or_else(|| {
             cuda_err(
                 &node.name,
                 format!("op {} has no CUDA lowering", node.op.op_type()),

@@ -81,7 +81,8 @@ pub fn step_slots(step: &Step) -> (Vec<usize>, Vec<usize>) {
         | Step::ConvTranspose { x, y, .. }
         | Step::Reduce { x, y, .. }
         | Step::Lrn { x, y, .. }
-        | Step::Gather { x, y, .. } => (vec![*x], vec![*y]),
+        | Step::Gather { x, y, .. }
+        | Step::Pixels { x, y, .. } => (vec![*x], vec![*y]),
         Step::Binary { a, b, y, .. } | Step::BatchedMatMul { a, b, y, .. } => {
             (vec![*a, *b], vec![*y])
         }

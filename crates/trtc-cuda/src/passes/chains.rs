@@ -182,6 +182,7 @@ mod tests {
             constant: None,
             nhwc: false,
             half: false,
+            pixels: false,
         }
     }
 

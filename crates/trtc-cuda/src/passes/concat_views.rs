@@ -126,6 +126,7 @@ mod tests {
             constant: None,
             nhwc,
             half: true,
+            pixels: false,
         }
     }
 

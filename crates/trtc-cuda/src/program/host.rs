@@ -20,13 +20,6 @@ pub(crate) fn decode_f32(bytes: &[u8]) -> Vec<f32> {
         .collect()
 }
 
-/// The bytes of an f32 slice, without copying.
-pub(crate) fn f32_bytes(v: &[f32]) -> &[u8] {
-    // Safety: f32 has no padding and any byte pattern is a valid u8; the length in bytes is
-    // exactly the slice's, and the borrow keeps `v` alive.
-    unsafe { std::slice::from_raw_parts(v.as_ptr() as *const u8, std::mem::size_of_val(v)) }
-}
-
 /// `v`, an `[n, c, h, w]` tensor in NCHW order, reordered to NHWC (for conv weights,
 /// `[k, c, r, s]` to KRSC).
 pub(crate) fn nchw_to_nhwc(v: &[f32], [n, c, h, w]: [usize; 4]) -> Vec<f32> {

@@ -1,33 +1,49 @@
 //! The context an op family lowers a node in: the program being built, the slot of every
 //! tensor lowered so far, and the segment boundary (f32 NCHW outside, the engine's type
-//! and layout inside, `Convert` steps between).
+//! and layout inside, `Convert` steps between; a u8 input stays u8, for a `Pixels` step).
 
 use super::{Program, Step, WeightId};
 use crate::error::{cuda_err, Result};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use trtc_engine::EngineOptions;
 use trtc_ir::tensor::tensor_to_f32s;
-use trtc_ir::{Dim, Graph, NodeId, Outlet, SubgraphIo};
+use trtc_ir::{DType, Dim, Graph, NodeId, Outlet, SubgraphIo};
 
 pub struct Lowering<'g> {
     pub g: &'g Graph,
     pub p: Program,
     slot_of: HashMap<Outlet, usize>,
+    /// The segment's nodes (a node lowering its consumers with it checks they are here).
+    nodes: HashSet<NodeId>,
+    /// Nodes another node's steps compute already: not lowered again.
+    taken: HashSet<NodeId>,
 }
 
 impl<'g> Lowering<'g> {
-    /// A program for a segment whose inputs are `io.inputs`, with their boundary slots.
-    pub fn new(g: &'g Graph, io: &SubgraphIo, opts: &EngineOptions) -> Lowering<'g> {
+    /// A program for segment `nodes` whose inputs are `io.inputs`, with their boundary slots.
+    pub fn new(
+        g: &'g Graph,
+        nodes: &[NodeId],
+        io: &SubgraphIo,
+        opts: &EngineOptions,
+    ) -> Lowering<'g> {
         let mut cx = Lowering {
             g,
             p: Program::new(opts),
             slot_of: HashMap::new(),
+            nodes: nodes.iter().copied().collect(),
+            taken: HashSet::new(),
         };
         for &o in &io.inputs {
             let p = &mut cx.p;
-            let host = p.add_boundary_slot(g, o);
+            let pixels = g.tensor(o).dtype == Some(DType::U8);
+            let host = if pixels {
+                p.add_pixel_boundary_slot(g, o)
+            } else {
+                p.add_boundary_slot(g, o)
+            };
             p.inputs.push(host);
-            let s = if p.boundary_differs(host) {
+            let s = if !pixels && p.boundary_differs(host) {
                 let s = p.add_slot(g, o, None);
                 p.names.push(g.tensor(o).name.clone());
                 p.steps.push(Step::Convert { x: host, y: s });
@@ -38,6 +54,21 @@ impl<'g> Lowering<'g> {
             cx.slot_of.insert(o, s);
         }
         cx
+    }
+
+    /// Whether `id` is one of the segment's nodes.
+    pub fn in_segment(&self, id: NodeId) -> bool {
+        self.nodes.contains(&id)
+    }
+
+    /// Node `id` is computed by the steps of another (which bound its outputs).
+    pub fn take(&mut self, id: NodeId) {
+        self.taken.insert(id);
+    }
+
+    /// Whether another node's steps compute `id` already.
+    pub fn taken(&self, id: NodeId) -> bool {
+        self.taken.contains(&id)
     }
 
     /// The slot of node `id`'s input `slot`: a tensor lowered before, or a constant that

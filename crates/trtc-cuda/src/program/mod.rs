@@ -5,8 +5,10 @@
 //! built and tested without a GPU.
 //!
 //! Segment inputs and outputs are f32 NCHW, as the rest of trtc sees them; an fp16 or NHWC
-//! engine converts them with `Convert` steps at its boundary. Inside, every 4-D tensor is
-//! stored in the engine's layout, other tensors in their natural order.
+//! engine converts them with `Convert` steps at its boundary. A u8 input (8-bit NHWC
+//! pixels, `--input-format u8-nhwc`) stays u8 at the boundary: a `Pixels` step reads it.
+//! Inside, every 4-D tensor is stored in the engine's layout, other tensors in their
+//! natural order.
 
 pub mod conv_rules;
 pub mod gather;
@@ -35,11 +37,15 @@ pub struct Slot {
     pub nhwc: bool,
     /// Elements are fp16 (else f32).
     pub half: bool,
+    /// Elements are 8-bit pixels (a u8 segment input, read by a `Pixels` step).
+    pub pixels: bool,
 }
 
 impl Slot {
     pub fn elem_bytes(&self) -> usize {
-        if self.half {
+        if self.pixels {
+            1
+        } else if self.half {
             2
         } else {
             4
@@ -136,6 +142,18 @@ pub enum Step {
         n: usize,
         a_bcast: bool,
         b_bcast: bool,
+    },
+    /// 8-bit NHWC pixels `x` (`[N,H,W,C]`, a u8 segment input) into the engine's tensor y,
+    /// in one kernel (`ops/pixels.rs`): each pixel as float, then `ops[k]` (a binary op's
+    /// code, `Step::Binary`) with the per-channel constant `params[k * C + c]` on the right.
+    /// `nchw`: y is the pixels transposed to `[N,C,H,W]` (a Transpose 0,3,1,2 taken in);
+    /// else y is `[N,H,W,C]`. y is stored as the engine stores 4-D tensors.
+    Pixels {
+        x: usize,
+        y: usize,
+        nchw: bool,
+        ops: Vec<i32>,
+        params: Option<WeightId>,
     },
     /// Between a segment boundary slot (f32 NCHW) and an engine slot, either way.
     Convert {
@@ -333,6 +351,7 @@ impl Program {
             constant: None,
             nhwc,
             half,
+            pixels: false,
         });
         self.slots.len() - 1
     }
@@ -341,6 +360,13 @@ impl Program {
     pub fn add_boundary_slot(&mut self, g: &Graph, o: Outlet) -> usize {
         let shape = g.tensor(o).shape.clone().unwrap_or_default();
         self.push_slot(shape, None, false, false)
+    }
+
+    /// A u8 segment input (8-bit NHWC pixels), kept as it arrives: a `Pixels` step reads it.
+    pub fn add_pixel_boundary_slot(&mut self, g: &Graph, o: Outlet) -> usize {
+        let s = self.add_boundary_slot(g, o);
+        self.slots[s].pixels = true;
+        s
     }
 
     /// Whether boundary slot `s` is stored differently from the engine's own tensors.
