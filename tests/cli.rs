@@ -189,4 +189,12 @@ fn bench_reports_one_at_a_time_and_pipelined_throughput() {
         // No GPU engine: the stream ran one batch after another.
         assert_eq!(row["pipelined_overlapped"], false, "{row}");
     }
+    // u8 pixels need a 4-D, 3-channel image input: refused, naming the problem.
+    let o = trtc(&[
+        "bench",
+        &m.display().to_string(),
+        "--input-format",
+        "u8-nhwc",
+    ]);
+    assert_clean_failure(&o, "u8-nhwc input needs a 4-D f32 image input");
 }

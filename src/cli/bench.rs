@@ -26,6 +26,11 @@ pub struct BenchArgs {
     /// Layout of 4-D tensors inside GPU engines (ONNX models only): auto, nchw or nhwc.
     #[arg(long, default_value = "auto")]
     pub layout: Layout,
+    /// What the image input takes when compiling an ONNX model: f32-nchw, or u8-nhwc (8-bit
+    /// pixels normalized in the engine's first kernel, with `trtc run --image`'s default
+    /// mean and std; `trtc compile --input-format` sets them). A plan keeps its own.
+    #[arg(long, default_value = "f32-nchw", value_parser = trtc::backend::InputFormat::parse)]
+    pub input_format: trtc::backend::InputFormat,
     /// Leave an optimizer pass out when compiling an ONNX model (repeatable).
     #[arg(long = "skip-pass", value_name = "PASS")]
     pub skip_passes: Vec<String>,
@@ -237,6 +242,7 @@ pub fn bench(a: BenchArgs) -> Result<()> {
                     max_cached_engines: a.batch.len(),
                     layout: a.layout,
                     skip_passes: a.skip_passes.clone(),
+                    input_format: a.input_format,
                     ..Default::default()
                 };
                 let plan = compile(
