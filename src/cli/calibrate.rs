@@ -100,7 +100,7 @@ fn is_image(p: &Path) -> bool {
 }
 
 /// The images and `.npy` files the paths name (see the module rule).
-fn gather(paths: &[PathBuf]) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
+pub(super) fn gather(paths: &[PathBuf]) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
     let (mut images, mut npys) = (vec![], vec![]);
     for path in paths {
         let meta = std::fs::metadata(path)

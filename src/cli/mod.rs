@@ -9,6 +9,7 @@ mod inspect;
 mod logging;
 mod optimize;
 mod run;
+mod run_images;
 
 use clap::{Parser, Subcommand};
 

@@ -9,9 +9,14 @@ use trtc::preprocess::{image_to_pixels, image_to_tensor};
 pub struct RunArgs {
     /// An ONNX model or a `.trtc` plan.
     pub model: PathBuf,
-    /// Classify this image (the model's single input gets the preprocessed image).
-    #[arg(long, conflicts_with = "input")]
-    pub image: Option<PathBuf>,
+    /// Classify this image (the model's single input gets the preprocessed image). Give
+    /// several, or directories, to classify many: in batches of --batch, streamed through
+    /// the pipelined runner, one line each (path, class, probability, label).
+    #[arg(long, num_args = 1.., conflicts_with = "input")]
+    pub image: Vec<PathBuf>,
+    /// Images per batch when classifying several (at most the plan's --max-batch-size).
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
     #[command(flatten)]
     pub preprocess: super::image_args::ImageArgs,
     /// Class names, one per line (default: data/imagenet_classes.txt when the model has 1000 classes).
@@ -31,8 +36,21 @@ pub struct RunArgs {
 pub fn run(a: RunArgs) -> Result<()> {
     let loaded = super::load_any(&a.model)?;
     let model = Runner::new(&loaded)?;
-    if let Some(image) = &a.image {
-        classify(&model, image, &a)
+    if let [image] = a.image.as_slice() {
+        if image.is_file() {
+            return classify(&model, image, &a);
+        }
+    }
+    if !a.image.is_empty() {
+        if model.inputs().len() != 1 {
+            bail!(
+                "--image needs a model with one input; this one has {}",
+                model.inputs().len()
+            );
+        }
+        let images = super::run_images::image_files(&a.image)?;
+        warn_unused_normalization(&model, &a);
+        super::run_images::classify_many(&model, &images, a.batch, &a)
     } else if !a.input.is_empty() {
         run_tensors(&model, &a)
     } else {
@@ -48,20 +66,8 @@ fn classify(model: &Runner, image: &Path, a: &RunArgs) -> Result<()> {
         );
     }
     let pre = a.preprocess.preprocess()?;
-    // A plan compiled with `--input-format u8-nhwc` takes the pixels and normalizes them
-    // itself (with the mean and std given at compile time).
-    let input = match model.inputs()[0].dtype {
-        Some(trtc::ir::DType::U8) => {
-            if a.preprocess.mean != "127" || a.preprocess.std != "128" {
-                tracing::warn!(
-                    "--mean and --std are not used: this model takes u8 pixels and normalizes \
-                     them with the mean and std given to `trtc compile`"
-                );
-            }
-            image_to_pixels(image, &pre)?
-        }
-        _ => image_to_tensor(image, &pre)?,
-    };
+    warn_unused_normalization(model, a);
+    let input = image_input(model, image, &pre)?;
     let out = model.run(vec![input])?;
     let logits = out.first().context("the model has no output")?;
     let view = logits
@@ -85,7 +91,32 @@ fn classify(model: &Runner, image: &Path, a: &RunArgs) -> Result<()> {
     Ok(())
 }
 
-fn read_labels(path: Option<&Path>, classes: usize) -> Result<Option<Vec<String>>> {
+/// One image as `model`'s input (`[1, ..]`): a plan compiled with `--input-format u8-nhwc`
+/// takes the pixels and normalizes them itself (with the mean and std given at compile
+/// time), anything else the normalized f32 NCHW image.
+pub(super) fn image_input(
+    model: &Runner,
+    image: &Path,
+    pre: &trtc::preprocess::Preprocess,
+) -> Result<Tensor> {
+    Ok(match model.inputs().first().and_then(|i| i.dtype) {
+        Some(trtc::ir::DType::U8) => image_to_pixels(image, pre)?,
+        _ => image_to_tensor(image, pre)?,
+    })
+}
+
+/// Say once that `--mean`/`--std` go unused on a model that takes u8 pixels.
+pub(super) fn warn_unused_normalization(model: &Runner, a: &RunArgs) {
+    let u8_input = model.inputs().first().and_then(|i| i.dtype) == Some(trtc::ir::DType::U8);
+    if u8_input && (a.preprocess.mean != "127" || a.preprocess.std != "128") {
+        tracing::warn!(
+            "--mean and --std are not used: this model takes u8 pixels and normalizes \
+             them with the mean and std given to `trtc compile`"
+        );
+    }
+}
+
+pub(super) fn read_labels(path: Option<&Path>, classes: usize) -> Result<Option<Vec<String>>> {
     let default = Path::new("data/imagenet_classes.txt");
     let path = match path {
         Some(p) => p,

@@ -1,0 +1,148 @@
+//! `trtc run MODEL --image A --image DIR ... --batch N`: many images, one line each.
+//!
+//! The images (directories give their `.png`, `.jpg` and `.jpeg` files, by name) are
+//! classified in batches of `--batch`, in order. A plan streams them through
+//! `HybridModel::run_pipelined_with`: each batch is decoded straight into the stream's
+//! (pinned) input buffers while earlier batches compute, and on a model that is one GPU
+//! engine uploads, compute and downloads overlap. A batch with an image that does not decode
+//! is reported with its images and the rest still run; the command then exits with 1. A last
+//! batch of fewer images runs on its own. An ONNX model runs the batches one after another
+//! through tract.
+
+use super::run::{image_input, read_labels, RunArgs};
+use super::Runner;
+use anyhow::{bail, Context, Result};
+use std::path::PathBuf;
+use trtc::ir::Tensor;
+
+/// The image files `paths` name: files as given, directories' images by name.
+pub fn image_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let (images, npys) = super::calibrate::gather(paths).context("--image")?;
+    if let Some(npy) = npys.first() {
+        bail!(
+            "--image {}: a .npy file (give it with --input NAME=FILE.npy)",
+            npy.display()
+        );
+    }
+    Ok(images)
+}
+
+/// Classify every image, `batch` at a time, printing `path  class  probability  label`.
+pub fn classify_many(model: &Runner, images: &[PathBuf], batch: usize, a: &RunArgs) -> Result<()> {
+    if batch == 0 {
+        bail!("--batch must be at least 1");
+    }
+    let pre = a.preprocess.preprocess()?;
+    // The batch's input: each image as the model takes it ([1, ..]), stacked on axis 0.
+    let load = |paths: &[PathBuf]| -> Result<Tensor> {
+        let each = paths
+            .iter()
+            .map(|p| image_input(model, p, &pre))
+            .collect::<Result<Vec<_>>>()?;
+        Tensor::stack_tensors(0, &each).context("stacking the batch")
+    };
+    let chunks: Vec<&[PathBuf]> = images.chunks(batch).collect();
+    let (full, rest) = match chunks.last() {
+        Some(last) if last.len() < batch => chunks.split_at(chunks.len() - 1),
+        _ => (chunks.as_slice(), &[][..]),
+    };
+    let mut failed = 0usize;
+    let mut labels: Option<Option<Vec<String>>> = None;
+    let mut report = |paths: &[PathBuf], r: Result<Vec<Tensor>>| -> Result<()> {
+        let logits = match r {
+            Ok(outs) => outs.into_iter().next().context("the model has no output")?,
+            Err(e) => {
+                failed += paths.len();
+                let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+                eprintln!("error: {} not classified: {e:#}", names.join(", "));
+                return Ok(());
+            }
+        };
+        let view = logits
+            .to_plain_array_view::<f32>()
+            .context("the first output is not f32 logits")?;
+        let per_image = view.len() / paths.len().max(1);
+        let values: Vec<f32> = view.iter().copied().collect();
+        if labels.is_none() {
+            labels = Some(read_labels(a.labels.as_deref(), per_image)?);
+        }
+        let names = labels.as_ref().and_then(|l| l.as_deref());
+        for (path, row) in paths.iter().zip(values.chunks(per_image.max(1))) {
+            let top = trtc::classify::top_k(row, 1, names);
+            if let Some(s) = top.first() {
+                println!(
+                    "{}  {:>5}  {:.4}  {}",
+                    path.display(),
+                    s.index,
+                    s.probability,
+                    s.label.as_deref().unwrap_or("")
+                );
+            }
+        }
+        Ok(())
+    };
+    let mut printed: Result<()> = Ok(());
+    match model {
+        Runner::Hybrid(h) if !full.is_empty() => {
+            let first = load(full[0]);
+            let shapes = vec![match &first {
+                Ok(t) => t.shape().to_vec(),
+                Err(_) => batch_shape(model, batch, &pre),
+            }];
+            let mut first = Some(first);
+            let pipelined = h.run_pipelined_with(
+                &shapes,
+                trtc::backend::runtime::DEFAULT_DEPTH,
+                |i, bufs| {
+                    let paths = full.get(i)?;
+                    let t = match first.take() {
+                        Some(t) => t,
+                        None => load(paths),
+                    };
+                    Some(match t {
+                        Ok(t) if t.as_bytes().len() == bufs[0].len() => {
+                            bufs[0].copy_from_slice(t.as_bytes());
+                            Ok(())
+                        }
+                        Ok(t) => Err(format!("a batch of shape {:?}", t.shape())),
+                        Err(e) => Err(format!("{e:#}")),
+                    })
+                },
+                |i, r| {
+                    if printed.is_ok() {
+                        printed = report(full[i], r.map_err(anyhow::Error::from));
+                    }
+                },
+            );
+            pipelined.context("classifying the images")?;
+        }
+        _ => {
+            for paths in full {
+                let r = load(paths).and_then(|t| model.run(vec![t]));
+                report(paths, r)?;
+            }
+        }
+    }
+    printed?;
+    for paths in rest {
+        let r = load(paths).and_then(|t| model.run(vec![t]));
+        report(paths, r)?;
+    }
+    if failed > 0 {
+        bail!(
+            "{failed} of {} images could not be classified",
+            images.len()
+        );
+    }
+    Ok(())
+}
+
+/// The input shape of a batch of `batch` images for `model`: `[batch, 3, size, size]`, or
+/// `[batch, size, size, 3]` for a model that takes u8 pixels.
+fn batch_shape(model: &Runner, batch: usize, pre: &trtc::preprocess::Preprocess) -> Vec<usize> {
+    let s = pre.size as usize;
+    match model.inputs().first().and_then(|i| i.dtype) {
+        Some(trtc::ir::DType::U8) => vec![batch, s, s, 3],
+        _ => vec![batch, 3, s, s],
+    }
+}
