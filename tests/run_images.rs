@@ -118,4 +118,14 @@ fn a_batch_over_the_plans_limit_is_refused() {
     assert!(stdout(&o).is_empty(), "{}", stdout(&o));
     let o = trtc(&["run", &p, "--image", "data/images", "--batch", "0"]);
     assert_clean_failure(&o, "--batch must be at least 1");
+    // A path among several that is not there: named before anything runs.
+    let o = trtc(&[
+        "run",
+        &p,
+        "--image",
+        "data/images/coffee.png",
+        "data/images/nope.png",
+    ]);
+    assert_clean_failure(&o, "--image data/images/nope.png");
+    assert!(stdout(&o).is_empty(), "{}", stdout(&o));
 }

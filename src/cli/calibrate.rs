@@ -99,18 +99,18 @@ fn is_image(p: &Path) -> bool {
     matches!(extension(p).as_str(), "png" | "jpg" | "jpeg")
 }
 
-/// The images and `.npy` files the paths name (see the module rule).
-pub(super) fn gather(paths: &[PathBuf]) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
+/// The images and `.npy` files the paths name (see the module rule); errors call them
+/// `what` ("calibration data", "--image").
+pub(super) fn gather(paths: &[PathBuf], what: &str) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
     let (mut images, mut npys) = (vec![], vec![]);
     for path in paths {
-        let meta = std::fs::metadata(path)
-            .with_context(|| format!("calibration data {}", path.display()))?;
+        let meta = std::fs::metadata(path).with_context(|| format!("{what} {}", path.display()))?;
         if meta.is_dir() {
             let mut files: Vec<PathBuf> = std::fs::read_dir(path)
-                .with_context(|| format!("reading calibration directory {}", path.display()))?
+                .with_context(|| format!("reading {what} directory {}", path.display()))?
                 .map(|e| e.map(|e| e.path()))
                 .collect::<std::io::Result<_>>()
-                .with_context(|| format!("reading calibration directory {}", path.display()))?;
+                .with_context(|| format!("reading {what} directory {}", path.display()))?;
             files.sort();
             let before = images.len() + npys.len();
             for f in files.into_iter().filter(|f| f.is_file()) {
@@ -124,7 +124,7 @@ pub(super) fn gather(paths: &[PathBuf]) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> 
             }
             if images.len() + npys.len() == before {
                 bail!(
-                    "no images (.png, .jpg, .jpeg) or .npy files in calibration directory {}",
+                    "no images (.png, .jpg, .jpeg) or .npy files in {what} directory {}",
                     path.display()
                 );
             }
@@ -134,7 +134,7 @@ pub(super) fn gather(paths: &[PathBuf]) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> 
             npys.push(path.clone());
         } else {
             bail!(
-                "calibration data {}: not a directory, an image (.png, .jpg, .jpeg) or a .npy file",
+                "{what} {}: not a directory, an image (.png, .jpg, .jpeg) or a .npy file",
                 path.display()
             );
         }
@@ -172,7 +172,7 @@ fn batches_of(
     batch: Option<usize>,
     input: &TensorInfo,
 ) -> Result<Vec<Batch>> {
-    let (images, npys) = gather(data)?;
+    let (images, npys) = gather(data, "calibration data")?;
     let (size, fixed) = batch_size(input, batch)?;
     let mut out: Vec<Batch> = images
         .chunks(size)

@@ -37,7 +37,7 @@ pub fn run(a: RunArgs) -> Result<()> {
     let loaded = super::load_any(&a.model)?;
     let model = Runner::new(&loaded)?;
     if let [image] = a.image.as_slice() {
-        if image.is_file() {
+        if !image.is_dir() {
             return classify(&model, image, &a);
         }
     }

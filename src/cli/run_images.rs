@@ -17,7 +17,7 @@ use trtc::ir::Tensor;
 
 /// The image files `paths` name: files as given, directories' images by name.
 pub fn image_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
-    let (images, npys) = super::calibrate::gather(paths).context("--image")?;
+    let (images, npys) = super::calibrate::gather(paths, "--image")?;
     if let Some(npy) = npys.first() {
         bail!(
             "--image {}: a .npy file (give it with --input NAME=FILE.npy)",
