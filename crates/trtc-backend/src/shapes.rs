@@ -259,15 +259,25 @@ pub(crate) fn check_input_shapes(
     infos: &[trtc_ir::TensorInfo],
     shapes: &[Vec<usize>],
 ) -> Result<()> {
-    let dts: Vec<_> = infos
+    Ok(trtc_ir::eval::check_shapes(
+        infos,
+        shapes,
+        &input_dtypes(infos),
+    )?)
+}
+
+/// Each input's declared type, f32 where none is declared.
+pub(crate) fn input_dtypes(
+    infos: &[trtc_ir::TensorInfo],
+) -> Vec<trtc_ir::tract_onnx::prelude::DatumType> {
+    infos
         .iter()
         .map(|t| {
             t.dtype
                 .and_then(|d| d.to_datum())
                 .unwrap_or(trtc_ir::tract_onnx::prelude::DatumType::F32)
         })
-        .collect();
-    Ok(trtc_ir::eval::check_shapes(infos, shapes, &dts)?)
+        .collect()
 }
 
 #[cfg(test)]

@@ -289,16 +289,7 @@ impl HybridModel {
         outputs: &[trtc_engine::DeviceBuffer],
     ) -> Result<()> {
         // The buffers hold each input's own type (u8 for an `--input-format u8-nhwc` image).
-        let dts: Vec<_> = self
-            .inputs
-            .iter()
-            .map(|t| {
-                t.dtype
-                    .and_then(|d| d.to_datum())
-                    .unwrap_or(trtc_ir::tract_onnx::prelude::DatumType::F32)
-            })
-            .collect();
-        check_shapes(&self.inputs, shapes, &dts)?;
+        crate::shapes::check_input_shapes(&self.inputs, shapes)?;
         let model = match &self.models {
             Models::Static(m) => ModelRef::Borrowed(m),
             Models::Dynamic(c) => ModelRef::Shared(c.get(shapes)?),

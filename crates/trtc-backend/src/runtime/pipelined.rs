@@ -51,7 +51,7 @@ impl HybridModel {
         I: IntoIterator,
         I::Item: AsRef<[Tensor]>,
     {
-        let dts = self.input_dtypes();
+        let dts = crate::shapes::input_dtypes(&self.inputs);
         let mut batches = batches.into_iter();
         let fill = |_i: usize, bufs: &mut [&mut [u8]]| {
             let batch = batches.next()?;
@@ -88,7 +88,7 @@ impl HybridModel {
         mut fill: impl FnMut(usize, &mut [&mut [u8]]) -> Option<std::result::Result<(), String>>,
         mut deliver: impl FnMut(usize, Result<Vec<Tensor>>),
     ) -> Result<PipelineReport> {
-        let dts = self.input_dtypes();
+        let dts = crate::shapes::input_dtypes(&self.inputs);
         check_shapes(&self.inputs, shapes, &dts)?;
         let model = self.shaped(shapes)?;
         let mut counted = |report: &mut PipelineReport, i: usize, r: Result<Vec<Tensor>>| {
@@ -150,14 +150,6 @@ impl HybridModel {
             counted(&mut report, i, r);
         }
         Ok(report)
-    }
-
-    /// Each input's dtype (f32 where the graph does not say).
-    fn input_dtypes(&self) -> Vec<DatumType> {
-        self.inputs
-            .iter()
-            .map(|t| t.dtype.and_then(|d| d.to_datum()).unwrap_or(DatumType::F32))
-            .collect()
     }
 
     /// Why a batch does not fit the stream's `shapes` and dtypes, if it does not.
