@@ -380,6 +380,7 @@ impl Exec {
                 }
             };
             let mut best = (cudnn_ms, false, false);
+            let mut best_direct: Option<(f32, bool)> = None;
             let variants: &[bool] = if tiles { &[false, true] } else { &[false] };
             for &rows in variants {
                 set(inst, true, rows);
@@ -387,11 +388,59 @@ impl Exec {
                     if ms < best.0 {
                         best = (ms, true, rows);
                     }
+                    if best_direct.is_none_or(|(b, _)| ms < b) {
+                        best_direct = Some((ms, rows));
+                    }
+                }
+            }
+            // With its Clip moved, a 1x1 producer is a plain product with a bias: cuBLASLt's
+            // epilogue takes it, where before the Clip needed a pass of its own.
+            if let (Some(k), Some((_, rows))) = (producer, best_direct) {
+                set(inst, true, rows);
+                if let Some((dw_ms, product)) = self.producer_as_product(inst, i, k)? {
+                    if dw_ms < best.0 {
+                        best = (dw_ms, true, rows);
+                        if let Some(r) = inst.convs.get_mut(&k) {
+                            r.gemm = Some(product);
+                        }
+                    }
                 }
             }
             set(inst, best.1, best.2);
         }
         Ok(())
+    }
+
+    /// Depthwise conv step `i` run by trtc's kernel with the Clip of 1x1 conv step `k` moved
+    /// into it, and `k` as cuBLASLt's fastest product: their summed time and that product,
+    /// where `k` runs on cuDNN now and cuBLASLt takes it.
+    fn producer_as_product(
+        &self,
+        inst: &mut Instance,
+        i: usize,
+        k: usize,
+    ) -> Result<Option<(f32, LtRun)>> {
+        let on_cudnn = inst
+            .convs
+            .get(&k)
+            .is_some_and(|r| r.gemm.is_none() && !r.direct && !r.gemm_only);
+        let Some((spec, bias)) = self.conv_gemm_spec(inst, k).filter(|_| on_cudnn) else {
+            return Ok(None);
+        };
+        let dw_ms = self.time_step(inst, i)?;
+        let name = self.program.names[k].clone();
+        let found = self.fastest_lt(&name, spec, bias, &mut |run| {
+            let set = |inst: &mut Instance, g: Option<LtRun>| -> Option<LtRun> {
+                inst.convs
+                    .get_mut(&k)
+                    .and_then(|r| std::mem::replace(&mut r.gemm, g))
+            };
+            set(inst, Some(run));
+            let ms = self.time_step(inst, k).unwrap_or(f32::INFINITY);
+            let run = set(inst, None).ok_or_else(|| cuda_err("engine", "gemm vanished"))?;
+            Ok((ms, run))
+        })?;
+        Ok(found.map(|(ms, run)| (dw_ms + ms, run)))
     }
 
     /// Mean milliseconds of step `i` over a few launches, replayed from a CUDA graph.
