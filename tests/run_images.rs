@@ -53,7 +53,7 @@ fn a_directory_of_images_is_classified_in_batches_in_order() {
             "flower.jpg",
             "grace_hopper.jpg"
         ],
-        "every image once, in name order (the last batch of one runs on its own)"
+        "every image once, in name order (the last batch filled up with a blank image)"
     );
     // The same classes as one image at a time (README: espresso, tiger cat, daisy).
     assert_eq!(got[2].1, 967);

@@ -6,8 +6,9 @@
 //! (pinned) input buffers while earlier batches compute, and on a model that is one GPU
 //! engine uploads, compute and downloads overlap. A batch with an image that does not decode
 //! is reported with its images and the rest still run; the command then exits with 1. A last
-//! batch of fewer images runs on its own. An ONNX model runs the batches one after another
-//! through tract.
+//! batch of fewer images is filled up with blank images (their rows dropped), so that every
+//! batch has the shape the stream's engines were built for. An ONNX model runs the batches
+//! one after another through tract.
 
 use super::run::{image_input, read_labels, RunArgs};
 use super::Runner;
@@ -33,19 +34,21 @@ pub fn classify_many(model: &Runner, images: &[PathBuf], batch: usize, a: &RunAr
         bail!("--batch must be at least 1");
     }
     let pre = a.preprocess.preprocess()?;
-    // The batch's input: each image as the model takes it ([1, ..]), stacked on axis 0.
+    // The batch's input: each image as the model takes it ([1, ..]), stacked on axis 0,
+    // and blank images after the last ones up to `batch` (their rows are dropped).
     let load = |paths: &[PathBuf]| -> Result<Tensor> {
-        let each = paths
+        let mut each = paths
             .iter()
             .map(|p| image_input(model, p, &pre))
             .collect::<Result<Vec<_>>>()?;
+        if let Some(first) = each.first() {
+            let blank = Tensor::zero_dt(first.datum_type(), first.shape())
+                .context("a blank image for the last batch")?;
+            each.resize(batch.max(each.len()), blank);
+        }
         Tensor::stack_tensors(0, &each).context("stacking the batch")
     };
-    let chunks: Vec<&[PathBuf]> = images.chunks(batch).collect();
-    let (full, rest) = match chunks.last() {
-        Some(last) if last.len() < batch => chunks.split_at(chunks.len() - 1),
-        _ => (chunks.as_slice(), &[][..]),
-    };
+    let full: Vec<&[PathBuf]> = images.chunks(batch).collect();
     let mut failed = 0usize;
     let mut labels: Option<Option<Vec<String>>> = None;
     let mut report = |paths: &[PathBuf], r: Result<Vec<Tensor>>| -> Result<()> {
@@ -61,7 +64,9 @@ pub fn classify_many(model: &Runner, images: &[PathBuf], batch: usize, a: &RunAr
         let view = logits
             .to_plain_array_view::<f32>()
             .context("the first output is not f32 logits")?;
-        let per_image = view.len() / paths.len().max(1);
+        // One row per image of the batch, blank ones included.
+        let rows = logits.shape().first().copied().unwrap_or(1);
+        let per_image = view.len() / rows.max(1);
         let values: Vec<f32> = view.iter().copied().collect();
         if labels.is_none() {
             labels = Some(read_labels(a.labels.as_deref(), per_image)?);
@@ -124,10 +129,6 @@ pub fn classify_many(model: &Runner, images: &[PathBuf], batch: usize, a: &RunAr
         }
     }
     printed?;
-    for paths in rest {
-        let r = load(paths).and_then(|t| model.run(vec![t]));
-        report(paths, r)?;
-    }
     if failed > 0 {
         bail!(
             "{failed} of {} images could not be classified",
