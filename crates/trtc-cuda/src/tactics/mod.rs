@@ -280,17 +280,7 @@ impl Exec {
             } else {
                 self.time_step(inst, i)?
             };
-            let found = self.fastest_lt(&name, spec, bias_ptr, &mut |run| {
-                let set = |inst: &mut Instance, g: Option<LtRun>| -> Option<LtRun> {
-                    inst.convs
-                        .get_mut(&i)
-                        .and_then(|r| std::mem::replace(&mut r.gemm, g))
-                };
-                set(inst, Some(run));
-                let ms = self.time_step(inst, i).unwrap_or(f32::INFINITY);
-                let run = set(inst, None).ok_or_else(|| cuda_err("engine", "gemm vanished"))?;
-                Ok((ms, run))
-            })?;
+            let found = self.fastest_conv_product(inst, i, spec, bias_ptr)?;
             match (found, inst.convs.get_mut(&i)) {
                 (Some((ms, run)), Some(r)) if ms < cudnn_ms || required => r.gemm = Some(run),
                 _ if required => {
@@ -428,19 +418,31 @@ impl Exec {
             return Ok(None);
         };
         let dw_ms = self.time_step(inst, i)?;
-        let name = self.program.names[k].clone();
-        let found = self.fastest_lt(&name, spec, bias, &mut |run| {
+        let found = self.fastest_conv_product(inst, k, spec, bias)?;
+        Ok(found.map(|(ms, run)| (dw_ms + ms, run)))
+    }
+
+    /// Conv step `i` as cuBLASLt's fastest product for `spec`, each candidate timed in
+    /// place of the step's current run (which is left as it was): the time and the product.
+    fn fastest_conv_product(
+        &self,
+        inst: &mut Instance,
+        i: usize,
+        spec: GemmSpec,
+        bias: u64,
+    ) -> Result<Option<(f32, LtRun)>> {
+        let name = self.program.names[i].clone();
+        self.fastest_lt(&name, spec, bias, &mut |run| {
             let set = |inst: &mut Instance, g: Option<LtRun>| -> Option<LtRun> {
                 inst.convs
-                    .get_mut(&k)
+                    .get_mut(&i)
                     .and_then(|r| std::mem::replace(&mut r.gemm, g))
             };
             set(inst, Some(run));
-            let ms = self.time_step(inst, k).unwrap_or(f32::INFINITY);
+            let ms = self.time_step(inst, i).unwrap_or(f32::INFINITY);
             let run = set(inst, None).ok_or_else(|| cuda_err("engine", "gemm vanished"))?;
             Ok((ms, run))
-        })?;
-        Ok(found.map(|(ms, run)| (dw_ms + ms, run)))
+        })
     }
 
     /// Mean milliseconds of step `i` over a few launches, replayed from a CUDA graph.
