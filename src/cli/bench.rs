@@ -45,6 +45,9 @@ pub struct BenchArgs {
     /// `--peak-tflops`, bytes over `--peak-gbps`).
     #[arg(long)]
     pub profile: bool,
+    /// With `--profile`: how many of the slowest layers to list.
+    #[arg(long, default_value_t = 10)]
+    pub slowest: usize,
     /// Arithmetic peak for the floor, TFLOP/s. Default: the H100 SXM's dense peak for the
     /// precision (fp32 67, tf32 495, fp16 989).
     #[arg(long)]
@@ -100,7 +103,7 @@ fn print_profile(
         "  {:<48} {:>8} {:>9} {:>9} {:>8}  run by",
         "slowest layers", "ms", "GFLOP", "MB", "x floor"
     );
-    for (_, t) in top.iter().take(10) {
+    for (_, t) in top.iter().take(a.slowest) {
         let name: String = t
             .layer
             .chars()

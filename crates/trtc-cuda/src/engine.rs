@@ -422,6 +422,7 @@ impl Engine for CudaEngine {
 fn tactic_name(inst: &Instance, i: usize) -> String {
     if let Some(r) = inst.convs.get(&i) {
         return match (r.direct, r.rows, &r.gemm, r.unfused) {
+            (true, _, _, _) if r.tiles => "trtc tiles".into(),
             (true, true, _, _) => "trtc rows".into(),
             (true, false, _, _) => "trtc direct".into(),
             (false, _, Some(_), _) => "cublaslt".into(),

@@ -286,6 +286,7 @@ impl Exec {
             unfused: false,
             direct: false,
             rows: false,
+            tiles: false,
             gemm_only: false,
             gemm: None,
             conv,

@@ -251,11 +251,12 @@ fn depthwise_kernels_match_tract() {
     ];
     // 6 channels: trtc's per-pixel kernel; 16: its 16-byte vector form, and (`rows`) its
     // row-tiled forms for 3x3 and 5x5 windows of stride 1 and 2 (11 columns: the last
-    // group of pixels in a row is short).
-    for choice in ["direct", "rows", "cudnn"] {
+    // group of pixels in a row is short); (`tiles`) its 2-D tiled forms, for 16 channels
+    // and 12 (whole quads, not whole fp16 vectors; 9 rows: the last group of rows is short).
+    for choice in ["direct", "rows", "tiles", "cudnn"] {
         std::env::set_var("TRTC_DEPTHWISE", choice);
         for (i, (k, attrs, activation, residual)) in cases.iter().enumerate() {
-            for c in [6, 16] {
+            for c in [6, 16, 12] {
                 let mut b = GraphBuilder::new();
                 let x = b.input("x", &[2, c, 9, 11]);
                 let attrs = ConvAttrs {
@@ -297,6 +298,14 @@ fn depthwise_kernels_match_tract() {
                         run.rows,
                         choice == "rows" && fits,
                         "{what}: row-tiled kernel"
+                    );
+                    let quads = layout.nhwc_for(precision)
+                        && c % 4 == 0
+                        && attrs_dilated(&cases[i].1).is_none();
+                    assert_eq!(
+                        run.tiles,
+                        choice == "tiles" && quads,
+                        "{what}: 2-D tiled kernel"
                     );
                 }
             }

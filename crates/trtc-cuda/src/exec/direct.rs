@@ -1,6 +1,7 @@
 //! Launching convolutions that trtc's own NHWC kernels run (`run.direct`, a tactic timed
 //! against cuDNN): depthwise convs (one output pixel per thread, or `run.rows`: a few
-//! neighbouring pixels of a row per thread, sharing the loads of their windows), and
+//! neighbouring pixels of a row per thread, sharing the loads of their windows, or
+//! `run.tiles`: 8 x 8 output pixels per block from an input tile in shared memory), and
 //! ordinary convs of few input channels (image stems), all with bias, residual and
 //! activation in the kernel. Weights are `[kh][kw][c][k]`
 //! (`weights_rsck`).
@@ -11,6 +12,15 @@ use crate::program::conv_rules::is_depthwise;
 use crate::program::Step;
 use crate::sys::device::{blocks, kernel};
 use cudarc::driver::{LaunchConfig, PushKernelArg};
+
+/// trtc's 2-D tiled depthwise kernels (`depthwise_smem_k{K}s{S}`): window and stride. A
+/// block of 128 threads computes 8 x 8 output pixels of 32 channels from shared memory.
+const TILE_KERNELS: &[(&str, i32, i32)] = &[
+    ("depthwise_smem_k3s1", 3, 1),
+    ("depthwise_smem_k3s2", 3, 2),
+    ("depthwise_smem_k5s1", 5, 1),
+    ("depthwise_smem_k5s2", 5, 2),
+];
 
 /// One block per output pixel, its threads over the channels.
 pub(crate) fn per_pixel(pixels: usize, channels: usize) -> LaunchConfig {
@@ -50,6 +60,34 @@ impl Exec {
             (5, 2) => Some(("depthwise_nhwc_k5s2", 2)),
             _ => None,
         }
+    }
+
+    /// The 2-D tiled depthwise kernel that fits conv step `i`: square 3x3 and 5x5 windows
+    /// of equal strides 1 or 2 both ways, no dilation, channels in whole quads.
+    pub(crate) fn tiles(&self, i: usize) -> Option<&'static str> {
+        let Step::Conv {
+            w_dims,
+            groups,
+            stride,
+            dilation,
+            w_direct: Some(_),
+            ..
+        } = &self.program.steps[i]
+        else {
+            return None;
+        };
+        if !is_depthwise(w_dims, *groups)
+            || dilation != &[1, 1]
+            || w_dims[2] != w_dims[3]
+            || stride[0] != stride[1]
+            || w_dims[0] % 4 != 0
+        {
+            return None;
+        }
+        TILE_KERNELS
+            .iter()
+            .find(|t| (t.1, t.2) == (w_dims[3], stride[1]))
+            .map(|t| t.0)
     }
 
     /// Conv step `i` through trtc's kernel, applying `act` (the step's activation as this
@@ -102,12 +140,18 @@ impl Exec {
             .get(&i)
             .filter(|r| r.rows)
             .and_then(|_| self.row_tiles(i));
-        let kernel_name = match (depthwise, vectors, rows) {
-            (true, true, Some((tiled, _))) => tiled,
-            (true, false, _) => "depthwise_nhwc",
-            (true, true, None) => "depthwise_nhwc_vec",
-            (false, true, _) => "conv_few_inputs_nhwc",
-            (false, false, _) => return Err(cuda_err(name, "outputs are not whole vectors")),
+        let tiles = inst
+            .convs
+            .get(&i)
+            .filter(|r| r.tiles)
+            .and_then(|_| self.tiles(i));
+        let kernel_name = match (depthwise, vectors, tiles, rows) {
+            (true, _, Some(t), _) => t,
+            (true, true, None, Some((tiled, _))) => tiled,
+            (true, false, None, _) => "depthwise_nhwc",
+            (true, true, None, None) => "depthwise_nhwc_vec",
+            (false, true, ..) => "conv_few_inputs_nhwc",
+            (false, false, ..) => return Err(cuda_err(name, "outputs are not whole vectors")),
         };
         let f = kernel(&self.dev, kernel_name, p.half)?;
         let mut dims = vec![
@@ -145,15 +189,30 @@ impl Exec {
         }
         let pixels = ys[0] * ys[2] * ys[3];
         // Threads: one per vector of channels (depthwise), or per pixel and 32 channels.
-        let total = match (depthwise, rows) {
-            (true, Some((_, px))) => (ys[0] * ys[2] * ys[3].div_ceil(px) * ys[1] / v) as u32,
-            (true, None) => (pixels * ys[1] / v) as u32,
-            (false, _) => pixels as u32,
+        let total = match (depthwise, tiles, rows) {
+            // Unused: blocks of 8 x 8 pixels and 32 channels.
+            (true, Some(_), _) => 0,
+            (true, None, Some((_, px))) => {
+                (ys[0] * ys[2] * ys[3].div_ceil(px) * ys[1] / v) as u32
+            }
+            (true, None, None) => (pixels * ys[1] / v) as u32,
+            (false, ..) => pixels as u32,
         };
-        if vectors {
+        let counted = vectors || tiles.is_some();
+        if counted {
             l.arg(&total);
         }
-        let cfg = match (depthwise, vectors) {
+        let cfg = match (depthwise, counted) {
+            // 8 x 8 pixels of 32 channels per block.
+            (true, _) if tiles.is_some() => LaunchConfig {
+                grid_dim: (
+                    (ys[0] * ys[2].div_ceil(8) * ys[3].div_ceil(8) * ys[1].div_ceil(32)) as u32,
+                    1,
+                    1,
+                ),
+                block_dim: (128, 1, 1),
+                shared_mem_bytes: 0,
+            },
             (true, true) => blocks(total as usize, 128),
             (true, false) => per_pixel(pixels, ys[1]),
             (false, _) => LaunchConfig {

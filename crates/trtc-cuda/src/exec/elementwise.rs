@@ -19,6 +19,9 @@ impl Exec {
         [n, c, hw]: [usize; 3],
         nhwc: bool,
     ) -> Result<()> {
+        // An image input (few channels) to NHWC: one thread per pixel.
+        let pixels = name == "from_host" && nhwc && c <= 4;
+        let name = if pixels { "from_host_pixels" } else { name };
         let f = kernel(&self.dev, name, self.program.half)?;
         let args = [n as i32, c as i32, hw as i32, nhwc as i32];
         let mut l = self.dev.stream.launch_builder(&f);
@@ -26,7 +29,8 @@ impl Exec {
         for a in &args {
             l.arg(a);
         }
-        unsafe { l.launch(blocks(n * c * hw, 256)) }
+        let threads = if pixels { n * hw } else { n * c * hw };
+        unsafe { l.launch(blocks(threads, 256)) }
             .map(|_| ())
             .map_err(|e| cuda_err(name, e))
     }
@@ -155,6 +159,25 @@ impl Exec {
         dst_stride: usize,
         dst_off: usize,
     ) -> Result<()> {
+        let elem = if self.program.half { 2 } else { 4 };
+        let v = 16 / elem;
+        let whole = [len, src_stride, src_off, dst_stride, dst_off]
+            .iter()
+            .all(|n| n.is_multiple_of(v))
+            && (dst | src).is_multiple_of(16);
+        if whole && outer * len / v <= u32::MAX as usize {
+            let f = kernel(&self.dev, "copy_rows_vec", self.program.half)?;
+            let total = (outer * len / v) as u32;
+            let args = [len, src_stride, src_off, dst_stride, dst_off].map(|n| (n / v) as u32);
+            let mut l = self.dev.stream.launch_builder(&f);
+            l.arg(&dst).arg(&src).arg(&total);
+            for a in &args {
+                l.arg(a);
+            }
+            return unsafe { l.launch(blocks(total as usize, 256)) }
+                .map(|_| ())
+                .map_err(|e| cuda_err("copy", e));
+        }
         let f = kernel(&self.dev, "copy_rows", self.program.half)?;
         let v = [
             outer as i64,

@@ -64,6 +64,10 @@ pub(crate) struct ConvRun {
     /// With `direct`, a depthwise conv run by the row-tiled form of trtc's kernel (several
     /// output pixels per thread: `direct::row_tiles`), where timing showed it faster.
     pub(crate) rows: bool,
+    /// With `direct`, a depthwise conv run by the 2-D tiled form of trtc's kernel (several
+    /// output rows of several pixels per thread: `direct::tiles`), where timing showed it
+    /// faster.
+    pub(crate) tiles: bool,
     pub(crate) conv: ConvDesc,
     pub(crate) act: ActDesc,
     pub(crate) algo: dnn_sys::cudnnConvolutionFwdAlgo_t,

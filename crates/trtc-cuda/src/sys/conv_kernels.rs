@@ -164,6 +164,149 @@ DEPTHWISE_ROWS(3, 2, 2)
 DEPTHWISE_ROWS(5, 1, 4)
 DEPTHWISE_ROWS(5, 2, 2)
 
+// Four channels of the module's type: 8 bytes in fp16, 16 in f32.
+#ifdef HALF
+typedef uint2 Raw4;
+#else
+typedef uint4 Raw4;
+#endif
+union Quad { Raw4 raw; DT v[4]; };
+// CH (4, or VEC) channels at p, widened to float / rounded and stored.
+template <int CH> __device__ __forceinline__ void load_ch(const DT* p, float* f) {
+    if (CH == 4) {
+        Quad q; q.raw = *reinterpret_cast<const Raw4*>(p);
+        #pragma unroll
+        for (int k = 0; k < 4; ++k) f[k] = LD(q.v[k]);
+    } else {
+        Vec16 q; q.raw = *reinterpret_cast<const uint4*>(p);
+        #pragma unroll
+        for (int k = 0; k < CH; ++k) f[k] = LD(q.v[k]);
+    }
+}
+template <int CH> __device__ __forceinline__ void store_ch(DT* p, const float* f) {
+    if (CH == 4) {
+        Quad q;
+        #pragma unroll
+        for (int k = 0; k < 4; ++k) q.v[k] = ST(f[k]);
+        *reinterpret_cast<Raw4*>(p) = q.raw;
+    } else {
+        Vec16 q;
+        #pragma unroll
+        for (int k = 0; k < CH; ++k) q.v[k] = ST(f[k]);
+        *reinterpret_cast<uint4*>(p) = q.raw;
+    }
+}
+
+// Depthwise convolution through shared memory: a block of 128 threads computes an 8 x 8
+// tile of output pixels for 32 channels (K x K window, stride S both ways, no dilation). It
+// first loads the tile's ((8 - 1) * S + K)^2 input pixels of those channels into shared
+// memory (4 channels per load, zero outside the image, clamped with has_clamp), each once;
+// then each thread computes a column of 4 output rows for 4 channels from shared memory,
+// neighbouring threads taking neighbouring channels, then neighbouring columns (no bank
+// conflicts at stride 1). These kernels are bound by instructions more than by memory
+// (widening fp16 is one per value): each value is widened once per thread that reads it. Blocks: channel chunks of 32 fastest, then tile columns, tile
+// rows, images. Channels in whole quads; a last chunk of fewer than 32 idles the rest.
+template <int K, int S>
+__device__ __forceinline__ void depthwise_smem(DT* y, const DT* x, const DT* w, const DT* bias, const DT* z,
+                                               int c, int h, int wd, int ho, int wo, int pt, int pl,
+                                               int has_z, int kind, float a, float b,
+                                               int has_clamp, float lo, float hi) {
+    constexpr int T = 8, CB = 32, IN = (T - 1) * S + K, RY = 4;
+    __shared__ Raw4 tile[IN * IN * (CB / 4)];
+    int chunks = (c + CB - 1) / CB, tcols = (wo + T - 1) / T, trows = (ho + T - 1) / T;
+    IX bid = blockIdx.x;
+    int chunk = bid % chunks; bid /= chunks;
+    int tx = bid % tcols; bid /= tcols;
+    int ty = bid % trows; IX p = bid / trows;
+    int ch_base = chunk * CB, quads = min(CB, c - ch_base) / 4;
+    int oy0 = ty * T, ox0 = tx * T, y0 = oy0 * S - pt, x0 = ox0 * S - pl;
+    for (int i = threadIdx.x; i < IN * IN * (CB / 4); i += blockDim.x) {
+        int cq = i % (CB / 4), pix = i / (CB / 4), r = pix / IN, col = pix % IN;
+        int iy = y0 + r, ix = x0 + col;
+        Quad v;
+        #pragma unroll
+        for (int k = 0; k < 4; ++k) v.v[k] = ST(0.f);
+        if (cq < quads && iy >= 0 && iy < h && ix >= 0 && ix < wd) {
+            v.raw = *reinterpret_cast<const Raw4*>(x + (((p * h + iy) * (IX)wd + ix) * c + ch_base + cq * 4));
+            if (has_clamp) {
+                #pragma unroll
+                for (int k = 0; k < 4; ++k) v.v[k] = ST(fminf(fmaxf(LD(v.v[k]), lo), hi));
+            }
+        }
+        tile[i] = v.raw;
+    }
+    __syncthreads();
+    int cq = threadIdx.x % (CB / 4), pos = threadIdx.x / (CB / 4);   // 16 positions
+    int col = pos % T, r0 = (pos / T) * RY;
+    int ox = ox0 + col;
+    if (cq >= quads || ox >= wo) return;
+    int ch0 = ch_base + cq * 4;
+    // 3x3 weights stay in registers, widened once; 5x5 ones (100 floats) are loaded as used.
+    constexpr bool KEEP_W = K <= 3;
+    float wk[KEEP_W ? K * K : 1][4];
+    if (KEEP_W) {
+        #pragma unroll
+        for (int t = 0; t < (KEEP_W ? K * K : 1); ++t) load_ch<4>(w + (IX)t * c + ch0, wk[t]);
+    }
+    float bv[4], acc[RY][4];
+    load_ch<4>(bias + ch0, bv);
+    #pragma unroll
+    for (int j = 0; j < RY; ++j)
+        #pragma unroll
+        for (int k = 0; k < 4; ++k) acc[j][k] = bv[k];
+    #pragma unroll
+    for (int kr = 0; kr < (RY - 1) * S + K; ++kr) {
+        float xs[K][4];
+        #pragma unroll
+        for (int s = 0; s < K; ++s) {
+            Quad v; v.raw = tile[((r0 * S + kr) * IN + col * S + s) * (CB / 4) + cq];
+            #pragma unroll
+            for (int k = 0; k < 4; ++k) xs[s][k] = LD(v.v[k]);
+        }
+        #pragma unroll
+        for (int j = 0; j < RY; ++j) {
+            const int wr = kr - j * S;
+            if (wr < 0 || wr >= K) continue;
+            #pragma unroll
+            for (int s = 0; s < K; ++s) {
+                float wf[4];
+                if (KEEP_W) {
+                    #pragma unroll
+                    for (int k = 0; k < 4; ++k) wf[k] = wk[KEEP_W ? wr * K + s : 0][k];
+                } else {
+                    load_ch<4>(w + (IX)(wr * K + s) * c + ch0, wf);
+                }
+                #pragma unroll
+                for (int k = 0; k < 4; ++k) acc[j][k] += xs[s][k] * wf[k];
+            }
+        }
+    }
+    #pragma unroll
+    for (int j = 0; j < RY; ++j) {
+        int oy = oy0 + r0 + j;
+        if (oy >= ho) break;
+        IX o = ((p * ho + oy) * (IX)wo + ox) * c + ch0;
+        float zr[4] = {0.f, 0.f, 0.f, 0.f};
+        if (has_z) load_ch<4>(z + o, zr);
+        #pragma unroll
+        for (int k = 0; k < 4; ++k) zr[k] = act_apply(acc[j][k] + zr[k], kind, a, b);
+        store_ch<4>(y + o, zr);
+    }
+}
+
+#define DEPTHWISE_SMEM(K, S)                                                                              \
+extern "C" __global__ void __launch_bounds__(128) depthwise_smem_k##K##s##S(                            \
+        DT* y, const DT* x, const DT* w, const DT* bias,                                                  \
+        const DT* z, int c, int h, int wd, int ho, int wo, int kh, int kw, int sh, int sw, int pt, int pl, \
+        int dh, int dw, int has_z, int kind, float a, float b, int has_clamp, float lo, float hi, IX total) { \
+    depthwise_smem<K, S>(y, x, w, bias, z, c, h, wd, ho, wo, pt, pl, has_z, kind, a, b,                  \
+                         has_clamp, lo, hi);                                                                \
+}
+DEPTHWISE_SMEM(3, 1)
+DEPTHWISE_SMEM(3, 2)
+DEPTHWISE_SMEM(5, 1)
+DEPTHWISE_SMEM(5, 2)
+
 // An ordinary NHWC convolution of few input channels (an image stem), weights stored
 // [kh][kw][c][k]: one thread per output pixel and 32 output channels (blockIdx.y picks which
 // 32), each input tap loaded once and applied to all 32; the block's weights (kh*kw*c x 32,

@@ -313,6 +313,16 @@ extern "C" __global__ void copy_rows(DT* dst, const DT* src, long long outer, lo
     dst[o * dst_stride + dst_off + k] = src[o * src_stride + src_off + k];
 }
 
+// copy_rows in 16-byte vectors, where lengths, strides, offsets and both pointers are whole
+// vectors (counted in vectors here): concat and split copies at the speed of a copy.
+extern "C" __global__ void copy_rows_vec(uint4* dst, const uint4* src, IX total, IX len,
+                                         IX src_stride, IX src_off, IX dst_stride, IX dst_off) {
+    IX i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= total) return;
+    IX o = i / len, k = i - o * len;
+    dst[o * dst_stride + dst_off + k] = src[o * src_stride + src_off + k];
+}
+
 // Zero padding of the two spatial dims (for convolutions whose pads cuDNN cannot express).
 extern "C" __global__ void pad2d(DT* y, const DT* x, int n, int c, int h, int w, int ho, int wo, int top, int left, int nhwc) {
     IX i = blockIdx.x * blockDim.x + threadIdx.x;
@@ -419,6 +429,17 @@ extern "C" __global__ void from_host(DT* y, const float* x, int n, int c, int hw
     IX j = i;
     if (nhwc) { IX ch = i % c; IX q = i / c; IX s = q % hw; IX p = q / hw; j = (p * c + ch) * hw + s; }
     y[i] = ST(x[j]);
+}
+
+// from_host to NHWC for few channels (image inputs): one thread per pixel, reading each
+// channel plane where its neighbours read (coalesced), writing its pixel's c values.
+extern "C" __global__ void from_host_pixels(DT* y, const float* x, int n, int c, int hw, int nhwc) {
+    IX i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (IX)n * hw) return;
+    IX p = i / hw, s = i - p * hw;
+    const float* xp = x + p * (IX)c * hw + s;
+    DT* yp = y + i * (IX)c;
+    for (int ch = 0; ch < c; ++ch) yp[ch] = ST(xp[(IX)ch * hw]);
 }
 
 // Segment boundary out: this module's type and layout to float NCHW.

@@ -309,10 +309,11 @@ impl Exec {
 
     /// For each convolution trtc's own NHWC kernels can run (depthwise, and few input
     /// channels: `direct::direct_kernel_fits`), time cuDNN against that kernel, and
-    /// against its row-tiled form where one fits (`direct::row_tiles`), on this batch size
-    /// and keep the fastest. `TRTC_DIRECT=direct|rows|cudnn` fixes the choice for all of
-    /// them, `TRTC_DEPTHWISE` for depthwise convs (for tests and comparisons; `rows` is
-    /// `direct` where no row-tiled kernel fits).
+    /// against its row-tiled and 2-D tiled forms where they fit (`direct::row_tiles`,
+    /// `direct::tiles`), on this batch size and keep the fastest.
+    /// `TRTC_DIRECT=direct|rows|tiles|cudnn` fixes the choice for all of them,
+    /// `TRTC_DEPTHWISE` for depthwise convs (for tests and comparisons; `rows` and `tiles`
+    /// are `direct` where no such kernel fits).
     fn choose_direct_kernels(&self, inst: &mut Instance) -> Result<()> {
         if !self.program.nhwc {
             return Ok(());
@@ -334,18 +335,19 @@ impl Exec {
         let env = |var: &str| {
             std::env::var(var)
                 .ok()
-                .filter(|c| ["direct", "rows", "cudnn"].contains(&c.as_str()))
+                .filter(|c| ["direct", "rows", "tiles", "cudnn"].contains(&c.as_str()))
         };
         for i in candidates {
             let depthwise = matches!(&self.program.steps[i],
                 Step::Conv { w_dims, groups, .. } if is_depthwise(w_dims, *groups));
             let forced =
                 env("TRTC_DIRECT").or_else(|| depthwise.then(|| env("TRTC_DEPTHWISE")).flatten());
-            let tiles = self.row_tiles(i).is_some();
+            let (row_tiles, tiles) = (self.row_tiles(i).is_some(), self.tiles(i).is_some());
             if let Some(choice) = forced {
                 if let Some(r) = inst.convs.get_mut(&i) {
                     r.direct = choice != "cudnn";
-                    r.rows = choice == "rows" && tiles;
+                    r.rows = choice == "rows" && row_tiles;
+                    r.tiles = choice == "tiles" && tiles;
                 }
                 continue;
             }
@@ -363,33 +365,36 @@ impl Exec {
                 Ok(self.time_step(inst, i)? + pair)
             };
             let cudnn_ms = time(inst)?;
-            let set = |inst: &mut Instance, direct: bool, rows: bool| {
+            // Which form of trtc's kernel: (row-tiled, 2-D tiled).
+            let set = |inst: &mut Instance, direct: bool, (rows, tiled): (bool, bool)| {
                 if let Some(r) = inst.convs.get_mut(&i) {
                     r.direct = direct;
                     r.rows = rows;
+                    r.tiles = tiled;
                 }
             };
-            let mut best = (cudnn_ms, false, false);
-            let mut best_direct: Option<(f32, bool)> = None;
-            let variants: &[bool] = if tiles { &[false, true] } else { &[false] };
-            for &rows in variants {
-                set(inst, true, rows);
+            let mut best = (cudnn_ms, false, (false, false));
+            let mut best_direct: Option<(f32, (bool, bool))> = None;
+            let variants = [(false, false), (true, false), (false, true)];
+            let fits = |&&(rows, tiled): &&(bool, bool)| (!rows || row_tiles) && (!tiled || tiles);
+            for &form in variants.iter().filter(fits) {
+                set(inst, true, form);
                 if let Ok(ms) = time(inst) {
                     if ms < best.0 {
-                        best = (ms, true, rows);
+                        best = (ms, true, form);
                     }
                     if best_direct.is_none_or(|(b, _)| ms < b) {
-                        best_direct = Some((ms, rows));
+                        best_direct = Some((ms, form));
                     }
                 }
             }
             // With its Clip moved, a 1x1 producer is a plain product with a bias: cuBLASLt's
             // epilogue takes it, where before the Clip needed a pass of its own.
-            if let (Some(k), Some((_, rows))) = (producer, best_direct) {
-                set(inst, true, rows);
+            if let (Some(k), Some((_, form))) = (producer, best_direct) {
+                set(inst, true, form);
                 if let Some((dw_ms, product)) = self.producer_as_product(inst, i, k)? {
                     if dw_ms < best.0 {
-                        best = (dw_ms, true, rows);
+                        best = (dw_ms, true, form);
                         if let Some(r) = inst.convs.get_mut(&k) {
                             r.gemm = Some(product);
                         }

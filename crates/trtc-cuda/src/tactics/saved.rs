@@ -30,6 +30,9 @@ pub struct ConvTactic {
     /// trtc's row-tiled depthwise kernel (plans from before: the plain one).
     #[serde(default)]
     pub rows: bool,
+    /// trtc's 2-D tiled depthwise kernel (plans from before: another one).
+    #[serde(default)]
+    pub tiles: bool,
     pub lt: Option<LtTactic>,
 }
 
@@ -96,6 +99,7 @@ fn conv_tactic(r: &ConvRun) -> ConvTactic {
         unfused: r.unfused,
         direct: r.direct,
         rows: r.rows,
+        tiles: r.tiles,
         lt: r.gemm.as_ref().map(lt_tactic),
     }
 }
@@ -172,6 +176,7 @@ impl Exec {
             run.unfused = c.unfused;
             run.direct = c.direct;
             run.rows = c.direct && c.rows && self.row_tiles(*i).is_some();
+            run.tiles = c.direct && c.tiles && self.tiles(*i).is_some();
             if c.bias_f32 {
                 run.bias =
                     d::tensor4d([1, k, 1, 1], false, false).map_err(|e| cuda_err(&name, e))?;
@@ -248,6 +253,7 @@ mod tests {
                         unfused: true,
                         direct: false,
                         rows: false,
+                        tiles: false,
                         lt: Some(LtTactic {
                             algo: vec![1, 2, 3, 4, 5, 6, 7, 8],
                             workspace: 0,
