@@ -342,6 +342,25 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_fused_pool_writes_its_slice_of_the_concat_that_reads_the_relu() {
+        // relu(t + bias) (slot 4) and x (slot 0) concatenated into slot 5.
+        let mut p = program(
+            vec![Step::Concat {
+                inputs: vec![4, 0],
+                y: 5,
+                axis: 1,
+            }],
+            1,
+        );
+        p.slots[5] = slot(&[2, 16, 6, 6], false);
+        p.outputs = vec![5];
+        assert_eq!(fuse_pool_epilogues(&mut p), 1);
+        let views = crate::passes::concat_views::concat_views(&p);
+        let view = views.get(&4).map(|v| (v.base, v.offset, v.ld));
+        assert_eq!(view, Some((5, 0, 16)));
+    }
+
     /// Through the lowering: `AveragePool -> Add([C, 1, 1] constant) -> Relu`, as
     /// `pool-conv-swap` leaves InceptionV3, is one pool step (between the boundary's
     /// conversions) in every precision and layout.
