@@ -307,7 +307,9 @@ mod tests {
             assert_eq!(p.steps.len(), 3, "{what}");
             assert_eq!(epilogue(&p), (1, None, None), "{what}");
         };
-        let variants: [(&str, fn(&mut Program)); 7] = [
+        /// A change of the test program that must keep the Add out of the pool.
+        type Change = fn(&mut Program);
+        let variants: [(&str, Change); 7] = [
             ("not a constant", |p| p.slots[2].constant = None),
             ("along W", |p| p.slots[2] = slot(&[1, 1, 1, 8], true)),
             ("one value per element", |p| {
