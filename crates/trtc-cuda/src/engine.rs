@@ -201,11 +201,21 @@ impl CudaEngine {
                     e * (n(*x) + n(*y) + w + z.map(n).unwrap_or(0)),
                 )
             }
-            Step::Pool { x, y, kernel, .. } => (
-                "pool",
-                n(*y) * (kernel[0] * kernel[1]) as u64,
-                e * (n(*x) + n(*y)),
-            ),
+            Step::Pool {
+                x,
+                y,
+                kernel,
+                bias,
+                act,
+                ..
+            } => {
+                let epilogue = bias.is_some() as u64 + act.is_some() as u64;
+                (
+                    "pool",
+                    n(*y) * ((kernel[0] * kernel[1]) as u64 + epilogue),
+                    e * (n(*x) + n(*y) + bias.map(n).unwrap_or(0)),
+                )
+            }
             Step::GlobalPool { x, y, .. } => ("global_pool", n(*x), e * (n(*x) + n(*y))),
             Step::Binary { a, b: bb, y, .. } => {
                 ("elementwise", n(*y), e * (n(*a) + n(*bb) + n(*y)))

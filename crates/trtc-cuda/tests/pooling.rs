@@ -76,3 +76,78 @@ fn pools_etc_for(c: usize) {
         &format!("pools, concat, broadcast mul, clip, global pool, gemm, softmax; {c} channels"),
     );
 }
+
+/// `Pool -> Add(per-channel constant) -> Relu` (what `pool-conv-swap` leaves InceptionV3),
+/// then a concat the fused pool may write its slice of: the Add and the Relu run in the
+/// pool kernel's epilogue (one `pool` layer, no elementwise one), average and max pooling,
+/// 32 channels (16-byte vector kernel), 20 (vector in f32, per-pixel in fp16) and 6
+/// (per-pixel), in fp32 NCHW, fp32 NHWC and fp16 NHWC.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn pool_bias_relu_run_as_one_pool_kernel_and_match_tract() {
+    let configs = [
+        (Precision::Fp32, Layout::Nchw, FP32_TOLERANCE),
+        (Precision::Fp32, Layout::Nhwc, FP32_TOLERANCE),
+        (Precision::Fp16, Layout::Nhwc, FP16_TOLERANCE),
+    ];
+    for max in [false, true] {
+        for c in [32, 20, 6] {
+            let g = pool_bias_relu(max, c);
+            let inputs = vec![random_tensor(&[2, c, 9, 9], 11)];
+            for (precision, layout, tolerance) in configs {
+                let what = format!("max {max}, {c} channels, {precision:?} {layout:?}");
+                let (rel, model) =
+                    gpu_vs_tract_model(&g, inputs.clone(), &opts_for(precision, layout));
+                assert!(
+                    rel <= tolerance,
+                    "{what}: relative error {rel} over {tolerance}"
+                );
+                let layers: Vec<(String, &str)> = model
+                    .profile(inputs.clone())
+                    .unwrap()
+                    .into_iter()
+                    .map(|(_, t)| (t.layer, t.kind))
+                    .collect();
+                let pools: Vec<&String> = layers
+                    .iter()
+                    .filter(|(_, k)| *k == "pool")
+                    .map(|(l, _)| l)
+                    .collect();
+                assert_eq!(pools, vec!["pool (+2 fused)"], "{what}: {layers:?}");
+                assert!(
+                    !layers
+                        .iter()
+                        .any(|(_, k)| ["elementwise", "activation"].contains(k)),
+                    "{what}: {layers:?}"
+                );
+            }
+        }
+    }
+}
+
+/// `Concat(Relu(Pool(x) + bias), x)` on `x: f32[2, c, 9, 9]`: a 3x3 window, stride 1,
+/// pads 1 (counted in the average); the bias `[c, 1, 1]` for the average pool (as
+/// `pool-conv-swap` writes it), `[1, c, 1, 1]` for the max pool.
+fn pool_bias_relu(max: bool, c: usize) -> Graph {
+    let mut b = GraphBuilder::new();
+    let x = b.input("x", &[2, c, 9, 9]);
+    let attrs = PoolAttrs {
+        kernel_shape: vec![3, 3],
+        strides: vec![1, 1],
+        pads: vec![1, 1, 1, 1],
+        count_include_pad: (!max) as i64,
+        ..Default::default()
+    };
+    let op = match max {
+        true => Op::MaxPool(attrs),
+        false => Op::AveragePool(attrs),
+    };
+    let pooled = b.op("pool", op, &[x]);
+    let bias_shape: &[usize] = if max { &[1, c, 1, 1] } else { &[c, 1, 1] };
+    let bias = b.constant("bias", random_tensor(bias_shape, 12));
+    let added = b.op("add", Op::Add, &[pooled, bias]);
+    let relu = b.op("relu", Op::Relu, &[added]);
+    let cat = b.op("cat", Op::Concat { axis: 1 }, &[relu, x]);
+    b.output(cat);
+    b.build().unwrap()
+}

@@ -189,8 +189,13 @@ impl Exec {
                     stride,
                     pads,
                     count_pad,
+                    bias,
+                    act,
                 } => {
                     let (xs, ys) = (p.shape(*x, b), p.shape(*y, b));
+                    // The epilogue: a null bias adds nothing, activation code 0 is none.
+                    let bp: u64 = bias.map(ptr).unwrap_or(0);
+                    let (act_kind, act_a, act_b) = act.unwrap_or((0, 0.0, 0.0));
                     if p.slots[*x].nhwc {
                         let ldy = inst.ld(*y).unwrap_or(ys[1]);
                         let v = self.vec();
@@ -220,7 +225,7 @@ impl Exec {
                         ];
                         let (yp, xp) = (ptr(*y), ptr(*x));
                         let mut l = s.launch_builder(&f);
-                        l.arg(&yp).arg(&xp);
+                        l.arg(&yp).arg(&xp).arg(&bp);
                         for a in &args {
                             l.arg(a);
                         }
@@ -229,6 +234,7 @@ impl Exec {
                         if vectors {
                             l.arg(&total);
                         }
+                        l.arg(&act_kind).arg(&act_a).arg(&act_b);
                         let cfg = match vectors {
                             true => blocks(total as usize, 128),
                             false => per_pixel(pixels, ys[1]),
@@ -260,10 +266,11 @@ impl Exec {
                     ];
                     let (yp, xp) = (ptr(*y), ptr(*x));
                     let mut l = s.launch_builder(&f);
-                    l.arg(&yp).arg(&xp);
+                    l.arg(&yp).arg(&xp).arg(&bp);
                     for a in &args {
                         l.arg(a);
                     }
+                    l.arg(&act_kind).arg(&act_a).arg(&act_b);
                     unsafe { l.launch(blocks(n, 256)) }
                         .map(|_| ())
                         .map_err(|e| cuda_err("pool", e))

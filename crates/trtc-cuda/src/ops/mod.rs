@@ -32,7 +32,10 @@ mod unary;
 mod variadic;
 
 use crate::error::{cuda_err, Result};
-use crate::passes::{chains::fuse_elementwise_chains, clip_into_depthwise::clip_into_depthwise};
+use crate::passes::{
+    chains::fuse_elementwise_chains, clip_into_depthwise::clip_into_depthwise,
+    pool_epilogue::fuse_pool_epilogues,
+};
 use crate::program::lowering::Lowering;
 use crate::program::Program;
 use trtc_engine::{EngineOptions, FallbackReason, OpSupport};
@@ -193,6 +196,8 @@ pub fn lower_segment(
         (family.lower)(&mut cx, id)?;
     }
     let mut p = cx.finish(io)?;
+    // Before the chains: the pools take over the separate Add and activation steps.
+    fuse_pool_epilogues(&mut p);
     fuse_elementwise_chains(&mut p);
     clip_into_depthwise(&mut p);
     Ok(p)

@@ -77,6 +77,8 @@ fn lower(cx: &mut Lowering, id: NodeId) -> Result<()> {
                 stride: [s[0] as i32, s[1] as i32],
                 pads: [pd[0] as i32, pd[1] as i32, pd[2] as i32, pd[3] as i32],
                 count_pad: a.count_include_pad != 0,
+                bias: None,
+                act: None,
             }
         }
         Op::GlobalAveragePool | Op::GlobalMaxPool => Step::GlobalPool {

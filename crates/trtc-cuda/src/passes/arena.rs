@@ -70,8 +70,8 @@ pub fn step_slots(step: &Step) -> (Vec<usize>, Vec<usize>) {
             },
             ..
         } => (vec![*x, *t], vec![*t, *y]),
-        Step::Pool { x, y, .. }
-        | Step::GlobalPool { x, y, .. }
+        Step::Pool { x, y, bias, .. } => (std::iter::once(*x).chain(*bias).collect(), vec![*y]),
+        Step::GlobalPool { x, y, .. }
         | Step::Act { x, y, .. }
         | Step::Softmax { x, y }
         | Step::Convert { x, y }

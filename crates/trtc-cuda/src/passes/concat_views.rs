@@ -139,6 +139,8 @@ mod tests {
             stride: [1, 1],
             pads: [0; 4],
             count_pad: false,
+            bias: None,
+            act: None,
         }
     }
 

@@ -6,3 +6,4 @@ pub mod arena;
 pub mod chains;
 pub mod clip_into_depthwise;
 pub mod concat_views;
+pub mod pool_epilogue;

@@ -79,6 +79,11 @@ pub enum Step {
         /// The depthwise conv step that can take over this conv's Clip.
         clip_to: Option<usize>,
     },
+    /// Max or average pooling (2-D, ONNX's pads and `count_include_pad`), then an optional
+    /// epilogue before the store (`passes/pool_epilogue.rs`): `bias`, a constant slot of
+    /// one value per channel (the engine's element type), added; then `act`, an
+    /// activation's kernel code and parameters (`program::act_code`, codes 1 to 7 only:
+    /// the pool kernels' `act_apply`).
     Pool {
         x: usize,
         y: usize,
@@ -87,6 +92,8 @@ pub enum Step {
         stride: [i32; 2],
         pads: [i32; 4],
         count_pad: bool,
+        bias: Option<usize>,
+        act: Option<(i32, f32, f32)>,
     },
     GlobalPool {
         x: usize,

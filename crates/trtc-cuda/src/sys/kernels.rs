@@ -153,11 +153,19 @@ extern "C" __global__ void bias_act(DT* y, const DT* bias, const DT* z, long lon
     y[o] = ST(act_apply(v, kind, a, b));
 }
 
+// The pooling kernels' epilogue (`Step::Pool`'s bias and act): the pooled value plus
+// bias[ch] (when bias is not null), then activation `kind` (0: none).
+__device__ __forceinline__ float pool_epilogue(float v, const DT* bias, IX ch, int kind, float a, float b) {
+    if (bias) v += LD(bias[ch]);
+    return act_apply(v, kind, a, b);
+}
+
 // pool2d_nhwc for channel counts (and output pixel strides) that are a multiple of VEC:
 // one thread per VEC channels of one output pixel, 16-byte loads and stores.
-extern "C" __global__ void pool2d_nhwc_vec(DT* y, const DT* x, int c, int h, int w, int ho, int wo,
+extern "C" __global__ void pool2d_nhwc_vec(DT* y, const DT* x, const DT* bias, int c, int h, int w, int ho, int wo,
                                            int kh, int kw, int sh, int sw, int pt, int pl, int pb, int pr,
-                                           int is_max, int count_pad, int ldy, IX total) {
+                                           int is_max, int count_pad, int ldy, IX total,
+                                           int act_kind, float act_a, float act_b) {
     IX t = blockIdx.x * blockDim.x + threadIdx.x;
     if (t >= total) return;
     IX cvecs = (IX)c / VEC, pix = t / cvecs, ch0 = (t - pix * cvecs) * VEC;
@@ -183,15 +191,18 @@ extern "C" __global__ void pool2d_nhwc_vec(DT* y, const DT* x, int c, int h, int
     Vec16 out;
     #pragma unroll
     for (int k = 0; k < VEC; ++k)
-        out.v[k] = ST(is_max ? acc[k] : (count > 0 ? acc[k] / count : 0.f));
+        out.v[k] = ST(pool_epilogue(is_max ? acc[k] : (count > 0 ? acc[k] / count : 0.f),
+                                    bias, ch0 + k, act_kind, act_a, act_b));
     *reinterpret_cast<uint4*>(y + pix * (IX)ldy + ch0) = out.raw;
 }
 
 // Max or average pooling of an NHWC tensor, ONNX semantics: one block per output pixel,
-// threads over channels; output pixels are `ldy` elements apart (c when packed).
-extern "C" __global__ void pool2d_nhwc(DT* y, const DT* x, int c, int h, int w, int ho, int wo,
+// threads over channels; output pixels are `ldy` elements apart (c when packed); then the
+// epilogue (`pool_epilogue`).
+extern "C" __global__ void pool2d_nhwc(DT* y, const DT* x, const DT* bias, int c, int h, int w, int ho, int wo,
                                        int kh, int kw, int sh, int sw, int pt, int pl, int pb, int pr,
-                                       int is_max, int count_pad, int ldy) {
+                                       int is_max, int count_pad, int ldy,
+                                       int act_kind, float act_a, float act_b) {
     IX pix = blockIdx.x;
     int ox = pix % wo; IX q = pix / wo; int oy = q % ho; IX p = q / ho;
     int y0 = oy * sh - pt, x0 = ox * sw - pl;
@@ -208,7 +219,8 @@ extern "C" __global__ void pool2d_nhwc(DT* y, const DT* x, int c, int h, int w, 
                 acc = is_max ? fmaxf(acc, v) : acc + v;
             }
         }
-        y[pix * (IX)ldy + ch] = ST(is_max ? acc : (count > 0 ? acc / count : 0.f));
+        y[pix * (IX)ldy + ch] = ST(pool_epilogue(is_max ? acc : (count > 0 ? acc / count : 0.f),
+                                                 bias, (IX)ch, act_kind, act_a, act_b));
     }
 }
 
@@ -335,9 +347,11 @@ extern "C" __global__ void pad2d(DT* y, const DT* x, int n, int c, int h, int w,
     y[i] = (ix >= 0 && ix < w && iy >= 0 && iy < h) ? x[at4(nhwc, p, ch, iy, ix, c, h, w)] : ST(0.f);
 }
 
-// Max or average pooling, ONNX semantics (pads, ceil_mode via the output size, count_include_pad).
-extern "C" __global__ void pool2d(DT* y, const DT* x, int n, int c, int h, int w, int ho, int wo,
-                                  int kh, int kw, int sh, int sw, int pt, int pl, int pb, int pr, int is_max, int count_pad, int nhwc) {
+// Max or average pooling, ONNX semantics (pads, ceil_mode via the output size, count_include_pad),
+// then the epilogue (`pool_epilogue`).
+extern "C" __global__ void pool2d(DT* y, const DT* x, const DT* bias, int n, int c, int h, int w, int ho, int wo,
+                                  int kh, int kw, int sh, int sw, int pt, int pl, int pb, int pr, int is_max, int count_pad, int nhwc,
+                                  int act_kind, float act_a, float act_b) {
     IX i = blockIdx.x * blockDim.x + threadIdx.x;
     IX total = (IX)n * c * ho * wo;
     if (i >= total) return;
@@ -361,7 +375,7 @@ extern "C" __global__ void pool2d(DT* y, const DT* x, int n, int c, int h, int w
             }
         }
     }
-    y[i] = ST(is_max ? acc : (count > 0 ? acc / count : 0.f));
+    y[i] = ST(pool_epilogue(is_max ? acc : (count > 0 ? acc / count : 0.f), bias, ch, act_kind, act_a, act_b));
 }
 
 // NCHW: one warp per (n, c), mean or max over h*w.
