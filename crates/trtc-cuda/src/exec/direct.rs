@@ -150,12 +150,7 @@ impl Exec {
             (true, true, None, Some((tiled, _))) => tiled,
             (true, false, None, _) => "depthwise_nhwc",
             (true, true, None, None) => "depthwise_nhwc_vec",
-            // Image stems of 3 channels: a kernel with their window and channels built in.
-            (false, true, ..) => match (w_dims[1], w_dims[2], w_dims[3], dilation) {
-                (3, 3, 3, [1, 1]) => "conv_few_k3c3",
-                (3, 7, 7, [1, 1]) => "conv_few_k7c3",
-                _ => "conv_few_inputs_nhwc",
-            },
+            (false, true, ..) => "conv_few_inputs_nhwc",
             (false, false, ..) => return Err(cuda_err(name, "outputs are not whole vectors")),
         };
         let f = kernel(&self.dev, kernel_name, p.half)?;

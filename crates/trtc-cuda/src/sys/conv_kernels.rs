@@ -307,26 +307,6 @@ DEPTHWISE_SMEM(3, 2)
 DEPTHWISE_SMEM(5, 1)
 DEPTHWISE_SMEM(5, 2)
 
-// The end of the few-input-channel convs: bias, residual and activation on a pixel's 32
-// (kc valid) accumulators, stored in 16-byte vectors at y[o].
-__device__ __forceinline__ void conv_few_store(DT* y, const float* acc, const DT* bias, const DT* z, IX o,
-                                               int k0, int kc, int has_z, int kind, float a, float b) {
-    #pragma unroll
-    for (int v = 0; v < 32 / VEC; ++v) {
-        if (v * VEC >= kc) break;
-        Vec16 bv; bv.raw = *reinterpret_cast<const uint4*>(bias + k0 + v * VEC);
-        Vec16 zr; if (has_z) zr.raw = *reinterpret_cast<const uint4*>(z + o + v * VEC);
-        Vec16 u;
-        #pragma unroll
-        for (int j = 0; j < VEC; ++j) {
-            float t = acc[v * VEC + j] + LD(bv.v[j]);
-            if (has_z) t += LD(zr.v[j]);
-            u.v[j] = ST(act_apply(t, kind, a, b));
-        }
-        *reinterpret_cast<uint4*>(y + o + v * VEC) = u.raw;
-    }
-}
-
 // An ordinary NHWC convolution of few input channels (an image stem), weights stored
 // [kh][kw][c][k]: one thread per output pixel and 32 output channels (blockIdx.y picks which
 // 32), each input tap loaded once and applied to all 32; the block's weights (kh*kw*c x 32,
@@ -372,70 +352,21 @@ extern "C" __global__ void conv_few_inputs_nhwc(DT* y, const DT* x, const DT* w,
             }
         }
     }
-    conv_few_store(y, acc, bias, z, pix * k + k0, k0, kc, has_z, kind, a, b);
-}
-
-// conv_few_inputs_nhwc for a K x K window over C channels known when compiling (image stems:
-// 3x3 and 7x7 over 3 channels), no dilation: each window row's K * C inputs are loaded
-// together before they are used, so that their loads are in flight at once (the generic
-// kernel waits for each in turn), and every loop unrolls. Arguments as
-// conv_few_inputs_nhwc's (c, kh, kw, dh and dw are the template's).
-template <int K, int C>
-__device__ __forceinline__ void conv_few_fixed(DT* y, const DT* x, const DT* w, const DT* bias, const DT* z,
-                                               int h, int wd, int ho, int wo, int k, int sh, int sw,
-                                               int pt, int pl, int has_z, int kind, float a, float b, IX pixels) {
-    extern __shared__ float4 ws4[];
-    float* ws = reinterpret_cast<float*>(ws4);
-    constexpr int TAPS = K * K * C;
-    int k0 = blockIdx.y * 32, kc = min(32, k - k0);
-    for (int i = threadIdx.x; i < TAPS * 32; i += blockDim.x) {
-        int tc = i >> 5, j = i & 31;
-        ws[i] = j < kc ? LD(w[(IX)tc * k + k0 + j]) : 0.f;
-    }
-    __syncthreads();
-    IX pix = blockIdx.x * blockDim.x + threadIdx.x;
-    if (pix >= pixels) return;
-    int ox = pix % wo; IX q = pix / wo; int oy = q % ho; IX p = q / ho;
-    int y0 = oy * sh - pt, x0 = ox * sw - pl;
-    float acc[32];
+    IX o = pix * k + k0;
     #pragma unroll
-    for (int j = 0; j < 32; ++j) acc[j] = 0.f;
-    #pragma unroll
-    for (int r = 0; r < K; ++r) {
-        int iy = y0 + r;
-        bool row_in = iy >= 0 && iy < h;
-        const DT* xr = x + ((p * h + (row_in ? iy : 0)) * (IX)wd) * C;
-        float xv[K * C];
+    for (int v = 0; v < 32 / VEC; ++v) {
+        if (v * VEC >= kc) break;
+        Vec16 bv; bv.raw = *reinterpret_cast<const uint4*>(bias + k0 + v * VEC);
+        Vec16 zr; if (has_z) zr.raw = *reinterpret_cast<const uint4*>(z + o + v * VEC);
+        Vec16 u;
         #pragma unroll
-        for (int s = 0; s < K; ++s) {
-            int ix = x0 + s;
-            bool in = row_in && ix >= 0 && ix < wd;
-            #pragma unroll
-            for (int ci = 0; ci < C; ++ci) xv[s * C + ci] = in ? LD(xr[(IX)ix * C + ci]) : 0.f;
+        for (int j = 0; j < VEC; ++j) {
+            float t = acc[v * VEC + j] + LD(bv.v[j]);
+            if (has_z) t += LD(zr.v[j]);
+            u.v[j] = ST(act_apply(t, kind, a, b));
         }
-        #pragma unroll
-        for (int t = 0; t < K * C; ++t) {
-            const float4* wp = ws4 + (r * K * C + t) * 8;
-            #pragma unroll
-            for (int j = 0; j < 8; ++j) {
-                float4 wv = wp[j];
-                acc[4 * j] += xv[t] * wv.x;
-                acc[4 * j + 1] += xv[t] * wv.y;
-                acc[4 * j + 2] += xv[t] * wv.z;
-                acc[4 * j + 3] += xv[t] * wv.w;
-            }
-        }
+        *reinterpret_cast<uint4*>(y + o + v * VEC) = u.raw;
     }
-    conv_few_store(y, acc, bias, z, pix * k + k0, k0, kc, has_z, kind, a, b);
 }
-
-#define CONV_FEW_FIXED(K, C)                                                                              \
-extern "C" __global__ void conv_few_k##K##c##C(DT* y, const DT* x, const DT* w, const DT* bias,           \
-        const DT* z, int c, int h, int wd, int ho, int wo, int k, int kh, int kw, int sh, int sw, int pt,  \
-        int pl, int dh, int dw, int has_z, int kind, float a, float b, IX pixels) {                        \
-    conv_few_fixed<K, C>(y, x, w, bias, z, h, wd, ho, wo, k, sh, sw, pt, pl, has_z, kind, a, b, pixels);   \
-}
-CONV_FEW_FIXED(3, 3)
-CONV_FEW_FIXED(7, 3)
 
 "#;
