@@ -32,28 +32,33 @@ pub(crate) fn per_pixel(pixels: usize, channels: usize) -> LaunchConfig {
 }
 
 impl Exec {
+    /// Conv step `i` where it is an undilated depthwise conv that trtc's kernels can run:
+    /// its channels, window `[kh, kw]` and strides.
+    fn undilated_depthwise(&self, i: usize) -> Option<(usize, [i32; 2], [i32; 2])> {
+        match &self.program.steps[i] {
+            Step::Conv {
+                w_dims,
+                groups,
+                stride,
+                dilation,
+                w_direct: Some(_),
+                ..
+            } if is_depthwise(w_dims, *groups) && dilation == &[1, 1] => {
+                Some((w_dims[0] as usize, [w_dims[2], w_dims[3]], *stride))
+            }
+            _ => None,
+        }
+    }
+
     /// The row-tiled depthwise kernel that fits conv step `i`, and the output pixels each
     /// of its threads computes: 3x3 and 5x5 windows of horizontal stride 1 or 2, no
     /// dilation, channels in whole 16-byte vectors (`depthwise_nhwc_k{3,5}s{1,2}`).
     pub(crate) fn row_tiles(&self, i: usize) -> Option<(&'static str, usize)> {
-        let Step::Conv {
-            w_dims,
-            groups,
-            stride,
-            dilation,
-            w_direct: Some(_),
-            ..
-        } = &self.program.steps[i]
-        else {
-            return None;
-        };
-        if !is_depthwise(w_dims, *groups)
-            || !(w_dims[0] as usize).is_multiple_of(self.vec())
-            || dilation != &[1, 1]
-        {
+        let (c, [_, kw], [_, sw]) = self.undilated_depthwise(i)?;
+        if !c.is_multiple_of(self.vec()) {
             return None;
         }
-        match (w_dims[3], stride[1]) {
+        match (kw, sw) {
             (3, 1) => Some(("depthwise_nhwc_k3s1", 4)),
             (3, 2) => Some(("depthwise_nhwc_k3s2", 2)),
             (5, 1) => Some(("depthwise_nhwc_k5s1", 4)),
@@ -65,28 +70,13 @@ impl Exec {
     /// The 2-D tiled depthwise kernel that fits conv step `i`: square 3x3 and 5x5 windows
     /// of equal strides 1 or 2 both ways, no dilation, channels in whole quads.
     pub(crate) fn tiles(&self, i: usize) -> Option<&'static str> {
-        let Step::Conv {
-            w_dims,
-            groups,
-            stride,
-            dilation,
-            w_direct: Some(_),
-            ..
-        } = &self.program.steps[i]
-        else {
-            return None;
-        };
-        if !is_depthwise(w_dims, *groups)
-            || dilation != &[1, 1]
-            || w_dims[2] != w_dims[3]
-            || stride[0] != stride[1]
-            || w_dims[0] % 4 != 0
-        {
+        let (c, [kh, kw], [sh, sw]) = self.undilated_depthwise(i)?;
+        if kh != kw || sh != sw || !c.is_multiple_of(4) {
             return None;
         }
         TILE_KERNELS
             .iter()
-            .find(|t| (t.1, t.2) == (w_dims[3], stride[1]))
+            .find(|t| (t.1, t.2) == (kw, sw))
             .map(|t| t.0)
     }
 

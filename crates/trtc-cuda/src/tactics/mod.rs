@@ -2,13 +2,13 @@
 //! timing on the instance's shapes (as TensorRT's builder does). cuDNN's algorithms are
 //! timed with `cudnnFindConvolutionForwardAlgorithm` (cached by layer shape across the
 //! build); the fused call is timed against the unfused pair, and cuDNN against trtc's own
-//! depthwise kernel.
+//! kernels (`direct.rs`).
 
+mod direct;
 pub mod saved;
 
 use crate::error::{cuda_err, Result};
 use crate::exec::{Exec, Instance, LtRun};
-use crate::program::conv_rules::is_depthwise;
 use crate::program::Step;
 use crate::sys::cublaslt::{GemmSpec, LtGemm};
 use crate::sys::cudnn::{self as d, ConvDesc, Filter4d, Tensor4d};
@@ -307,129 +307,9 @@ impl Exec {
             && gemm_choice() != Some(false)
     }
 
-    /// For each convolution trtc's own NHWC kernels can run (depthwise, and few input
-    /// channels: `direct::direct_kernel_fits`), time cuDNN against that kernel, and
-    /// against its row-tiled and 2-D tiled forms where they fit (`direct::row_tiles`,
-    /// `direct::tiles`), on this batch size and keep the fastest.
-    /// `TRTC_DIRECT=direct|rows|tiles|cudnn` fixes the choice for all of them,
-    /// `TRTC_DEPTHWISE` for depthwise convs (for tests and comparisons; `rows` and `tiles`
-    /// are `direct` where no such kernel fits).
-    fn choose_direct_kernels(&self, inst: &mut Instance) -> Result<()> {
-        if !self.program.nhwc {
-            return Ok(());
-        }
-        let candidates: Vec<usize> = inst
-            .convs
-            .keys()
-            .copied()
-            .filter(|&i| {
-                matches!(
-                    &self.program.steps[i],
-                    Step::Conv {
-                        w_direct: Some(_),
-                        ..
-                    }
-                )
-            })
-            .collect();
-        let env = |var: &str| {
-            std::env::var(var)
-                .ok()
-                .filter(|c| ["direct", "rows", "tiles", "cudnn"].contains(&c.as_str()))
-        };
-        for i in candidates {
-            let depthwise = matches!(&self.program.steps[i],
-                Step::Conv { w_dims, groups, .. } if is_depthwise(w_dims, *groups));
-            let forced =
-                env("TRTC_DIRECT").or_else(|| depthwise.then(|| env("TRTC_DEPTHWISE")).flatten());
-            let (row_tiles, tiles) = (self.row_tiles(i).is_some(), self.tiles(i).is_some());
-            if let Some(choice) = forced {
-                if let Some(r) = inst.convs.get_mut(&i) {
-                    r.direct = choice != "cudnn";
-                    r.rows = choice == "rows" && row_tiles;
-                    r.tiles = choice == "tiles" && tiles;
-                }
-                continue;
-            }
-            // trtc's kernel takes over the producer's Clip where it can: time the pair.
-            let producer = self
-                .program
-                .steps
-                .iter()
-                .position(|s| matches!(s, Step::Conv { clip_to: Some(j), .. } if *j == i));
-            let time = |inst: &Instance| -> Result<f32> {
-                let pair = match producer {
-                    Some(k) => self.time_step(inst, k)?,
-                    None => 0.0,
-                };
-                Ok(self.time_step(inst, i)? + pair)
-            };
-            let cudnn_ms = time(inst)?;
-            // Which form of trtc's kernel: (row-tiled, 2-D tiled).
-            let set = |inst: &mut Instance, direct: bool, (rows, tiled): (bool, bool)| {
-                if let Some(r) = inst.convs.get_mut(&i) {
-                    r.direct = direct;
-                    r.rows = rows;
-                    r.tiles = tiled;
-                }
-            };
-            let mut best = (cudnn_ms, false, (false, false));
-            let mut best_direct: Option<(f32, (bool, bool))> = None;
-            let variants = [(false, false), (true, false), (false, true)];
-            let fits = |&&(rows, tiled): &&(bool, bool)| (!rows || row_tiles) && (!tiled || tiles);
-            for &form in variants.iter().filter(fits) {
-                set(inst, true, form);
-                if let Ok(ms) = time(inst) {
-                    if ms < best.0 {
-                        best = (ms, true, form);
-                    }
-                    if best_direct.is_none_or(|(b, _)| ms < b) {
-                        best_direct = Some((ms, form));
-                    }
-                }
-            }
-            // With its Clip moved, a 1x1 producer is a plain product with a bias: cuBLASLt's
-            // epilogue takes it, where before the Clip needed a pass of its own.
-            if let (Some(k), Some((_, form))) = (producer, best_direct) {
-                set(inst, true, form);
-                if let Some((dw_ms, product)) = self.producer_as_product(inst, i, k)? {
-                    if dw_ms < best.0 {
-                        best = (dw_ms, true, form);
-                        if let Some(r) = inst.convs.get_mut(&k) {
-                            r.gemm = Some(product);
-                        }
-                    }
-                }
-            }
-            set(inst, best.1, best.2);
-        }
-        Ok(())
-    }
-
-    /// Depthwise conv step `i` run by trtc's kernel with the Clip of 1x1 conv step `k` moved
-    /// into it, and `k` as cuBLASLt's fastest product: their summed time and that product,
-    /// where `k` runs on cuDNN now and cuBLASLt takes it.
-    fn producer_as_product(
-        &self,
-        inst: &mut Instance,
-        i: usize,
-        k: usize,
-    ) -> Result<Option<(f32, LtRun)>> {
-        let on_cudnn = inst
-            .convs
-            .get(&k)
-            .is_some_and(|r| r.gemm.is_none() && !r.direct && !r.gemm_only);
-        let Some((spec, bias)) = self.conv_gemm_spec(inst, k).filter(|_| on_cudnn) else {
-            return Ok(None);
-        };
-        let dw_ms = self.time_step(inst, i)?;
-        let found = self.fastest_conv_product(inst, k, spec, bias)?;
-        Ok(found.map(|(ms, run)| (dw_ms + ms, run)))
-    }
-
     /// Conv step `i` as cuBLASLt's fastest product for `spec`, each candidate timed in
     /// place of the step's current run (which is left as it was): the time and the product.
-    fn fastest_conv_product(
+    pub(super) fn fastest_conv_product(
         &self,
         inst: &mut Instance,
         i: usize,
