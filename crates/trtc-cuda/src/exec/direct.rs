@@ -182,9 +182,7 @@ impl Exec {
         let total = match (depthwise, tiles, rows) {
             // Unused: blocks of 8 x 8 pixels and 32 channels.
             (true, Some(_), _) => 0,
-            (true, None, Some((_, px))) => {
-                (ys[0] * ys[2] * ys[3].div_ceil(px) * ys[1] / v) as u32
-            }
+            (true, None, Some((_, px))) => (ys[0] * ys[2] * ys[3].div_ceil(px) * ys[1] / v) as u32,
             (true, None, None) => (pixels * ys[1] / v) as u32,
             (false, ..) => pixels as u32,
         };
