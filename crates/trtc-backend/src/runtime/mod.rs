@@ -211,10 +211,14 @@ impl HybridModel {
     /// The model for these inputs: checked against the graph's inputs, then for a
     /// dynamic model the specialization of their shape key (built now if new).
     fn model_for(&self, inputs: &TVec<TValue>) -> Result<ModelRef<'_>> {
-        let shapes = self.checked_shapes(inputs)?;
+        self.shaped(&self.checked_shapes(inputs)?)
+    }
+
+    /// The model for inputs of `shapes` (a dynamic model's specialization, built now if new).
+    fn shaped(&self, shapes: &[Vec<usize>]) -> Result<ModelRef<'_>> {
         Ok(match &self.models {
             Models::Static(m) => ModelRef::Borrowed(m),
-            Models::Dynamic(c) => ModelRef::Shared(c.get(&shapes)?),
+            Models::Dynamic(c) => ModelRef::Shared(c.get(shapes)?),
         })
     }
 
@@ -290,10 +294,7 @@ impl HybridModel {
     ) -> Result<()> {
         // The buffers hold each input's own type (u8 for an `--input-format u8-nhwc` image).
         crate::shapes::check_input_shapes(&self.inputs, shapes)?;
-        let model = match &self.models {
-            Models::Static(m) => ModelRef::Borrowed(m),
-            Models::Dynamic(c) => ModelRef::Shared(c.get(shapes)?),
-        };
+        let model = self.shaped(shapes)?;
         // Safety: passed on from the caller.
         unsafe { model.get().run_device(shapes, inputs, outputs) }
     }

@@ -7,7 +7,7 @@
 //! contract: outputs in order, each with its index; a batch of the wrong shape or dtype is
 //! delivered as its error and the rest still run.
 
-use super::{HybridModel, Models};
+use super::HybridModel;
 use crate::error::{BackendError, Result};
 use serde::Serialize;
 use trtc_engine::HostStream;
@@ -177,14 +177,6 @@ impl HybridModel {
             }
         }
         Ok(())
-    }
-
-    /// The model for inputs of `shapes` (a dynamic model's specialization, built now if new).
-    fn shaped(&self, shapes: &[Vec<usize>]) -> Result<super::ModelRef<'_>> {
-        Ok(match &self.models {
-            Models::Static(m) => super::ModelRef::Borrowed(m),
-            Models::Dynamic(c) => super::ModelRef::Shared(c.get(shapes)?),
-        })
     }
 }
 
