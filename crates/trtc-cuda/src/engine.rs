@@ -4,7 +4,7 @@
 //! instance builder (`instance.rs`) below it, and is asked by `CudaBuilder`.
 
 use crate::error::{cuda_err, Result};
-use crate::exec::{Exec, Instance};
+use crate::exec::{DirectForm, Exec, Instance};
 use crate::program::host::decode_f32;
 use crate::program::{Program, Step};
 use crate::sys::device::Device;
@@ -431,13 +431,18 @@ impl Engine for CudaEngine {
 /// What runs step `i` of `inst`, where a tactic chose it (convs, products).
 fn tactic_name(inst: &Instance, i: usize) -> String {
     if let Some(r) = inst.convs.get(&i) {
-        return match (r.direct, r.rows, &r.gemm, r.unfused) {
-            (true, _, _, _) if r.tiles => "trtc tiles".into(),
-            (true, true, _, _) => "trtc rows".into(),
-            (true, false, _, _) => "trtc direct".into(),
-            (false, _, Some(_), _) => "cublaslt".into(),
-            (false, _, None, true) => format!("cudnn algo {} + epilogue", r.algo as i32),
-            (false, _, None, false) => format!("cudnn algo {} fused", r.algo as i32),
+        if r.direct {
+            return match r.form {
+                DirectForm::Pixel => "trtc direct",
+                DirectForm::Rows => "trtc rows",
+                DirectForm::Tiles => "trtc tiles",
+            }
+            .into();
+        }
+        return match (&r.gemm, r.unfused) {
+            (Some(_), _) => "cublaslt".into(),
+            (None, true) => format!("cudnn algo {} + epilogue", r.algo as i32),
+            (None, false) => format!("cudnn algo {} fused", r.algo as i32),
         };
     }
     if inst.gemms.contains_key(&i) {

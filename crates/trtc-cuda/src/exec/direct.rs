@@ -1,12 +1,12 @@
 //! Launching convolutions that trtc's own NHWC kernels run (`run.direct`, a tactic timed
-//! against cuDNN): depthwise convs (one output pixel per thread, or `run.rows`: a few
-//! neighbouring pixels of a row per thread, sharing the loads of their windows, or
-//! `run.tiles`: 8 x 8 output pixels per block from an input tile in shared memory), and
+//! against cuDNN): depthwise convs in one of three forms (`run.form`: one output pixel per
+//! thread; a few neighbouring pixels of a row per thread, sharing the loads of their
+//! windows; or 8 x 8 output pixels per block from an input tile in shared memory), and
 //! ordinary convs of few input channels (image stems), all with bias, residual and
 //! activation in the kernel. Weights are `[kh][kw][c][k]`
 //! (`weights_rsck`).
 
-use super::{Exec, Instance};
+use super::{DirectForm, Exec, Instance};
 use crate::error::{cuda_err, Result};
 use crate::program::conv_rules::is_depthwise;
 use crate::program::Step;
@@ -80,6 +80,16 @@ impl Exec {
             .map(|t| t.0)
     }
 
+    /// Whether `form` of trtc's kernel can run conv step `i` (the per-pixel form can run
+    /// every conv the direct kernels take).
+    pub(crate) fn form_fits(&self, i: usize, form: DirectForm) -> bool {
+        match form {
+            DirectForm::Pixel => true,
+            DirectForm::Rows => self.row_tiles(i).is_some(),
+            DirectForm::Tiles => self.tiles(i).is_some(),
+        }
+    }
+
     /// Conv step `i` through trtc's kernel, applying `act` (the step's activation as this
     /// instance runs it).
     pub(crate) fn launch_direct(
@@ -125,16 +135,13 @@ impl Exec {
         let depthwise = is_depthwise(w_dims, *groups);
         let v = self.vec();
         let vectors = ys[1].is_multiple_of(v);
-        let rows = inst
-            .convs
-            .get(&i)
-            .filter(|r| r.rows)
-            .and_then(|_| self.row_tiles(i));
-        let tiles = inst
-            .convs
-            .get(&i)
-            .filter(|r| r.tiles)
-            .and_then(|_| self.tiles(i));
+        let form = inst.convs.get(&i).map(|r| r.form);
+        let rows = (form == Some(DirectForm::Rows))
+            .then(|| self.row_tiles(i))
+            .flatten();
+        let tiles = (form == Some(DirectForm::Tiles))
+            .then(|| self.tiles(i))
+            .flatten();
         let kernel_name = match (depthwise, vectors, tiles, rows) {
             (true, _, Some(t), _) => t,
             (true, true, None, Some((tiled, _))) => tiled,

@@ -47,6 +47,18 @@ pub(crate) struct Exec {
 unsafe impl Send for Exec {}
 unsafe impl Sync for Exec {}
 
+/// The forms of trtc's own depthwise kernel (`direct.rs`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum DirectForm {
+    /// One output pixel per thread (or per block, for channels not in whole vectors).
+    #[default]
+    Pixel,
+    /// Several output pixels of a row per thread (`Exec::row_tiles`).
+    Rows,
+    /// 8 x 8 output pixels per block from an input tile in shared memory (`Exec::tiles`).
+    Tiles,
+}
+
 /// What a convolution needs at one batch size.
 pub(crate) struct ConvRun {
     pub(crate) x: Tensor4d,
@@ -61,13 +73,8 @@ pub(crate) struct ConvRun {
     /// A depthwise convolution run by trtc's own NHWC kernel, where timing showed it faster
     /// than cuDNN.
     pub(crate) direct: bool,
-    /// With `direct`, a depthwise conv run by the row-tiled form of trtc's kernel (several
-    /// output pixels per thread: `direct::row_tiles`), where timing showed it faster.
-    pub(crate) rows: bool,
-    /// With `direct`, a depthwise conv run by the 2-D tiled form of trtc's kernel (several
-    /// output rows of several pixels per thread: `direct::tiles`), where timing showed it
-    /// faster.
-    pub(crate) tiles: bool,
+    /// With `direct`, which form of trtc's depthwise kernel runs it (timing chose it).
+    pub(crate) form: DirectForm,
     pub(crate) conv: ConvDesc,
     pub(crate) act: ActDesc,
     pub(crate) algo: dnn_sys::cudnnConvolutionFwdAlgo_t,

@@ -4,7 +4,7 @@
 //! as a pair, and that 1x1 conv as a cuBLASLt product where its Clip has moved.
 
 use crate::error::Result;
-use crate::exec::{Exec, Instance, LtRun};
+use crate::exec::{DirectForm, Exec, Instance, LtRun};
 use crate::program::conv_rules::is_depthwise;
 use crate::program::Step;
 
@@ -44,12 +44,20 @@ impl Exec {
                 Step::Conv { w_dims, groups, .. } if is_depthwise(w_dims, *groups));
             let forced =
                 env("TRTC_DIRECT").or_else(|| depthwise.then(|| env("TRTC_DEPTHWISE")).flatten());
-            let (row_tiles, tiles) = (self.row_tiles(i).is_some(), self.tiles(i).is_some());
             if let Some(choice) = forced {
+                let form = match choice.as_str() {
+                    "rows" => DirectForm::Rows,
+                    "tiles" => DirectForm::Tiles,
+                    _ => DirectForm::Pixel,
+                };
+                let form = if self.form_fits(i, form) {
+                    form
+                } else {
+                    DirectForm::Pixel
+                };
                 if let Some(r) = inst.convs.get_mut(&i) {
                     r.direct = choice != "cudnn";
-                    r.rows = choice == "rows" && row_tiles;
-                    r.tiles = choice == "tiles" && tiles;
+                    r.form = form;
                 }
                 continue;
             }
@@ -67,19 +75,16 @@ impl Exec {
                 Ok(self.time_step(inst, i)? + pair)
             };
             let cudnn_ms = time(inst)?;
-            // Which form of trtc's kernel: (row-tiled, 2-D tiled).
-            let set = |inst: &mut Instance, direct: bool, (rows, tiled): (bool, bool)| {
+            let set = |inst: &mut Instance, direct: bool, form: DirectForm| {
                 if let Some(r) = inst.convs.get_mut(&i) {
                     r.direct = direct;
-                    r.rows = rows;
-                    r.tiles = tiled;
+                    r.form = form;
                 }
             };
-            let mut best = (cudnn_ms, false, (false, false));
-            let mut best_direct: Option<(f32, (bool, bool))> = None;
-            let variants = [(false, false), (true, false), (false, true)];
-            let fits = |&&(rows, tiled): &&(bool, bool)| (!rows || row_tiles) && (!tiled || tiles);
-            for &form in variants.iter().filter(fits) {
+            let mut best = (cudnn_ms, false, DirectForm::Pixel);
+            let mut best_direct: Option<(f32, DirectForm)> = None;
+            let forms = [DirectForm::Pixel, DirectForm::Rows, DirectForm::Tiles];
+            for form in forms.into_iter().filter(|&f| self.form_fits(i, f)) {
                 set(inst, true, form);
                 if let Ok(ms) = time(inst) {
                     if ms < best.0 {

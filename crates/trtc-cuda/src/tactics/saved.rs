@@ -4,7 +4,7 @@
 //! anything again; tactics from another GPU model, or that no longer apply, are timed anew.
 
 use crate::error::{cuda_err, Result};
-use crate::exec::{ConvRun, Exec, Instance, LtRun};
+use crate::exec::{ConvRun, DirectForm, Exec, Instance, LtRun};
 use crate::program::Step;
 use crate::sys::cublaslt::{GemmSpec, LtGemm};
 use crate::sys::cudnn as d;
@@ -98,8 +98,8 @@ fn conv_tactic(r: &ConvRun) -> ConvTactic {
         bias_f32: r.bias_f32,
         unfused: r.unfused,
         direct: r.direct,
-        rows: r.rows,
-        tiles: r.tiles,
+        rows: r.form == DirectForm::Rows,
+        tiles: r.form == DirectForm::Tiles,
         lt: r.gemm.as_ref().map(lt_tactic),
     }
 }
@@ -175,8 +175,16 @@ impl Exec {
                 .ok_or_else(|| cuda_err(&name, "no conv instance"))?;
             run.unfused = c.unfused;
             run.direct = c.direct;
-            run.rows = c.direct && c.rows && self.row_tiles(*i).is_some();
-            run.tiles = c.direct && c.tiles && self.tiles(*i).is_some();
+            let form = match (c.tiles, c.rows) {
+                (true, _) => DirectForm::Tiles,
+                (_, true) => DirectForm::Rows,
+                _ => DirectForm::Pixel,
+            };
+            run.form = if c.direct && self.form_fits(*i, form) {
+                form
+            } else {
+                DirectForm::Pixel
+            };
             if c.bias_f32 {
                 run.bias =
                     d::tensor4d([1, k, 1, 1], false, false).map_err(|e| cuda_err(&name, e))?;
