@@ -45,6 +45,35 @@ fn argmax(v: &[f32]) -> usize {
     trtc::classify::top_k(v, 1, None)[0].index
 }
 
+/// For each image: the f32 model's logits (on tract, the image normalized on the host) and
+/// `model`'s (given the image's u8 pixels).
+fn logits_per_image(
+    reference: &CpuModel,
+    model: &HybridModel,
+) -> Vec<(PathBuf, Vec<f32>, Vec<f32>)> {
+    let p = Preprocess::default();
+    images()
+        .into_iter()
+        .map(|path| {
+            let want = reference
+                .run(vec![image_to_tensor(&path, &p).unwrap()])
+                .unwrap();
+            let got = model
+                .run(vec![image_to_pixels(&path, &p).unwrap()])
+                .unwrap();
+            let (want, got) = (floats(&want[0]), floats(&got[0]));
+            (path, want, got)
+        })
+        .collect()
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max)
+}
+
 #[test]
 fn u8_plan_gives_the_f32_models_logits_on_every_image() {
     let g = load_model(efficientnet()).unwrap();
@@ -77,22 +106,9 @@ fn u8_plan_gives_the_f32_models_logits_on_every_image() {
     assert_eq!(seg.inputs[0].bytes_batch1, 224 * 224 * 3);
 
     let model = HybridModel::from_plan(&plan, trtc::gpu()).unwrap();
-    let p = Preprocess::default();
-    for path in images() {
-        let want = reference
-            .run(vec![image_to_tensor(&path, &p).unwrap()])
-            .unwrap();
-        let got = model
-            .run(vec![image_to_pixels(&path, &p).unwrap()])
-            .unwrap();
-        let (want, got) = (floats(&want[0]), floats(&got[0]));
-        let (want, got) = (want.as_slice(), got.as_slice());
-        assert_eq!(argmax(want), argmax(got), "{}", path.display());
-        let diff = want
-            .iter()
-            .zip(got)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
+    for (path, want, got) in logits_per_image(&reference, &model) {
+        assert_eq!(argmax(&want), argmax(&got), "{}", path.display());
+        let diff = max_abs_diff(&want, &got);
         assert!(diff < 1e-3, "{}: logits differ by {diff}", path.display());
     }
 }
@@ -158,19 +174,23 @@ fn cli_compiles_a_u8_plan_that_classifies_images_and_benches() {
     let o = trtc(&["bench", &p, "--iterations", "2"]);
     assert!(o.status.success(), "{}", stderr(&o));
 
+    // `trtc run MODEL --input input=NPY`.
+    let run_npy = |model: &str, npy: &PathBuf| {
+        let spec = format!("input={}", npy.display());
+        trtc(&[
+            "run",
+            model,
+            "--input",
+            &spec,
+            "--output-dir",
+            dir.to_str().unwrap(),
+        ])
+    };
     // f32 .npy data to the u8 plan: the input, the type it takes and the one given.
     let x = dir.join("x.npy");
     let t = image_to_tensor(&image("coffee.png"), &Preprocess::default()).unwrap();
     trtc::npy::write_npy(&x, &t).unwrap();
-    let spec = format!("input={}", x.display());
-    let o = trtc(&[
-        "run",
-        &p,
-        "--input",
-        &spec,
-        "--output-dir",
-        dir.to_str().unwrap(),
-    ]);
+    let o = run_npy(&p, &x);
     assert_clean_failure(
         &o,
         "input `input`: expected u8[N,224,224,3], given f32[1,3,224,224]",
@@ -179,25 +199,9 @@ fn cli_compiles_a_u8_plan_that_classifies_images_and_benches() {
     let px = dir.join("px.npy");
     let t = image_to_pixels(&image("coffee.png"), &Preprocess::default()).unwrap();
     trtc::npy::write_npy(&px, &t).unwrap();
-    let spec = format!("input={}", px.display());
-    let o = trtc(&[
-        "run",
-        &m,
-        "--input",
-        &spec,
-        "--output-dir",
-        dir.to_str().unwrap(),
-    ]);
+    let o = run_npy(&m, &px);
     assert_clean_failure(&o, "input `input`: expected f32[N,3,224,224], given u8");
-    let spec = format!("input={}", px.display());
-    let o = trtc(&[
-        "run",
-        &p,
-        "--input",
-        &spec,
-        "--output-dir",
-        dir.to_str().unwrap(),
-    ]);
+    let o = run_npy(&p, &px);
     assert!(o.status.success(), "{}", stderr(&o));
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -258,21 +262,9 @@ fn gpu_u8_plan_agrees_with_the_f32_model_on_every_image() {
             "{:?}",
             model.notes
         );
-        let p = Preprocess::default();
-        for path in images() {
-            let want = reference
-                .run(vec![image_to_tensor(&path, &p).unwrap()])
-                .unwrap();
-            let got = model
-                .run(vec![image_to_pixels(&path, &p).unwrap()])
-                .unwrap();
-            let (want, got) = (floats(&want[0]), floats(&got[0]));
+        for (path, want, got) in logits_per_image(&reference, &model) {
             let scale = want.iter().fold(0f32, |m, x| m.max(x.abs()));
-            let diff = want
-                .iter()
-                .zip(&got)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0f32, f32::max);
+            let diff = max_abs_diff(&want, &got);
             assert!(
                 diff <= tolerance * scale,
                 "{precision:?} {}: logits differ by {diff} (scale {scale})",
