@@ -200,15 +200,8 @@ fn quantize_weight(
         ..g.tensor(w).clone()
     };
     let dq_name = g.unique_name(&format!("{node_name}_weight_DequantizeLinear"));
-    let dq = g.add_node(Node::new(
-        dq_name,
-        qdq_op("DequantizeLinear", Some(axis as i64)),
-        3,
-        vec![out],
-    ));
-    g.connect(v, dq, 0)?;
-    g.connect(s, dq, 1)?;
-    g.connect(z, dq, 2)?;
+    let dq_op = qdq_op("DequantizeLinear", Some(axis as i64));
+    let dq = add_qdq_node(g, dq_name, dq_op, [v, s, z], out)?;
     g.connect(Outlet::new(dq, 0), id, 1)?;
     old_weights.push(w);
     report.weights += 1;
@@ -225,30 +218,33 @@ fn activation_pair(g: &mut Graph, x: Outlet, info: &TensorInfo, scale: f32) -> R
         dtype: Some(DType::I8),
         shape: info.shape.clone(),
     };
-    let q = g.add_node(Node::new(
-        g.unique_name(&format!("{base}_QuantizeLinear")),
-        qdq_op("QuantizeLinear", None),
-        3,
-        vec![q_info],
-    ));
-    g.connect(x, q, 0)?;
-    g.connect(s, q, 1)?;
-    g.connect(z, q, 2)?;
+    let q_name = g.unique_name(&format!("{base}_QuantizeLinear"));
+    let q = add_qdq_node(g, q_name, qdq_op("QuantizeLinear", None), [x, s, z], q_info)?;
     let dq_info = TensorInfo {
         name: g.unique_name(&format!("{base}_dequantized")),
         dtype: Some(DType::F32),
         shape: info.shape.clone(),
     };
-    let dq = g.add_node(Node::new(
-        g.unique_name(&format!("{base}_DequantizeLinear")),
-        qdq_op("DequantizeLinear", None),
-        3,
-        vec![dq_info],
-    ));
-    g.connect(Outlet::new(q, 0), dq, 0)?;
-    g.connect(s, dq, 1)?;
-    g.connect(z, dq, 2)?;
+    let dq_name = g.unique_name(&format!("{base}_DequantizeLinear"));
+    let dq_op = qdq_op("DequantizeLinear", None);
+    let dq = add_qdq_node(g, dq_name, dq_op, [Outlet::new(q, 0), s, z], dq_info)?;
     Ok(Outlet::new(dq, 0))
+}
+
+/// A QuantizeLinear or DequantizeLinear node `name` reading `(x, scale, zero_point)` and
+/// giving `out`.
+fn add_qdq_node(
+    g: &mut Graph,
+    name: String,
+    op: Op,
+    inputs: [Outlet; 3],
+    out: TensorInfo,
+) -> Result<NodeId> {
+    let n = g.add_node(Node::new(name, op, 3, vec![out]));
+    for (slot, x) in inputs.into_iter().enumerate() {
+        g.connect(x, n, slot)?;
+    }
+    Ok(n)
 }
 
 fn tensor<T: trtc_ir::tract_onnx::prelude::Datum + Copy>(
