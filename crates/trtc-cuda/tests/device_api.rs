@@ -26,20 +26,10 @@ fn device_buffers_in_and_out_match_run() {
     let x = random_tensor(&[3, 3, 16, 16], 5);
     let (_, model) = gpu_vs_tract_model(&g, vec![x.clone()], &opts);
     let want = model.run(vec![x.clone()]).unwrap();
-    let want: Vec<f32> = want[0]
-        .to_plain_array_view::<f32>()
-        .unwrap()
-        .iter()
-        .copied()
-        .collect();
+    let want = trtc_ir::tensor::tensor_to_f32s(&want[0]).unwrap();
     let ctx = trtc_cuda::cuda_context().unwrap();
     let s = ctx.new_stream().unwrap();
-    let host: Vec<f32> = x
-        .to_plain_array_view::<f32>()
-        .unwrap()
-        .iter()
-        .copied()
-        .collect();
+    let host = trtc_ir::tensor::tensor_to_f32s(&x).unwrap();
     let d_x = s.clone_htod(&host).unwrap();
     let d_y = s.alloc_zeros::<f32>(want.len()).unwrap();
     s.synchronize().unwrap();

@@ -130,13 +130,7 @@ fn efficientnet_u8_engine_matches_the_f32_model() {
         let got = model.run(vec![pixels.clone()]).unwrap();
         let (_, rel) = compare(&want, &got).unwrap();
         assert!(rel <= tolerance.max(2e-3), "{what}: relative error {rel}");
-        let floats = |t: &Tensor| -> Vec<f32> {
-            t.to_plain_array_view::<f32>()
-                .unwrap()
-                .iter()
-                .copied()
-                .collect()
-        };
+        let floats = |t: &Tensor| trtc_ir::tensor::tensor_to_f32s(t).unwrap();
         let (w, o) = (floats(&want[0]), floats(&got[0]));
         let (w, o) = (w.as_slice(), o.as_slice());
         for b in 0..2 {
