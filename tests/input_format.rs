@@ -34,11 +34,7 @@ fn u8_options() -> CompileOptions {
 }
 
 fn floats(t: &trtc::ir::Tensor) -> Vec<f32> {
-    t.to_plain_array_view::<f32>()
-        .unwrap()
-        .iter()
-        .copied()
-        .collect()
+    trtc::ir::tensor::tensor_to_f32s(t).unwrap()
 }
 
 fn argmax(v: &[f32]) -> usize {
