@@ -2,8 +2,8 @@
 //!
 //! The images (directories give their `.png`, `.jpg` and `.jpeg` files, by name) are
 //! classified in batches of `--batch`, in order. A plan streams them through
-//! `HybridModel::run_pipelined_with`: each batch is decoded straight into the stream's
-//! (pinned) input buffers while earlier batches compute, and on a model that is one GPU
+//! `HybridModel::run_pipelined_with`: each batch's images are decoded and copied into
+//! their rows of the stream's (pinned) input buffers while earlier batches compute, and on a model that is one GPU
 //! engine uploads, compute and downloads overlap. A batch with an image that does not decode
 //! is reported with its images and the rest still run; the command then exits with 1. A last
 //! batch of fewer images is filled up with blank images (their rows dropped), so that every
@@ -34,13 +34,14 @@ pub fn classify_many(model: &Runner, images: &[PathBuf], batch: usize, a: &RunAr
         bail!("--batch must be at least 1");
     }
     let pre = a.preprocess.preprocess()?;
-    // The batch's input: each image as the model takes it ([1, ..]), stacked on axis 0,
-    // and blank images after the last ones up to `batch` (their rows are dropped).
+    // Each image of a batch as the model takes it ([1, ..]).
+    let decode = |paths: &[PathBuf]| -> Result<Vec<Tensor>> {
+        paths.iter().map(|p| image_input(model, p, &pre)).collect()
+    };
+    // The batch's input for tract: the images stacked on axis 0, and blank images after
+    // the last ones up to `batch` (their rows are dropped).
     let load = |paths: &[PathBuf]| -> Result<Tensor> {
-        let mut each = paths
-            .iter()
-            .map(|p| image_input(model, p, &pre))
-            .collect::<Result<Vec<_>>>()?;
+        let mut each = decode(paths)?;
         if let Some(first) = each.first() {
             let blank = Tensor::zero_dt(first.datum_type(), first.shape())
                 .context("a blank image for the last batch")?;
@@ -89,10 +90,10 @@ pub fn classify_many(model: &Runner, images: &[PathBuf], batch: usize, a: &RunAr
     let mut printed: Result<()> = Ok(());
     match model {
         Runner::Hybrid(h) if !full.is_empty() => {
-            let first = load(full[0]);
-            let shapes = vec![match &first {
-                Ok(t) => t.shape().to_vec(),
-                Err(_) => batch_shape(model, batch, &pre),
+            let first = decode(full[0]);
+            let shapes = vec![match first.as_ref().ok().and_then(|e| e.first()) {
+                Some(t) => [&[batch], &t.shape()[1..]].concat(),
+                None => batch_shape(model, batch, &pre),
             }];
             let mut first = Some(first);
             let pipelined = h.run_pipelined_with(
@@ -100,16 +101,12 @@ pub fn classify_many(model: &Runner, images: &[PathBuf], batch: usize, a: &RunAr
                 trtc::backend::runtime::DEFAULT_DEPTH,
                 |i, bufs| {
                     let paths = full.get(i)?;
-                    let t = match first.take() {
-                        Some(t) => t,
-                        None => load(paths),
+                    let each = match first.take() {
+                        Some(each) => each,
+                        None => decode(paths),
                     };
-                    Some(match t {
-                        Ok(t) if t.as_bytes().len() == bufs[0].len() => {
-                            bufs[0].copy_from_slice(t.as_bytes());
-                            Ok(())
-                        }
-                        Ok(t) => Err(format!("a batch of shape {:?}", t.shape())),
+                    Some(match each {
+                        Ok(each) => write_rows(bufs[0], &each, batch),
                         Err(e) => Err(format!("{e:#}")),
                     })
                 },
@@ -135,6 +132,22 @@ pub fn classify_many(model: &Runner, images: &[PathBuf], batch: usize, a: &RunAr
             images.len()
         );
     }
+    Ok(())
+}
+
+/// Each image's bytes into its row of the stream's input buffer `dst` (`batch` rows), the
+/// rows after the last image zeroed (blank images, their outputs dropped).
+fn write_rows(dst: &mut [u8], each: &[Tensor], batch: usize) -> std::result::Result<(), String> {
+    let row = dst.len() / batch.max(1);
+    for (t, d) in each.iter().zip(dst.chunks_mut(row.max(1))) {
+        let src = t.as_bytes();
+        if src.len() != d.len() {
+            return Err(format!("an image of shape {:?}", t.shape()));
+        }
+        d.copy_from_slice(src);
+    }
+    let used = (each.len() * row).min(dst.len());
+    dst[used..].fill(0);
     Ok(())
 }
 
