@@ -68,6 +68,7 @@ fn print_profile(
         Precision::Fp32 => 67.0,
         Precision::Tf32 => 495.0,
         Precision::Fp16 => 989.0,
+        Precision::Int8 => 1979.0,
     });
     let floor = |t: &trtc::backend::engine::LayerTiming| {
         (t.flops as f64 / (peak * 1e9)).max(t.bytes as f64 / (a.peak_gbps * 1e6))

@@ -91,7 +91,7 @@ pub fn apply(
     shapes: Option<&[Vec<usize>]>,
 ) -> Vec<Fp16Overflow> {
     let gpu_segments = p.segments.iter().any(|s| s.backend == SegmentBackend::Gpu);
-    if opts.precision != Precision::Fp16 || opts.backend == BackendChoice::Cpu || !gpu_segments {
+    if !opts.precision.is_half() || opts.backend == BackendChoice::Cpu || !gpu_segments {
         return vec![];
     }
     let inputs = match shapes {
@@ -148,7 +148,7 @@ pub fn apply_known(
     opts: &CompileOptions,
     known: &[Fp16Overflow],
 ) -> Vec<Fp16Overflow> {
-    if opts.precision != Precision::Fp16 || opts.backend == BackendChoice::Cpu {
+    if !opts.precision.is_half() || opts.backend == BackendChoice::Cpu {
         return vec![];
     }
     let mut out = vec![];

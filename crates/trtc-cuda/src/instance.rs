@@ -247,7 +247,7 @@ impl Exec {
         let math = match self.program.precision {
             Precision::Fp32 => Math::Fp32,
             Precision::Tf32 => Math::Tf32,
-            Precision::Fp16 => Math::Fp16,
+            Precision::Fp16 | Precision::Int8 => Math::Fp16,
         };
         let conv = d::conv2d(pad_eff, stride, dilation, groups, math).map_err(e)?;
         let relu = matches!(act, Some(trtc_ir::Activation::Relu));

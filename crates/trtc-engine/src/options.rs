@@ -10,6 +10,18 @@ pub enum Precision {
     Fp32,
     Tf32,
     Fp16,
+    /// FP16 engines whose explicitly quantized layers (QuantizeLinear/DequantizeLinear
+    /// around them, inserted from a calibration table) run in INT8 where an INT8 kernel
+    /// takes them.
+    Int8,
+}
+
+impl Precision {
+    /// Whether engines of this precision compute in fp16 (INT8 engines are fp16 between
+    /// their INT8 layers).
+    pub fn is_half(self) -> bool {
+        matches!(self, Precision::Fp16 | Precision::Int8)
+    }
 }
 
 impl std::str::FromStr for Precision {
@@ -19,7 +31,8 @@ impl std::str::FromStr for Precision {
             "fp32" => Ok(Precision::Fp32),
             "tf32" => Ok(Precision::Tf32),
             "fp16" => Ok(Precision::Fp16),
-            _ => Err(format!("unknown precision `{s}` (fp32, tf32, fp16)")),
+            "int8" => Ok(Precision::Int8),
+            _ => Err(format!("unknown precision `{s}` (fp32, tf32, fp16, int8)")),
         }
     }
 }
@@ -28,7 +41,7 @@ impl std::str::FromStr for Precision {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Layout {
-    /// NHWC for fp16 (what tensor-core convolutions read), NCHW for fp32 and tf32
+    /// NHWC for fp16 and int8 (what tensor-core convolutions read), NCHW for fp32 and tf32
     /// (cuDNN's fastest fp32 kernels on the models measured in `benches/RESULTS.md`).
     #[default]
     Auto,
@@ -40,7 +53,7 @@ impl Layout {
     /// Whether engines of this precision store 4-D tensors NHWC.
     pub fn nhwc_for(self, precision: Precision) -> bool {
         match self {
-            Layout::Auto => precision == Precision::Fp16,
+            Layout::Auto => precision.is_half(),
             Layout::Nchw => false,
             Layout::Nhwc => true,
         }

@@ -124,7 +124,7 @@ impl HybridModel {
             outputs,
             models,
             notes,
-            fp16: opts.precision == crate::options::Precision::Fp16
+            fp16: opts.precision.is_half()
                 && opts.backend != crate::options::BackendChoice::Cpu,
             warned_non_finite: AtomicBool::new(false),
         })

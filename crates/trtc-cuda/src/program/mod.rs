@@ -313,7 +313,7 @@ pub struct Program {
 impl Program {
     /// An empty program for an engine of these options.
     pub fn new(opts: &EngineOptions) -> Program {
-        let half = opts.precision == Precision::Fp16;
+        let half = opts.precision.is_half();
         Program {
             slots: vec![],
             steps: vec![],
