@@ -201,6 +201,19 @@ impl CudaEngine {
                     e * (n(*x) + n(*y) + w + z.map(n).unwrap_or(0)),
                 )
             }
+            Step::ConvInt8 {
+                x, y, z, w_dims, ..
+            } => {
+                let per_out = (w_dims[1] * w_dims[2] * w_dims[3]) as u64;
+                let w = w_dims.iter().map(|&d| d as u64).product::<u64>();
+                (
+                    "conv_int8",
+                    2 * n(*y) * per_out,
+                    n(*x) + n(*y) + w + z.map(n).unwrap_or(0),
+                )
+            }
+            Step::Quantize { x, .. } => ("quantize", n(*x), (e + 1) * n(*x)),
+            Step::Dequantize { x, .. } => ("dequantize", n(*x), (e + 1) * n(*x)),
             Step::Pool {
                 x,
                 y,

@@ -70,6 +70,12 @@ impl Exec {
             };
             convs.insert(i, run);
         }
+        let mut qconvs = HashMap::new();
+        for (i, step) in p.steps.iter().enumerate() {
+            if matches!(step, Step::ConvInt8 { .. }) {
+                qconvs.insert(i, self.qconv_run(i, batch)?);
+            }
+        }
 
         // Internal tensors live in one arena, placed by lifetime.
         let life = arena::lifetimes(p, &views);
@@ -153,6 +159,7 @@ impl Exec {
             buffers,
             ptrs,
             convs,
+            qconvs,
             gemms: HashMap::new(),
             arena: arena_buf,
             memory: (arena_bytes, tensor_bytes),

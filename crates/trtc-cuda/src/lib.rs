@@ -29,6 +29,7 @@ pub mod passes;
 pub mod program;
 pub(crate) mod sys;
 mod tactics;
+pub mod testing;
 
 pub use engine::CudaEngine;
 pub use ops::{CudaOpTable, FAMILIES};

@@ -11,6 +11,7 @@ mod data_movement;
 mod device_api;
 mod elementwise;
 mod gemm;
+mod int8;
 mod layer_norm;
 mod normalization;
 mod pipelined;

@@ -464,6 +464,8 @@ impl Exec {
                 Step::ConvTranspose { .. } => self.launch_conv_transpose(inst, i),
                 Step::Reduce { .. } => self.launch_reduce(inst, i),
                 Step::Lrn { .. } => self.launch_lrn(inst, i),
+                Step::ConvInt8 { .. } => self.launch_conv_int8(inst, i),
+                Step::Quantize { .. } | Step::Dequantize { .. } => self.launch_quantize(inst, i),
                 Step::Gather { .. } => self.launch_gather(inst, i),
                 Step::BatchedMatMul { .. } => self.launch_batched_matmul(inst, i),
                 Step::Relayout { x, y } => {

@@ -2,7 +2,7 @@
 //! weights on the device, the cuDNN and cuBLASLt handles) and, per batch size, an
 //! [`Instance`] (buffers, per-layer descriptors and the tactics chosen), with the launches
 //! of each step (`launch.rs`, `direct.rs`, `elementwise.rs`, `resample.rs`, `reduce.rs`,
-//! `pixels.rs`) and
+//! `pixels.rs`, `int8.rs`) and
 //! CUDA graph replay.
 //!
 //! Below: the program (`program/`), its passes' results (`passes/`), the libraries
@@ -13,6 +13,7 @@ mod batched_matmul;
 mod direct;
 mod elementwise;
 mod gather;
+mod int8;
 mod launch;
 mod pixels;
 mod reduce;
@@ -99,6 +100,8 @@ pub(crate) struct Instance {
     pub(crate) buffers: Vec<Option<CudaSlice<u8>>>,
     pub(crate) ptrs: Vec<u64>,
     pub(crate) convs: HashMap<usize, ConvRun>,
+    /// INT8 convolutions' descriptors, by step.
+    pub(crate) qconvs: HashMap<usize, int8::QConvRun>,
     /// Gemm steps run by cuBLASLt (the others by trtc's kernel).
     pub(crate) gemms: HashMap<usize, LtRun>,
     /// The internal tensors' memory (owned here; `ptrs` point into it).

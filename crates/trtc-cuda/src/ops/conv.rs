@@ -4,13 +4,17 @@
 //! Lowered to one `Step::Conv` with its weights in the engine's type and layout (and, for
 //! convs trtc's own NHWC kernels can run, also in their `[kh][kw][c][k]` order); the
 //! tactics choose per instance between cuDNN (fused or not), cuBLASLt for 1x1 convs, and
-//! trtc's kernels.
+//! trtc's kernels. Weights may be a DequantizeLinear of int8 values (a quantized model):
+//! the conv reads them dequantized, and keeps int8 values quantized per tensor for
+//! `passes/int8_convs.rs`.
 
 use super::rules::{attr, const_input, input_rank};
 use super::{OpDoc, OpFamily};
 use crate::error::{cuda_err, Result};
 use crate::program::conv_rules::{direct_kernel_fits, weights_rsck};
+use crate::program::host::nchw_to_nhwc;
 use crate::program::lowering::Lowering;
+use crate::program::quant::{quantized_const, weight_const};
 use crate::program::Step;
 use trtc_engine::FallbackReason;
 use trtc_ir::tensor::tensor_to_f32s;
@@ -48,8 +52,7 @@ fn check(g: &Graph, id: NodeId) -> std::result::Result<(), FallbackReason> {
     if input_rank(g, id, 0) != Some(4) {
         return Err(attr("only 2-D convolutions"));
     }
-    let w = g
-        .input_const(id, 1)
+    let w = weight_const(g, id, 1)
         .filter(|w| w.datum_type() == DatumType::F32)
         .ok_or_else(|| attr("weights are not a constant f32 tensor"))?;
     if w.rank() != 4 {
@@ -83,11 +86,9 @@ fn lower(cx: &mut Lowering, id: NodeId) -> Result<()> {
     let (attrs, act, residual) =
         parts(&g.node(id).op).ok_or_else(|| cuda_err(name, "not a convolution"))?;
     let y = cx.output(id, 0);
-    let wt = g
-        .input_const(id, 1)
-        .ok_or_else(|| cuda_err(name, "weights are not constant"))?;
+    let wt = weight_const(g, id, 1).ok_or_else(|| cuda_err(name, "weights are not constant"))?;
     let d: Vec<usize> = wt.shape().to_vec();
-    let w = tensor_to_f32s(wt).ok_or_else(|| cuda_err(name, "weights are not f32"))?;
+    let w = tensor_to_f32s(&wt).ok_or_else(|| cuda_err(name, "weights are not f32"))?;
     let m = d[0];
     let b = match g.input_const(id, 2) {
         None => vec![0.0; m],
@@ -110,6 +111,17 @@ fn lower(cx: &mut Lowering, id: NodeId) -> Result<()> {
     let wd = [d[0], d[1], d[2], d[3]];
     let nhwc = cx.p.nhwc;
     let half = cx.p.half;
+    // Weights quantized per tensor, in an fp16 NHWC engine: keep the int8 values too.
+    let w_int8 = g
+        .input_outlet(id, 1)
+        .and_then(|o| quantized_const(g, o))
+        .filter(|_| nhwc && half)
+        .and_then(|q| {
+            let scale = q.scale?;
+            let krsc = nchw_to_nhwc(&q.q.iter().map(|&v| v as f32).collect::<Vec<_>>(), wd);
+            let bytes = krsc.iter().map(|&v| v as i8 as u8).collect();
+            Some((cx.weight_bytes(bytes), scale))
+        });
     let step = Step::Conv {
         name: name.to_string(),
         x,
@@ -128,6 +140,7 @@ fn lower(cx: &mut Lowering, id: NodeId) -> Result<()> {
         act,
         x_clamp: None,
         clip_to: None,
+        w_int8,
     };
     cx.step(name, step);
     Ok(())

@@ -9,6 +9,7 @@ use super::rules::{attr, input_rank};
 use super::{OpDoc, OpFamily};
 use crate::error::{cuda_err, Result};
 use crate::program::lowering::Lowering;
+use crate::program::quant::weight_const;
 use crate::program::Step;
 use trtc_engine::FallbackReason;
 use trtc_ir::tensor::tensor_to_f32s;
@@ -34,7 +35,7 @@ pub static FAMILY: OpFamily = OpFamily {
 
 /// B as a constant f32 matrix: its rows and columns.
 fn const_matrix(g: &Graph, id: NodeId) -> Option<(usize, usize)> {
-    let b = g.input_const(id, 1)?;
+    let b = weight_const(g, id, 1)?;
     (b.datum_type() == DatumType::F32 && b.rank() == 2).then(|| (b.shape()[0], b.shape()[1]))
 }
 
@@ -95,10 +96,8 @@ fn lower(cx: &mut Lowering, id: NodeId) -> Result<()> {
         } => (*alpha, *beta, *trans_b != 0),
         _ => (1.0, 0.0, false),
     };
-    let bt = g
-        .input_const(id, 1)
-        .ok_or_else(|| cuda_err(name, "B is not constant"))?;
-    let bv = tensor_to_f32s(bt).ok_or_else(|| cuda_err(name, "B is not f32"))?;
+    let bt = weight_const(g, id, 1).ok_or_else(|| cuda_err(name, "B is not constant"))?;
+    let bv = tensor_to_f32s(&bt).ok_or_else(|| cuda_err(name, "B is not f32"))?;
     let (r, c) = (bt.shape()[0], bt.shape()[1]);
     let (k, n) = if trans_b { (c, r) } else { (r, c) };
     let w_kn: Vec<f32> = if trans_b {

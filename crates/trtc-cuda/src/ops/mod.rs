@@ -23,6 +23,7 @@ mod normalization;
 mod pad_tile;
 mod pixels;
 mod pool;
+mod quantize;
 mod reduce;
 mod resize;
 mod shape;
@@ -34,7 +35,7 @@ mod variadic;
 use crate::error::{cuda_err, Result};
 use crate::passes::{
     chains::fuse_elementwise_chains, clip_into_depthwise::clip_into_depthwise,
-    pool_epilogue::fuse_pool_epilogues,
+    int8_convs::int8_convs, pool_epilogue::fuse_pool_epilogues,
 };
 use crate::program::lowering::Lowering;
 use crate::program::Program;
@@ -82,11 +83,13 @@ pub static FAMILIES: &[&OpFamily] = &[
     &data_movement::FAMILY,
     &pad_tile::FAMILY,
     &pixels::FAMILY,
+    &quantize::FAMILY,
 ];
 
 /// Precisions every family runs in: fp32 (true FP32), tf32 (tensor cores for convs and
-/// products), fp16 (fp16 storage, f32 accumulation).
-pub const PRECISIONS: &str = "fp32, tf32, fp16";
+/// products), fp16 (fp16 storage, f32 accumulation), int8 (fp16, but convs between a
+/// DequantizeLinear and a QuantizeLinear run in INT8: `passes/int8_convs.rs`).
+pub const PRECISIONS: &str = "fp32, tf32, fp16, int8";
 
 /// The family that handles `op`, if any.
 pub fn family_of(op: &Op) -> Option<&'static OpFamily> {
@@ -116,6 +119,10 @@ impl OpSupport for CudaOpTable {
             return pixels::check(g, id);
         }
         let family = family_of(&g.node(id).op).ok_or(FallbackReason::UnsupportedOp)?;
+        if std::ptr::eq(family, &quantize::FAMILY) {
+            // One side of each is int8: the family checks its tensors itself.
+            return quantize::check(g, id);
+        }
         check_tensors(g, id)?;
         (family.check)(g, id)
     }
@@ -134,7 +141,9 @@ fn check_tensors(g: &Graph, id: NodeId) -> std::result::Result<(), FallbackReaso
 }
 
 /// `check_tensors` on these tensors.
-fn check_infos(infos: &[&trtc_ir::TensorInfo]) -> std::result::Result<(), FallbackReason> {
+pub(crate) fn check_infos(
+    infos: &[&trtc_ir::TensorInfo],
+) -> std::result::Result<(), FallbackReason> {
     for &t in infos {
         match t.dtype {
             Some(DType::F32) | Some(DType::F16) => {}
@@ -178,6 +187,17 @@ pub fn lower_segment(
     io: &SubgraphIo,
     opts: &EngineOptions,
 ) -> Result<Program> {
+    if let Some(o) = io
+        .inputs
+        .iter()
+        .chain(&io.outputs)
+        .find(|&&o| g.tensor(o).dtype == Some(DType::I8))
+    {
+        return Err(cuda_err(
+            &g.tensor(*o).name,
+            "an int8 tensor crosses the segment boundary (its QuantizeLinear and DequantizeLinear must run in one engine)",
+        ));
+    }
     let mut cx = Lowering::new(g, nodes, io, opts);
     for &id in nodes {
         if cx.taken(id) {
@@ -196,6 +216,11 @@ pub fn lower_segment(
         (family.lower)(&mut cx, id)?;
     }
     let mut p = cx.finish(io)?;
+    // First: the INT8 convs take over the Quantize / Dequantize steps around them.
+    let int8 = int8_convs(&mut p);
+    if int8 > 0 {
+        tracing::debug!("{int8} convolutions run in INT8");
+    }
     // Before the chains: the pools take over the separate Add and activation steps.
     fuse_pool_epilogues(&mut p);
     fuse_elementwise_chains(&mut p);

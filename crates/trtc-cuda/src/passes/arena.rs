@@ -61,7 +61,9 @@ pub fn place(tensors: &[Interval]) -> (Vec<usize>, usize) {
 /// Slots each step reads and writes.
 pub fn step_slots(step: &Step) -> (Vec<usize>, Vec<usize>) {
     match step {
-        Step::Conv { x, y, z, .. } => (std::iter::once(*x).chain(*z).collect(), vec![*y]),
+        Step::Conv { x, y, z, .. } | Step::ConvInt8 { x, y, z, .. } => {
+            (std::iter::once(*x).chain(*z).collect(), vec![*y])
+        }
         Step::Reduce {
             x,
             y,
@@ -82,6 +84,8 @@ pub fn step_slots(step: &Step) -> (Vec<usize>, Vec<usize>) {
         | Step::Reduce { x, y, .. }
         | Step::Lrn { x, y, .. }
         | Step::Gather { x, y, .. }
+        | Step::Quantize { x, y, .. }
+        | Step::Dequantize { x, y, .. }
         | Step::Pixels { x, y, .. } => (vec![*x], vec![*y]),
         Step::Binary { a, b, y, .. } | Step::BatchedMatMul { a, b, y, .. } => {
             (vec![*a, *b], vec![*y])

@@ -183,6 +183,7 @@ mod tests {
             nhwc: false,
             half: false,
             pixels: false,
+            int8: false,
         }
     }
 

@@ -127,6 +127,7 @@ mod tests {
             nhwc,
             half: true,
             pixels: false,
+            int8: false,
         }
     }
 

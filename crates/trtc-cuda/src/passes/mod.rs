@@ -6,4 +6,5 @@ pub mod arena;
 pub mod chains;
 pub mod clip_into_depthwise;
 pub mod concat_views;
+pub mod int8_convs;
 pub mod pool_epilogue;

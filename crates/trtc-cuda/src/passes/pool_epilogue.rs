@@ -165,6 +165,7 @@ mod tests {
             nhwc: true,
             half: true,
             pixels: false,
+            int8: false,
         }
     }
 

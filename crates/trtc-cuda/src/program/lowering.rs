@@ -84,6 +84,7 @@ impl<'g> Lowering<'g> {
         let v = g
             .const_value(o)
             .and_then(|t| tensor_to_f32s(t))
+            .or_else(|| super::quant::quantized_const(g, o).map(|q| q.values))
             .ok_or_else(|| cuda_err(name, "an input is neither computed nor a float constant"))?;
         let s = self.p.add_slot(g, o, None);
         self.fill_constant(s, &v);
@@ -96,6 +97,15 @@ impl<'g> Lowering<'g> {
         let o = Outlet::new(id, slot);
         let s = self.p.add_slot(self.g, o, None);
         self.slot_of.insert(o, s);
+        s
+    }
+
+    /// A new int8 slot for node `id`'s output `slot` (a quantized activation), laid out as
+    /// the engine lays out its tensors.
+    pub fn output_int8(&mut self, id: NodeId, slot: usize) -> usize {
+        let s = self.output(id, slot);
+        self.p.slots[s].half = false;
+        self.p.slots[s].int8 = true;
         s
     }
 
@@ -135,6 +145,12 @@ impl<'g> Lowering<'g> {
     pub fn weight(&mut self, v: &[f32], dims4: Option<[usize; 4]>) -> WeightId {
         let half = self.p.half;
         self.p.weight(v, dims4, half)
+    }
+
+    /// A weight of raw bytes (int8 values, say), uploaded as they are.
+    pub fn weight_bytes(&mut self, bytes: Vec<u8>) -> WeightId {
+        self.p.weights.push(bytes);
+        WeightId(self.p.weights.len() - 1)
     }
 
     /// A weight kept in f32 whatever the engine's type.

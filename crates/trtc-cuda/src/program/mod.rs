@@ -14,6 +14,7 @@ pub mod conv_rules;
 pub mod gather;
 pub mod host;
 pub mod lowering;
+pub mod quant;
 pub mod reduce;
 mod views;
 
@@ -39,11 +40,14 @@ pub struct Slot {
     pub half: bool,
     /// Elements are 8-bit pixels (a u8 segment input, read by a `Pixels` step).
     pub pixels: bool,
+    /// Elements are int8 (a quantized activation: a `Quantize` step's or an INT8 conv's
+    /// output).
+    pub int8: bool,
 }
 
 impl Slot {
     pub fn elem_bytes(&self) -> usize {
-        if self.pixels {
+        if self.pixels || self.int8 {
             1
         } else if self.half {
             2
@@ -78,6 +82,43 @@ pub enum Step {
         x_clamp: Option<(f32, f32)>,
         /// The depthwise conv step that can take over this conv's Clip.
         clip_to: Option<usize>,
+        /// The weights were quantized per tensor (a DequantizeLinear of int8 values with
+        /// one scale): those values as int8 `[k][kh][kw][c]`, and the scale
+        /// (`passes/int8_convs.rs` may run the conv in INT8 with them).
+        w_int8: Option<(WeightId, f32)>,
+    },
+    /// An INT8 convolution (`passes/int8_convs.rs`, cuDNN's INT8 NHWC kernels): int8 x
+    /// (and residual z) in, int8 y out, int32 accumulation;
+    /// `y = act(alpha * conv(x, w) + alpha_z * z + bias)` rounded and saturated to int8,
+    /// where `alpha = x_scale * w_scale / y_scale`, `alpha_z = z_scale / y_scale` and the f32
+    /// `bias` is already divided by `y_scale`. `clip`: the activation is
+    /// `min(max(v, 0), clip)` (ReLU where infinite); none when `None`.
+    ConvInt8 {
+        name: String,
+        x: usize,
+        y: usize,
+        z: Option<usize>,
+        w: WeightId,
+        w_dims: [i32; 4],
+        bias: WeightId,
+        alpha: f32,
+        alpha_z: f32,
+        pads: [i32; 2],
+        stride: [i32; 2],
+        clip: Option<f32>,
+    },
+    /// `y = saturate(round_half_even(x / scale))` into an int8 slot (ONNX's QuantizeLinear,
+    /// zero point 0).
+    Quantize {
+        x: usize,
+        y: usize,
+        scale: f32,
+    },
+    /// `y = x * scale` from an int8 slot (ONNX's DequantizeLinear, zero point 0).
+    Dequantize {
+        x: usize,
+        y: usize,
+        scale: f32,
     },
     /// Max or average pooling (2-D, ONNX's pads and `count_include_pad`), then an optional
     /// epilogue before the store (`passes/pool_epilogue.rs`): `bias`, a constant slot of
@@ -359,6 +400,7 @@ impl Program {
             nhwc,
             half,
             pixels: false,
+            int8: false,
         });
         self.slots.len() - 1
     }

@@ -141,3 +141,74 @@ pub fn activation(relu: bool) -> CudnnResult<ActDesc> {
     }?;
     Ok(d)
 }
+
+/// An int8 `[n, c, h, w]` tensor stored NHWC (cuDNN's INT8 convolutions read and write
+/// only these, with c a multiple of 4).
+pub fn tensor4d_int8(dims: [i32; 4]) -> CudnnResult<Tensor4d> {
+    let d = Tensor4d(result::create_tensor_descriptor()?);
+    unsafe {
+        result::set_tensor4d_descriptor(
+            d.0,
+            sys::cudnnTensorFormat_t::CUDNN_TENSOR_NHWC,
+            sys::cudnnDataType_t::CUDNN_DATA_INT8,
+            dims,
+        )
+    }?;
+    Ok(d)
+}
+
+/// Int8 `[k, c, r, s]` filters stored KRSC.
+pub fn filter4d_int8(dims: [i32; 4]) -> CudnnResult<Filter4d> {
+    let d = Filter4d(result::create_filter_descriptor()?);
+    unsafe {
+        result::set_filter4d_descriptor(
+            d.0,
+            sys::cudnnDataType_t::CUDNN_DATA_INT8,
+            sys::cudnnTensorFormat_t::CUDNN_TENSOR_NHWC,
+            dims,
+        )
+    }?;
+    Ok(d)
+}
+
+/// A 2-D INT8 cross-correlation (symmetric pads, no groups or dilation), accumulating in
+/// int32 on the tensor cores.
+pub fn conv2d_int8(pad: [i32; 2], stride: [i32; 2]) -> CudnnResult<ConvDesc> {
+    let d = ConvDesc(result::create_convolution_descriptor()?);
+    unsafe {
+        result::set_convolution2d_descriptor(
+            d.0,
+            pad[0],
+            pad[1],
+            stride[0],
+            stride[1],
+            1,
+            1,
+            sys::cudnnConvolutionMode_t::CUDNN_CROSS_CORRELATION,
+            sys::cudnnDataType_t::CUDNN_DATA_INT32,
+        )?;
+        result::set_convolution_math_type(d.0, sys::cudnnMathType_t::CUDNN_TENSOR_OP_MATH)?;
+    }
+    Ok(d)
+}
+
+/// The activation of a fused INT8 convolution: none, ReLU (`clip` infinite), or
+/// `min(max(v, 0), clip)`.
+pub fn clipped_activation(clip: Option<f32>) -> CudnnResult<ActDesc> {
+    use sys::cudnnActivationMode_t as M;
+    let d = ActDesc(result::create_activation_descriptor()?);
+    let (mode, coef) = match clip {
+        None => (M::CUDNN_ACTIVATION_IDENTITY, 0.0),
+        Some(c) if c.is_infinite() => (M::CUDNN_ACTIVATION_RELU, 0.0),
+        Some(c) => (M::CUDNN_ACTIVATION_CLIPPED_RELU, c as f64),
+    };
+    unsafe {
+        result::set_activation_descriptor(
+            d.0,
+            mode,
+            sys::cudnnNanPropagation_t::CUDNN_PROPAGATE_NAN,
+            coef,
+        )
+    }?;
+    Ok(d)
+}

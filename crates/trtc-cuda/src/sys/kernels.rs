@@ -11,13 +11,14 @@
 pub fn module_source(half: bool) -> String {
     let prelude = if half { "#define HALF 1\n" } else { "" };
     format!(
-        "{prelude}{SOURCE}{}{}{}{}{}{}",
+        "{prelude}{SOURCE}{}{}{}{}{}{}{}",
         super::conv_kernels::SOURCE,
         super::resample_kernels::SOURCE,
         super::reduce_kernels::SOURCE,
         super::gather_kernels::SOURCE,
         super::matmul_kernels::SOURCE,
-        super::pixel_kernels::SOURCE
+        super::pixel_kernels::SOURCE,
+        super::quant_kernels::SOURCE
     )
 }
 

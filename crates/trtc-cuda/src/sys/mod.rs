@@ -10,5 +10,6 @@ pub mod gather_kernels;
 pub mod kernels;
 pub mod matmul_kernels;
 pub mod pixel_kernels;
+pub mod quant_kernels;
 pub mod reduce_kernels;
 pub mod resample_kernels;

@@ -129,6 +129,18 @@ pub(super) fn infer(ctx: &NodeCtx, known: &Known, o: &OtherOp) -> Result<Option<
             let shape = conv_transpose_shape(ctx, o);
             return Ok(shape.map(|s| vec![info(ctx.in_dt(0), Some(s))]));
         }
+        // The zero point's type (uint8 without one), the input's shape.
+        "QuantizeLinear" => {
+            let dt = match ctx.input(2) {
+                Some(z) => z.dtype,
+                None => Some(DType::U8),
+            };
+            return Ok(Some(vec![info(dt, ctx.in_shape(0).cloned())]));
+        }
+        // The scale's type, the input's shape.
+        "DequantizeLinear" => {
+            return Ok(Some(vec![info(ctx.in_dt(1), ctx.in_shape(0).cloned())]));
+        }
         _ => {}
     }
     if UNARY.contains(&o.op_type.as_str()) {

@@ -1,0 +1,158 @@
+//! INT8 steps: `ConvInt8` (cuDNN's fused INT8 convolution on NHWC int8 tensors) and the
+//! `Quantize` / `Dequantize` kernels around INT8 layers.
+
+use super::{scratch_ptr, Exec, Instance};
+use crate::error::{cuda_err, Result};
+use crate::program::Step;
+use crate::sys::cudnn::{self as d, ActDesc, ConvDesc, Filter4d, Tensor4d};
+use crate::sys::device::{blocks, kernel};
+use cudarc::cudnn::{result as dnn, sys as dnn_sys};
+use cudarc::driver::{CudaSlice, PushKernelArg};
+
+/// What an INT8 convolution needs at one batch size.
+pub(crate) struct QConvRun {
+    x: Tensor4d,
+    w: Filter4d,
+    y: Tensor4d,
+    bias: Tensor4d,
+    conv: ConvDesc,
+    act: ActDesc,
+    workspace: Option<CudaSlice<u8>>,
+}
+
+/// cuDNN's one algorithm for fused INT8 NHWC convolutions (the only one that takes an
+/// identity activation; the fastest on every layer the probe timed, `benches/probes`).
+const ALGO: dnn_sys::cudnnConvolutionFwdAlgo_t =
+    dnn_sys::cudnnConvolutionFwdAlgo_t::CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM;
+
+impl Exec {
+    /// Descriptors and workspace of INT8 conv step `i` at `batch`.
+    pub(crate) fn qconv_run(&self, i: usize, batch: usize) -> Result<QConvRun> {
+        let p = &self.program;
+        let Step::ConvInt8 {
+            name,
+            x,
+            y,
+            w_dims,
+            pads,
+            stride,
+            clip,
+            ..
+        } = &p.steps[i]
+        else {
+            return Err(cuda_err(
+                "engine",
+                "qconv_run of a step that is no INT8 conv",
+            ));
+        };
+        let e = |err: dnn::CudnnError| cuda_err(name, format!("cuDNN INT8 convolution: {err}"));
+        let dims = |v: Vec<usize>| [v[0] as i32, v[1] as i32, v[2] as i32, v[3] as i32];
+        let run = QConvRun {
+            x: d::tensor4d_int8(dims(p.shape(*x, batch))).map_err(e)?,
+            w: d::filter4d_int8(*w_dims).map_err(e)?,
+            y: d::tensor4d_int8(dims(p.shape(*y, batch))).map_err(e)?,
+            bias: d::tensor4d([1, w_dims[0], 1, 1], true, false).map_err(e)?,
+            conv: d::conv2d_int8(*pads, *stride).map_err(e)?,
+            act: d::clipped_activation(*clip).map_err(e)?,
+            workspace: None,
+        };
+        // Safety: the descriptors are valid and the handle is the engine's.
+        let bytes = unsafe {
+            dnn::get_convolution_forward_workspace_size(
+                self.cudnn.0,
+                run.x.0,
+                run.w.0,
+                run.conv.0,
+                run.y.0,
+                ALGO,
+            )
+        }
+        .map_err(e)?;
+        Ok(QConvRun {
+            workspace: self.scratch(name, bytes)?,
+            ..run
+        })
+    }
+
+    /// Launch INT8 conv step `i`.
+    pub(crate) fn launch_conv_int8(&self, inst: &Instance, i: usize) -> Result<()> {
+        let p = &self.program;
+        let Step::ConvInt8 {
+            name,
+            x,
+            y,
+            z,
+            w,
+            bias,
+            alpha,
+            alpha_z,
+            ..
+        } = &p.steps[i]
+        else {
+            return Err(cuda_err("engine", "not an INT8 conv"));
+        };
+        let run = inst
+            .qconvs
+            .get(&i)
+            .ok_or_else(|| cuda_err(name, "no instance"))?;
+        let s = &self.dev.stream;
+        let (ws, ws_len) = scratch_ptr(&run.workspace, s);
+        let ptr = |slot: usize| inst.ptrs[slot];
+        let alpha_z = if z.is_some() { *alpha_z } else { 0.0 };
+        let zp = z.map(ptr).unwrap_or(ptr(*y));
+        // Safety: pointers are the instance's buffers and the program's weights, of the
+        // sizes the descriptors give; the scalars are f32 as INT8 convolutions take them.
+        unsafe {
+            dnn::convolution_bias_activation_forward(
+                self.cudnn.0,
+                alpha as *const f32 as *const _,
+                run.x.0,
+                ptr(*x) as *const _,
+                run.w.0,
+                self.wptr(*w) as *const _,
+                run.conv.0,
+                ALGO,
+                ws as *mut _,
+                ws_len,
+                &alpha_z as *const f32 as *const _,
+                run.y.0,
+                zp as *const _,
+                run.bias.0,
+                self.wptr(*bias) as *const _,
+                run.act.0,
+                run.y.0,
+                ptr(*y) as *mut _,
+            )
+        }
+        .map_err(|e| cuda_err(name, format!("cuDNN INT8 convolution: {e}")))
+    }
+
+    /// Launch `Quantize` or `Dequantize` step `i`.
+    pub(crate) fn launch_quantize(&self, inst: &Instance, i: usize) -> Result<()> {
+        let p = &self.program;
+        let (x, y, scale, name) = match &p.steps[i] {
+            Step::Quantize { x, y, scale } => (*x, *y, *scale, "quantize_i8"),
+            Step::Dequantize { x, y, scale } => (*x, *y, *scale, "dequantize_i8"),
+            _ => return Err(cuda_err("engine", "not a Q/DQ step")),
+        };
+        let n = p.numel(x, inst.batch);
+        let vec4 = n.is_multiple_of(4) as i32;
+        let threads = if vec4 == 1 { n / 4 } else { n };
+        let f = kernel(&self.dev, name, p.half)?;
+        let (yp, xp, n32) = (inst.ptrs[y], inst.ptrs[x], n as u32);
+        // Safety: x and y hold n elements of their types (int8 on one side).
+        unsafe {
+            self.dev
+                .stream
+                .launch_builder(&f)
+                .arg(&yp)
+                .arg(&xp)
+                .arg(&scale)
+                .arg(&n32)
+                .arg(&vec4)
+                .launch(blocks(threads, 256))
+        }
+        .map(|_| ())
+        .map_err(|e| cuda_err(&p.names[i], e))
+    }
+}

@@ -1,0 +1,123 @@
+//! Graphs the INT8 tests share (the program tests here, the GPU tests in `tests/int8.rs`):
+//! explicitly quantized convolutions, as `trtc compile --precision int8` writes them.
+
+use trtc_ir::op::OtherOp;
+use trtc_ir::tensor::{random_uniform, tensor_to_f32s};
+use trtc_ir::{Activation, ConvAttrs, FusedConv, Graph, GraphBuilder, Op, Outlet, Tensor};
+
+fn qdq(op_type: &str) -> Op {
+    Op::Other(OtherOp {
+        op_type: op_type.into(),
+        domain: String::new(),
+        attributes: vec![],
+    })
+}
+
+/// `x` read through `QuantizeLinear -> DequantizeLinear` of scale `s` (zero point int8 0).
+pub fn fake_quant(b: &mut GraphBuilder, x: Outlet, s: f32, name: &str) -> Outlet {
+    let sc = b.constant(&format!("{name}_s"), Tensor::from(s));
+    let z = b.constant(&format!("{name}_z"), Tensor::from(0i8));
+    let q = b.op(&format!("{name}_q"), qdq("QuantizeLinear"), &[x, sc, z]);
+    b.op(&format!("{name}_dq"), qdq("DequantizeLinear"), &[q, sc, z])
+}
+
+/// Random weights `[k, c/groups, r, r]` in `[-amp, amp)`, quantized per tensor: the int8
+/// values under a `DequantizeLinear` of scale `amp / 127`.
+pub fn int8_weights(
+    b: &mut GraphBuilder,
+    dims: [usize; 4],
+    amp: f32,
+    seed: u64,
+    name: &str,
+) -> Outlet {
+    let s = amp / 127.0;
+    let w = random_uniform(&dims, seed);
+    let q: Vec<i8> = tensor_to_f32s(&w)
+        .unwrap_or_default()
+        .iter()
+        .map(|v| (v * amp / s).round().clamp(-127.0, 127.0) as i8)
+        .collect();
+    let qt = b.constant(
+        name,
+        Tensor::from_shape(&dims, &q).unwrap_or_else(|_| Tensor::from(0i8)),
+    );
+    let sc = b.constant(&format!("{name}_s"), Tensor::from(s));
+    let z = b.constant(&format!("{name}_z"), Tensor::from(0i8));
+    b.op(&format!("{name}_dq"), qdq("DequantizeLinear"), &[qt, sc, z])
+}
+
+fn fused(
+    b: &mut GraphBuilder,
+    name: &str,
+    inputs: &[Outlet],
+    r: usize,
+    group: i64,
+    activation: Option<Activation>,
+) -> Outlet {
+    let p = (r / 2) as i64;
+    let conv = ConvAttrs {
+        group,
+        kernel_shape: vec![r as i64, r as i64],
+        pads: vec![p, p, p, p],
+        ..Default::default()
+    };
+    let op = Op::FusedConv(FusedConv {
+        conv,
+        residual: inputs.len() == 4,
+        activation,
+    });
+    b.op(name, op, inputs)
+}
+
+/// `x [n, 8, 10, 10]`, quantized, through four convs:
+/// - `conv1`: 3x3, 8 -> 16, ReLU, int8 weights; its output quantized;
+/// - `conv2`: 1x1, 16 -> 16, plus the quantized `conv1` output as a residual, Clip(0, 6);
+///   its output quantized;
+/// - `conv3`: depthwise 3x3 with int8 weights (no INT8 kernel: stays fp16); quantized;
+/// - `conv4`: 1x1, 16 -> 8, its output the graph's (not quantized: stays fp16).
+///
+/// `conv1` and `conv2` are what `passes/int8_convs.rs` runs in INT8. With `activations`
+/// false, the activations are not quantized (the weights still are): the float model the
+/// quantized one approximates.
+pub fn qdq_conv_graph(n: usize, activations: bool) -> Graph {
+    let mut b = GraphBuilder::new();
+    let fake_quant = |b: &mut GraphBuilder, x: Outlet, s: f32, name: &str| {
+        if activations {
+            fake_quant(b, x, s, name)
+        } else {
+            x
+        }
+    };
+    let x = b.input("x", &[n, 8, 10, 10]);
+    let xq = fake_quant(&mut b, x, 1.0 / 127.0, "x");
+    let bias = |b: &mut GraphBuilder, k: usize, seed: u64, name: &str| {
+        let v = random_uniform(&[k], seed);
+        b.constant(name, v)
+    };
+    let w1 = int8_weights(&mut b, [16, 8, 3, 3], 0.25, 1, "w1");
+    let b1 = bias(&mut b, 16, 2, "b1");
+    let y1 = fused(&mut b, "conv1", &[xq, w1, b1], 3, 1, Some(Activation::Relu));
+    let a1 = fake_quant(&mut b, y1, 3.0 / 127.0, "y1");
+    let w2 = int8_weights(&mut b, [16, 16, 1, 1], 0.3, 3, "w2");
+    let b2 = bias(&mut b, 16, 4, "b2");
+    let clip = Activation::Clip { min: 0.0, max: 6.0 };
+    let y2 = fused(&mut b, "conv2", &[a1, w2, b2, a1], 1, 1, Some(clip));
+    let a2 = fake_quant(&mut b, y2, 6.0 / 127.0, "y2");
+    let w3 = int8_weights(&mut b, [16, 1, 3, 3], 0.4, 5, "w3");
+    let b3 = bias(&mut b, 16, 6, "b3");
+    let y3 = fused(
+        &mut b,
+        "conv3",
+        &[a2, w3, b3],
+        3,
+        16,
+        Some(Activation::Relu),
+    );
+    let a3 = fake_quant(&mut b, y3, 8.0 / 127.0, "y3");
+    let w4 = int8_weights(&mut b, [8, 16, 1, 1], 0.3, 7, "w4");
+    let b4 = bias(&mut b, 8, 8, "b4");
+    let y4 = fused(&mut b, "conv4", &[a3, w4, b4], 1, 1, None);
+    b.output(y4);
+    b.build()
+        .unwrap_or_else(|e| panic!("the INT8 test graph: {e}"))
+}

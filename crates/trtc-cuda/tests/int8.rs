@@ -1,0 +1,68 @@
+//! INT8 on the GPU against tract running the same explicitly quantized (QDQ) graph: convs
+//! between a DequantizeLinear and a QuantizeLinear run as cuDNN INT8 convolutions in fp16
+//! NHWC engines, and Q/DQ steps run alone elsewhere (fp32 engines simulate INT8 in f32).
+//! Run on a GPU machine: `cargo test -p trtc-cuda --test gpu int8:: -- --ignored`.
+
+use crate::common::*;
+use trtc_cuda::testing::qdq_conv_graph;
+
+/// The INT8 layers (`conv_int8` in the profile) of `model` on `inputs`.
+fn int8_layers(model: &HybridModel, inputs: &[trtc_ir::Tensor]) -> Vec<String> {
+    model
+        .profile(inputs.to_vec())
+        .unwrap()
+        .into_iter()
+        .filter(|(_, t)| t.kind == "conv_int8")
+        .map(|(_, t)| t.layer)
+        .collect()
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn quantized_convs_run_in_int8_and_match_tract() {
+    let g = qdq_conv_graph(4, true);
+    let inputs = vec![random_tensor(&[4, 8, 10, 10], 21)];
+    // One int8 step of a quantized tensor flipped by rounding moves the output by a
+    // fraction of a percent; fp16 storage between the INT8 layers adds its own.
+    for (precision, layout, tolerance) in [
+        (Precision::Int8, Layout::Auto, 3e-2),
+        (Precision::Fp16, Layout::Auto, 3e-2),
+        (Precision::Fp32, Layout::Nchw, 1e-2),
+        (Precision::Fp32, Layout::Nhwc, 1e-2),
+    ] {
+        let what = format!("{precision:?} {layout:?}");
+        let (rel, model) = gpu_vs_tract_model(&g, inputs.clone(), &opts_for(precision, layout));
+        println!("{what}: relative error {rel}");
+        assert!(
+            rel <= tolerance,
+            "{what}: relative error {rel} over {tolerance}"
+        );
+        let int8 = int8_layers(&model, &inputs);
+        let want: Vec<String> = if precision.is_half() {
+            vec!["conv1".into(), "conv2".into()]
+        } else {
+            vec![]
+        };
+        assert_eq!(int8, want, "{what}");
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn int8_engine_computes_the_quantized_model_not_the_float_one() {
+    // The same convs and int8 weights without the activations' Q/DQ: the INT8 engine must
+    // be much closer to the quantized graph than to this float one (an engine computing
+    // in fp16 would be the other way round).
+    let (g, float) = (qdq_conv_graph(2, true), qdq_conv_graph(2, false));
+    let inputs = vec![random_tensor(&[2, 8, 10, 10], 5)];
+    let (rel, model) =
+        gpu_vs_tract_model(&g, inputs.clone(), &opts_for(Precision::Int8, Layout::Auto));
+    let out = model.run(inputs.clone()).unwrap();
+    let reference = CpuModel::new(&float).unwrap().run(inputs).unwrap();
+    let (_, rel_float) = compare(&reference, &out).unwrap();
+    println!("INT8 engine against the QDQ graph {rel}, against the float graph {rel_float}");
+    assert!(
+        rel_float > 3.0 * rel,
+        "against the QDQ graph {rel}, against the float graph {rel_float}"
+    );
+}
