@@ -36,7 +36,7 @@ impl Exec {
             w_dims,
             pads,
             stride,
-            clip,
+            relu,
             ..
         } = &p.steps[i]
         else {
@@ -53,7 +53,7 @@ impl Exec {
             y: d::tensor4d_int8(dims(p.shape(*y, batch))).map_err(e)?,
             bias: d::tensor4d([1, w_dims[0], 1, 1], true, false).map_err(e)?,
             conv: d::conv2d_int8(*pads, *stride).map_err(e)?,
-            act: d::clipped_activation(*clip).map_err(e)?,
+            act: d::activation(*relu).map_err(e)?,
             workspace: None,
         };
         // Safety: the descriptors are valid and the handle is the engine's.

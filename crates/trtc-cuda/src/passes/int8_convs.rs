@@ -6,14 +6,16 @@
 //! `s_x`), whose output y is read by exactly one step, a `Quantize` into `q_y` (scale
 //! `s_y`), and whose residual z, if it has one, is the output of a `Dequantize` of `q_z`
 //! (scale `s_z`), becomes a `Step::ConvInt8` reading `q_x` (and `q_z`) and writing `q_y`:
-//! `alpha = s_x s_w / s_y`, `alpha_z = s_z / s_y`, bias and Clip bound divided by `s_y`.
+//! `alpha = s_x s_w / s_y`, `alpha_z = s_z / s_y`, the bias divided by `s_y`. cuDNN fuses
+//! ReLU only: a Clip(0, m) is a ReLU where `m / s_y >= 127`, int8 saturation clipping
+//! first (a ReLU6 whose output range was calibrated at most 6).
 //! This is what the QDQ graph computes (int8 products summed exactly in int32, the result
 //! rounded to int8 by `q_y`'s scale), but for the rounding of ties and of the fp16 bias.
 //! The `Quantize` step goes, and so does a `Dequantize` whose output nothing reads any more.
 //!
 //! When it must not fire (what cuDNN's INT8 NHWC convolutions take): an engine that is not
 //! fp16 NHWC; grouped or dilated convs; input or output channels not a multiple of 4;
-//! asymmetric pads; an activation other than ReLU or Clip(0, m) with m > 0; a Clip moved
+//! asymmetric pads; an activation other than ReLU or Clip(0, m) with `m / s_y >= 127`; a Clip moved
 //! into the depthwise conv after it; y read by anything but the one `Quantize`, a view of
 //! y, or y a program output. Those convs stay fp16 convs of the dequantized input, which
 //! is what the QDQ graph computes for them.
@@ -23,14 +25,15 @@ use crate::program::{Program, Step, WeightId};
 use std::collections::{HashMap, HashSet};
 use trtc_ir::Activation;
 
-/// The INT8 epilogue's clip bound for `act` (in `s_y` units; infinite for ReLU), `None`
-/// for no activation, or `Err` where the INT8 conv cannot apply it.
-fn clip_of(act: Option<Activation>, s_y: f32) -> Result<Option<f32>, ()> {
+/// Whether the INT8 conv applies `act` as a ReLU (`Some(true)`), as nothing
+/// (`Some(false)`), or cannot apply it (`None`).
+fn relu_of(act: Option<Activation>, s_y: f32) -> Option<bool> {
     match act {
-        None => Ok(None),
-        Some(Activation::Relu) => Ok(Some(f32::INFINITY)),
-        Some(Activation::Clip { min, max }) if min == 0.0 && max > 0.0 => Ok(Some(max / s_y)),
-        Some(_) => Err(()),
+        None => Some(false),
+        Some(Activation::Relu) => Some(true),
+        // Saturation at 127 clips before the bound does.
+        Some(Activation::Clip { min, max }) if min == 0.0 && max / s_y >= 127.0 => Some(true),
+        Some(_) => None,
     }
 }
 
@@ -114,7 +117,7 @@ pub fn int8_convs(p: &mut Program) -> usize {
         else {
             continue;
         };
-        let Ok(clip) = clip_of(*act, s_y) else {
+        let Some(relu) = relu_of(*act, s_y) else {
             continue;
         };
         let bias: Vec<f32> = f32s(p, *b32).iter().map(|b| b / s_y).collect();
@@ -133,7 +136,7 @@ pub fn int8_convs(p: &mut Program) -> usize {
                 alpha_z: q_z.map(|(_, s)| s / s_y).unwrap_or(0.0),
                 pads: [pads[0], pads[1]],
                 stride: *stride,
-                clip,
+                relu,
             },
             bias,
         ));
@@ -215,7 +218,7 @@ mod tests {
                 x,
                 alpha,
                 z: None,
-                clip: Some(relu),
+                relu: true,
                 ..
             } = int8[0]
             else {
@@ -226,13 +229,12 @@ mod tests {
             // s_x s_w / s_y = (1/127) (0.25/127) / (3/127).
             let want = (1.0 / 127.0) * (0.25 / 127.0) / (3.0 / 127.0);
             assert!((alpha - want).abs() < 1e-9, "{alpha} vs {want}");
-            assert!(relu.is_infinite());
             let Step::ConvInt8 {
                 name,
                 x,
                 z: Some(z),
                 alpha_z,
-                clip: Some(clip),
+                relu: true,
                 bias,
                 ..
             } = int8[1]
@@ -242,10 +244,7 @@ mod tests {
             // The residual is conv1's int8 output, read as the conv's input too.
             assert_eq!((name.as_str(), x), ("conv2", z));
             assert!((alpha_z - 3.0 / 6.0).abs() < 1e-6, "{alpha_z}");
-            assert!(
-                (clip - 127.0).abs() < 1e-3,
-                "Clip(0, 6) at scale 6/127: {clip}"
-            );
+            // (Clip(0, 6) at scale 6/127: a ReLU, saturation clipping at 6.)
             // The bias in y's units: b / (6 / 127).
             let b = f32s(&p, *bias);
             let b2 = trtc_ir::tensor::random_uniform(&[16], 4);
@@ -263,6 +262,21 @@ mod tests {
             assert_eq!(count(&p, |s| matches!(s, Step::Dequantize { .. })), 2);
             assert_eq!(p.steps.len(), p.names.len());
         }
+    }
+
+    #[test]
+    fn a_clip_is_a_relu_only_where_saturation_clips_first() {
+        let relu6 = Some(Activation::Clip { min: 0.0, max: 6.0 });
+        assert_eq!(relu_of(relu6, 6.0 / 127.0), Some(true));
+        assert_eq!(relu_of(relu6, 5.0 / 127.0), Some(true));
+        assert_eq!(relu_of(relu6, 8.0 / 127.0), None);
+        let shifted = Some(Activation::Clip {
+            min: -1.0,
+            max: 6.0,
+        });
+        assert_eq!(relu_of(shifted, 6.0 / 127.0), None);
+        assert_eq!(relu_of(Some(Activation::Sigmoid), 0.1), None);
+        assert_eq!(relu_of(None, 0.1), Some(false));
     }
 
     #[test]

@@ -91,8 +91,7 @@ pub enum Step {
     /// (and residual z) in, int8 y out, int32 accumulation;
     /// `y = act(alpha * conv(x, w) + alpha_z * z + bias)` rounded and saturated to int8,
     /// where `alpha = x_scale * w_scale / y_scale`, `alpha_z = z_scale / y_scale` and the f32
-    /// `bias` is already divided by `y_scale`. `clip`: the activation is
-    /// `min(max(v, 0), clip)` (ReLU where infinite); none when `None`.
+    /// `bias` is already divided by `y_scale`; `act` is ReLU or none.
     ConvInt8 {
         name: String,
         x: usize,
@@ -105,7 +104,7 @@ pub enum Step {
         alpha_z: f32,
         pads: [i32; 2],
         stride: [i32; 2],
-        clip: Option<f32>,
+        relu: bool,
     },
     /// `y = saturate(round_half_even(x / scale))` into an int8 slot (ONNX's QuantizeLinear,
     /// zero point 0).

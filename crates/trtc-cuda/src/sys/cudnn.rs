@@ -191,24 +191,3 @@ pub fn conv2d_int8(pad: [i32; 2], stride: [i32; 2]) -> CudnnResult<ConvDesc> {
     }
     Ok(d)
 }
-
-/// The activation of a fused INT8 convolution: none, ReLU (`clip` infinite), or
-/// `min(max(v, 0), clip)`.
-pub fn clipped_activation(clip: Option<f32>) -> CudnnResult<ActDesc> {
-    use sys::cudnnActivationMode_t as M;
-    let d = ActDesc(result::create_activation_descriptor()?);
-    let (mode, coef) = match clip {
-        None => (M::CUDNN_ACTIVATION_IDENTITY, 0.0),
-        Some(c) if c.is_infinite() => (M::CUDNN_ACTIVATION_RELU, 0.0),
-        Some(c) => (M::CUDNN_ACTIVATION_CLIPPED_RELU, c as f64),
-    };
-    unsafe {
-        result::set_activation_descriptor(
-            d.0,
-            mode,
-            sys::cudnnNanPropagation_t::CUDNN_PROPAGATE_NAN,
-            coef,
-        )
-    }?;
-    Ok(d)
-}

@@ -1,4 +1,4 @@
-//! Shape rules of reductions and normalizations, without tract.
+//! Shape rules of reductions, normalizations and Q/DQ, without tract.
 use crate::op::OtherOp;
 use crate::shape::{Dim, Shape};
 use crate::{DType, GraphBuilder, Op};
@@ -64,4 +64,31 @@ fn reductions_and_normalizations_have_shapes_without_tract() {
     );
     assert_eq!(g.tensor(ln[1]).dtype, Some(DType::F32));
     assert_eq!(shape(lrn), shape(x));
+}
+
+#[test]
+fn quantize_and_dequantize_keep_the_shape_and_take_the_zero_point_and_scale_types() {
+    use tract_onnx::prelude::Tensor;
+    let mut b = GraphBuilder::new();
+    let shape: Shape = vec![Dim::Sym("N".into()), 8u64.into(), 4u64.into()];
+    let x = b.input_with("x", DType::F32, shape.clone());
+    let s = b.constant("s", Tensor::from(0.1f32));
+    let z = b.constant("z", Tensor::from(0i8));
+    let q = b.op("q", other("QuantizeLinear", &[]), &[x, s, z]);
+    let dq = b.op("dq", other("DequantizeLinear", &[]), &[q, s, z]);
+    let q_u8 = b.op("q_u8", other("QuantizeLinear", &[]), &[x, s]);
+    for o in [dq, q_u8] {
+        b.output(o);
+    }
+    let g = b.build().unwrap();
+    let t = |o| g.tensor(o).clone();
+    assert_eq!(
+        (t(q).dtype, t(q).shape),
+        (Some(DType::I8), Some(shape.clone()))
+    );
+    assert_eq!(
+        (t(dq).dtype, t(dq).shape),
+        (Some(DType::F32), Some(shape.clone()))
+    );
+    assert_eq!(t(q_u8).dtype, Some(DType::U8));
 }
