@@ -461,5 +461,8 @@ fn tactic_name(inst: &Instance, i: usize) -> String {
     if inst.gemms.contains_key(&i) {
         return "cublaslt".into();
     }
+    if inst.qconvs.contains_key(&i) {
+        return "cudnn int8 fused".into();
+    }
     String::new()
 }

@@ -44,7 +44,9 @@ pub fn cuda_context() -> std::result::Result<std::sync::Arc<cudarc::driver::Cuda
     device().map(|d| d.ctx.clone())
 }
 use trtc_engine::Result;
-use trtc_engine::{Engine, EngineBuilder, EngineError, EngineOptions, EnginePayload, OpSupport};
+use trtc_engine::{
+    Engine, EngineBuilder, EngineError, EngineOptions, EnginePayload, LayerPrecision, OpSupport,
+};
 use trtc_ir::{Graph, NodeId, SubgraphIo};
 
 /// Builds CUDA engines; its support table is [`CudaOpTable`], whether or not a GPU is here
@@ -89,5 +91,15 @@ impl EngineBuilder for CudaBuilder {
                 .filter(|p| p.kind == "cuda-tactics")
                 .map(|p| p.bytes.as_slice()),
         )?))
+    }
+
+    fn layer_precisions(
+        &self,
+        g: &Graph,
+        nodes: &[NodeId],
+        io: &SubgraphIo,
+        opts: &EngineOptions,
+    ) -> Result<Vec<LayerPrecision>> {
+        Ok(ops::lower_segment(g, nodes, io, opts)?.precisions)
     }
 }

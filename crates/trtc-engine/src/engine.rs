@@ -100,6 +100,16 @@ pub trait Engine: Send + Sync {
     }
 }
 
+/// The precision a quantized layer (one reading a DequantizeLinear) runs in, and why: what
+/// `EngineBuilder::layer_precisions` reports for INT8 engines.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LayerPrecision {
+    pub layer: String,
+    /// `int8`, or the engine's own precision.
+    pub precision: String,
+    pub why: String,
+}
+
 /// Builds engines for segments (when a plan is loaded, from the payload it stored).
 pub trait EngineBuilder: Send + Sync {
     fn name(&self) -> &'static str;
@@ -117,6 +127,17 @@ pub trait EngineBuilder: Send + Sync {
         opts: &EngineOptions,
         payload: Option<&EnginePayload>,
     ) -> Result<Box<dyn Engine>>;
+    /// The precision each quantized layer of a segment would run in, and why (decided
+    /// without a GPU; empty for builders without INT8 layers).
+    fn layer_precisions(
+        &self,
+        _g: &Graph,
+        _nodes: &[NodeId],
+        _io: &SubgraphIo,
+        _opts: &EngineOptions,
+    ) -> Result<Vec<LayerPrecision>> {
+        Ok(vec![])
+    }
 }
 
 /// A builder with no engines: every node runs on the CPU (a build without GPU support,

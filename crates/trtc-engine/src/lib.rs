@@ -18,7 +18,8 @@ pub mod progress;
 pub mod support;
 
 pub use engine::{
-    DeviceBuffer, Engine, EngineBuilder, EnginePayload, HostStream, LayerTiming, NoEngines,
+    DeviceBuffer, Engine, EngineBuilder, EnginePayload, HostStream, LayerPrecision, LayerTiming,
+    NoEngines,
 };
 pub use error::{EngineError, Result};
 pub use options::{EngineOptions, Layout, Precision};

@@ -217,9 +217,9 @@ pub fn lower_segment(
     }
     let mut p = cx.finish(io)?;
     // First: the INT8 convs take over the Quantize / Dequantize steps around them.
-    let int8 = int8_convs(&mut p);
-    if int8 > 0 {
-        tracing::debug!("{int8} convolutions run in INT8");
+    p.precisions = int8_convs(&mut p);
+    for l in &p.precisions {
+        tracing::debug!("{}: {} ({})", l.layer, l.precision, l.why);
     }
     // Before the chains: the pools take over the separate Add and activation steps.
     fuse_pool_epilogues(&mut p);

@@ -228,6 +228,7 @@ mod tests {
             precision: Precision::Fp32,
             nhwc: false,
             half: false,
+            precisions: vec![],
         }
     }
 

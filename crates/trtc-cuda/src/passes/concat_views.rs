@@ -163,6 +163,7 @@ mod tests {
             precision: Precision::Fp16,
             nhwc,
             half: true,
+            precisions: vec![],
         };
         p.steps = vec![
             pool(0, 1),

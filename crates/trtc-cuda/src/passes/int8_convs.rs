@@ -23,6 +23,7 @@
 use super::arena::step_slots;
 use crate::program::{Program, Step, WeightId};
 use std::collections::{HashMap, HashSet};
+use trtc_engine::LayerPrecision;
 use trtc_ir::Activation;
 
 /// Whether the INT8 conv applies `act` as a ReLU (`Some(true)`), as nothing
@@ -45,104 +46,154 @@ fn f32s(p: &Program, w: WeightId) -> Vec<f32> {
         .collect()
 }
 
-/// Rewrite the program's eligible convs (see the module rule); returns how many.
-pub fn int8_convs(p: &mut Program) -> usize {
-    if !(p.half && p.nhwc) {
-        return 0;
-    }
-    let mut producer: HashMap<usize, usize> = HashMap::new();
-    let mut readers: HashMap<usize, Vec<usize>> = HashMap::new();
-    for (i, step) in p.steps.iter().enumerate() {
-        let (r, w) = step_slots(step);
-        for s in w {
-            producer.insert(s, i);
+/// Who writes and who reads each slot.
+struct Uses {
+    producer: HashMap<usize, usize>,
+    readers: HashMap<usize, Vec<usize>>,
+}
+
+impl Uses {
+    fn of(p: &Program) -> Uses {
+        let mut u = Uses {
+            producer: HashMap::new(),
+            readers: HashMap::new(),
+        };
+        for (i, step) in p.steps.iter().enumerate() {
+            let (r, w) = step_slots(step);
+            for s in w {
+                u.producer.insert(s, i);
+            }
+            for s in r {
+                u.readers.entry(s).or_default().push(i);
+            }
         }
-        for s in r {
-            readers.entry(s).or_default().push(i);
+        u
+    }
+
+    /// The int8 slot and scale slot `s` was dequantized from, where a `Dequantize` wrote it.
+    fn dequantized(&self, p: &Program, s: usize) -> Option<(usize, f32)> {
+        match self.producer.get(&s).map(|&j| &p.steps[j]) {
+            Some(Step::Dequantize { x, scale, .. }) => Some((*x, *scale)),
+            _ => None,
         }
     }
-    let dequantized = |s: usize| match producer.get(&s).map(|&j| &p.steps[j]) {
-        Some(Step::Dequantize { x, scale, .. }) => Some((*x, *scale)),
-        _ => None,
+}
+
+fn viewed(p: &Program, s: usize) -> bool {
+    p.slots.iter().any(|t| t.alias_of == Some(s))
+}
+
+/// Conv step `i` as an INT8 conv (with the `Quantize` step it absorbs and its bias in
+/// `s_y` units), or why not. `bias` is the weight id the bias will have.
+fn as_int8(
+    p: &Program,
+    uses: &Uses,
+    i: usize,
+    bias: WeightId,
+) -> Result<(usize, Step, Vec<f32>), &'static str> {
+    let Step::Conv {
+        name,
+        x,
+        y,
+        z,
+        w_dims,
+        b_f32,
+        pads,
+        stride,
+        dilation,
+        groups,
+        act,
+        w_int8,
+        ..
+    } = &p.steps[i]
+    else {
+        return Err("not a convolution");
     };
-    let viewed = |s: usize| p.slots.iter().any(|t| t.alias_of == Some(s));
+    let (q_x, s_x) = uses.dequantized(p, *x).ok_or("input not quantized")?;
+    let (wq, s_w) = w_int8.ok_or("weights not quantized per tensor")?;
+    let b32 = b_f32.ok_or("no f32 bias")?;
+    if *groups != 1 {
+        return Err("grouped or depthwise (cuDNN's INT8 convolution is dense only)");
+    }
+    if *dilation != [1, 1] {
+        return Err("dilated");
+    }
+    if w_dims[0] % 4 != 0 || w_dims[1] % 4 != 0 {
+        return Err("channels in or out not a multiple of 4");
+    }
+    if pads[0] != pads[2] || pads[1] != pads[3] {
+        return Err("asymmetric pads");
+    }
+    let q_z = match z {
+        None => None,
+        Some(z) => Some(uses.dequantized(p, *z).ok_or("residual not quantized")?),
+    };
+    let reader = match uses.readers.get(y).map(Vec::as_slice) {
+        Some(&[j]) if !p.outputs.contains(y) && !viewed(p, *y) => j,
+        _ => return Err("output read in float (not only by one QuantizeLinear)"),
+    };
+    let Step::Quantize {
+        y: q_y, scale: s_y, ..
+    } = p.steps[reader]
+    else {
+        return Err("output read in float (not only by one QuantizeLinear)");
+    };
+    let relu = relu_of(*act, s_y)
+        .ok_or("an activation cuDNN's INT8 convolution cannot fuse (ReLU, or ReLU6 with its range calibrated to 6 at most)")?;
+    let step = Step::ConvInt8 {
+        name: name.clone(),
+        x: q_x,
+        y: q_y,
+        z: q_z.map(|(q, _)| q),
+        w: wq,
+        w_dims: *w_dims,
+        bias,
+        alpha: s_x * s_w / s_y,
+        alpha_z: q_z.map(|(_, s)| s / s_y).unwrap_or(0.0),
+        pads: [pads[0], pads[1]],
+        stride: *stride,
+        relu,
+    };
+    let bias: Vec<f32> = f32s(p, b32).iter().map(|b| b / s_y).collect();
+    Ok((reader, step, bias))
+}
+
+/// Rewrite the program's eligible convs (see the module rule); returns, for each conv
+/// whose input is dequantized, the precision it runs in and why.
+pub fn int8_convs(p: &mut Program) -> Vec<LayerPrecision> {
+    let uses = Uses::of(p);
+    let engine = format!("{:?}", p.precision).to_lowercase();
+    let mut report = vec![];
     // (conv step, its Quantize step, the INT8 step, its bias), the biases pushed as
     // weights in this order after the program's.
     let mut rewrites: Vec<(usize, usize, Step, Vec<f32>)> = vec![];
     let first_bias = p.weights.len();
     for (i, step) in p.steps.iter().enumerate() {
-        let Step::Conv {
-            name,
-            x,
-            y,
-            z,
-            w_dims,
-            b_f32: Some(b32),
-            pads,
-            stride,
-            dilation,
-            groups,
-            act,
-            clip_to: None,
-            x_clamp: None,
-            w_int8: Some((wq, s_w)),
-            ..
-        } = step
-        else {
+        let Step::Conv { name, x, .. } = step else {
             continue;
         };
-        let shaped = *groups == 1
-            && *dilation == [1, 1]
-            && w_dims[0] % 4 == 0
-            && w_dims[1] % 4 == 0
-            && pads[0] == pads[2]
-            && pads[1] == pads[3];
-        let Some((q_x, s_x)) = dequantized(*x).filter(|_| shaped) else {
+        if uses.dequantized(p, *x).is_none() {
             continue;
+        }
+        let decided = if p.half && p.nhwc {
+            as_int8(p, &uses, i, WeightId(first_bias + rewrites.len()))
+        } else {
+            Err("not an fp16 NHWC engine: QuantizeLinear/DequantizeLinear run as they are")
         };
-        let q_z = match z {
-            None => None,
-            Some(z) => match dequantized(*z) {
-                Some(qz) => Some(qz),
-                None => continue,
-            },
+        let (precision, why) = match decided {
+            Ok((reader, step, bias)) => {
+                rewrites.push((i, reader, step, bias));
+                ("int8".to_string(), "cuDNN INT8 convolution".to_string())
+            }
+            Err(why) => (engine.clone(), why.to_string()),
         };
-        let only_reader = match readers.get(y).map(Vec::as_slice) {
-            Some(&[j]) if !p.outputs.contains(y) && !viewed(*y) => j,
-            _ => continue,
-        };
-        let Step::Quantize {
-            y: q_y, scale: s_y, ..
-        } = p.steps[only_reader]
-        else {
-            continue;
-        };
-        let Some(relu) = relu_of(*act, s_y) else {
-            continue;
-        };
-        let bias: Vec<f32> = f32s(p, *b32).iter().map(|b| b / s_y).collect();
-        rewrites.push((
-            i,
-            only_reader,
-            Step::ConvInt8 {
-                name: name.clone(),
-                x: q_x,
-                y: q_y,
-                z: q_z.map(|(q, _)| q),
-                w: *wq,
-                w_dims: *w_dims,
-                bias: WeightId(first_bias + rewrites.len()),
-                alpha: s_x * s_w / s_y,
-                alpha_z: q_z.map(|(_, s)| s / s_y).unwrap_or(0.0),
-                pads: [pads[0], pads[1]],
-                stride: *stride,
-                relu,
-            },
-            bias,
-        ));
+        report.push(LayerPrecision {
+            layer: name.clone(),
+            precision,
+            why,
+        });
     }
     let mut dropped: HashSet<usize> = HashSet::new();
-    let count = rewrites.len();
     for (i, quantize, step, bias) in rewrites {
         p.weights
             .push(bias.iter().flat_map(|v| v.to_ne_bytes()).collect());
@@ -158,7 +209,7 @@ pub fn int8_convs(p: &mut Program) -> usize {
     }
     for (i, step) in p.steps.iter().enumerate() {
         if let Step::Dequantize { y, .. } = step {
-            if !read.contains(y) && !p.outputs.contains(y) && !viewed(*y) {
+            if !read.contains(y) && !p.outputs.contains(y) && !viewed(p, *y) {
                 dropped.insert(i);
             }
         }
@@ -171,7 +222,7 @@ pub fn int8_convs(p: &mut Program) -> usize {
         .map(|(_, pair)| pair)
         .collect();
     (p.steps, p.names) = kept.into_iter().unzip();
-    count
+    report
 }
 
 #[cfg(test)]
@@ -261,6 +312,27 @@ mod tests {
             assert_eq!(count(&p, |s| matches!(s, Step::Quantize { .. })), 2);
             assert_eq!(count(&p, |s| matches!(s, Step::Dequantize { .. })), 2);
             assert_eq!(p.steps.len(), p.names.len());
+            let report: Vec<(&str, &str)> = p
+                .precisions
+                .iter()
+                .map(|l| (l.layer.as_str(), l.precision.as_str()))
+                .collect();
+            let engine = format!("{precision:?}").to_lowercase();
+            assert_eq!(
+                report,
+                [
+                    ("conv1", "int8"),
+                    ("conv2", "int8"),
+                    ("conv3", engine.as_str()),
+                    ("conv4", engine.as_str())
+                ]
+            );
+            assert!(
+                p.precisions[2].why.contains("depthwise"),
+                "{:?}",
+                p.precisions[2]
+            );
+            assert!(p.precisions[3].why.contains("output read in float"));
         }
     }
 
@@ -287,6 +359,8 @@ mod tests {
             assert_eq!(count(&p, |s| matches!(s, Step::Conv { .. })), 4);
             assert_eq!(count(&p, |s| matches!(s, Step::Quantize { .. })), 4);
             assert_eq!(count(&p, |s| matches!(s, Step::Dequantize { .. })), 4);
+            assert!(p.precisions.iter().all(|l| l.precision == "fp32"));
+            assert_eq!(p.precisions.len(), 4);
         }
     }
 }

@@ -220,6 +220,7 @@ mod tests {
             precision: Precision::Fp16,
             nhwc: true,
             half: true,
+            precisions: vec![],
         }
     }
 

@@ -348,6 +348,8 @@ pub struct Program {
     pub nhwc: bool,
     /// Tensors are fp16.
     pub half: bool,
+    /// The precision of each quantized conv, and why (`passes/int8_convs.rs`).
+    pub precisions: Vec<trtc_engine::LayerPrecision>,
 }
 
 impl Program {
@@ -364,6 +366,7 @@ impl Program {
             precision: opts.precision,
             nhwc: opts.layout.nhwc_for(opts.precision),
             half,
+            precisions: vec![],
         }
     }
 
