@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use trtc_engine::{DeviceBuffer, Engine, EnginePayload, HostStream, LayerTiming};
 use trtc_ir::tract_onnx::prelude::{DatumType, IntoTValue, TValue, TVec, Tensor};
 
+pub(crate) mod int8_choice;
 mod stream;
 
 pub struct CudaEngine {

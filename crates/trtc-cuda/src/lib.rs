@@ -31,8 +31,10 @@ pub(crate) mod sys;
 mod tactics;
 pub mod testing;
 
+use engine::int8_choice::{self, Int8Choice};
 pub use engine::CudaEngine;
 pub use ops::{CudaOpTable, FAMILIES};
+use program::Program;
 pub use sys::device::probe;
 pub use tactics::saved::{ConvTactic, EngineTactics, InstanceTactics, LtTactic};
 
@@ -46,6 +48,7 @@ pub fn cuda_context() -> std::result::Result<std::sync::Arc<cudarc::driver::Cuda
 use trtc_engine::Result;
 use trtc_engine::{
     Engine, EngineBuilder, EngineError, EngineOptions, EnginePayload, LayerPrecision, OpSupport,
+    Precision,
 };
 use trtc_ir::{Graph, NodeId, SubgraphIo};
 
@@ -82,10 +85,39 @@ impl EngineBuilder for CudaBuilder {
             program.steps.len(),
             program.weights.len()
         );
+        let limit = opts.workspace_bytes as usize;
+        let int8 = opts.precision == Precision::Int8
+            && program
+                .steps
+                .iter()
+                .any(|s| matches!(s, program::Step::ConvInt8 { .. }));
+        if int8 {
+            // Precision as a permission: the FP16 alternative too, the faster runs.
+            let stored = Int8Choice::read_payload(
+                payload
+                    .filter(|p| p.kind == int8_choice::KIND)
+                    .map(|p| p.bytes.as_slice()),
+            )?;
+            let fp16 = ops::lower_segment_as(g, nodes, io, opts, true)?;
+            let engine = |p: Program, bytes: Option<Vec<u8>>| {
+                CudaEngine::new(
+                    dev.clone(),
+                    p,
+                    limit,
+                    opts.max_cached_engines,
+                    bytes.as_deref(),
+                )
+            };
+            return Ok(Box::new(Int8Choice::new(
+                engine(program, stored.int8)?,
+                engine(fp16, stored.fp16)?,
+                stored.chosen,
+            )));
+        }
         Ok(Box::new(CudaEngine::new(
             dev,
             program,
-            opts.workspace_bytes as usize,
+            limit,
             opts.max_cached_engines,
             payload
                 .filter(|p| p.kind == "cuda-tactics")

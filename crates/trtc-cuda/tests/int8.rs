@@ -24,8 +24,9 @@ fn quantized_convs_run_in_int8_and_match_tract() {
     let inputs = vec![random_tensor(&[4, 8, 10, 10], 21)];
     // One int8 step of a quantized tensor flipped by rounding moves the output by a
     // fraction of a percent; fp16 storage between the INT8 layers adds its own.
+    // fp16 engines run a QDQ graph as it says (INT8 where a kernel takes it); `--precision
+    // int8` engines also time an FP16 alternative (the test after this one).
     for (precision, layout, tolerance) in [
-        (Precision::Int8, Layout::Auto, 3e-2),
         (Precision::Fp16, Layout::Auto, 3e-2),
         (Precision::Fp32, Layout::Nchw, 1e-2),
         (Precision::Fp32, Layout::Nhwc, 1e-2),
@@ -64,5 +65,43 @@ fn int8_engine_computes_the_quantized_model_not_the_float_one() {
     assert!(
         rel_float > 3.0 * rel,
         "against the QDQ graph {rel}, against the float graph {rel_float}"
+    );
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn int8_precision_times_int8_against_fp16_and_runs_the_faster() {
+    // `--precision int8`: INT8 is allowed, not required. Both engines are timed at the
+    // batch size and the faster runs it; its output is the QDQ graph's (INT8) or the
+    // float graph's (FP16, the Q/DQ dropped).
+    let (g, float) = (qdq_conv_graph(64, true), qdq_conv_graph(64, false));
+    let inputs = vec![random_tensor(&[64, 8, 10, 10], 9)];
+    let opts = opts_for(Precision::Int8, Layout::Auto);
+    let (_, model) = gpu_vs_tract_model(&g, inputs.clone(), &opts);
+    let payload = model
+        .payloads()
+        .into_values()
+        .next()
+        .expect("an engine payload");
+    assert_eq!(payload.kind, "cuda-int8-choice");
+    let stored: serde_json::Value = serde_json::from_slice(&payload.bytes).unwrap();
+    let choice = &stored["chosen"]["64"];
+    let (int8, t8, t16) = (
+        choice[0].as_bool().unwrap(),
+        choice[1].as_f64().unwrap(),
+        choice[2].as_f64().unwrap(),
+    );
+    println!("batch 64: INT8 {t8} ms, FP16 {t16} ms, INT8 chosen: {int8}");
+    assert!(t8 > 0.0 && t16 > 0.0 && t8.is_finite() && t16.is_finite());
+    assert_eq!(int8, t8 <= t16);
+    let reference = CpuModel::new(if int8 { &g } else { &float })
+        .unwrap()
+        .run(inputs.clone())
+        .unwrap();
+    let (_, rel) = compare(&reference, &model.run(inputs).unwrap()).unwrap();
+    assert!(
+        rel <= 3e-2,
+        "against the {} graph: {rel}",
+        if int8 { "QDQ" } else { "float" }
     );
 }

@@ -187,6 +187,18 @@ pub fn lower_segment(
     io: &SubgraphIo,
     opts: &EngineOptions,
 ) -> Result<Program> {
+    lower_segment_as(g, nodes, io, opts, false)
+}
+
+/// [`lower_segment`], with `drop_qdq`: the activations' QuantizeLinear and
+/// DequantizeLinear pass their input through (an INT8 engine's FP16 alternative).
+pub fn lower_segment_as(
+    g: &Graph,
+    nodes: &[NodeId],
+    io: &SubgraphIo,
+    opts: &EngineOptions,
+    drop_qdq: bool,
+) -> Result<Program> {
     if let Some(o) = io
         .inputs
         .iter()
@@ -199,6 +211,7 @@ pub fn lower_segment(
         ));
     }
     let mut cx = Lowering::new(g, nodes, io, opts);
+    cx.drop_qdq = drop_qdq;
     for &id in nodes {
         if cx.taken(id) {
             continue;

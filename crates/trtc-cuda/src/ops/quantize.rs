@@ -8,6 +8,9 @@
 //!   also keeps the int8 values, and `passes/int8_convs.rs` turns a conv between a
 //!   Dequantize and a Quantize into one INT8 convolution.
 //!
+//! In the FP16 alternative of an INT8 engine (`Lowering::drop_qdq`), Q and DQ of
+//! activations pass their input through instead.
+//!
 //! What runs: symmetric quantization only (no zero point, or an int8 zero point of 0);
 //! scales constant, positive and finite; one scale for an activation, one or one per
 //! channel for a constant. Anything else falls back to the CPU with the reason.
@@ -98,6 +101,10 @@ fn lower(cx: &mut Lowering, id: NodeId) -> Result<()> {
     }
     let scale = tensor_scale(g, id).map_err(|e| cuda_err(&name, e))?;
     let x = cx.operand(id, 0)?;
+    if cx.drop_qdq {
+        cx.bind(Outlet::new(id, 0), x);
+        return Ok(());
+    }
     let step = if quantize {
         let y = cx.output_int8(id, 0);
         Step::Quantize { x, y, scale }

@@ -17,6 +17,9 @@ pub struct Lowering<'g> {
     nodes: HashSet<NodeId>,
     /// Nodes another node's steps compute already: not lowered again.
     taken: HashSet<NodeId>,
+    /// QuantizeLinear and DequantizeLinear of activations pass their input through (the
+    /// FP16 alternative of an INT8 engine, `engine/int8_choice.rs`).
+    pub drop_qdq: bool,
 }
 
 impl<'g> Lowering<'g> {
@@ -33,6 +36,7 @@ impl<'g> Lowering<'g> {
             slot_of: HashMap::new(),
             nodes: nodes.iter().copied().collect(),
             taken: HashSet::new(),
+            drop_qdq: false,
         };
         for &o in &io.inputs {
             let p = &mut cx.p;
