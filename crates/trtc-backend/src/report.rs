@@ -112,8 +112,8 @@ impl std::fmt::Display for Int8Report {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "INT8: {} tensor scales ({}); {} layers quantized ({} per-tensor INT8 weights, \
-             {} activations, {} residuals)",
+            "INT8: {} tensors calibrated ({}), {} layers got Q/DQ ({} per-tensor INT8 \
+             weights, {} activations, {} residuals)",
             self.tensors_scaled,
             self.calibration,
             self.layers_quantized,
