@@ -51,7 +51,10 @@ fn count(g: &Graph, op: &str) -> usize {
 fn weight_dqs(g: &Graph) -> (usize, usize) {
     let (mut per_tensor, mut per_channel) = (0, 0);
     for id in g.node_ids() {
-        if !matches!(g.node(id).op, Op::Conv(_) | Op::FusedConv(_) | Op::Gemm { .. }) {
+        if !matches!(
+            g.node(id).op,
+            Op::Conv(_) | Op::FusedConv(_) | Op::Gemm { .. }
+        ) {
             continue;
         }
         let w = g.input_outlet(id, 1).unwrap();
@@ -99,7 +102,9 @@ fn an_int8_plan_is_quantized_per_tensor_and_keeps_most_top1() {
     let out = stdout(&o);
     assert!(out.contains("calibrated 53 tensors"), "{out}");
     assert!(
-        out.contains("INT8: 53 tensors calibrated (TRT-8600-MinMaxCalibration), 50 layers got Q/DQ"),
+        out.contains(
+            "INT8: 53 tensors calibrated (TRT-8600-MinMaxCalibration), 50 layers got Q/DQ"
+        ),
         "{out}"
     );
     assert!(cache.exists(), "the cache was not written");
@@ -108,7 +113,11 @@ fn an_int8_plan_is_quantized_per_tensor_and_keeps_most_top1() {
     assert!(o.status.success(), "{}", stderr(&o));
 
     let plan = Plan::read(&plan_path).unwrap();
-    let int8 = plan.report.int8.as_ref().expect("the report's INT8 section");
+    let int8 = plan
+        .report
+        .int8
+        .as_ref()
+        .expect("the report's INT8 section");
     assert_eq!(int8.layers_quantized, 50, "{int8:?}");
     assert_eq!(int8.weights, 50, "{int8:?}");
     assert!(int8.residuals > 0, "{int8:?}");
@@ -138,7 +147,10 @@ fn an_int8_plan_is_quantized_per_tensor_and_keeps_most_top1() {
             trtc::ir::tensor::tensor_to_f32s(&m.run(vec![x.clone()]).unwrap()[0]).unwrap()
         };
         let (a, b) = (f(&fm), f(&qm));
-        let d = a.iter().zip(&b).fold(0f32, |m, (u, v)| m.max((u - v).abs()));
+        let d = a
+            .iter()
+            .zip(&b)
+            .fold(0f32, |m, (u, v)| m.max((u - v).abs()));
         max_diff = max_diff.max(d);
         let ((ta, pa), (tb, _)) = (top1(&a), top1(&b));
         same += usize::from(ta == tb);
@@ -151,9 +163,15 @@ fn an_int8_plan_is_quantized_per_tensor_and_keeps_most_top1() {
         "int8 plan: top-1 agreement {same}/14 ({conf_same}/{conf} where f32 p >= 0.5), \
          max |logit diff| {max_diff}"
     );
-    assert!(max_diff > 1e-3, "INT8 logits equal FP32's: nothing was quantized");
+    assert!(
+        max_diff > 1e-3,
+        "INT8 logits equal FP32's: nothing was quantized"
+    );
     assert!(same >= MIN_AGREE, "top-1 agreement {same}/14");
-    assert!(conf >= 2 && conf_same + 1 >= conf, "confident: {conf_same}/{conf}");
+    assert!(
+        conf >= 2 && conf_same + 1 >= conf,
+        "confident: {conf_same}/{conf}"
+    );
 
     // The cache, read instead of calibrating (no data), gives the same plan graph.
     let again = dir.join("again.trtc");
@@ -164,7 +182,10 @@ fn an_int8_plan_is_quantized_per_tensor_and_keeps_most_top1() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("calibration skipped"), "{}", stdout(&o));
     let again = Plan::read(&again).unwrap();
-    assert!(graph_bytes(&again.graph) == graph_bytes(&plan.graph), "plan graphs differ");
+    assert!(
+        graph_bytes(&again.graph) == graph_bytes(&plan.graph),
+        "plan graphs differ"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -184,7 +205,10 @@ fn int8_without_a_table_or_with_a_bad_one_is_a_clear_error() {
     // A cache absent and no data.
     let absent = dir.join("absent.cache");
     assert_clean_failure(
-        &compile(&out, &["--precision", "int8", "--calibration-cache", path(&absent)]),
+        &compile(
+            &out,
+            &["--precision", "int8", "--calibration-cache", path(&absent)],
+        ),
         "no calibration cache at",
     );
     // A cache naming tensors the optimized graph does not have.
@@ -195,14 +219,20 @@ fn int8_without_a_table_or_with_a_bad_one_is_a_clear_error() {
     )
     .unwrap();
     assert_clean_failure(
-        &compile(&out, &["--precision", "int8", "--calibration-cache", path(&cache)]),
+        &compile(
+            &out,
+            &["--precision", "int8", "--calibration-cache", path(&cache)],
+        ),
         "1 of its 2 tensors are not in the model (made for another model?): `conv1_out`",
     );
     // An empty calibration folder.
     let empty = dir.join("empty");
     std::fs::create_dir_all(&empty).unwrap();
     assert_clean_failure(
-        &compile(&out, &["--precision", "int8", "--calibration-data", path(&empty)]),
+        &compile(
+            &out,
+            &["--precision", "int8", "--calibration-data", path(&empty)],
+        ),
         "no images (.png, .jpg, .jpeg) or .npy files in calibration data directory",
     );
     // Calibration flags without int8.

@@ -250,7 +250,8 @@ pub fn calibrate(a: CalibrateArgs) -> Result<()> {
                 );
             }
             let batches = batches(&a, &input)?;
-            let table = run_calibration(&mut collector, &batches, &preprocess, dtype, a.calibrator)?;
+            let table =
+                run_calibration(&mut collector, &batches, &preprocess, dtype, a.calibrator)?;
             if let Some(path) = &a.calibration_cache {
                 write(&table, path)?;
             }
@@ -315,16 +316,20 @@ impl TableSource {
         if let Some(path) = self.cache.as_ref().filter(|p| p.exists()) {
             return read_cache(path, graph);
         }
-        let mut collector =
-            Collector::new(graph).context("preparing the model for calibration")?;
+        let mut collector = Collector::new(graph).context("preparing the model for calibration")?;
         let input = match collector.inputs() {
             [one] => one.clone(),
             many => bail!("calibration feeds one input; the model has {}", many.len()),
         };
         let dtype = input.dtype.unwrap_or(trtc::ir::DType::F32);
         let batches = batches_of(&self.data, self.batches, self.batch, &input)?;
-        let table =
-            run_calibration(&mut collector, &batches, &self.preprocess, dtype, self.calibrator)?;
+        let table = run_calibration(
+            &mut collector,
+            &batches,
+            &self.preprocess,
+            dtype,
+            self.calibrator,
+        )?;
         if let Some(path) = &self.cache {
             write(&table, path)?;
         }

@@ -3,8 +3,8 @@ use clap::Args;
 use std::path::PathBuf;
 use trtc::backend::shapes::parse_profile;
 use trtc::backend::{
-    compile, compile_int8, tune, tune_profiles, BackendChoice, CompileOptions, InputFormat,
-    Layout, Precision, INT8_NEEDS_TABLE,
+    compile, compile_int8, tune, tune_profiles, BackendChoice, CompileOptions, InputFormat, Layout,
+    Precision, INT8_NEEDS_TABLE,
 };
 use trtc::preprocess::{parse_triple, Preprocess};
 use trtc::quant::Calibrator;

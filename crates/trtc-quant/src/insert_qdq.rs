@@ -196,7 +196,8 @@ pub fn insert_qdq_with(
         if opts.keep_float.contains(&g.node(id).name) {
             continue;
         }
-        let mut quantized = quantize_weight(&mut g, id, opts.weights, &mut report, &mut old_weights)?;
+        let mut quantized =
+            quantize_weight(&mut g, id, opts.weights, &mut report, &mut old_weights)?;
         for slot in slots {
             let Some(x) = g.input_outlet(id, slot) else {
                 continue;

@@ -4,7 +4,9 @@
 use prost::Message;
 use trtc_ir::tensor::random_uniform;
 use trtc_ir::tract_onnx::prelude::tensor0;
-use trtc_ir::{Activation, ConvAttrs, CpuModel, FusedConv, Graph, GraphBuilder, NodeId, Op, Tensor};
+use trtc_ir::{
+    Activation, ConvAttrs, CpuModel, FusedConv, Graph, GraphBuilder, NodeId, Op, Tensor,
+};
 use trtc_quant::weights::quantize_tensor;
 use trtc_quant::{
     calibrate, insert_qdq, insert_qdq_with, scales_from_qdq, CalibrationTable, Calibrator,
@@ -291,7 +293,10 @@ fn per_tensor_weights_have_one_scale_and_stay_within_half_a_step() {
             f32s(&quant.run(b).unwrap()[0]),
         );
         let amax = a.iter().fold(0f32, |m, x| m.max(x.abs()));
-        let d = a.iter().zip(&z).fold(0f32, |m, (u, v)| m.max((u - v).abs()));
+        let d = a
+            .iter()
+            .zip(&z)
+            .fold(0f32, |m, (u, v)| m.max((u - v).abs()));
         assert!(d > 0.0 && d < 0.1 * amax, "max diff {d}, amax {amax}");
     }
 }

@@ -124,8 +124,7 @@ impl HybridModel {
             outputs,
             models,
             notes,
-            fp16: opts.precision.is_half()
-                && opts.backend != crate::options::BackendChoice::Cpu,
+            fp16: opts.precision.is_half() && opts.backend != crate::options::BackendChoice::Cpu,
             warned_non_finite: AtomicBool::new(false),
         })
     }
