@@ -1,4 +1,4 @@
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -234,6 +234,11 @@ pub fn bench(a: BenchArgs) -> Result<()> {
     let max_batch = a.batch.iter().copied().max().unwrap_or(1);
     let plans: Vec<(Plan, f64)> = match super::load_any(&a.model)? {
         super::Loaded::Plan(p) => vec![(*p, 0.0)],
+        super::Loaded::Model(_) if a.precision.contains(&Precision::Int8) => bail!(
+            "bench --precision int8 needs a plan: compile the model first with `trtc compile \
+             --precision int8 --calibration-data DIR` (or --calibration-cache FILE) and bench \
+             the .trtc plan"
+        ),
         super::Loaded::Model(g) => a
             .precision
             .iter()

@@ -250,7 +250,8 @@ pub fn calibrate(a: CalibrateArgs) -> Result<()> {
                 );
             }
             let batches = batches(&a, &input)?;
-            let table = run_calibration(&mut collector, &batches, &preprocess, dtype, &a)?;
+            let table =
+                run_calibration(&mut collector, &batches, &preprocess, dtype, a.calibrator)?;
             if let Some(path) = &a.calibration_cache {
                 write(&table, path)?;
             }
@@ -281,13 +282,68 @@ pub fn calibrate(a: CalibrateArgs) -> Result<()> {
     Ok(())
 }
 
+/// Where a compile's calibration table comes from (`trtc compile --precision int8`): the
+/// cache when it exists, else the data (then written to the cache, if one is named).
+pub(super) struct TableSource {
+    pub data: Vec<PathBuf>,
+    pub cache: Option<PathBuf>,
+    pub calibrator: Calibrator,
+    pub batches: Option<usize>,
+    pub batch: Option<usize>,
+    pub preprocess: trtc::preprocess::Preprocess,
+}
+
+impl TableSource {
+    /// Check what can be checked before compiling: data or an existing cache, and a cache
+    /// path that can be written.
+    pub(super) fn check(&self, missing: &str) -> Result<()> {
+        match &self.cache {
+            Some(c) if c.exists() => Ok(()),
+            Some(c) if self.data.is_empty() => bail!(
+                "{missing}: no --calibration-data, and no calibration cache at {}",
+                c.display()
+            ),
+            Some(c) => check_output(c).context("--calibration-cache"),
+            None if self.data.is_empty() => bail!("{missing}"),
+            None => Ok(()),
+        }
+    }
+
+    /// `graph`'s calibration table (its tensor names are `graph`'s): read from the cache
+    /// when it exists (every name must be in `graph`), else calibrated on the data as
+    /// `trtc calibrate` does, and written to the cache when one is named.
+    pub(super) fn table(&self, graph: &trtc::ir::Graph) -> Result<CalibrationTable> {
+        if let Some(path) = self.cache.as_ref().filter(|p| p.exists()) {
+            return read_cache(path, graph);
+        }
+        let mut collector = Collector::new(graph).context("preparing the model for calibration")?;
+        let input = match collector.inputs() {
+            [one] => one.clone(),
+            many => bail!("calibration feeds one input; the model has {}", many.len()),
+        };
+        let dtype = input.dtype.unwrap_or(trtc::ir::DType::F32);
+        let batches = batches_of(&self.data, self.batches, self.batch, &input)?;
+        let table = run_calibration(
+            &mut collector,
+            &batches,
+            &self.preprocess,
+            dtype,
+            self.calibrator,
+        )?;
+        if let Some(path) = &self.cache {
+            write(&table, path)?;
+        }
+        Ok(table)
+    }
+}
+
 /// Feed every batch through the collector, with a progress bar, and compute the table.
 fn run_calibration(
     collector: &mut Collector,
     batches: &[Batch],
     preprocess: &trtc::preprocess::Preprocess,
     dtype: trtc::ir::DType,
-    a: &CalibrateArgs,
+    calibrator: Calibrator,
 ) -> Result<CalibrationTable> {
     let progress = trtc::engine::progress::start("calibrating", batches.len() as u64);
     let mut images = 0;
@@ -302,11 +358,11 @@ fn run_calibration(
         progress.advance(1);
     }
     drop(progress);
-    let table = collector.table(a.calibrator)?;
+    let table = collector.table(calibrator)?;
     println!(
         "calibrated {} tensors with {} over {} batch(es) ({} image(s))",
         table.scales.len(),
-        a.calibrator,
+        calibrator,
         batches.len(),
         images
     );

@@ -3,9 +3,11 @@ use clap::Args;
 use std::path::PathBuf;
 use trtc::backend::shapes::parse_profile;
 use trtc::backend::{
-    compile, tune, tune_profiles, BackendChoice, CompileOptions, InputFormat, Layout, Precision,
+    compile, compile_int8, tune, tune_profiles, BackendChoice, CompileOptions, InputFormat, Layout,
+    Precision, INT8_NEEDS_TABLE,
 };
-use trtc::preprocess::parse_triple;
+use trtc::preprocess::{parse_triple, Preprocess};
+use trtc::quant::Calibrator;
 
 #[derive(Args, Debug)]
 pub struct CompileArgs {
@@ -14,9 +16,35 @@ pub struct CompileArgs {
     /// Where to write the plan (`.trtc`).
     #[arg(short, long)]
     pub output: PathBuf,
-    /// fp32, tf32 or fp16 (for GPU engines).
+    /// fp32, tf32, fp16 or int8 (for GPU engines). int8 needs --calibration-data or
+    /// --calibration-cache: the optimized graph is calibrated and its quantizable layers
+    /// get QuantizeLinear/DequantizeLinear (per-tensor INT8 weights).
     #[arg(long, default_value = "fp32")]
     pub precision: Precision,
+    /// With --precision int8: directories of images (.png, .jpg, .jpeg) and .npy batches,
+    /// images, or .npy files to calibrate on (as `trtc calibrate`).
+    #[arg(long, num_args = 1.., value_name = "DIR_OR_NPY")]
+    pub calibration_data: Vec<PathBuf>,
+    /// With --precision int8: a TensorRT-format calibration cache of the optimized graph,
+    /// read instead of calibrating when the file exists, else calibrated and written there.
+    #[arg(long, value_name = "FILE")]
+    pub calibration_cache: Option<PathBuf>,
+    /// With --precision int8: entropy, minmax, percentile (99.99) or percentile:P.
+    #[arg(long, default_value = "entropy")]
+    pub calibrator: Calibrator,
+    /// With --precision int8: use at most this many calibration batches.
+    #[arg(long, value_name = "N")]
+    pub calibration_batches: Option<usize>,
+    /// With --precision int8: images per calibration batch (default: the model's fixed
+    /// batch, else 1).
+    #[arg(long, value_name = "B")]
+    pub batch: Option<usize>,
+    /// With --calibration-data: centre-crop size of the calibration images.
+    #[arg(long, default_value_t = 224)]
+    pub size: u32,
+    /// With --calibration-data: the images' shorter side is resized to this first.
+    #[arg(long, default_value_t = 256)]
+    pub resize: u32,
     /// GPU segments of fewer nodes (counted after fusion) run on the CPU.
     #[arg(long, default_value_t = 3)]
     pub min_segment_size: usize,
@@ -50,12 +78,14 @@ pub struct CompileArgs {
     /// pixels [N,H,W,3], normalized inside the model with --mean and --std).
     #[arg(long, default_value = "f32-nchw", value_parser = InputFormat::parse)]
     pub input_format: InputFormat,
-    /// With --input-format u8-nhwc: mean subtracted from each pixel (0-255), one value or
-    /// three comma-separated [default: 127, as `trtc run --image`].
+    /// With --input-format u8-nhwc, or the calibration images of --precision int8: mean
+    /// subtracted from each pixel (0-255), one value or three comma-separated [default:
+    /// 127, as `trtc run --image`].
     #[arg(long)]
     pub mean: Option<String>,
-    /// With --input-format u8-nhwc: divisor after the mean (0-255 units), one value or
-    /// three comma-separated [default: 128, as `trtc run --image`].
+    /// With --input-format u8-nhwc, or the calibration images of --precision int8: divisor
+    /// after the mean (0-255 units), one value or three comma-separated [default: 128, as
+    /// `trtc run --image`].
     #[arg(long)]
     pub std: Option<String>,
     /// Input shapes to build engines for now, for a model with dynamic dims past the
@@ -87,14 +117,49 @@ fn input_format(a: &CompileArgs) -> Result<InputFormat> {
             }
             Ok(InputFormat::U8Nhwc { mean, std })
         }
-        InputFormat::F32Nchw if a.mean.is_some() || a.std.is_some() => {
+        InputFormat::F32Nchw
+            if (a.mean.is_some() || a.std.is_some()) && a.calibration_data.is_empty() =>
+        {
             bail!("--mean and --std go with --input-format u8-nhwc (the f32 input is normalized already)")
         }
         f => Ok(f),
     }
 }
 
+/// Where `--precision int8` takes its calibration table from; `None` for another
+/// precision (which takes no calibration flag).
+fn table_source(a: &CompileArgs) -> Result<Option<super::calibrate::TableSource>> {
+    if a.precision != Precision::Int8 {
+        if !a.calibration_data.is_empty() || a.calibration_cache.is_some() {
+            bail!("--calibration-data and --calibration-cache go with --precision int8");
+        }
+        return Ok(None);
+    }
+    if matches!(a.input_format, InputFormat::U8Nhwc { .. }) {
+        bail!("--precision int8 with --input-format u8-nhwc is not supported yet (calibration feeds f32 images)");
+    }
+    let triple = |v: &Option<String>, default: &str, flag: &str| {
+        parse_triple(v.as_deref().unwrap_or(default)).with_context(|| flag.to_string())
+    };
+    let source = super::calibrate::TableSource {
+        data: a.calibration_data.clone(),
+        cache: a.calibration_cache.clone(),
+        calibrator: a.calibrator,
+        batches: a.calibration_batches,
+        batch: a.batch,
+        preprocess: Preprocess {
+            size: a.size,
+            resize: a.resize,
+            mean: triple(&a.mean, "127", "--mean")?,
+            std: triple(&a.std, "128", "--std")?,
+        },
+    };
+    source.check(INT8_NEEDS_TABLE)?;
+    Ok(Some(source))
+}
+
 pub fn compile_cmd(a: CompileArgs) -> Result<()> {
+    let int8 = table_source(&a)?;
     let opts = CompileOptions {
         input_format: input_format(&a)?,
         precision: a.precision,
@@ -114,8 +179,14 @@ pub fn compile_cmd(a: CompileArgs) -> Result<()> {
         .iter()
         .map(|spec| parse_profile(&g, spec).with_context(|| format!("--shapes {spec}")))
         .collect::<Result<Vec<_>>>()?;
-    let mut plan =
-        compile(&a.model.display().to_string(), g, &opts, trtc::gpu()).context("compiling")?;
+    let name = a.model.display().to_string();
+    let mut plan = match &int8 {
+        None => compile(&name, g, &opts, trtc::gpu()),
+        Some(source) => compile_int8(&name, g, &opts, trtc::gpu(), |g| {
+            source.table(g).map_err(Into::into)
+        }),
+    }
+    .context("compiling")?;
     print!("{}", plan.report.optimizer);
     let keys = tune_profiles(&mut plan, &profiles, trtc::gpu()).context("--shapes")?;
     print!("{}", plan.report);

@@ -1,23 +1,76 @@
 //! Compile: optimize, partition, describe, and time the engines' tactics. What `trtc
 //! compile` does before writing a plan.
+//!
+//! INT8 ([`compile_int8`]) is explicit quantization, as TensorRT does it: the graph is
+//! optimized as for any precision, the caller calibrates the OPTIMIZED graph (so the
+//! table's tensor names are its names: a fused conv's output, not the ONNX Conv's), and
+//! the table is applied to it as QuantizeLinear/DequantizeLinear pairs with per-tensor
+//! weight scales and quantized residuals (`trtc_quant::QdqOptions::gpu`: cuDNN's INT8
+//! convolution takes one weight scale per layer). The plan stores that QDQ graph; its
+//! engines are fp16 between the INT8 layers, and tract runs it as INT8 simulated in f32.
 
-use crate::error::Result;
-use crate::options::{BackendChoice, CompileOptions, InputFormat};
+use crate::error::{BackendError, Result};
+use crate::options::{BackendChoice, CompileOptions, InputFormat, Precision};
 use crate::partition::{partition, PartitionOptions};
 use crate::plan::Plan;
-use crate::report::CompileReport;
+use crate::report::{CompileReport, Int8Report};
 use trtc_engine::{EngineBuilder, EngineError};
 use trtc_ir::Graph;
+use trtc_quant::{insert_qdq_with, CalibrationTable, QdqOptions};
+
+/// What [`compile`] says for INT8 without a calibration table.
+pub const INT8_NEEDS_TABLE: &str =
+    "INT8 needs a calibration table: --calibration-data or --calibration-cache";
+
+/// The error a calibration callback returns (an `anyhow::Error` converts into it).
+pub type CalibrationError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Optimize `g` with the default pipeline and partition it for `opts`, GPU segments being
 /// what `gpu`'s support table accepts (whether or not this machine can build them: the
 /// plan may run on another). An `input_format` other than f32 NCHW rewrites the graph's
-/// image input first ([`apply_input_format`]).
+/// image input first ([`apply_input_format`]). INT8 needs a calibration table: it is an
+/// error here ([`INT8_NEEDS_TABLE`]); use [`compile_int8`].
 pub fn compile(
+    model_name: &str,
+    g: Graph,
+    opts: &CompileOptions,
+    gpu: &dyn EngineBuilder,
+) -> Result<Plan> {
+    if opts.precision == Precision::Int8 {
+        return Err(BackendError::Int8(INT8_NEEDS_TABLE.into()));
+    }
+    compile_with(model_name, g, opts, gpu, None)
+}
+
+/// [`compile`] for `opts.precision == Int8`: after optimization, `calibrate` is given the
+/// optimized graph and returns its calibration table (calibrated on it, or read from a
+/// cache made for it), which is applied as Q/DQ pairs (module doc) before partitioning.
+/// The report's `int8` section says what was quantized. Another precision is an error.
+pub fn compile_int8(
+    model_name: &str,
+    g: Graph,
+    opts: &CompileOptions,
+    gpu: &dyn EngineBuilder,
+    calibrate: impl FnOnce(&Graph) -> std::result::Result<CalibrationTable, CalibrationError>,
+) -> Result<Plan> {
+    if opts.precision != Precision::Int8 {
+        return Err(BackendError::Int8(format!(
+            "compile_int8 with precision {:?}",
+            opts.precision
+        )));
+    }
+    compile_with(model_name, g, opts, gpu, Some(Box::new(calibrate)))
+}
+
+type Calibrate<'a> =
+    Box<dyn FnOnce(&Graph) -> std::result::Result<CalibrationTable, CalibrationError> + 'a>;
+
+fn compile_with(
     model_name: &str,
     mut g: Graph,
     opts: &CompileOptions,
     gpu: &dyn EngineBuilder,
+    calibrate: Option<Calibrate<'_>>,
 ) -> Result<Plan> {
     if opts.backend == BackendChoice::Cuda {
         if let Some(why) = gpu.unavailable() {
@@ -26,6 +79,23 @@ pub fn compile(
     }
     apply_input_format(&mut g, opts.input_format)?;
     let optimizer = opts.pipeline()?.run(&mut g)?;
+    let int8 = match calibrate {
+        Some(calibrate) => {
+            let table = calibrate(&g).map_err(BackendError::Calibration)?;
+            let (q, report) = insert_qdq_with(&g, &table, &QdqOptions::gpu())
+                .map_err(|e| BackendError::Int8(format!("inserting Q/DQ: {e}")))?;
+            if !report.unscaled.is_empty() {
+                tracing::warn!(
+                    "{} tensor(s) read by quantizable layers have no scale and stay f32: {}",
+                    report.unscaled.len(),
+                    report.unscaled.join(", ")
+                );
+            }
+            g = q;
+            Some(Int8Report::new(&table, &report))
+        }
+        None => None,
+    };
     let popts = PartitionOptions {
         min_segment_size: opts.min_segment_size,
         deny_ops: opts.deny_ops.clone(),
@@ -40,6 +110,7 @@ pub fn compile(
     };
     let mut report = CompileReport::new(model_name, &g, &p, opts, optimizer)?;
     report.fp16_overflows = overflows;
+    report.int8 = int8;
     Ok(Plan {
         graph: g,
         partition: p,

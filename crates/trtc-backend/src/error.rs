@@ -35,6 +35,12 @@ pub enum BackendError {
     Batch { index: usize, reason: String },
     #[error("{0}")]
     Io(String),
+    /// INT8: no calibration table, or calibrating (or reading the cache) failed, or the
+    /// table's scales could not be applied.
+    #[error("INT8: {0}")]
+    Int8(String),
+    #[error("calibrating the optimized graph for INT8")]
+    Calibration(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error(transparent)]
     Ir(#[from] IrError),
     #[error(transparent)]

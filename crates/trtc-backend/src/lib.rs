@@ -13,13 +13,13 @@ pub mod report;
 pub mod runtime;
 pub mod shapes;
 
-pub use compile::{compile, tune, tune_profiles};
+pub use compile::{compile, compile_int8, tune, tune_profiles, CalibrationError, INT8_NEEDS_TABLE};
 pub use engine::{Engine, EngineBuilder, EnginePayload, LayerTiming, NoEngines};
 pub use error::{BackendError, Result};
 pub use options::{BackendChoice, CompileOptions, InputFormat, Layout, Precision};
 pub use partition::{partition, Partition, PartitionOptions, Segment, SegmentBackend};
 pub use plan::Plan;
-pub use report::CompileReport;
+pub use report::{CompileReport, Int8Report};
 pub use runtime::{HybridModel, ShapePayloads};
 pub use trtc_engine::{
     progress, DeviceBuffer, EngineError, FallbackReason, MaskSupport, OpSupport,

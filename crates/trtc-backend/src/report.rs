@@ -65,6 +65,67 @@ pub struct CompileReport {
     /// segments run in fp32 (`fp16_guard`).
     #[serde(default)]
     pub fp16_overflows: Vec<crate::fp16_guard::Fp16Overflow>,
+    /// An INT8 plan: what its calibration table quantized (plans of other precisions, and
+    /// plans written before INT8, have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub int8: Option<Int8Report>,
+}
+
+/// What an INT8 compile quantized: the calibration table applied to the optimized graph
+/// as Q/DQ pairs (`trtc_quant::insert_qdq_with`, per-tensor weights, quantized residuals).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Int8Report {
+    /// The calibration table's header, e.g. `TRT-8600-EntropyCalibration2`.
+    pub calibration: String,
+    /// Tensors the table has a scale for.
+    pub tensors_scaled: usize,
+    /// Layers (Conv, fused Conv, Gemm, MatMul, ConvTranspose) reading at least one
+    /// DequantizeLinear.
+    pub layers_quantized: usize,
+    /// Weights given a per-tensor INT8 DequantizeLinear.
+    pub weights: usize,
+    /// Activation tensors given a shared Q/DQ pair.
+    pub activations: usize,
+    /// Fused Conv residuals read through their pair.
+    #[serde(default)]
+    pub residuals: usize,
+    /// Tensors read by quantizable layers without a scale (they stay f32).
+    #[serde(default)]
+    pub unscaled: Vec<String>,
+}
+
+impl Int8Report {
+    pub fn new(table: &trtc_quant::CalibrationTable, r: &trtc_quant::QdqReport) -> Self {
+        Int8Report {
+            calibration: table.algorithm.clone(),
+            tensors_scaled: table.scales.len(),
+            layers_quantized: r.layers,
+            weights: r.weights,
+            activations: r.activations,
+            residuals: r.residuals,
+            unscaled: r.unscaled.clone(),
+        }
+    }
+}
+
+impl std::fmt::Display for Int8Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "INT8: {} tensors calibrated ({}), {} layers got Q/DQ ({} per-tensor INT8 \
+             weights, {} activations, {} residuals)",
+            self.tensors_scaled,
+            self.calibration,
+            self.layers_quantized,
+            self.weights,
+            self.activations,
+            self.residuals
+        )?;
+        if !self.unscaled.is_empty() {
+            write!(f, "; {} unscaled tensor(s) stay f32", self.unscaled.len())?;
+        }
+        Ok(())
+    }
 }
 
 /// One input-shape key of a dynamic model, as compiled.
@@ -170,6 +231,7 @@ impl CompileReport {
             shapes: vec![],
             dynamic: trtc_ir::needs_specialization(g),
             fp16_overflows: vec![],
+            int8: None,
         })
     }
 }
@@ -203,6 +265,9 @@ impl std::fmt::Display for CompileReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if self.options.input_format != crate::options::InputFormat::F32Nchw {
             writeln!(f, "input format: {}", self.options.input_format.describe())?;
+        }
+        if let Some(int8) = &self.int8 {
+            writeln!(f, "{int8}")?;
         }
         if !self.shapes.is_empty() {
             writeln!(

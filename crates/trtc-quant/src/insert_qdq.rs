@@ -2,32 +2,48 @@
 //! an explicitly quantized model, the form TensorRT's explicit quantization and ONNX Runtime
 //! consume, and INT8 simulated in f32 ("fake quantization") when it runs on tract.
 //!
-//! The rule, for each Conv, fused Conv, Gemm, MatMul and ConvTranspose node:
+//! The rule, for each Conv, fused Conv, Gemm, MatMul and ConvTranspose node
+//! ([`QdqOptions`] choose the weight granularity and whether residuals are quantized;
+//! [`insert_qdq`] is per-channel weights, no residuals):
 //!
 //! - **weights**: a constant f32 weight (input 1; input 0 is never a weight) with a
 //!   per-channel axis ([`channel_axis`]: 0 for Conv, 1 for ConvTranspose, 0 or 1 for Gemm
 //!   by `transB`, the last for MatMul) is replaced, for this node, by
 //!   `DequantizeLinear(int8 values, scales[C], zero points int8 0, axis)`, quantized
-//!   symmetrically per output channel by [`quantize_per_channel`]. A weight of rank < 2
-//!   under MatMul, or one of another type, stays f32.
+//!   symmetrically per output channel by [`quantize_per_channel`]
+//!   ([`WeightScales::PerChannel`]); or, with [`WeightScales::PerTensor`] (what cuDNN's
+//!   INT8 convolution takes: one scalar weight scale per layer), by
+//!   `DequantizeLinear(int8 values, scale, zero point int8 0)` with one rank-0 scale and no
+//!   `axis`, quantized by [`quantize_per_tensor`]. A weight of rank < 2 under MatMul, or
+//!   one of another type, stays f32.
 //! - **activations**: each non-constant f32 input among the node's data inputs (input 0;
 //!   for Gemm and MatMul also input 1 when it is not a constant, as in attention) whose
 //!   tensor name has a scale `s` in the table is read by this node through
 //!   `DequantizeLinear(QuantizeLinear(x, s, int8 0), s, int8 0)`. One pair per tensor,
 //!   shared by all the nodes above that read it; other readers of `x` (a residual Add, a
 //!   pool) keep reading the f32 tensor. Biases (Gemm's input 2, Conv's input 2) stay f32.
+//! - **residuals** (with [`QdqOptions::residual`] only): a fused Conv with a residual reads
+//!   its input 3 (`Z`, added before the activation) through the same shared pair when the
+//!   tensor has a scale, as an activation input does: the simulated graph then adds the
+//!   quantized residual, as an INT8 kernel taking an int8 residual computes. Usually the
+//!   pair is the one the block's first conv already reads its input through.
 //!
 //! When it must not fire: a tensor the table has no scale for is left in f32 (counted in
 //! [`QdqReport::unscaled`]) — the node then runs with f32 activations, as TensorRT would
-//! run it in higher precision. A graph that already holds QuantizeLinear/DequantizeLinear
-//! nodes is refused (it is already explicitly quantized; quantizing again would compound
-//! the error). A model whose default-domain opset is below 13 is refused: per-axis
-//! DequantizeLinear needs opset 13, and raising the opset of a model would change what
-//! its older-opset nodes kept verbatim mean. The result is validated before it is returned.
+//! run it in higher precision. Nodes named in [`QdqOptions::keep_float`] are left alone
+//! (their weights and inputs both). A graph that already holds
+//! QuantizeLinear/DequantizeLinear nodes is refused (it is already explicitly quantized;
+//! quantizing again would compound the error). A model whose default-domain opset is
+//! below 13 is refused: per-axis DequantizeLinear needs opset 13, and raising the opset of
+//! a model would change what its older-opset nodes kept verbatim mean. The result is
+//! validated before it is returned.
+//!
+//! [`quantize_per_channel`]: crate::weights::quantize_per_channel
+//! [`quantize_per_tensor`]: crate::weights::quantize_per_tensor
 
 use crate::cache::CalibrationTable;
 use crate::error::{QuantError, Result};
-use crate::weights::{channel_axis, quantize_tensor};
+use crate::weights::{channel_axis, quantize_tensor, quantize_tensor_per_tensor};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use trtc_ir::op::OtherOp;
@@ -37,13 +53,49 @@ use trtc_ir::{DType, Graph, Node, NodeId, Op, Outlet, Tensor, TensorInfo};
 /// The lowest default-domain opset with per-axis DequantizeLinear.
 pub const MIN_QDQ_OPSET: i64 = 13;
 
+/// How weights are quantized.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum WeightScales {
+    /// One scale per output channel (`DequantizeLinear` with `axis`).
+    #[default]
+    PerChannel,
+    /// One scale for the whole weight (a rank-0 scale, no `axis`): cuDNN's INT8 convolution.
+    PerTensor,
+}
+
+/// What [`insert_qdq_with`] does (the default is [`insert_qdq`]'s: per-channel weights,
+/// residuals left f32, every node quantized).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct QdqOptions {
+    pub weights: WeightScales,
+    /// A fused Conv's residual input (3) with a scale is read through its Q/DQ pair too.
+    pub residual: bool,
+    /// Nodes left in f32 (their weights and inputs both), by name.
+    pub keep_float: HashSet<String>,
+}
+
+impl QdqOptions {
+    /// What INT8 GPU engines take: per-tensor weights, quantized residuals.
+    pub fn gpu() -> Self {
+        QdqOptions {
+            weights: WeightScales::PerTensor,
+            residual: true,
+            keep_float: HashSet::new(),
+        }
+    }
+}
+
 /// What [`insert_qdq`] did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct QdqReport {
-    /// Weights replaced by per-channel DequantizeLinear (one per node).
+    /// Weights replaced by DequantizeLinear (one per node).
     pub weights: usize,
     /// Activation tensors given a Q/DQ pair.
     pub activations: usize,
+    /// Fused Conv residual inputs read through a pair (with [`QdqOptions::residual`]).
+    pub residuals: usize,
+    /// Nodes that read at least one DequantizeLinear (a weight or an input).
+    pub layers: usize,
     /// Activation tensors read by a quantizable node that the table has no scale for.
     pub unscaled: Vec<String>,
 }
@@ -78,9 +130,22 @@ pub(crate) fn data_slots(op: &Op) -> Option<&'static [usize]> {
     }
 }
 
-/// `graph` with Q/DQ inserted by the module rule, and what was done.
+/// The inputs of node `op` read through a shared activation pair: its data inputs, and a
+/// fused Conv's residual when `residual`.
+fn activation_slots(op: &Op, residual: bool) -> Option<Vec<usize>> {
+    let mut v = data_slots(op)?.to_vec();
+    if let Op::FusedConv(f) = op {
+        if residual && f.residual {
+            v.push(3);
+        }
+    }
+    Some(v)
+}
+
+/// `graph` with Q/DQ inserted by the module rule (per-channel weights, no residuals), and
+/// what was done.
 pub fn insert_qdq(graph: &Graph, table: &CalibrationTable) -> Result<(Graph, QdqReport)> {
-    insert_qdq_except(graph, table, &HashSet::new())
+    insert_qdq_with(graph, table, &QdqOptions::default())
 }
 
 /// [`insert_qdq`], the nodes named in `keep_float` left in f32 (their weights and their
@@ -89,6 +154,19 @@ pub fn insert_qdq_except(
     graph: &Graph,
     table: &CalibrationTable,
     keep_float: &HashSet<String>,
+) -> Result<(Graph, QdqReport)> {
+    let opts = QdqOptions {
+        keep_float: keep_float.clone(),
+        ..QdqOptions::default()
+    };
+    insert_qdq_with(graph, table, &opts)
+}
+
+/// `graph` with Q/DQ inserted by the module rule as `opts` say, and what was done.
+pub fn insert_qdq_with(
+    graph: &Graph,
+    table: &CalibrationTable,
+    opts: &QdqOptions,
 ) -> Result<(Graph, QdqReport)> {
     let opset = graph.meta.opset();
     if opset < MIN_QDQ_OPSET {
@@ -112,14 +190,15 @@ pub fn insert_qdq_except(
     let mut pairs: HashMap<Outlet, Outlet> = HashMap::new();
     let mut old_weights: Vec<Outlet> = vec![];
     for id in order {
-        let Some(slots) = data_slots(&g.node(id).op) else {
+        let Some(slots) = activation_slots(&g.node(id).op, opts.residual) else {
             continue;
         };
-        if keep_float.contains(&g.node(id).name) {
+        if opts.keep_float.contains(&g.node(id).name) {
             continue;
         }
-        quantize_weight(&mut g, id, &mut report, &mut old_weights)?;
-        for &slot in slots {
+        let mut quantized =
+            quantize_weight(&mut g, id, opts.weights, &mut report, &mut old_weights)?;
+        for slot in slots {
             let Some(x) = g.input_outlet(id, slot) else {
                 continue;
             };
@@ -146,7 +225,12 @@ pub fn insert_qdq_except(
                 }
             };
             g.connect(dq, id, slot)?;
+            quantized = true;
+            if slot == 3 {
+                report.residuals += 1;
+            }
         }
+        report.layers += usize::from(quantized);
     }
     // Float weights no node reads any more (removed last: ids are reused after removal).
     for w in old_weights {
@@ -162,36 +246,55 @@ pub fn insert_qdq_except(
     Ok((g, report))
 }
 
-/// Replace node `id`'s constant f32 weight (input 1) by a per-channel DequantizeLinear.
+/// Replace node `id`'s constant f32 weight (input 1) by a DequantizeLinear, per channel or
+/// per tensor as `scales` says. Whether it did.
 fn quantize_weight(
     g: &mut Graph,
     id: NodeId,
+    scales: WeightScales,
     report: &mut QdqReport,
     old_weights: &mut Vec<Outlet>,
-) -> Result<()> {
+) -> Result<bool> {
     let Some(w) = g.input_outlet(id, 1) else {
-        return Ok(());
+        return Ok(false);
     };
     let Some(value) = g.const_value(w).cloned() else {
-        return Ok(());
+        return Ok(false);
     };
     if value.datum_type() != trtc_ir::tract_onnx::prelude::DatumType::F32 {
-        return Ok(());
+        return Ok(false);
     }
     let Some(axis) = channel_axis(&g.node(id).op, value.rank()) else {
-        return Ok(());
+        return Ok(false);
     };
     let node_name = g.node(id).name.clone();
-    let q = quantize_tensor(&value, axis).map_err(|e| QuantError::Qdq {
+    let bad = |e: QuantError| QuantError::Qdq {
         node: node_name.clone(),
         op: g.node(id).op.op_type().into(),
         detail: format!("its weight: {e}"),
-    })?;
+    };
+    let (values, scales, zeros, axis) = match scales {
+        WeightScales::PerChannel => {
+            let q = quantize_tensor(&value, axis).map_err(bad)?;
+            let channels = q.scales.len();
+            (
+                tensor(&q.shape, q.values)?,
+                tensor(&[channels], q.scales)?,
+                tensor(&[channels], vec![0i8; channels])?,
+                Some(axis as i64),
+            )
+        }
+        WeightScales::PerTensor => {
+            let q = quantize_tensor_per_tensor(&value).map_err(bad)?;
+            (
+                tensor(&q.shape, q.values)?,
+                Tensor::from(q.scale),
+                Tensor::from(0i8),
+                None,
+            )
+        }
+    };
     let base = g.tensor(w).name.clone();
-    let values = tensor(&q.shape, q.values)?;
-    let channels = q.scales.len();
-    let scales = tensor(&[channels], q.scales)?;
-    let zeros = tensor(&[channels], vec![0i8; channels])?;
     let v = g.add_const(format!("{base}_int8"), Arc::new(values));
     let s = g.add_const(format!("{base}_scale"), Arc::new(scales));
     let z = g.add_const(format!("{base}_zero_point"), Arc::new(zeros));
@@ -200,12 +303,12 @@ fn quantize_weight(
         ..g.tensor(w).clone()
     };
     let dq_name = g.unique_name(&format!("{node_name}_weight_DequantizeLinear"));
-    let dq_op = qdq_op("DequantizeLinear", Some(axis as i64));
+    let dq_op = qdq_op("DequantizeLinear", axis);
     let dq = add_qdq_node(g, dq_name, dq_op, [v, s, z], out)?;
     g.connect(Outlet::new(dq, 0), id, 1)?;
     old_weights.push(w);
     report.weights += 1;
-    Ok(())
+    Ok(true)
 }
 
 /// `x -> QuantizeLinear(scale, 0) -> DequantizeLinear(scale, 0)`; the DQ's output.

@@ -8,10 +8,12 @@
 //!   histogram every f32 activation, then share one range across data-movement ops;
 //! - [`CalibrationTable`]: TensorRT's text calibration cache (`TRT-8600-EntropyCalibration2`,
 //!   then `tensor: <f32 scale bits in hex>`), written and read;
-//! - [`quantize_per_channel`]: symmetric per-output-channel INT8 weights;
+//! - [`quantize_per_channel`] / [`quantize_per_tensor`]: symmetric INT8 weights, one scale
+//!   per output channel or one for the whole tensor (what cuDNN's INT8 convolution takes);
 //! - [`scales_from_qdq`]: the scales of an explicitly quantized (QDQ) model as a table;
-//! - [`insert_qdq`]: the reverse: a table's scales and per-channel INT8 weights applied to a
-//!   graph as QuantizeLinear/DequantizeLinear pairs (simulated INT8 on tract, or a QDQ model).
+//! - [`insert_qdq`] / [`insert_qdq_with`]: the reverse: a table's scales and INT8 weights
+//!   (per channel, or per tensor with [`QdqOptions`]) applied to a graph as
+//!   QuantizeLinear/DequantizeLinear pairs (simulated INT8 on tract, or a QDQ model).
 
 pub mod cache;
 pub mod calibrator;
@@ -30,9 +32,14 @@ pub use collect::{calibrate, Collector};
 pub use error::{QuantError, Result};
 pub use guard::{guard, GuardReport, LayerSensitivity, Tolerance};
 pub use histogram::AbsHistogram;
-pub use insert_qdq::{insert_qdq, insert_qdq_except, QdqReport};
+pub use insert_qdq::{
+    insert_qdq, insert_qdq_except, insert_qdq_with, QdqOptions, QdqReport, WeightScales,
+};
 pub use qdq::scales_from_qdq;
-pub use weights::{channel_axis, quantize_per_channel, QuantizedWeights};
+pub use weights::{
+    channel_axis, quantize_per_channel, quantize_per_tensor, QuantizedWeights,
+    TensorQuantizedWeights,
+};
 
 /// The INT8 range: symmetric, `[-127, 127]` (TensorRT never uses -128).
 pub const INT8_MAX: f32 = 127.0;

@@ -1,4 +1,4 @@
-//! Symmetric per-output-channel INT8 weights, as TensorRT quantizes them.
+//! Symmetric INT8 weights, as TensorRT quantizes them: per output channel, or per tensor.
 //!
 //! The rule: for each output channel `c` (a slice along `axis`), `scale[c] = max|w| / 127`
 //! and `q = clamp(round_half_even(w / scale[c]), -127, 127)` (never -128). A channel of
@@ -7,6 +7,10 @@
 //! ([`QuantizedWeights::error_bound`]). The output-channel axis is 0 for Conv and for Gemm
 //! with `transB`, 1 for ConvTranspose and Gemm without `transB`, the last for MatMul
 //! ([`channel_axis`]). A non-finite weight is an error.
+//!
+//! Per tensor ([`quantize_per_tensor`]: what cuDNN's INT8 convolution takes, one scalar
+//! weight scale per layer): the same rule with the whole tensor as one channel, `scale =
+//! max|w| / 127` over all of it, [`ZERO_CHANNEL_SCALE`] when it is all zeros.
 
 use crate::error::{QuantError, Result};
 use crate::INT8_MAX;
@@ -119,6 +123,74 @@ pub fn quantize_per_channel(
     })
 }
 
+/// INT8 weights with one scale for the whole tensor.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TensorQuantizedWeights {
+    /// In `[-127, 127]`, in the layout of the f32 weights.
+    pub values: Vec<i8>,
+    /// `max|w| / 127`, or `ZERO_CHANNEL_SCALE` for an all-zero tensor.
+    pub scale: f32,
+    pub shape: Vec<usize>,
+}
+
+impl TensorQuantizedWeights {
+    /// `q * scale` per element.
+    pub fn dequantize(&self) -> Vec<f32> {
+        self.values
+            .iter()
+            .map(|&q| f32::from(q) * self.scale)
+            .collect()
+    }
+
+    /// The largest `|w - q * scale|`: half a step plus f32 rounding (as
+    /// [`QuantizedWeights::error_bound`]).
+    pub fn error_bound(&self) -> f32 {
+        self.scale * (0.5 + INT8_MAX * f32::EPSILON)
+    }
+}
+
+/// Quantize `weights` (row-major, of `shape`) with one scale for the whole tensor.
+pub fn quantize_per_tensor(weights: &[f32], shape: &[usize]) -> Result<TensorQuantizedWeights> {
+    let count = shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| QuantError::Weights(format!("shape {shape:?} overflows")))?;
+    if count != weights.len() {
+        return Err(QuantError::Weights(format!(
+            "{} values for shape {shape:?} ({count} elements)",
+            weights.len()
+        )));
+    }
+    if let Some(i) = weights.iter().position(|w| !w.is_finite()) {
+        return Err(QuantError::Weights(format!(
+            "element {i} is {}",
+            weights[i]
+        )));
+    }
+    let max = weights.iter().fold(0f32, |m, w| m.max(w.abs()));
+    let s = max / INT8_MAX;
+    // A subnormal max can give scale 0: treat it as all zeros too.
+    let scale = if s > 0.0 { s } else { ZERO_CHANNEL_SCALE };
+    let values = weights
+        .iter()
+        .map(|&w| (w / scale).round_ties_even().clamp(-INT8_MAX, INT8_MAX) as i8)
+        .collect();
+    Ok(TensorQuantizedWeights {
+        values,
+        scale,
+        shape: shape.to_vec(),
+    })
+}
+
+/// Quantize an f32 constant with one scale for the whole tensor.
+pub fn quantize_tensor_per_tensor(t: &Tensor) -> Result<TensorQuantizedWeights> {
+    let view = t
+        .to_plain_array_view::<f32>()
+        .map_err(|e| QuantError::Weights(format!("not an f32 tensor: {e}")))?;
+    let data: Vec<f32> = view.iter().copied().collect();
+    quantize_per_tensor(&data, t.shape())
+}
+
 /// Quantize an f32 constant (a Conv's or Gemm's weight) per channel along `axis`.
 pub fn quantize_tensor(t: &Tensor, axis: usize) -> Result<QuantizedWeights> {
     let view = t
@@ -137,5 +209,40 @@ pub fn channel_axis(op: &Op, weight_rank: usize) -> Option<usize> {
         Op::MatMul if weight_rank >= 2 => Some(weight_rank - 1),
         Op::Other(o) if o.op_type == "ConvTranspose" => Some(1),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_tensor_scale_is_the_tensor_max_over_127() {
+        // max |w| = 254: scale 2. 5 / 2 = 2.5 -> 2 and 7 / 2 = 3.5 -> 4 (half to even),
+        // -1 / 2 = -0.5 -> -0 = 0, 3 / 2 = 1.5 -> 2, 100 / 2 = 50, 127 / 2 = 63.5 -> 64.
+        let w = [127.0, 5.0, 7.0, -1.0, 3.0, 100.0, -254.0, 0.0];
+        let q = quantize_per_tensor(&w, &[2, 4]).unwrap();
+        assert_eq!(q.scale, 2.0);
+        assert_eq!(q.values, vec![64, 2, 4, 0, 2, 50, -127, 0]);
+        assert_eq!(q.shape, vec![2, 4]);
+        for (a, b) in q.dequantize().iter().zip(&w) {
+            assert!((a - b).abs() <= q.error_bound(), "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn per_tensor_all_zero_weights_get_scale_one() {
+        let q = quantize_per_tensor(&[0.0, -0.0, 0.0], &[3]).unwrap();
+        assert_eq!(q.scale, ZERO_CHANNEL_SCALE);
+        assert_eq!(q.values, vec![0, 0, 0]);
+        let tiny = quantize_per_tensor(&[f32::from_bits(1), 0.0], &[2]).unwrap();
+        assert!(tiny.scale.is_finite() && tiny.scale > 0.0);
+        assert_eq!(tiny.values, vec![0, 0]);
+    }
+
+    #[test]
+    fn per_tensor_refuses_non_finite_and_wrong_counts() {
+        assert!(quantize_per_tensor(&[1.0, f32::NAN], &[2]).is_err());
+        assert!(quantize_per_tensor(&[1.0, 2.0], &[3]).is_err());
     }
 }

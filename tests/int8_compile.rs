@@ -1,0 +1,248 @@
+//! `trtc compile --precision int8 --backend cpu`: EfficientNet-Lite0 calibrated (on its
+//! optimized graph) on a few natural images, the plan's graph explicitly quantized with
+//! per-tensor weight scales, run on tract and compared with the FP32 plan on held-out
+//! images; the calibration cache written then read gives the same plan graph; clear errors.
+
+mod common;
+use common::*;
+use prost::Message;
+use std::path::{Path, PathBuf};
+use trtc::backend::{HybridModel, Plan};
+use trtc::classify::top1;
+use trtc::ir::{Graph, Op};
+use trtc::preprocess::{image_to_tensor, Preprocess};
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn images(dir: &str, keep: impl Fn(&str) -> bool) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(root().join(dir))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "jpg"))
+        .filter(|p| keep(p.file_name().unwrap().to_str().unwrap()))
+        .collect();
+    v.sort();
+    v
+}
+
+/// `trtc compile EFFICIENTNET -o OUT --backend cpu EXTRA..`.
+fn compile(out: &Path, extra: &[&str]) -> std::process::Output {
+    let model = efficientnet();
+    let mut args = vec!["compile", path(&model), "-o", path(out), "--backend", "cpu"];
+    args.extend_from_slice(extra);
+    trtc(&args)
+}
+
+fn graph_bytes(g: &Graph) -> Vec<u8> {
+    trtc::ir::to_model_proto(g).unwrap().encode_to_vec()
+}
+
+fn count(g: &Graph, op: &str) -> usize {
+    g.node_ids()
+        .into_iter()
+        .filter(|&id| g.node(id).op.op_type() == op)
+        .count()
+}
+
+/// Conv / fused Conv / Gemm weights read through a DequantizeLinear with one scale and
+/// no axis, and those with a per-channel (axis) one.
+fn weight_dqs(g: &Graph) -> (usize, usize) {
+    let (mut per_tensor, mut per_channel) = (0, 0);
+    for id in g.node_ids() {
+        if !matches!(
+            g.node(id).op,
+            Op::Conv(_) | Op::FusedConv(_) | Op::Gemm { .. }
+        ) {
+            continue;
+        }
+        let w = g.input_outlet(id, 1).unwrap();
+        let Op::Other(o) = &g.node(w.node).op else {
+            continue;
+        };
+        if o.op_type != "DequantizeLinear" {
+            continue;
+        }
+        let scale = g.input_const(w.node, 1).unwrap();
+        if scale.len() == 1 && o.attributes.iter().all(|a| a.name != "axis") {
+            per_tensor += 1;
+        } else {
+            per_channel += 1;
+        }
+    }
+    (per_tensor, per_channel)
+}
+
+#[test]
+fn an_int8_plan_is_quantized_per_tensor_and_keeps_most_top1() {
+    let dir = temp_dir("int8-compile");
+    // 6 calibration images: every 12th of data/natural/calib.
+    let calib = dir.join("calib");
+    std::fs::create_dir_all(&calib).unwrap();
+    for f in images("data/natural/calib", |_| true).iter().step_by(12) {
+        std::fs::copy(f, calib.join(f.file_name().unwrap())).unwrap();
+    }
+    let (plan_path, cache) = (dir.join("int8.trtc"), dir.join("c.cache"));
+    std::fs::remove_file(&cache).ok();
+    let o = compile(
+        &plan_path,
+        &[
+            "--precision",
+            "int8",
+            "--calibration-data",
+            path(&calib),
+            "--calibrator",
+            "minmax",
+            "--calibration-cache",
+            path(&cache),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("calibrated 53 tensors"), "{out}");
+    assert!(
+        out.contains(
+            "INT8: 53 tensors calibrated (TRT-8600-MinMaxCalibration), 50 layers got Q/DQ"
+        ),
+        "{out}"
+    );
+    assert!(cache.exists(), "the cache was not written");
+    let fp32_path = dir.join("fp32.trtc");
+    let o = compile(&fp32_path, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let plan = Plan::read(&plan_path).unwrap();
+    let int8 = plan
+        .report
+        .int8
+        .as_ref()
+        .expect("the report's INT8 section");
+    assert_eq!(int8.layers_quantized, 50, "{int8:?}");
+    assert_eq!(int8.weights, 50, "{int8:?}");
+    assert!(int8.residuals > 0, "{int8:?}");
+    let g = &plan.graph;
+    assert_eq!(weight_dqs(g), (50, 0), "every weight per-tensor");
+    assert!(count(g, "QuantizeLinear") >= 40);
+    // The residuals read the shared pair: as many Q as activation pairs, no more.
+    assert_eq!(count(g, "QuantizeLinear"), int8.activations);
+
+    // The read plan runs on tract; its logits move, its top-1 mostly holds.
+    let fp32 = Plan::read(&fp32_path).unwrap();
+    assert!(fp32.report.int8.is_none());
+    let (fm, qm) = (
+        HybridModel::from_plan(&fp32, trtc::gpu()).unwrap(),
+        HybridModel::from_plan(&plan, trtc::gpu()).unwrap(),
+    );
+    // 14 held-out images: the whole-image centre crop of each source.
+    let heldout = images("data/natural/heldout", |n| {
+        n.contains("_s100c") && !n.contains("flip")
+    });
+    assert_eq!(heldout.len(), 14);
+    let pre = Preprocess::default();
+    let (mut same, mut conf, mut conf_same, mut max_diff) = (0, 0, 0, 0f32);
+    for p in &heldout {
+        let x = image_to_tensor(p, &pre).unwrap();
+        let f = |m: &HybridModel| {
+            trtc::ir::tensor::tensor_to_f32s(&m.run(vec![x.clone()]).unwrap()[0]).unwrap()
+        };
+        let (a, b) = (f(&fm), f(&qm));
+        let d = a
+            .iter()
+            .zip(&b)
+            .fold(0f32, |m, (u, v)| m.max((u - v).abs()));
+        max_diff = max_diff.max(d);
+        let ((ta, pa), (tb, _)) = (top1(&a), top1(&b));
+        same += usize::from(ta == tb);
+        if pa >= 0.5 {
+            conf += 1;
+            conf_same += usize::from(ta == tb);
+        }
+    }
+    eprintln!(
+        "int8 plan: top-1 agreement {same}/14 ({conf_same}/{conf} where f32 p >= 0.5), \
+         max |logit diff| {max_diff}"
+    );
+    assert!(
+        max_diff > 1e-3,
+        "INT8 logits equal FP32's: nothing was quantized"
+    );
+    assert!(same >= MIN_AGREE, "top-1 agreement {same}/14");
+    assert!(
+        conf >= 2 && conf_same + 1 >= conf,
+        "confident: {conf_same}/{conf}"
+    );
+
+    // The cache, read instead of calibrating (no data), gives the same plan graph.
+    let again = dir.join("again.trtc");
+    let o = compile(
+        &again,
+        &["--precision", "int8", "--calibration-cache", path(&cache)],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("calibration skipped"), "{}", stdout(&o));
+    let again = Plan::read(&again).unwrap();
+    assert!(
+        graph_bytes(&again.graph) == graph_bytes(&plan.graph),
+        "plan graphs differ"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Measured: 8 of 14 (minmax, 6 calibration images, per-tensor weights: EfficientNet's
+/// depthwise convs lose more per tensor than per channel, and most of these images are far
+/// from ImageNet, so the f32 model is unsure of them). A broken quantization lands near 0.
+const MIN_AGREE: usize = 7;
+
+#[test]
+fn int8_without_a_table_or_with_a_bad_one_is_a_clear_error() {
+    let dir = temp_dir("int8-errors");
+    let out = dir.join("never.trtc");
+    assert_clean_failure(
+        &compile(&out, &["--precision", "int8"]),
+        "INT8 needs a calibration table: --calibration-data or --calibration-cache",
+    );
+    // A cache absent and no data.
+    let absent = dir.join("absent.cache");
+    assert_clean_failure(
+        &compile(
+            &out,
+            &["--precision", "int8", "--calibration-cache", path(&absent)],
+        ),
+        "no calibration cache at",
+    );
+    // A cache naming tensors the optimized graph does not have.
+    let cache = dir.join("other.cache");
+    std::fs::write(
+        &cache,
+        "TRT-8600-EntropyCalibration2\ninput: 3c010204\nconv1_out: 3c010204\n",
+    )
+    .unwrap();
+    assert_clean_failure(
+        &compile(
+            &out,
+            &["--precision", "int8", "--calibration-cache", path(&cache)],
+        ),
+        "1 of its 2 tensors are not in the model (made for another model?): `conv1_out`",
+    );
+    // An empty calibration folder.
+    let empty = dir.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    assert_clean_failure(
+        &compile(
+            &out,
+            &["--precision", "int8", "--calibration-data", path(&empty)],
+        ),
+        "no images (.png, .jpg, .jpeg) or .npy files in calibration data directory",
+    );
+    // Calibration flags without int8.
+    assert_clean_failure(
+        &compile(&out, &["--calibration-data", path(&empty)]),
+        "go with --precision int8",
+    );
+    assert!(!out.exists(), "a plan was written");
+    // bench compiles a model itself: not for int8.
+    let o = trtc(&["bench", path(&efficientnet()), "--precision", "int8"]);
+    assert_clean_failure(&o, "bench --precision int8 needs a plan");
+    std::fs::remove_dir_all(&dir).ok();
+}
