@@ -18,7 +18,7 @@ pub struct CompileArgs {
     pub output: PathBuf,
     /// fp32, tf32, fp16 or int8 (for GPU engines). int8 needs --calibration-data or
     /// --calibration-cache: the optimized graph is calibrated and its quantizable layers
-    /// get QuantizeLinear/DequantizeLinear (per-tensor INT8 weights).
+    /// get QuantizeLinear/DequantizeLinear (INT8 weights, per tensor for dense convs).
     #[arg(long, default_value = "fp32")]
     pub precision: Precision,
     /// With --precision int8: directories of images (.png, .jpg, .jpeg) and .npy batches,

@@ -110,7 +110,10 @@ fn compile_with(
     };
     let mut report = CompileReport::new(model_name, &g, &p, opts, optimizer)?;
     report.fp16_overflows = overflows;
-    report.int8 = int8;
+    report.int8 = int8.map(|mut r| {
+        r.layers = layer_precisions(&g, &p, opts, gpu);
+        r
+    });
     Ok(Plan {
         graph: g,
         partition: p,
@@ -119,6 +122,27 @@ fn compile_with(
         engines: Default::default(),
         shape_engines: Default::default(),
     })
+}
+
+/// What precision each quantized conv of the GPU segments runs in, and why (decided by
+/// lowering, no GPU needed). A segment the builder cannot lower says nothing here: its
+/// build error is the report's.
+fn layer_precisions(
+    g: &Graph,
+    p: &crate::partition::Partition,
+    opts: &CompileOptions,
+    gpu: &dyn EngineBuilder,
+) -> Vec<trtc_engine::LayerPrecision> {
+    let engine = opts.engine_options();
+    p.segments
+        .iter()
+        .filter(|s| s.backend == crate::partition::SegmentBackend::Gpu)
+        .filter_map(|s| {
+            let io = trtc_ir::subgraph_io(g, &s.nodes).ok()?;
+            gpu.layer_precisions(g, &s.nodes, &io, &engine).ok()
+        })
+        .flatten()
+        .collect()
 }
 
 /// Make `g`'s image input take what `format` says (nothing to do for f32 NCHW). The

@@ -82,7 +82,8 @@ pub struct Int8Report {
     /// Layers (Conv, fused Conv, Gemm, MatMul, ConvTranspose) reading at least one
     /// DequantizeLinear.
     pub layers_quantized: usize,
-    /// Weights given a per-tensor INT8 DequantizeLinear.
+    /// Weights given an INT8 DequantizeLinear (per tensor for dense convs, per channel for
+    /// the rest).
     pub weights: usize,
     /// Activation tensors given a shared Q/DQ pair.
     pub activations: usize,
@@ -92,6 +93,11 @@ pub struct Int8Report {
     /// Tensors read by quantizable layers without a scale (they stay f32).
     #[serde(default)]
     pub unscaled: Vec<String>,
+    /// Each quantized conv of the GPU segments: the precision its engine runs it in, and
+    /// why (the engine builder's `layer_precisions`). An INT8 engine also times an FP16
+    /// alternative at each batch size and runs the faster (`trtc bench` shows which).
+    #[serde(default)]
+    pub layers: Vec<trtc_engine::LayerPrecision>,
 }
 
 impl Int8Report {
@@ -104,6 +110,7 @@ impl Int8Report {
             activations: r.activations,
             residuals: r.residuals,
             unscaled: r.unscaled.clone(),
+            layers: vec![],
         }
     }
 }
@@ -112,8 +119,8 @@ impl std::fmt::Display for Int8Report {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "INT8: {} tensors calibrated ({}), {} layers got Q/DQ ({} per-tensor INT8 \
-             weights, {} activations, {} residuals)",
+            "INT8: {} tensors calibrated ({}), {} layers got Q/DQ ({} INT8 weights, {} \
+             activations, {} residuals)",
             self.tensors_scaled,
             self.calibration,
             self.layers_quantized,
@@ -123,6 +130,26 @@ impl std::fmt::Display for Int8Report {
         )?;
         if !self.unscaled.is_empty() {
             write!(f, "; {} unscaled tensor(s) stay f32", self.unscaled.len())?;
+        }
+        if !self.layers.is_empty() {
+            let int8 = self.layers.iter().filter(|l| l.precision == "int8").count();
+            write!(
+                f,
+                "\n  GPU: {int8} of {} quantized convs in INT8",
+                self.layers.len()
+            )?;
+            // The reasons the others are not, most common first.
+            let mut why: Vec<(usize, &str)> = vec![];
+            for l in self.layers.iter().filter(|l| l.precision != "int8") {
+                match why.iter_mut().find(|(_, w)| *w == l.why) {
+                    Some((n, _)) => *n += 1,
+                    None => why.push((1, &l.why)),
+                }
+            }
+            why.sort_by(|a, b| b.0.cmp(&a.0));
+            for (n, w) in why {
+                write!(f, "\n    {n} in FP16: {w}")?;
+            }
         }
         Ok(())
     }

@@ -14,7 +14,9 @@
 //!   ([`WeightScales::PerChannel`]); or, with [`WeightScales::PerTensor`] (what cuDNN's
 //!   INT8 convolution takes: one scalar weight scale per layer), by
 //!   `DequantizeLinear(int8 values, scale, zero point int8 0)` with one rank-0 scale and no
-//!   `axis`, quantized by [`quantize_per_tensor`]. A weight of rank < 2 under MatMul, or
+//!   `axis`, quantized by [`quantize_per_tensor`]; or, with
+//!   [`WeightScales::DenseConvsPerTensor`], per tensor for convs of group 1 and per
+//!   channel for the others. A weight of rank < 2 under MatMul, or
 //!   one of another type, stays f32.
 //! - **activations**: each non-constant f32 input among the node's data inputs (input 0;
 //!   for Gemm and MatMul also input 1 when it is not a constant, as in attention) whose
@@ -61,6 +63,10 @@ pub enum WeightScales {
     PerChannel,
     /// One scale for the whole weight (a rank-0 scale, no `axis`): cuDNN's INT8 convolution.
     PerTensor,
+    /// Per tensor for dense convs (group 1: what the GPU runs in INT8), per channel for the
+    /// other weights (grouped and depthwise convs, products: the GPU runs them in FP16 on
+    /// the dequantized weights, so per-tensor scales would only lose accuracy).
+    DenseConvsPerTensor,
 }
 
 /// What [`insert_qdq_with`] does (the default is [`insert_qdq`]'s: per-channel weights,
@@ -75,10 +81,11 @@ pub struct QdqOptions {
 }
 
 impl QdqOptions {
-    /// What INT8 GPU engines take: per-tensor weights, quantized residuals.
+    /// What INT8 GPU engines take: per-tensor weights for dense convs (per channel for the
+    /// rest), quantized residuals.
     pub fn gpu() -> Self {
         QdqOptions {
-            weights: WeightScales::PerTensor,
+            weights: WeightScales::DenseConvsPerTensor,
             residual: true,
             keep_float: HashSet::new(),
         }
@@ -273,8 +280,18 @@ fn quantize_weight(
         op: g.node(id).op.op_type().into(),
         detail: format!("its weight: {e}"),
     };
-    let (values, scales, zeros, axis) = match scales {
-        WeightScales::PerChannel => {
+    let dense_conv = match &g.node(id).op {
+        Op::Conv(c) => c.group == 1,
+        Op::FusedConv(f) => f.conv.group == 1,
+        _ => false,
+    };
+    let per_tensor = match scales {
+        WeightScales::PerChannel => false,
+        WeightScales::PerTensor => true,
+        WeightScales::DenseConvsPerTensor => dense_conv,
+    };
+    let (values, scales, zeros, axis) = match per_tensor {
+        false => {
             let q = quantize_tensor(&value, axis).map_err(bad)?;
             let channels = q.scales.len();
             (
@@ -284,7 +301,7 @@ fn quantize_weight(
                 Some(axis as i64),
             )
         }
-        WeightScales::PerTensor => {
+        true => {
             let q = quantize_tensor_per_tensor(&value).map_err(bad)?;
             (
                 tensor(&q.shape, q.values)?,

@@ -110,11 +110,11 @@ fn as_int8(
         return Err("not a convolution");
     };
     let (q_x, s_x) = uses.dequantized(p, *x).ok_or("input not quantized")?;
-    let (wq, s_w) = w_int8.ok_or("weights not quantized per tensor")?;
-    let b32 = b_f32.ok_or("no f32 bias")?;
     if *groups != 1 {
         return Err("grouped or depthwise (cuDNN's INT8 convolution is dense only)");
     }
+    let (wq, s_w) = w_int8.ok_or("weights not quantized per tensor")?;
+    let b32 = b_f32.ok_or("no f32 bias")?;
     if *dilation != [1, 1] {
         return Err("dilated");
     }
@@ -162,7 +162,13 @@ fn as_int8(
 /// whose input is dequantized, the precision it runs in and why.
 pub fn int8_convs(p: &mut Program) -> Vec<LayerPrecision> {
     let uses = Uses::of(p);
-    let engine = format!("{:?}", p.precision).to_lowercase();
+    // What a conv left out of INT8 computes in.
+    let engine = match (p.half, p.precision) {
+        (true, _) => "fp16",
+        (false, trtc_engine::Precision::Tf32) => "tf32",
+        (false, _) => "fp32",
+    }
+    .to_string();
     let mut report = vec![];
     // (conv step, its Quantize step, the INT8 step, its bias), the biases pushed as
     // weights in this order after the program's.
@@ -317,14 +323,14 @@ mod tests {
                 .iter()
                 .map(|l| (l.layer.as_str(), l.precision.as_str()))
                 .collect();
-            let engine = format!("{precision:?}").to_lowercase();
+            let engine = "fp16";
             assert_eq!(
                 report,
                 [
                     ("conv1", "int8"),
                     ("conv2", "int8"),
-                    ("conv3", engine.as_str()),
-                    ("conv4", engine.as_str())
+                    ("conv3", engine),
+                    ("conv4", engine)
                 ]
             );
             assert!(

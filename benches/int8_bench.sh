@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# INT8 against FP16 on the four CNNs (issue: INT8), on one GPU machine in one lease:
+#   bash benches/int8_bench.sh TRTC_BINARY MODEL_DIR
+# For each model: calibrate and compile an INT8 plan (entropy, the 72 images of
+# data/natural/calib, tactics timed at batch 1 and 128; wall time printed), then
+# `trtc bench` the FP16 model and the INT8 plan at batch 1 and 128 (engines resident).
+# Then EfficientNet-Lite0 (real weights): top-1 of the INT8 plan against the FP32 plan on
+# the 252 held-out images of data/natural/heldout (disjoint from the calibration set).
+# ResNet-50, MobileNetV2 and InceptionV3 are torchvision's with seeded random weights
+# (benches/export_torchvision.py): their numbers are speed only.
+set -euo pipefail
+T=$1
+D=$2
+mkdir -p "$D"
+python3 benches/export_torchvision.py "$D" resnet50 mobilenet_v2 inception_v3
+cp models/efficientnet_lite0.onnx "$D/"
+for m in resnet50 inception_v3 mobilenet_v2 efficientnet_lite0; do
+  size=224
+  [ "$m" = inception_v3 ] && size=299
+  echo "=== $m"
+  start=$(date +%s.%N)
+  "$T" compile "$D/$m.onnx" --precision int8 --calibration-data data/natural/calib \
+    --size $size --resize $size --max-batch-size 128 -o "$D/$m.int8.trtc" > "$D/$m.compile.txt" 2>&1 \
+    || { tail -20 "$D/$m.compile.txt"; continue; }
+  end=$(date +%s.%N)
+  echo "$m: calibration and build (tactics at batch 1 and 128) $(python3 -c "print(round($end - $start, 1))") s"
+  grep -iE "int8|calibrat" "$D/$m.compile.txt" | head -12
+  "$T" bench "$D/$m.onnx" --precision fp16 --batch 1,128 --iterations 30
+  "$T" bench "$D/$m.int8.trtc" --batch 1,128 --iterations 30
+done
+echo "=== EfficientNet-Lite0 top-1, INT8 plan against FP32 plan, data/natural/heldout"
+"$T" compile models/efficientnet_lite0.onnx --precision fp32 --max-batch-size 32 -o "$D/e32.trtc" > /dev/null
+"$T" run "$D/e32.trtc" --image data/natural/heldout --batch 32 > "$D/top1_fp32.txt"
+"$T" run "$D/efficientnet_lite0.int8.trtc" --image data/natural/heldout --batch 32 > "$D/top1_int8.txt"
+python3 - "$D/top1_fp32.txt" "$D/top1_int8.txt" <<'PY'
+import sys
+def top1(path):
+    out = {}
+    for line in open(path):
+        parts = line.split()
+        if len(parts) >= 2 and parts[0].lower().endswith((".jpg", ".jpeg", ".png")):
+            out.setdefault(parts[0], parts[1])
+    return out
+a, b = top1(sys.argv[1]), top1(sys.argv[2])
+same = sum(1 for k in a if b.get(k) == a[k])
+print(f"top-1 agreement: {same}/{len(a)} ({100.0 * same / max(len(a), 1):.1f}%)")
+PY
