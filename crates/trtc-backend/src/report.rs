@@ -146,7 +146,7 @@ impl std::fmt::Display for Int8Report {
                     None => why.push((1, &l.why)),
                 }
             }
-            why.sort_by(|a, b| b.0.cmp(&a.0));
+            why.sort_by_key(|w| std::cmp::Reverse(w.0));
             for (n, w) in why {
                 write!(f, "\n    {n} in FP16: {w}")?;
             }
