@@ -27,6 +27,9 @@ for m in resnet50 inception_v3 mobilenet_v2 efficientnet_lite0; do
   grep -iE "int8|calibrat" "$D/$m.compile.txt" | head -12
   "$T" bench "$D/$m.onnx" --precision fp16 --batch 1,128 --iterations 30
   "$T" bench "$D/$m.int8.trtc" --batch 1,128 --iterations 30
+  if [ "$m" = resnet50 ]; then
+    "$T" bench "$D/$m.int8.trtc" --batch 128 --iterations 5 --profile --slowest 12 --peak-gbps 4300
+  fi
 done
 echo "=== EfficientNet-Lite0 top-1, INT8 plan against FP32 plan, data/natural/heldout"
 "$T" compile models/efficientnet_lite0.onnx --precision fp32 --max-batch-size 32 -o "$D/e32.trtc" > /dev/null
