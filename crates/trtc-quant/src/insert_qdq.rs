@@ -16,7 +16,8 @@
 //!   `DequantizeLinear(int8 values, scale, zero point int8 0)` with one rank-0 scale and no
 //!   `axis`, quantized by [`quantize_per_tensor`]; or, with
 //!   [`WeightScales::DenseConvsPerTensor`], per tensor for convs of group 1 and per
-//!   channel for the others. A weight of rank < 2 under MatMul, or
+//!   channel for the others; or, with [`WeightScales::Float`], not at all (the engine
+//!   quantizes what it runs in INT8). A weight of rank < 2 under MatMul, or
 //!   one of another type, stays f32.
 //! - **activations**: each non-constant f32 input among the node's data inputs (input 0;
 //!   for Gemm and MatMul also input 1 when it is not a constant, as in attention) whose
@@ -67,6 +68,9 @@ pub enum WeightScales {
     /// other weights (grouped and depthwise convs, products: the GPU runs them in FP16 on
     /// the dequantized weights, so per-tensor scales would only lose accuracy).
     DenseConvsPerTensor,
+    /// Weights stay f32: the engine quantizes those it runs in INT8 itself (TensorRT's
+    /// implicit quantization), and a layer it runs in FP16 keeps its exact weights.
+    Float,
 }
 
 /// What [`insert_qdq_with`] does (the default is [`insert_qdq`]'s: per-channel weights,
@@ -81,11 +85,13 @@ pub struct QdqOptions {
 }
 
 impl QdqOptions {
-    /// What INT8 GPU engines take: per-tensor weights for dense convs (per channel for the
-    /// rest), quantized residuals.
+    /// What `trtc compile --precision int8` writes for GPU engines: activations and
+    /// residuals quantized, weights left f32 (the CUDA engine quantizes a dense conv's
+    /// weights per tensor where it runs it in INT8, as cuDNN's INT8 convolution takes one
+    /// weight scale; everything it runs in FP16 keeps its exact weights).
     pub fn gpu() -> Self {
         QdqOptions {
-            weights: WeightScales::DenseConvsPerTensor,
+            weights: WeightScales::Float,
             residual: true,
             keep_float: HashSet::new(),
         }
@@ -286,6 +292,7 @@ fn quantize_weight(
         _ => false,
     };
     let per_tensor = match scales {
+        WeightScales::Float => return Ok(false),
         WeightScales::PerChannel => false,
         WeightScales::PerTensor => true,
         WeightScales::DenseConvsPerTensor => dense_conv,

@@ -4,7 +4,7 @@
 //! timed (resident, between CUDA events, median of a few runs) and the faster one runs
 //! that batch from then on: TensorRT's rule that INT8 is used where it is faster. The
 //! plan stores both engines' tactics and the choice per batch, so loading it times
-//! nothing.
+//! nothing. `TRTC_INT8_CHOICE=int8` or `fp16` forces one (profiling, accuracy checks).
 
 use super::CudaEngine;
 use crate::error::{cuda_err, Result};
@@ -80,9 +80,13 @@ impl Int8Choice {
             .map_err(|_| cuda_err("engine", "INT8 choice poisoned"))?
             .get(&batch)
             .copied();
-        let int8 = match known {
-            Some((int8, _, _)) => int8,
-            None => {
+        let forced = std::env::var("TRTC_INT8_CHOICE").ok();
+        let int8 = match (known, forced.as_deref()) {
+            // For profiling and tests: force one (the plan's choice is left as it is).
+            (_, Some("int8")) => true,
+            (_, Some("fp16")) => false,
+            (Some((int8, _, _)), _) => int8,
+            (None, _) => {
                 let inputs = inputs.cloned().unwrap_or_else(|| self.zeros(batch));
                 let median = |e: &CudaEngine| -> Result<f64> {
                     let mut t = e

@@ -6,7 +6,8 @@
 //! tactics choose per instance between cuDNN (fused or not), cuBLASLt for 1x1 convs, and
 //! trtc's kernels. Weights may be a DequantizeLinear of int8 values (a quantized model):
 //! the conv reads them dequantized, and keeps int8 values quantized per tensor for
-//! `passes/int8_convs.rs`.
+//! `passes/int8_convs.rs`; a dense conv reading a DequantizeLinear with float weights has
+//! them quantized per tensor here for it.
 
 use super::rules::{attr, const_input, input_rank};
 use super::{OpDoc, OpFamily};
@@ -14,7 +15,7 @@ use crate::error::{cuda_err, Result};
 use crate::program::conv_rules::{direct_kernel_fits, weights_rsck};
 use crate::program::host::nchw_to_nhwc;
 use crate::program::lowering::Lowering;
-use crate::program::quant::{quantized_const, weight_const};
+use crate::program::quant::{qdq_kind, quantized_const, weight_const};
 use crate::program::Step;
 use trtc_engine::FallbackReason;
 use trtc_ir::tensor::tensor_to_f32s;
@@ -80,6 +81,28 @@ fn check(g: &Graph, id: NodeId) -> std::result::Result<(), FallbackReason> {
     Ok(())
 }
 
+/// Whether node `id` reads its input 0 through a DequantizeLinear.
+fn input_dequantized(g: &Graph, id: NodeId) -> bool {
+    g.input_outlet(id, 0)
+        .is_some_and(|o| qdq_kind(&g.node(o.node).op) == Some(false))
+}
+
+/// `w` quantized symmetrically per tensor: int8 values in [-127, 127] (rounded half to
+/// even) and the scale `max |w| / 127` (1 for all-zero weights).
+fn per_tensor(w: &[f32]) -> (Vec<i8>, f32) {
+    let amax = w.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let scale = if amax > 0.0 && amax.is_finite() {
+        amax / 127.0
+    } else {
+        1.0
+    };
+    let q = w
+        .iter()
+        .map(|v| (v / scale).round_ties_even().clamp(-127.0, 127.0) as i8)
+        .collect();
+    (q, scale)
+}
+
 fn lower(cx: &mut Lowering, id: NodeId) -> Result<()> {
     let g = cx.g;
     let name = g.node(id).name.as_str();
@@ -111,17 +134,20 @@ fn lower(cx: &mut Lowering, id: NodeId) -> Result<()> {
     let wd = [d[0], d[1], d[2], d[3]];
     let nhwc = cx.p.nhwc;
     let half = cx.p.half;
-    // Weights quantized per tensor, in an fp16 NHWC engine: keep the int8 values too.
-    let w_int8 = g
-        .input_outlet(id, 1)
-        .and_then(|o| quantized_const(g, o))
-        .filter(|_| nhwc && half)
-        .and_then(|q| {
-            let scale = q.scale?;
-            let krsc = nchw_to_nhwc(&q.q.iter().map(|&v| v as f32).collect::<Vec<_>>(), wd);
-            let bytes = krsc.iter().map(|&v| v as i8 as u8).collect();
-            Some((cx.weight_bytes(bytes), scale))
-        });
+    // In an fp16 NHWC engine, a conv that may run in INT8 keeps int8 weights too: its own
+    // when they are quantized per tensor (a DequantizeLinear of int8 values), else, where
+    // its input is dequantized, its float weights quantized per tensor here (TensorRT's
+    // implicit quantization: the INT8 build's graph keeps float weights).
+    let int8 = match g.input_outlet(id, 1).and_then(|o| quantized_const(g, o)) {
+        Some(q) => q.scale.map(|s| (q.q, s)),
+        None if attrs.group == 1 && input_dequantized(g, id) => Some(per_tensor(&w)),
+        None => None,
+    };
+    let w_int8 = int8.filter(|_| nhwc && half).map(|(q, scale)| {
+        let krsc = nchw_to_nhwc(&q.iter().map(|&v| v as f32).collect::<Vec<_>>(), wd);
+        let bytes = krsc.iter().map(|&v| v as i8 as u8).collect();
+        (cx.weight_bytes(bytes), scale)
+    });
     let step = Step::Conv {
         name: name.to_string(),
         x,

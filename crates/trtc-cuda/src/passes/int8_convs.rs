@@ -343,6 +343,60 @@ mod tests {
     }
 
     #[test]
+    fn float_weights_are_quantized_per_tensor_by_the_engine() {
+        use crate::testing::fake_quant;
+        use trtc_ir::{ConvAttrs, FusedConv, GraphBuilder, Op};
+        let mut b = GraphBuilder::new();
+        let x = b.input("x", &[1, 8, 6, 6]);
+        let xq = fake_quant(&mut b, x, 0.01, "x");
+        let w = trtc_ir::tensor::random_uniform(&[8, 8, 3, 3], 3);
+        let amax = trtc_ir::tensor::tensor_to_f32s(&w)
+            .unwrap()
+            .iter()
+            .fold(0f32, |m, v| m.max(v.abs()));
+        let w = b.constant("w", w);
+        let bias = b.constant("b", trtc_ir::tensor::random_uniform(&[8], 4));
+        let conv = Op::FusedConv(FusedConv {
+            conv: ConvAttrs {
+                group: 1,
+                kernel_shape: vec![3, 3],
+                pads: vec![1, 1, 1, 1],
+                ..Default::default()
+            },
+            residual: false,
+            activation: Some(Activation::Relu),
+        });
+        let y = b.op("conv", conv, &[xq, w, bias]);
+        let yq = fake_quant(&mut b, y, 0.05, "y");
+        let out = b.op("relu", trtc_ir::Op::Relu, &[yq]);
+        b.output(out);
+        let g = b.build().unwrap();
+        let nodes: Vec<_> = g
+            .topo_order()
+            .unwrap()
+            .into_iter()
+            .filter(|&id| !g.node(id).op.is_const() && !g.node(id).op.is_input())
+            .collect();
+        let io = subgraph_io(&g, &nodes).unwrap();
+        let opts = EngineOptions {
+            precision: Precision::Int8,
+            ..Default::default()
+        };
+        let p = lower_segment(&g, &nodes, &io, &opts).unwrap();
+        let Some(Step::ConvInt8 { alpha, w, .. }) =
+            p.steps.iter().find(|s| matches!(s, Step::ConvInt8 { .. }))
+        else {
+            panic!("no INT8 conv: {:?}", p.names)
+        };
+        let want = 0.01 * (amax / 127.0) / 0.05;
+        assert!((alpha - want).abs() < 1e-7, "{alpha} vs {want}");
+        // The weights in int8, the largest at +-127.
+        let q = &p.weights[w.0];
+        assert_eq!(q.len(), 8 * 8 * 9);
+        assert_eq!(q.iter().map(|&v| (v as i8).unsigned_abs()).max(), Some(127));
+    }
+
+    #[test]
     fn a_clip_is_a_relu_only_where_saturation_clips_first() {
         let relu6 = Some(Activation::Clip { min: 0.0, max: 6.0 });
         assert_eq!(relu_of(relu6, 6.0 / 127.0), Some(true));
