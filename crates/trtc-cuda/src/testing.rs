@@ -121,3 +121,15 @@ pub fn qdq_conv_graph(n: usize, activations: bool) -> Graph {
     b.build()
         .unwrap_or_else(|e| panic!("the INT8 test graph: {e}"))
 }
+
+/// Random input values on the int8 grid of the graph input's scale (`k / 127`, k in
+/// [-127, 127]): quantizing them is exact in f32 and in fp16 alike, so an fp16 engine and
+/// tract quantize the input to the same int8 values.
+pub fn on_input_grid(shape: &[usize], seed: u64) -> Tensor {
+    let v: Vec<f32> = tensor_to_f32s(&random_uniform(shape, seed))
+        .unwrap_or_default()
+        .iter()
+        .map(|x| (x * 127.0).round() / 127.0)
+        .collect();
+    Tensor::from_shape(shape, &v).unwrap_or_else(|_| Tensor::from(0f32))
+}

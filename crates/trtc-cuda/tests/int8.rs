@@ -4,7 +4,7 @@
 //! Run on a GPU machine: `cargo test -p trtc-cuda --test gpu int8:: -- --ignored`.
 
 use crate::common::*;
-use trtc_cuda::testing::qdq_conv_graph;
+use trtc_cuda::testing::{on_input_grid, qdq_conv_graph};
 
 /// The INT8 layers (`conv_int8` in the profile) of `model` on `inputs`.
 fn int8_layers(model: &HybridModel, inputs: &[trtc_ir::Tensor]) -> Vec<String> {
@@ -21,7 +21,7 @@ fn int8_layers(model: &HybridModel, inputs: &[trtc_ir::Tensor]) -> Vec<String> {
 #[ignore = "needs a CUDA GPU"]
 fn quantized_convs_run_in_int8_and_match_tract() {
     let g = qdq_conv_graph(4, true);
-    let inputs = vec![random_tensor(&[4, 8, 10, 10], 21)];
+    let inputs = vec![on_input_grid(&[4, 8, 10, 10], 21)];
     // One int8 step of a quantized tensor flipped by rounding moves the output by a
     // fraction of a percent; fp16 storage between the INT8 layers adds its own.
     // fp16 engines run a QDQ graph as it says (INT8 where a kernel takes it); `--precision
@@ -55,7 +55,10 @@ fn int8_engine_computes_the_quantized_model_not_the_float_one() {
     // be much closer to the quantized graph than to this float one (an engine computing
     // in fp16 would be the other way round).
     let (g, float) = (qdq_conv_graph(2, true), qdq_conv_graph(2, false));
-    let inputs = vec![random_tensor(&[2, 8, 10, 10], 5)];
+    // On the input's int8 grid: the fp16 input quantizes as tract's f32 one does (off the
+    // grid, fp16 rounding flips some inputs by one step, and the flips compound to about
+    // the size of the quantization error itself).
+    let inputs = vec![on_input_grid(&[2, 8, 10, 10], 5)];
     // An fp16 engine runs the QDQ graph as it says (an INT8 one might time FP16 faster).
     let (rel, model) =
         gpu_vs_tract_model(&g, inputs.clone(), &opts_for(Precision::Fp16, Layout::Auto));
