@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # INT8 against FP16 on the four CNNs (issue: INT8), on one GPU machine in one lease:
-#   bash benches/int8_bench.sh TRTC_BINARY MODEL_DIR
+#   bash benches/int8_bench.sh TRTC_BINARY MODEL_DIR [MODELS]
+# (MODELS: comma-separated, default resnet50,inception_v3,mobilenet_v2,efficientnet_lite0;
+# the EfficientNet-Lite0 accuracy check runs when it is among them.)
 # For each model: calibrate and compile an INT8 plan (entropy, the 72 images of
 # data/natural/calib, tactics timed at batch 1 and 128; wall time printed), then
 # `trtc bench` the FP16 model and the INT8 plan at batch 1 and 128 (engines resident).
@@ -14,10 +16,12 @@
 set -euo pipefail
 T=$1
 D=$2
+MODELS=${3:-resnet50,inception_v3,mobilenet_v2,efficientnet_lite0}
 mkdir -p "$D"
-python3 benches/export_torchvision.py "$D" resnet50 mobilenet_v2 inception_v3
+TV=$(echo "$MODELS" | tr ',' '\n' | grep -v efficientnet_lite0 | tr '\n' ' ')
+[ -n "$TV" ] && python3 benches/export_torchvision.py "$D" $TV
 cp models/efficientnet_lite0.onnx "$D/"
-for m in resnet50 inception_v3 mobilenet_v2 efficientnet_lite0; do
+for m in $(echo "$MODELS" | tr ',' ' '); do
   size=224
   [ "$m" = inception_v3 ] && size=299
   echo "=== $m"
@@ -37,6 +41,7 @@ for m in resnet50 inception_v3 mobilenet_v2 efficientnet_lite0; do
       --slowest 25 --peak-gbps 4300 | sed -n '/^profile/,$p'
   fi
 done
+case ",$MODELS," in *,efficientnet_lite0,*) ;; *) exit 0 ;; esac
 echo "=== EfficientNet-Lite0 top-1, INT8 plan against FP32 plan, data/natural/heldout"
 "$T" compile models/efficientnet_lite0.onnx --precision fp32 --max-batch-size 32 -o "$D/e32.trtc" > /dev/null
 "$T" run "$D/e32.trtc" --image data/natural/heldout --batch 32 > "$D/top1_fp32.txt"

@@ -294,3 +294,51 @@ fn int8_without_a_table_or_with_a_bad_one_is_a_clear_error() {
     assert_clean_failure(&o, "bench --precision int8 needs a plan");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `x -> QuantizeLinear(scale) -> DequantizeLinear(scale) -> Relu`, written as an ONNX file.
+fn qdq_model(dir: &Path, scale: f32) -> PathBuf {
+    use trtc::ir::op::OtherOp;
+    use trtc::ir::{GraphBuilder, Tensor};
+    let qdq = |t: &str| {
+        Op::Other(OtherOp {
+            op_type: t.into(),
+            domain: String::new(),
+            attributes: vec![],
+        })
+    };
+    let mut b = GraphBuilder::new();
+    let x = b.input("x", &[1, 4]);
+    let s = b.constant("s", Tensor::from(scale));
+    let z = b.constant("z", Tensor::from(0i8));
+    let q = b.op("q", qdq("QuantizeLinear"), &[x, s, z]);
+    let dq = b.op("dq", qdq("DequantizeLinear"), &[q, s, z]);
+    let r = b.op("relu", Op::Relu, &[dq]);
+    b.output(r);
+    let g = b.build().unwrap();
+    let p = dir.join(format!("qdq_{scale}.onnx"));
+    std::fs::write(&p, graph_bytes(&g)).unwrap();
+    p
+}
+
+#[test]
+fn a_qdq_model_with_a_zero_or_negative_scale_is_a_clear_error() {
+    let dir = temp_dir("int8-qdq-scales");
+    for scale in [0.0f32, -0.5] {
+        let model = qdq_model(&dir, scale);
+        let out = dir.join("never.trtc");
+        let o = trtc(&["compile", path(&model), "-o", path(&out)]);
+        assert_eq!(o.status.code(), Some(1), "scale {scale}: {}", stderr(&o));
+        let e = stderr(&o);
+        assert!(
+            e.contains("node `q`") && e.contains("not a positive finite number"),
+            "scale {scale}: {e}"
+        );
+        assert!(!e.contains("panicked") && !out.exists(), "{e}");
+    }
+    // A valid one compiles and runs.
+    let model = qdq_model(&dir, 0.5);
+    let out = dir.join("ok.trtc");
+    let o = trtc(&["compile", path(&model), "-o", path(&out)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    std::fs::remove_dir_all(&dir).ok();
+}

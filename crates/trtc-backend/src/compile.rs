@@ -78,6 +78,11 @@ fn compile_with(
         }
     }
     apply_input_format(&mut g, opts.input_format)?;
+    // An explicitly quantized model: symmetric, positive scales, or a clear error now
+    // (tract would divide by a zero scale without a word).
+    trtc_quant::check_qdq(&g).map_err(|e| {
+        BackendError::Int8(format!("the model's QuantizeLinear/DequantizeLinear: {e}"))
+    })?;
     let optimizer = opts.pipeline()?.run(&mut g)?;
     let int8 = match calibrate {
         Some(calibrate) => {

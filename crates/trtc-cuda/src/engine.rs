@@ -462,8 +462,13 @@ fn tactic_name(inst: &Instance, i: usize) -> String {
     if inst.gemms.contains_key(&i) {
         return "cublaslt".into();
     }
-    if inst.qconvs.contains_key(&i) {
-        return "cudnn int8 fused".into();
+    if let Some(r) = inst.qconvs.get(&i) {
+        return if r.own {
+            "trtc int8 mma"
+        } else {
+            "cudnn int8 fused"
+        }
+        .into();
     }
     String::new()
 }

@@ -165,6 +165,8 @@ impl Exec {
             memory: (arena_bytes, tensor_bytes),
             views,
         };
+        // INT8 convs: cuDNN's kernel or trtc's, timed here with or without a plan.
+        self.choose_int8_kernels(&mut inst)?;
         match preset {
             Some(t) => self.apply(&mut inst, t)?,
             None => {

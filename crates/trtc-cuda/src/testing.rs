@@ -133,3 +133,42 @@ pub fn on_input_grid(shape: &[usize], seed: u64) -> Tensor {
         .collect();
     Tensor::from_shape(shape, &v).unwrap_or_else(|_| Tensor::from(0f32))
 }
+
+/// `x [n, 64, h, w]`, quantized, through 1x1 convs that trtc's `conv1x1_i8` kernel takes
+/// (input channels a multiple of 64): `pw1` 64 -> 128 with ReLU, `pw2` 128 -> 128 plus
+/// `pw1`'s output as a residual with ReLU, `pw3` 128 -> 72 (no activation: a partial tile
+/// of output channels); each output quantized; then `pw4` 72 -> 8, its output the graph's.
+pub fn qdq_pointwise_graph(n: usize, h: usize, w: usize) -> Graph {
+    let mut b = GraphBuilder::new();
+    let x = b.input("x", &[n, 64, h, w]);
+    let xq = fake_quant(&mut b, x, 1.0 / 127.0, "x");
+    let bias = |b: &mut GraphBuilder, k: usize, seed: u64| {
+        let v = random_uniform(&[k], seed);
+        b.constant(&format!("pb{seed}"), v)
+    };
+    let w1 = int8_weights(&mut b, [128, 64, 1, 1], 0.2, 11, "pw1_w");
+    let b1 = bias(&mut b, 128, 12);
+    let y1 = fused(&mut b, "pw1", &[xq, w1, b1], 1, 1, Some(Activation::Relu));
+    let a1 = fake_quant(&mut b, y1, 3.0 / 127.0, "pw1_out");
+    let w2 = int8_weights(&mut b, [128, 128, 1, 1], 0.15, 13, "pw2_w");
+    let b2 = bias(&mut b, 128, 14);
+    let y2 = fused(
+        &mut b,
+        "pw2",
+        &[a1, w2, b2, a1],
+        1,
+        1,
+        Some(Activation::Relu),
+    );
+    let a2 = fake_quant(&mut b, y2, 5.0 / 127.0, "pw2_out");
+    let w3 = int8_weights(&mut b, [72, 128, 1, 1], 0.15, 15, "pw3_w");
+    let b3 = bias(&mut b, 72, 16);
+    let y3 = fused(&mut b, "pw3", &[a2, w3, b3], 1, 1, None);
+    let a3 = fake_quant(&mut b, y3, 6.0 / 127.0, "pw3_out");
+    let w4 = int8_weights(&mut b, [8, 72, 1, 1], 0.2, 17, "pw4_w");
+    let b4 = bias(&mut b, 8, 18);
+    let y4 = fused(&mut b, "pw4", &[a3, w4, b4], 1, 1, None);
+    b.output(y4);
+    b.build()
+        .unwrap_or_else(|e| panic!("the INT8 pointwise test graph: {e}"))
+}

@@ -109,3 +109,36 @@ fn int8_precision_times_int8_against_fp16_and_runs_the_faster() {
         if int8 { "QDQ" } else { "float" }
     );
 }
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn pointwise_int8_convs_match_tract_with_either_kernel() {
+    // pw1..pw3 run in INT8; with TRTC_INT8_CONV=trtc on trtc's tensor-core kernel (pixels
+    // not a multiple of its 128-row tile, 72 output channels: partial tiles both ways, one
+    // and two 64-channel steps of K, a residual), with cudnn on cuDNN's. Both must match
+    // the QDQ graph, and each must be the one the profile names.
+    let g = trtc_cuda::testing::qdq_pointwise_graph(5, 9, 7);
+    let inputs = vec![on_input_grid(&[5, 64, 9, 7], 31)];
+    for (kernel, tactic) in [("trtc", "trtc int8 mma"), ("cudnn", "cudnn int8 fused")] {
+        // The GPU tests run one at a time (--test-threads=1): no other test reads it meanwhile.
+        std::env::set_var("TRTC_INT8_CONV", kernel);
+        let (rel, model) =
+            gpu_vs_tract_model(&g, inputs.clone(), &opts_for(Precision::Fp16, Layout::Auto));
+        let tactics: Vec<(String, String)> = model
+            .profile(inputs.clone())
+            .unwrap()
+            .into_iter()
+            .filter(|(_, t)| t.kind == "conv_int8")
+            .map(|(_, t)| (t.layer, t.tactic))
+            .collect();
+        std::env::remove_var("TRTC_INT8_CONV");
+        println!("{kernel}: relative error {rel}, {tactics:?}");
+        assert!(rel <= 1e-2, "{kernel}: relative error {rel}");
+        let names: Vec<&str> = tactics.iter().map(|(l, _)| l.as_str()).collect();
+        assert_eq!(names, ["pw1", "pw2", "pw3"], "{kernel}");
+        assert!(
+            tactics.iter().all(|(_, t)| t == tactic),
+            "{kernel}: {tactics:?}"
+        );
+    }
+}

@@ -35,7 +35,7 @@ pub use histogram::AbsHistogram;
 pub use insert_qdq::{
     insert_qdq, insert_qdq_except, insert_qdq_with, QdqOptions, QdqReport, WeightScales,
 };
-pub use qdq::scales_from_qdq;
+pub use qdq::{check_qdq, scales_from_qdq};
 pub use weights::{
     channel_axis, quantize_per_channel, quantize_per_tensor, QuantizedWeights,
     TensorQuantizedWeights,

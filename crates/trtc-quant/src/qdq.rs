@@ -87,6 +87,44 @@ pub fn scales_from_qdq(g: &Graph) -> Result<CalibrationTable> {
     Ok(table)
 }
 
+/// Check a model's Q/DQ nodes before it is compiled: what [`scales_from_qdq`] checks (a
+/// symmetric zero point, one positive finite scale per activation, one scale per tensor),
+/// and for Q/DQ nodes on weights a constant scale of positive finite values. The first
+/// node that fails is an error naming it.
+pub fn check_qdq(g: &Graph) -> Result<()> {
+    scales_from_qdq(g)?;
+    for id in g.topo_order()? {
+        let node = g.node(id);
+        if is_qdq(&node.op).is_none() {
+            continue;
+        }
+        let Some(x) = g.input_outlet(id, 0) else {
+            continue;
+        };
+        if !on_weights(g, x) {
+            continue;
+        }
+        let scales = g
+            .input_const(id, 1)
+            .and_then(|t| trtc_ir::tensor::tensor_to_f32s(t));
+        let bad = match &scales {
+            None => Some("the scale (input 1) is not a constant float tensor".to_string()),
+            Some(v) => v
+                .iter()
+                .find(|s| !s.is_finite() || **s <= 0.0)
+                .map(|s| format!("weight scale {s} is not a positive finite number")),
+        };
+        if let Some(detail) = bad {
+            return Err(QuantError::Qdq {
+                node: node.name.clone(),
+                op: node.op.op_type().to_string(),
+                detail,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// `x` is a constant, or a constant's quantized form (`QuantizeLinear` of a constant).
 fn on_weights(g: &Graph, x: Outlet) -> bool {
     let quantized_const = is_qdq(&g.node(x.node).op) == Some(true)

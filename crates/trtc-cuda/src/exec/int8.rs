@@ -1,11 +1,12 @@
-//! INT8 steps: `ConvInt8` (cuDNN's fused INT8 convolution on NHWC int8 tensors) and the
-//! `Quantize` / `Dequantize` kernels around INT8 layers.
+//! INT8 steps: `ConvInt8` (cuDNN's fused INT8 convolution on NHWC int8 tensors, or for
+//! 1x1 convs trtc's own tensor-core kernel where timing picks it: `tactics/int8.rs`) and
+//! the `Quantize` / `Dequantize` kernels around INT8 layers.
 
 use super::{scratch_ptr, Exec, Instance};
 use crate::error::{cuda_err, Result};
 use crate::program::Step;
 use crate::sys::cudnn::{self as d, ActDesc, ConvDesc, Filter4d, Tensor4d};
-use crate::sys::device::{blocks, kernel};
+use crate::sys::device::{blocks, int8_kernel, kernel};
 use cudarc::cudnn::{result as dnn, sys as dnn_sys};
 use cudarc::driver::{CudaSlice, PushKernelArg};
 
@@ -18,6 +19,16 @@ pub(crate) struct QConvRun {
     conv: ConvDesc,
     act: ActDesc,
     workspace: Option<CudaSlice<u8>>,
+    /// Run by trtc's `conv1x1_i8` kernel instead of cuDNN.
+    pub(crate) own: bool,
+}
+
+/// Whether trtc's `conv1x1_i8` kernel takes INT8 conv `step`: 1x1, stride 1, no pads,
+/// input channels a multiple of 64, output channels of 8.
+pub(crate) fn own_kernel_fits(step: &Step) -> bool {
+    matches!(step, Step::ConvInt8 { w_dims, pads, stride, .. }
+        if w_dims[2] == 1 && w_dims[3] == 1 && *pads == [0, 0] && *stride == [1, 1]
+            && w_dims[1] % 64 == 0 && w_dims[0] % 8 == 0)
 }
 
 /// cuDNN's one algorithm for fused INT8 NHWC convolutions (the only one that takes an
@@ -55,6 +66,7 @@ impl Exec {
             conv: d::conv2d_int8(*pads, *stride).map_err(e)?,
             act: d::activation(*relu).map_err(e)?,
             workspace: None,
+            own: false,
         };
         // Safety: the descriptors are valid and the handle is the engine's.
         let bytes = unsafe {
@@ -96,9 +108,12 @@ impl Exec {
             .get(&i)
             .ok_or_else(|| cuda_err(name, "no instance"))?;
         let s = &self.dev.stream;
-        let (ws, ws_len) = scratch_ptr(&run.workspace, s);
         let ptr = |slot: usize| inst.ptrs[slot];
         let alpha_z = if z.is_some() { *alpha_z } else { 0.0 };
+        if run.own {
+            return self.launch_conv1x1_i8(inst, i);
+        }
+        let (ws, ws_len) = scratch_ptr(&run.workspace, s);
         let zp = z.map(ptr).unwrap_or(ptr(*y));
         // Safety: pointers are the instance's buffers and the program's weights, of the
         // sizes the descriptors give; the scalars are f32 as INT8 convolutions take them.
@@ -125,6 +140,64 @@ impl Exec {
             )
         }
         .map_err(|e| cuda_err(name, format!("cuDNN INT8 convolution: {e}")))
+    }
+
+    /// INT8 conv step `i` by trtc's `conv1x1_i8` kernel (`own_kernel_fits`).
+    fn launch_conv1x1_i8(&self, inst: &Instance, i: usize) -> Result<()> {
+        let p = &self.program;
+        let Step::ConvInt8 {
+            name,
+            x,
+            y,
+            z,
+            w,
+            w_dims,
+            bias,
+            alpha,
+            alpha_z,
+            relu,
+            ..
+        } = &p.steps[i]
+        else {
+            return Err(cuda_err("engine", "not an INT8 conv"));
+        };
+        let f = int8_kernel(&self.dev, "conv1x1_i8").map_err(|e| cuda_err(name, e))?;
+        let ys = p.shape(*y, inst.batch);
+        let (pixels, k, n) = ((ys[0] * ys[2] * ys[3]) as i32, w_dims[1], w_dims[0]);
+        let (yp, xp, wp, bp) = (
+            inst.ptrs[*y],
+            inst.ptrs[*x],
+            self.wptr(*w),
+            self.wptr(*bias),
+        );
+        let zp = z.map(|s| inst.ptrs[s]).unwrap_or(0);
+        let relu = *relu as i32;
+        let cfg = cudarc::driver::LaunchConfig {
+            grid_dim: ((pixels as u32).div_ceil(128), (n as u32).div_ceil(128), 1),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 2 * 2 * 128 * 80,
+        };
+        // Safety: x is [pixels][k] int8, w [n][k], z and y [pixels][n], bias n f32 values
+        // (the instance's buffers and the program's weights at this batch).
+        unsafe {
+            self.dev
+                .stream
+                .launch_builder(&f)
+                .arg(&yp)
+                .arg(&xp)
+                .arg(&wp)
+                .arg(&bp)
+                .arg(&zp)
+                .arg(alpha)
+                .arg(alpha_z)
+                .arg(&relu)
+                .arg(&pixels)
+                .arg(&k)
+                .arg(&n)
+                .launch(cfg)
+        }
+        .map(|_| ())
+        .map_err(|e| cuda_err(name, e))
     }
 
     /// Launch `Quantize` or `Dequantize` step `i`.

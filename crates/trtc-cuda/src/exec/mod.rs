@@ -14,6 +14,7 @@ mod direct;
 mod elementwise;
 mod gather;
 mod int8;
+pub(crate) use int8::own_kernel_fits;
 mod launch;
 mod pixels;
 mod reduce;

@@ -16,6 +16,32 @@ pub struct Device {
     /// The kernels with float (`[0]`) and fp16 (`[1]`) tensors.
     pub(crate) modules: [Arc<CudaModule>; 2],
     pub(crate) functions: Mutex<HashMap<(&'static str, bool), CudaFunction>>,
+    /// `sm_XY` of the device.
+    arch: &'static str,
+    /// The tensor-core INT8 kernels (`quant_kernels::CONV1X1_SOURCE`), compiled the first
+    /// time one is asked for: a module of their own, so that an NVRTC failure there costs
+    /// those kernels only (the engines then use cuDNN's).
+    int8: OnceLock<std::result::Result<Arc<CudaModule>, String>>,
+}
+
+/// Kernel `name` of the tensor-core INT8 module, or why there is none.
+pub(crate) fn int8_kernel(dev: &Device, name: &str) -> std::result::Result<CudaFunction, String> {
+    let module = dev
+        .int8
+        .get_or_init(|| {
+            let opts = cudarc::nvrtc::CompileOptions {
+                arch: Some(dev.arch),
+                ..Default::default()
+            };
+            let ptx =
+                cudarc::nvrtc::compile_ptx_with_opts(super::quant_kernels::CONV1X1_SOURCE, opts)
+                    .map_err(|e| format!("NVRTC (INT8 kernels): {e}"))?;
+            dev.ctx
+                .load_module(ptx)
+                .map_err(|e| format!("loading the INT8 kernels: {e}"))
+        })
+        .clone()?;
+    module.load_function(name).map_err(|e| e.to_string())
 }
 
 /// Kernel `name` of the float or the fp16 module.
@@ -95,6 +121,8 @@ pub fn device() -> std::result::Result<Arc<Device>, String> {
                 stream,
                 modules,
                 functions: Mutex::new(HashMap::new()),
+                arch,
+                int8: OnceLock::new(),
             }))
         })
         .clone()

@@ -2,9 +2,10 @@
 //! timing on the instance's shapes (as TensorRT's builder does). cuDNN's algorithms are
 //! timed with `cudnnFindConvolutionForwardAlgorithm` (cached by layer shape across the
 //! build); the fused call is timed against the unfused pair, and cuDNN against trtc's own
-//! kernels (`direct.rs`).
+//! kernels (`direct.rs`), cuDNN's INT8 convolution against trtc's (`int8.rs`).
 
 mod direct;
+mod int8;
 pub mod saved;
 
 use crate::error::{cuda_err, Result};
