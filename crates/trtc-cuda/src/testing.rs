@@ -138,8 +138,16 @@ pub fn on_input_grid(shape: &[usize], seed: u64) -> Tensor {
 /// (input channels a multiple of 64): `pw1` 64 -> 128 with ReLU, `pw2` 128 -> 128 plus
 /// `pw1`'s output as a residual with ReLU, `pw3` 128 -> 72 (no activation: a partial tile
 /// of output channels); each output quantized; then `pw4` 72 -> 8, its output the graph's.
-pub fn qdq_pointwise_graph(n: usize, h: usize, w: usize) -> Graph {
+/// With `activations` false the activations are not quantized (the float model).
+pub fn qdq_pointwise_graph(n: usize, h: usize, w: usize, activations: bool) -> Graph {
     let mut b = GraphBuilder::new();
+    let fake_quant = |b: &mut GraphBuilder, x: Outlet, s: f32, name: &str| {
+        if activations {
+            fake_quant(b, x, s, name)
+        } else {
+            x
+        }
+    };
     let x = b.input("x", &[n, 64, h, w]);
     let xq = fake_quant(&mut b, x, 1.0 / 127.0, "x");
     let bias = |b: &mut GraphBuilder, k: usize, seed: u64| {

@@ -53,12 +53,16 @@ fn quantized_convs_run_in_int8_and_match_tract() {
 fn int8_engine_computes_the_quantized_model_not_the_float_one() {
     // The same convs and int8 weights without the activations' Q/DQ: the INT8 engine must
     // be much closer to the quantized graph than to this float one (an engine computing
-    // in fp16 would be the other way round).
-    let (g, float) = (qdq_conv_graph(2, true), qdq_conv_graph(2, false));
-    // On the input's int8 grid: the fp16 input quantizes as tract's f32 one does (off the
-    // grid, fp16 rounding flips some inputs by one step, and the flips compound to about
-    // the size of the quantization error itself).
-    let inputs = vec![on_input_grid(&[2, 8, 10, 10], 5)];
+    // in fp16 would be the other way round). The pointwise graph: its convs are INT8 but
+    // the last, so no fp16 layer's rounding flips a quantized value (in `qdq_conv_graph`
+    // the fp16 depthwise conv's do, about 1% of the output).
+    use trtc_cuda::testing::qdq_pointwise_graph;
+    let (g, float) = (
+        qdq_pointwise_graph(2, 9, 7, true),
+        qdq_pointwise_graph(2, 9, 7, false),
+    );
+    // On the input's int8 grid: the fp16 input quantizes as tract's f32 one does.
+    let inputs = vec![on_input_grid(&[2, 64, 9, 7], 5)];
     // An fp16 engine runs the QDQ graph as it says (an INT8 one might time FP16 faster).
     let (rel, model) =
         gpu_vs_tract_model(&g, inputs.clone(), &opts_for(Precision::Fp16, Layout::Auto));
@@ -67,7 +71,7 @@ fn int8_engine_computes_the_quantized_model_not_the_float_one() {
     let (_, rel_float) = compare(&reference, &out).unwrap();
     println!("INT8 engine against the QDQ graph {rel}, against the float graph {rel_float}");
     assert!(
-        rel_float > 3.0 * rel,
+        rel_float > 10.0 * rel,
         "against the QDQ graph {rel}, against the float graph {rel_float}"
     );
 }
@@ -117,7 +121,7 @@ fn pointwise_int8_convs_match_tract_with_either_kernel() {
     // not a multiple of its 128-row tile, 72 output channels: partial tiles both ways, one
     // and two 64-channel steps of K, a residual), with cudnn on cuDNN's. Both must match
     // the QDQ graph, and each must be the one the profile names.
-    let g = trtc_cuda::testing::qdq_pointwise_graph(5, 9, 7);
+    let g = trtc_cuda::testing::qdq_pointwise_graph(5, 9, 7, true);
     let inputs = vec![on_input_grid(&[5, 64, 9, 7], 31)];
     for (kernel, tactic) in [("trtc", "trtc int8 mma"), ("cudnn", "cudnn int8 fused")] {
         // The GPU tests run one at a time (--test-threads=1): no other test reads it meanwhile.

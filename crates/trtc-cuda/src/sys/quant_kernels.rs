@@ -46,9 +46,11 @@ pub const CONV1X1_SOURCE: &str = r#"
 // mma.sync m16n8k32; act is ReLU when relu != 0. K a multiple of 64, N of 8. A block of
 // 256 threads (8 warps, 4 along P x 2 along N, each 32 x 64) computes 128 x 128 outputs;
 // the operand tiles (128 rows x 64 bytes, rows padded to 80 bytes against bank conflicts)
-// are double-buffered in shared memory through cp.async.
+// are double-buffered in shared memory through cp.async; the epilogue goes through shared
+// memory too, so that global reads and writes are whole 8-byte pieces of rows.
 #define C1_LDS 80
 #define C1_TILE (128 * C1_LDS)
+#define C1_OUT_LDS 144
 __device__ __forceinline__ void c1_cp16(unsigned char* dst, const signed char* src, bool valid) {
     unsigned d = (unsigned)__cvta_generic_to_shared(dst);
     int n = valid ? 16 : 0;
@@ -132,20 +134,34 @@ extern "C" __global__ void __launch_bounds__(256) conv1x1_i8(
         }
         __syncthreads();
     }
+    // Epilogue through shared memory (the operand tiles are free now): the residual tile
+    // read and the output tile written in coalesced 8-byte pieces, the thread-scattered
+    // accumulators going through 144-byte rows (no bank conflicts, 16-byte aligned).
+    unsigned char* zs = c1_smem;
+    unsigned char* ys = c1_smem + 128 * C1_OUT_LDS;
+    if (z) {
+        #pragma unroll
+        for (int i = 0; i < 8; i++) {
+            int c = tid + i * 256, row = c >> 4, col = (c & 15) * 8;
+            int p = p0 + row, n = n0 + col;
+            unsigned long long v = 0;
+            if (p < P && n < N) v = *reinterpret_cast<const unsigned long long*>(z + (size_t)p * N + n);
+            *reinterpret_cast<unsigned long long*>(zs + row * C1_OUT_LDS + col) = v;
+        }
+        __syncthreads();
+    }
     #pragma unroll
     for (int mi = 0; mi < 2; mi++)
         #pragma unroll
         for (int ni = 0; ni < 8; ni++)
             #pragma unroll
             for (int h = 0; h < 2; h++) {
-                int p = p0 + wm * 32 + mi * 16 + g + h * 8;
-                int n = n0 + wn * 64 + ni * 8 + t * 2;
-                if (p >= P || n >= N) continue;
-                size_t o = (size_t)p * N + n;
-                float v0 = (float)acc[mi][ni][2 * h] * alpha + bias[n];
-                float v1 = (float)acc[mi][ni][2 * h + 1] * alpha + bias[n + 1];
+                int r = wm * 32 + mi * 16 + g + h * 8, c = wn * 64 + ni * 8 + t * 2;
+                int n = n0 + c;
+                float v0 = (float)acc[mi][ni][2 * h] * alpha + (n < N ? bias[n] : 0.f);
+                float v1 = (float)acc[mi][ni][2 * h + 1] * alpha + (n + 1 < N ? bias[n + 1] : 0.f);
                 if (z) {
-                    char2 zz = *reinterpret_cast<const char2*>(z + o);
+                    char2 zz = *reinterpret_cast<const char2*>(zs + r * C1_OUT_LDS + c);
                     v0 += alpha_z * (float)zz.x;
                     v1 += alpha_z * (float)zz.y;
                 }
@@ -153,7 +169,16 @@ extern "C" __global__ void __launch_bounds__(256) conv1x1_i8(
                 char2 out;
                 out.x = c1_sat(v0);
                 out.y = c1_sat(v1);
-                *reinterpret_cast<char2*>(y + o) = out;
+                *reinterpret_cast<char2*>(ys + r * C1_OUT_LDS + c) = out;
             }
+    __syncthreads();
+    #pragma unroll
+    for (int i = 0; i < 8; i++) {
+        int c = tid + i * 256, row = c >> 4, col = (c & 15) * 8;
+        int p = p0 + row, n = n0 + col;
+        if (p < P && n < N)
+            *reinterpret_cast<unsigned long long*>(y + (size_t)p * N + n) =
+                *reinterpret_cast<const unsigned long long*>(ys + row * C1_OUT_LDS + col);
+    }
 }
 "#;
