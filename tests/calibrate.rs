@@ -7,10 +7,6 @@ use trtc::ir::tract_onnx::pb::TensorProto;
 use trtc::ir::Tensor;
 use trtc::quant::CalibrationTable;
 
-fn path(p: &std::path::Path) -> &str {
-    p.to_str().unwrap()
-}
-
 #[test]
 fn calibrates_efficientnet_on_the_sample_images() {
     let dir = temp_dir("calib-effnet");

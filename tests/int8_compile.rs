@@ -14,21 +14,6 @@ use trtc::classify::top1;
 use trtc::ir::{Graph, Op};
 use trtc::preprocess::{image_to_tensor, Preprocess};
 
-fn path(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn images(dir: &str, keep: impl Fn(&str) -> bool) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(root().join(dir))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "jpg"))
-        .filter(|p| keep(p.file_name().unwrap().to_str().unwrap()))
-        .collect();
-    v.sort();
-    v
-}
-
 /// `trtc compile EFFICIENTNET -o OUT --backend cpu EXTRA..`.
 fn compile(out: &Path, extra: &[&str]) -> std::process::Output {
     compile_for(out, "cpu", extra)
@@ -106,7 +91,10 @@ fn an_int8_plan_quantizes_activations_and_keeps_most_top1() {
     // 6 calibration images: every 12th of data/natural/calib.
     let calib = dir.join("calib");
     std::fs::create_dir_all(&calib).unwrap();
-    for f in images("data/natural/calib", |_| true).iter().step_by(12) {
+    for f in jpg_images("data/natural/calib", |_| true)
+        .iter()
+        .step_by(12)
+    {
         std::fs::copy(f, calib.join(f.file_name().unwrap())).unwrap();
     }
     let (plan_path, cache) = (dir.join("int8.trtc"), dir.join("c.cache"));
@@ -166,7 +154,7 @@ fn an_int8_plan_quantizes_activations_and_keeps_most_top1() {
         HybridModel::from_plan(&plan, trtc::gpu()).unwrap(),
     );
     // 14 held-out images: the whole-image centre crop of each source.
-    let heldout = images("data/natural/heldout", |n| {
+    let heldout = jpg_images("data/natural/heldout", |n| {
         n.contains("_s100c") && !n.contains("flip")
     });
     assert_eq!(heldout.len(), 14);

@@ -11,27 +11,12 @@ use trtc::ir::{load_model, CpuModel};
 use trtc::preprocess::{image_to_tensor, Preprocess};
 use trtc::quant::{scales_from_qdq, CalibrationTable};
 
-fn path(p: &std::path::Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn images(dir: &str, keep: impl Fn(&str) -> bool) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(root().join(dir))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "jpg"))
-        .filter(|p| keep(p.file_name().unwrap().to_str().unwrap()))
-        .collect();
-    v.sort();
-    v
-}
-
 #[test]
 fn efficientnet_qdq_keeps_top1_on_natural_images() {
     let dir = temp_dir("int8-qdq");
     let (cache, qdq) = (dir.join("minmax.cache"), dir.join("q.onnx"));
     // 12 calibration images: every 6th of data/natural/calib (all four of its sources).
-    let calib: Vec<PathBuf> = images("data/natural/calib", |_| true)
+    let calib: Vec<PathBuf> = jpg_images("data/natural/calib", |_| true)
         .into_iter()
         .step_by(6)
         .collect();
@@ -86,7 +71,7 @@ fn efficientnet_qdq_keeps_top1_on_natural_images() {
     assert!(matched >= 40, "{matched} scales round-tripped");
 
     // 28 held-out images: the whole-image and 3/4 centre crops of each of the 14 sources.
-    let heldout = images("data/natural/heldout", |n| {
+    let heldout = jpg_images("data/natural/heldout", |n| {
         (n.contains("_s100c") || n.contains("_s75c")) && !n.contains("flip")
     });
     assert_eq!(heldout.len(), 28);
@@ -154,11 +139,11 @@ fn the_accuracy_guard_keeps_sensitive_layers_in_f32_until_the_tolerance_holds() 
     for (sub, files) in [
         (
             &calib,
-            images("data/natural/calib", |n| n.starts_with("chelsea")),
+            jpg_images("data/natural/calib", |n| n.starts_with("chelsea")),
         ),
         (
             &held,
-            images("data/natural/heldout", |n| n.starts_with("coffee_s100c")),
+            jpg_images("data/natural/heldout", |n| n.starts_with("coffee_s100c")),
         ),
     ] {
         std::fs::create_dir_all(sub).unwrap();

@@ -71,6 +71,23 @@ pub fn image(name: &str) -> PathBuf {
     root().join("data/images").join(name)
 }
 
+/// A path as the `&str` a command line takes.
+pub fn path(p: &std::path::Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// The `.jpg` files of `dir` (from the project root) whose names `keep` accepts, sorted.
+pub fn jpg_images(dir: &str, keep: impl Fn(&str) -> bool) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(root().join(dir))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "jpg"))
+        .filter(|p| keep(p.file_name().unwrap().to_str().unwrap()))
+        .collect();
+    v.sort();
+    v
+}
+
 pub fn temp_dir(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("trtc-test-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();

@@ -63,7 +63,7 @@ impl Exec {
             w: d::filter4d_int8(*w_dims).map_err(e)?,
             y: d::tensor4d_int8(dims(p.shape(*y, batch))).map_err(e)?,
             bias: d::tensor4d([1, w_dims[0], 1, 1], true, false).map_err(e)?,
-            conv: d::conv2d_int8(*pads, *stride).map_err(e)?,
+            conv: d::conv2d(*pads, *stride, [1, 1], 1, d::Math::Int8).map_err(e)?,
             act: d::activation(*relu).map_err(e)?,
             workspace: None,
             own: false,

@@ -240,20 +240,24 @@ mod tests {
     use trtc_ir::subgraph_io;
 
     fn lowered(precision: Precision, layout: Layout) -> Program {
-        let g = qdq_conv_graph(2, true);
+        lower_all(&qdq_conv_graph(2, true), precision, layout)
+    }
+
+    /// `g`'s nodes as one segment, lowered.
+    fn lower_all(g: &trtc_ir::Graph, precision: Precision, layout: Layout) -> Program {
         let nodes: Vec<_> = g
             .topo_order()
             .unwrap()
             .into_iter()
             .filter(|&id| !g.node(id).op.is_const() && !g.node(id).op.is_input())
             .collect();
-        let io = subgraph_io(&g, &nodes).unwrap();
+        let io = subgraph_io(g, &nodes).unwrap();
         let opts = EngineOptions {
             precision,
             layout,
             ..Default::default()
         };
-        lower_segment(&g, &nodes, &io, &opts).unwrap()
+        lower_segment(g, &nodes, &io, &opts).unwrap()
     }
 
     fn count(p: &Program, f: impl Fn(&Step) -> bool) -> usize {
@@ -371,18 +375,7 @@ mod tests {
         let out = b.op("relu", trtc_ir::Op::Relu, &[yq]);
         b.output(out);
         let g = b.build().unwrap();
-        let nodes: Vec<_> = g
-            .topo_order()
-            .unwrap()
-            .into_iter()
-            .filter(|&id| !g.node(id).op.is_const() && !g.node(id).op.is_input())
-            .collect();
-        let io = subgraph_io(&g, &nodes).unwrap();
-        let opts = EngineOptions {
-            precision: Precision::Int8,
-            ..Default::default()
-        };
-        let p = lower_segment(&g, &nodes, &io, &opts).unwrap();
+        let p = lower_all(&g, Precision::Int8, Layout::Auto);
         let Some(Step::ConvInt8 { alpha, w, .. }) =
             p.steps.iter().find(|s| matches!(s, Step::ConvInt8 { .. }))
         else {

@@ -84,15 +84,18 @@ pub fn filter4d(dims: [i32; 4], nhwc: bool, half: bool) -> CudnnResult<Filter4d>
     Ok(d)
 }
 
-/// How a convolution may compute: true FP32, TF32 tensor cores, or fp16 tensor cores.
+/// How a convolution may compute: true FP32, TF32 tensor cores, fp16 tensor cores
+/// (accumulating in f32), or int8 tensor cores (accumulating in int32).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Math {
     Fp32,
     Tf32,
     Fp16,
+    Int8,
 }
 
-/// A 2-D cross-correlation with symmetric pads, accumulating in f32 whatever the data type.
+/// A 2-D cross-correlation with symmetric pads, accumulating in f32 (in int32 for
+/// `Math::Int8`).
 pub fn conv2d(
     pad: [i32; 2],
     stride: [i32; 2],
@@ -111,13 +114,17 @@ pub fn conv2d(
             dilation[0],
             dilation[1],
             sys::cudnnConvolutionMode_t::CUDNN_CROSS_CORRELATION,
-            sys::cudnnDataType_t::CUDNN_DATA_FLOAT,
+            if math == Math::Int8 {
+                sys::cudnnDataType_t::CUDNN_DATA_INT32
+            } else {
+                sys::cudnnDataType_t::CUDNN_DATA_FLOAT
+            },
         )?;
         result::set_convolution_group_count(d.0, groups)?;
         let math = match math {
             Math::Fp32 => sys::cudnnMathType_t::CUDNN_FMA_MATH,
             Math::Tf32 => sys::cudnnMathType_t::CUDNN_DEFAULT_MATH,
-            Math::Fp16 => sys::cudnnMathType_t::CUDNN_TENSOR_OP_MATH,
+            Math::Fp16 | Math::Int8 => sys::cudnnMathType_t::CUDNN_TENSOR_OP_MATH,
         };
         result::set_convolution_math_type(d.0, math)?;
     }
@@ -168,26 +175,5 @@ pub fn filter4d_int8(dims: [i32; 4]) -> CudnnResult<Filter4d> {
             dims,
         )
     }?;
-    Ok(d)
-}
-
-/// A 2-D INT8 cross-correlation (symmetric pads, no groups or dilation), accumulating in
-/// int32 on the tensor cores.
-pub fn conv2d_int8(pad: [i32; 2], stride: [i32; 2]) -> CudnnResult<ConvDesc> {
-    let d = ConvDesc(result::create_convolution_descriptor()?);
-    unsafe {
-        result::set_convolution2d_descriptor(
-            d.0,
-            pad[0],
-            pad[1],
-            stride[0],
-            stride[1],
-            1,
-            1,
-            sys::cudnnConvolutionMode_t::CUDNN_CROSS_CORRELATION,
-            sys::cudnnDataType_t::CUDNN_DATA_INT32,
-        )?;
-        result::set_convolution_math_type(d.0, sys::cudnnMathType_t::CUDNN_TENSOR_OP_MATH)?;
-    }
     Ok(d)
 }
