@@ -330,3 +330,75 @@ fn a_qdq_model_with_a_zero_or_negative_scale_is_a_clear_error() {
     assert!(o.status.success(), "{}", stderr(&o));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn the_accuracy_guard_keeps_the_layers_it_demotes_in_float() {
+    // One held-out image and a tolerance of its top-1: the guard measures each layer's
+    // sensitivity (on tract, as the GPU's INT8 engines compute), keeps the most sensitive
+    // in float until the top-1 holds, and the plan and its report say so.
+    let dir = temp_dir("int8-guard");
+    let calib = dir.join("calib");
+    let held = dir.join("held");
+    for d in [&calib, &held] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    for f in jpg_images("data/natural/calib", |_| true)
+        .iter()
+        .step_by(24)
+    {
+        std::fs::copy(f, calib.join(f.file_name().unwrap())).unwrap();
+    }
+    let one = jpg_images("data/natural/heldout", |n| n.starts_with("astronaut"));
+    std::fs::copy(&one[0], held.join(one[0].file_name().unwrap())).unwrap();
+    let plan_path = dir.join("guarded.trtc");
+    let o = compile(
+        &plan_path,
+        &[
+            "--precision",
+            "int8",
+            "--calibration-data",
+            path(&calib),
+            "--calibrator",
+            "minmax",
+            "--guard-data",
+            path(&held),
+            "--accuracy-tolerance",
+            "top1:1.0",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains("accuracy guard, Top1(1.0) on 1 held-out batch(es)"),
+        "{out}"
+    );
+    let plan = Plan::read(&plan_path).unwrap();
+    let int8 = plan.report.int8.as_ref().expect("the INT8 section");
+    let guard = int8.guard.as_deref().expect("the guard's summary");
+    assert!(guard.contains("returned 1.0000, met"), "{guard}");
+    // Each layer kept in float reads no DequantizeLinear; the others do.
+    let g = &plan.graph;
+    let reads_dq = |name: &str| {
+        let id = g
+            .find_node(name)
+            .unwrap_or_else(|| panic!("{name} not in the plan"));
+        g.node_inputs(id)
+            .into_iter()
+            .flatten()
+            .any(|o| matches!(&g.node(o.node).op, Op::Other(x) if x.op_type == "DequantizeLinear"))
+    };
+    for l in &int8.kept_float {
+        assert!(
+            !reads_dq(l),
+            "{l} was kept in float but reads a DequantizeLinear"
+        );
+    }
+    assert_eq!(
+        int8.layers_quantized + int8.kept_float.len(),
+        50,
+        "{int8:?}"
+    );
+    let o = compile(&dir.join("never.trtc"), &["--guard-data", path(&held)]);
+    assert_clean_failure(&o, "--guard-data goes with --precision int8");
+    std::fs::remove_dir_all(&dir).ok();
+}

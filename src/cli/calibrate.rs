@@ -337,6 +337,58 @@ impl TableSource {
     }
 }
 
+/// Held-out data for `trtc compile --precision int8`'s accuracy guard.
+pub(super) struct GuardSource {
+    pub data: Vec<PathBuf>,
+    pub batches: usize,
+    pub tolerance: Tolerance,
+}
+
+impl TableSource {
+    /// [`TableSource::table`], then, with `guard`, the accuracy guard on what the GPU's
+    /// INT8 engines compute (`QdqOptions::gpu_simulated`, on tract): the layers it keeps
+    /// in float, and its summary.
+    pub(super) fn int8_table(
+        &self,
+        graph: &trtc::ir::Graph,
+        guard: Option<&GuardSource>,
+    ) -> Result<trtc::backend::Int8Table> {
+        let table = self.table(graph)?;
+        let Some(gs) = guard else {
+            return Ok(trtc::backend::Int8Table {
+                table,
+                keep_float: Default::default(),
+                guard: None,
+            });
+        };
+        let input = match graph.inputs() {
+            [one] => graph.tensor(trtc::ir::Outlet::new(*one, 0)).clone(),
+            many => bail!(
+                "the accuracy guard feeds one input; the model has {}",
+                many.len()
+            ),
+        };
+        let dtype = input.dtype.unwrap_or(trtc::ir::DType::F32);
+        let held_out =
+            batches_of(&gs.data, Some(gs.batches), self.batch, &input).context("--guard-data")?;
+        let samples = held_out
+            .iter()
+            .map(|b| {
+                load(b, &self.preprocess, dtype)
+                    .map(|t| vec![t])
+                    .with_context(|| format!("guard batch {}", b.describe()))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let opts = trtc::quant::QdqOptions::gpu_simulated();
+        let (_, _, report, summary) = run_guard(graph, &table, &samples, gs.tolerance, &opts)?;
+        Ok(trtc::backend::Int8Table {
+            table,
+            keep_float: report.demoted.into_iter().collect(),
+            guard: Some(summary),
+        })
+    }
+}
+
 /// Feed every batch through the collector, with a progress bar, and compute the table.
 fn run_calibration(
     collector: &mut Collector,
@@ -417,16 +469,23 @@ fn load(
     })
 }
 
-/// The accuracy guard (`trtc::quant::guard`) on the held-out samples: the QDQ model that
-/// keeps the tolerance, its report printed.
-fn guarded(
+/// The accuracy guard (`trtc::quant::guard_with`, the Q/DQ of `opts`) on the held-out
+/// samples, with a progress bar: the QDQ model that keeps the tolerance, what its insertion
+/// did, the guard's report, and its summary (printed).
+fn run_guard(
     graph: &trtc::ir::Graph,
     table: &CalibrationTable,
     samples: &[Vec<Tensor>],
     tol: Tolerance,
-) -> Result<(trtc::ir::Graph, trtc::quant::QdqReport)> {
+    opts: &trtc::quant::QdqOptions,
+) -> Result<(
+    trtc::ir::Graph,
+    trtc::quant::QdqReport,
+    trtc::quant::GuardReport,
+    String,
+)> {
     let mut progress = None;
-    let (q, qdq, report) = trtc::quant::guard(graph, table, samples, tol, |_, total| {
+    let (q, qdq, report) = trtc::quant::guard_with(graph, table, samples, tol, opts, |_, total| {
         progress
             .get_or_insert_with(|| trtc::engine::progress::start("layer sensitivity", total as u64))
             .advance(1);
@@ -439,9 +498,9 @@ fn guarded(
         .take(3)
         .map(|s| format!("{} ({:.3})", s.layer, s.rel_err))
         .collect();
-    println!(
-        "accuracy guard, {tol:?} on {} held-out batch(es): fully INT8 {:.4}, returned {:.4}, {}; \
-         most sensitive: {}; kept in f32: {}",
+    let summary = format!(
+        "{tol:?} on {} held-out batch(es): fully INT8 {:.4}, returned {:.4}, {}; most \
+         sensitive: {}; kept in float: {}",
         samples.len(),
         report.before,
         report.after,
@@ -453,6 +512,20 @@ fn guarded(
             report.demoted.join(", ")
         }
     );
+    println!("accuracy guard, {summary}");
+    Ok((q, qdq, report, summary))
+}
+
+/// The accuracy guard with `trtc calibrate`'s Q/DQ (per-channel weights): the QDQ model
+/// that keeps the tolerance.
+fn guarded(
+    graph: &trtc::ir::Graph,
+    table: &CalibrationTable,
+    samples: &[Vec<Tensor>],
+    tol: Tolerance,
+) -> Result<(trtc::ir::Graph, trtc::quant::QdqReport)> {
+    let opts = trtc::quant::QdqOptions::default();
+    let (q, qdq, _, _) = run_guard(graph, table, samples, tol, &opts)?;
     Ok((q, qdq))
 }
 

@@ -3,8 +3,8 @@ use clap::Args;
 use std::path::PathBuf;
 use trtc::backend::shapes::parse_profile;
 use trtc::backend::{
-    compile, compile_int8, tune, tune_profiles, BackendChoice, CompileOptions, InputFormat, Layout,
-    Precision, INT8_NEEDS_TABLE,
+    compile, compile_int8_with, tune, tune_profiles, BackendChoice, CompileOptions, InputFormat,
+    Layout, Precision, INT8_NEEDS_TABLE,
 };
 use trtc::preprocess::{parse_triple, Preprocess};
 use trtc::quant::Calibrator;
@@ -39,6 +39,19 @@ pub struct CompileArgs {
     /// batch, else 1).
     #[arg(long, value_name = "B")]
     pub batch: Option<usize>,
+    /// With --precision int8: held-out images or .npy batches (not the calibration data)
+    /// for the accuracy guard: the INT8 model (as the GPU computes it, simulated on the CPU)
+    /// is compared with the float one on them, and while --accuracy-tolerance fails the
+    /// most sensitive layers stay in float (FP16 on the GPU); the report names them.
+    #[arg(long, num_args = 1.., value_name = "DIR_OR_NPY")]
+    pub guard_data: Vec<PathBuf>,
+    /// What the guard keeps: top1:F (the share of samples with the float model's top-1,
+    /// classifiers) or rel:F (mean over samples of max |y - y_f32| / max |y_f32|).
+    #[arg(long, default_value = "top1:0.99", value_name = "top1:F|rel:F")]
+    pub accuracy_tolerance: trtc::quant::Tolerance,
+    /// Held-out batches the guard measures on, at most.
+    #[arg(long, default_value_t = 32, value_name = "N")]
+    pub guard_batches: usize,
     /// With --calibration-data: centre-crop size of the calibration images.
     #[arg(long, default_value_t = 224)]
     pub size: u32,
@@ -180,10 +193,19 @@ pub fn compile_cmd(a: CompileArgs) -> Result<()> {
         .map(|spec| parse_profile(&g, spec).with_context(|| format!("--shapes {spec}")))
         .collect::<Result<Vec<_>>>()?;
     let name = a.model.display().to_string();
+    let guard = match (&int8, a.guard_data.is_empty()) {
+        (_, true) => None,
+        (None, false) => bail!("--guard-data goes with --precision int8"),
+        (Some(_), false) => Some(super::calibrate::GuardSource {
+            data: a.guard_data.clone(),
+            batches: a.guard_batches,
+            tolerance: a.accuracy_tolerance,
+        }),
+    };
     let mut plan = match &int8 {
         None => compile(&name, g, &opts, trtc::gpu()),
-        Some(source) => compile_int8(&name, g, &opts, trtc::gpu(), |g| {
-            source.table(g).map_err(Into::into)
+        Some(source) => compile_int8_with(&name, g, &opts, trtc::gpu(), |g| {
+            source.int8_table(g, guard.as_ref()).map_err(Into::into)
         }),
     }
     .context("compiling")?;

@@ -4,10 +4,11 @@
 //! INT8 ([`compile_int8`]) is explicit quantization, as TensorRT does it: the graph is
 //! optimized as for any precision, the caller calibrates the OPTIMIZED graph (so the
 //! table's tensor names are its names: a fused conv's output, not the ONNX Conv's), and
-//! the table is applied to it as QuantizeLinear/DequantizeLinear pairs with per-tensor
-//! weight scales and quantized residuals (`trtc_quant::QdqOptions::gpu`: cuDNN's INT8
-//! convolution takes one weight scale per layer). The plan stores that QDQ graph; its
-//! engines are fp16 between the INT8 layers, and tract runs it as INT8 simulated in f32.
+//! the table is applied to it as QuantizeLinear/DequantizeLinear pairs on the activations
+//! and residuals, weights left f32 (`trtc_quant::QdqOptions::gpu`: the engine quantizes the
+//! weights of the convs it runs in INT8), but for the layers the caller's accuracy guard
+//! keeps in float ([`Int8Table::keep_float`]). The plan stores that QDQ graph; its engines
+//! are fp16 between the INT8 layers, and tract runs it as INT8 simulated in f32.
 
 use crate::error::{BackendError, Result};
 use crate::options::{BackendChoice, CompileOptions, InputFormat, Precision};
@@ -24,6 +25,16 @@ pub const INT8_NEEDS_TABLE: &str =
 
 /// The error a calibration callback returns (an `anyhow::Error` converts into it).
 pub type CalibrationError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What an INT8 compile's calibration gives ([`compile_int8_with`]): the table, and the
+/// layers the accuracy guard keeps in float with what it measured.
+pub struct Int8Table {
+    pub table: CalibrationTable,
+    /// Layers (node names of the optimized graph) left without Q/DQ.
+    pub keep_float: std::collections::HashSet<String>,
+    /// The guard's summary, where one ran.
+    pub guard: Option<String>,
+}
 
 /// Optimize `g` with the default pipeline and partition it for `opts`, GPU segments being
 /// what `gpu`'s support table accepts (whether or not this machine can build them: the
@@ -59,11 +70,35 @@ pub fn compile_int8(
             opts.precision
         )));
     }
+    compile_int8_with(model_name, g, opts, gpu, |g| {
+        calibrate(g).map(|table| Int8Table {
+            table,
+            keep_float: Default::default(),
+            guard: None,
+        })
+    })
+}
+
+/// [`compile_int8`], `calibrate` also saying which layers stay float (an accuracy guard's
+/// demotions), which the report names.
+pub fn compile_int8_with(
+    model_name: &str,
+    g: Graph,
+    opts: &CompileOptions,
+    gpu: &dyn EngineBuilder,
+    calibrate: impl FnOnce(&Graph) -> std::result::Result<Int8Table, CalibrationError>,
+) -> Result<Plan> {
+    if opts.precision != Precision::Int8 {
+        return Err(BackendError::Int8(format!(
+            "compile_int8 with precision {:?}",
+            opts.precision
+        )));
+    }
     compile_with(model_name, g, opts, gpu, Some(Box::new(calibrate)))
 }
 
 type Calibrate<'a> =
-    Box<dyn FnOnce(&Graph) -> std::result::Result<CalibrationTable, CalibrationError> + 'a>;
+    Box<dyn FnOnce(&Graph) -> std::result::Result<Int8Table, CalibrationError> + 'a>;
 
 fn compile_with(
     model_name: &str,
@@ -86,8 +121,16 @@ fn compile_with(
     let optimizer = opts.pipeline()?.run(&mut g)?;
     let int8 = match calibrate {
         Some(calibrate) => {
-            let table = calibrate(&g).map_err(BackendError::Calibration)?;
-            let (q, report) = insert_qdq_with(&g, &table, &QdqOptions::gpu())
+            let Int8Table {
+                table,
+                keep_float,
+                guard,
+            } = calibrate(&g).map_err(BackendError::Calibration)?;
+            let qdq = QdqOptions {
+                keep_float: keep_float.clone(),
+                ..QdqOptions::gpu()
+            };
+            let (q, report) = insert_qdq_with(&g, &table, &qdq)
                 .map_err(|e| BackendError::Int8(format!("inserting Q/DQ: {e}")))?;
             if !report.unscaled.is_empty() {
                 tracing::warn!(
@@ -97,7 +140,11 @@ fn compile_with(
                 );
             }
             g = q;
-            Some(Int8Report::new(&table, &report))
+            let mut r = Int8Report::new(&table, &report);
+            r.kept_float = keep_float.into_iter().collect();
+            r.kept_float.sort();
+            r.guard = guard;
+            Some(r)
         }
         None => None,
     };

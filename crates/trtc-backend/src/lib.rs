@@ -13,7 +13,10 @@ pub mod report;
 pub mod runtime;
 pub mod shapes;
 
-pub use compile::{compile, compile_int8, tune, tune_profiles, CalibrationError, INT8_NEEDS_TABLE};
+pub use compile::{
+    compile, compile_int8, compile_int8_with, tune, tune_profiles, CalibrationError, Int8Table,
+    INT8_NEEDS_TABLE,
+};
 pub use engine::{Engine, EngineBuilder, EnginePayload, LayerTiming, NoEngines};
 pub use error::{BackendError, Result};
 pub use options::{BackendChoice, CompileOptions, InputFormat, Layout, Precision};

@@ -98,6 +98,12 @@ pub struct Int8Report {
     /// alternative at each batch size and runs the faster (`trtc bench` shows which).
     #[serde(default)]
     pub layers: Vec<trtc_engine::LayerPrecision>,
+    /// Layers the accuracy guard kept in float (no Q/DQ: FP16 on the GPU), by name.
+    #[serde(default)]
+    pub kept_float: Vec<String>,
+    /// The accuracy guard's summary, where one ran.
+    #[serde(default)]
+    pub guard: Option<String>,
 }
 
 impl Int8Report {
@@ -111,6 +117,8 @@ impl Int8Report {
             residuals: r.residuals,
             unscaled: r.unscaled.clone(),
             layers: vec![],
+            kept_float: vec![],
+            guard: None,
         }
     }
 }
@@ -130,6 +138,9 @@ impl std::fmt::Display for Int8Report {
         )?;
         if !self.unscaled.is_empty() {
             write!(f, "; {} unscaled tensor(s) stay f32", self.unscaled.len())?;
+        }
+        if let Some(g) = &self.guard {
+            write!(f, "\n  accuracy guard: {g}")?;
         }
         if !self.layers.is_empty() {
             let int8 = self.layers.iter().filter(|l| l.precision == "int8").count();

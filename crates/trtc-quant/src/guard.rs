@@ -20,7 +20,7 @@
 
 use crate::cache::CalibrationTable;
 use crate::error::{QuantError, Result};
-use crate::insert_qdq::{data_slots, insert_qdq_except, QdqReport};
+use crate::insert_qdq::{data_slots, insert_qdq_with, QdqOptions, QdqReport};
 use std::collections::HashSet;
 use trtc_ir::eval::CpuModel;
 use trtc_ir::{Graph, Tensor};
@@ -161,8 +161,28 @@ pub fn guard(
     table: &CalibrationTable,
     samples: &[Vec<Tensor>],
     tol: Tolerance,
+    progress: impl FnMut(usize, usize),
+) -> Result<(Graph, QdqReport, GuardReport)> {
+    guard_with(graph, table, samples, tol, &QdqOptions::default(), progress)
+}
+
+/// [`guard`], with the Q/DQ of `opts` (their `keep_float` is the guard's): the model
+/// measured is `insert_qdq_with(graph, table, opts)` with the layers demoted so far kept f32.
+pub fn guard_with(
+    graph: &Graph,
+    table: &CalibrationTable,
+    samples: &[Vec<Tensor>],
+    tol: Tolerance,
+    opts: &QdqOptions,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<(Graph, QdqReport, GuardReport)> {
+    let insert_qdq_except = |g: &Graph, t: &CalibrationTable, keep: &HashSet<String>| {
+        let o = QdqOptions {
+            keep_float: keep.clone(),
+            ..opts.clone()
+        };
+        insert_qdq_with(g, t, &o)
+    };
     if samples.is_empty() {
         return Err(QuantError::Guard(
             "no held-out samples to measure on".into(),

@@ -98,6 +98,20 @@ impl QdqOptions {
     }
 }
 
+impl QdqOptions {
+    /// What the GPU's INT8 engines compute for [`QdqOptions::gpu`]'s graph, as a QDQ graph
+    /// tract can run: dense convs' weights quantized per tensor (as the engine quantizes
+    /// them for cuDNN's INT8 convolution), the other weights per channel, residuals
+    /// quantized. The accuracy guard measures this model.
+    pub fn gpu_simulated() -> Self {
+        QdqOptions {
+            weights: WeightScales::DenseConvsPerTensor,
+            residual: true,
+            keep_float: HashSet::new(),
+        }
+    }
+}
+
 /// What [`insert_qdq`] did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct QdqReport {

@@ -30,7 +30,7 @@ pub use cache::CalibrationTable;
 pub use calibrator::Calibrator;
 pub use collect::{calibrate, Collector};
 pub use error::{QuantError, Result};
-pub use guard::{guard, GuardReport, LayerSensitivity, Tolerance};
+pub use guard::{guard, guard_with, GuardReport, LayerSensitivity, Tolerance};
 pub use histogram::AbsHistogram;
 pub use insert_qdq::{
     insert_qdq, insert_qdq_except, insert_qdq_with, QdqOptions, QdqReport, WeightScales,

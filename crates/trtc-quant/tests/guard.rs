@@ -5,7 +5,9 @@
 
 use trtc_ir::tensor::random_uniform;
 use trtc_ir::{ConvAttrs, Graph, GraphBuilder, Op, Tensor};
-use trtc_quant::{calibrate, guard, insert_qdq, Calibrator, QuantError, Tolerance};
+use trtc_quant::{
+    calibrate, guard, guard_with, insert_qdq, Calibrator, QdqOptions, QuantError, Tolerance,
+};
 
 fn one_by_one() -> ConvAttrs {
     ConvAttrs {
@@ -91,6 +93,41 @@ fn the_planted_layer_is_ranked_first_and_kept_in_f32() {
     let (full, _) = insert_qdq(&g, &table).unwrap();
     assert!(q.node_ids().len() < full.node_ids().len());
     assert!(q.node_ids().len() > g.node_ids().len());
+}
+
+#[test]
+fn the_guard_measures_the_model_the_gpu_computes_when_asked() {
+    // With `QdqOptions::gpu_simulated` the model measured has per-tensor weights for the
+    // dense convs: the benign conv's 1000x channel then crushes its other channels' weights,
+    // so that conv alone costs far more than with per-channel weights, and the guard keeps
+    // it in float too; what it returns holds, and its remaining weights are per tensor.
+    let g = planted();
+    let table = calibrate(&g, samples(6), Calibrator::MinMax, |_, _| {}).unwrap();
+    let held_out = samples(10)[6..].to_vec();
+    let tol = Tolerance::RelErr(0.02);
+    let opts = QdqOptions::gpu_simulated();
+    let (q, _, gpu) = guard_with(&g, &table, &held_out, tol, &opts, |_, _| {}).unwrap();
+    let (_, _, per_channel) = guard(&g, &table, &held_out, tol, |_, _| {}).unwrap();
+    let benign = |r: &trtc_quant::GuardReport| {
+        r.sensitivity
+            .iter()
+            .find(|l| l.layer == "benign")
+            .map(|l| l.rel_err)
+            .unwrap()
+    };
+    assert!(
+        benign(&gpu) > 10.0 * benign(&per_channel),
+        "{gpu:?} {per_channel:?}"
+    );
+    assert!(gpu.demoted.contains(&"benign".to_string()), "{gpu:?}");
+    assert!(gpu.met && gpu.after <= 0.02, "{gpu:?}");
+    for id in q.node_ids() {
+        let n = q.node(id);
+        let is_dq = matches!(&n.op, Op::Other(o) if o.op_type == "DequantizeLinear");
+        if is_dq && q.input_const(id, 0).is_some() {
+            assert_eq!(q.input_const(id, 1).unwrap().len(), 1, "{}", n.name);
+        }
+    }
 }
 
 #[test]
