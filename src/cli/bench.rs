@@ -1,11 +1,12 @@
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::Args;
 use serde::Serialize;
 use std::path::PathBuf;
 use std::time::Instant;
-use trtc::backend::{compile, CompileOptions, HybridModel, Layout, Plan, Precision};
+use trtc::backend::{compile, compile_int8, CompileOptions, HybridModel, Layout, Plan, Precision};
 use trtc::ir::tract_onnx::prelude::{TValue, TVec};
 use trtc::optimizer::verify::{random_inputs, random_inputs_of};
+use trtc::quant::Calibrator;
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
@@ -14,9 +15,38 @@ pub struct BenchArgs {
     /// Batch sizes, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "1")]
     pub batch: Vec<usize>,
-    /// Precisions, comma-separated (ONNX models only; a plan keeps its own).
+    /// Precisions, comma-separated (ONNX models only; a plan keeps its own). int8 needs
+    /// --calibration-data or --calibration-cache, as `trtc compile --precision int8`.
     #[arg(long, value_delimiter = ',', default_value = "fp32")]
     pub precision: Vec<Precision>,
+    /// With --precision int8: directories of images (.png, .jpg, .jpeg) and .npy batches,
+    /// images, or .npy files to calibrate on (as `trtc compile`).
+    #[arg(long, num_args = 1.., value_name = "DIR_OR_NPY")]
+    pub calibration_data: Vec<PathBuf>,
+    /// With --precision int8: a TensorRT-format calibration cache of the optimized graph,
+    /// read instead of calibrating when the file exists, else calibrated and written there.
+    #[arg(long, value_name = "FILE")]
+    pub calibration_cache: Option<PathBuf>,
+    /// With --precision int8: entropy, minmax, percentile (99.99) or percentile:P.
+    #[arg(long, default_value = "entropy")]
+    pub calibrator: Calibrator,
+    /// With --precision int8: use at most this many calibration batches.
+    #[arg(long, value_name = "N")]
+    pub calibration_batches: Option<usize>,
+    /// With --calibration-data: centre-crop size of the calibration images.
+    #[arg(long, default_value_t = 224)]
+    pub size: u32,
+    /// With --calibration-data: the images' shorter side is resized to this first.
+    #[arg(long, default_value_t = 256)]
+    pub resize: u32,
+    /// With --calibration-data: mean subtracted from each pixel of the calibration images
+    /// (0-255), one value or three comma-separated [default: 127, as `trtc run --image`].
+    #[arg(long)]
+    pub mean: Option<String>,
+    /// With --calibration-data: divisor after the mean (0-255 units), one value or three
+    /// comma-separated [default: 128, as `trtc run --image`].
+    #[arg(long)]
+    pub std: Option<String>,
     /// Timed runs per configuration (after 10 warm-up runs).
     #[arg(long, default_value_t = 50)]
     pub iterations: usize,
@@ -145,6 +175,9 @@ fn print_memory(model: &HybridModel, batch: usize) {
 #[derive(Serialize)]
 struct BenchResult {
     precision: Precision,
+    /// An INT8 plan: what its calibration table quantized (the compile report's INT8 part).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    int8: Option<trtc::backend::Int8Report>,
     batch: usize,
     engines: Vec<String>,
     build_s: f64,
@@ -230,40 +263,98 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
+/// While alive, the process's stdout goes to stderr: with `--json`, stdout is the JSON's
+/// alone, and calibration prints its lines (`calibrated ...`, `... calibration skipped`).
+struct StdoutToStderr(Option<i32>);
+
+impl StdoutToStderr {
+    fn new(active: bool) -> Self {
+        use std::io::Write;
+        if !active {
+            return StdoutToStderr(None);
+        }
+        let _ = std::io::stdout().flush();
+        // SAFETY: file-descriptor calls only; fd 1 is restored on drop.
+        let saved = unsafe { libc::dup(1) };
+        if saved < 0 || unsafe { libc::dup2(2, 1) } < 0 {
+            if saved >= 0 {
+                unsafe { libc::close(saved) };
+            }
+            return StdoutToStderr(None);
+        }
+        StdoutToStderr(Some(saved))
+    }
+}
+
+impl Drop for StdoutToStderr {
+    fn drop(&mut self) {
+        use std::io::Write;
+        if let Some(saved) = self.0.take() {
+            let _ = std::io::stdout().flush();
+            // SAFETY: `saved` is the dup of the original fd 1, open until here.
+            unsafe {
+                libc::dup2(saved, 1);
+                libc::close(saved);
+            }
+        }
+    }
+}
+
 pub fn bench(a: BenchArgs) -> Result<()> {
     let max_batch = a.batch.iter().copied().max().unwrap_or(1);
     let plans: Vec<(Plan, f64)> = match super::load_any(&a.model)? {
         super::Loaded::Plan(p) => vec![(*p, 0.0)],
-        super::Loaded::Model(_) if a.precision.contains(&Precision::Int8) => bail!(
-            "bench --precision int8 needs a plan: compile the model first with `trtc compile \
-             --precision int8 --calibration-data DIR` (or --calibration-cache FILE) and bench \
-             the .trtc plan"
-        ),
-        super::Loaded::Model(g) => a
-            .precision
-            .iter()
-            .map(|&precision| {
-                let t = Instant::now();
-                let opts = CompileOptions {
-                    precision,
-                    max_batch_size: max_batch,
-                    min_segment_size: a.min_segment_size,
-                    max_cached_engines: a.batch.len(),
-                    layout: a.layout,
-                    skip_passes: a.skip_passes.clone(),
-                    input_format: a.input_format,
-                    ..Default::default()
-                };
-                let plan = compile(
-                    &a.model.display().to_string(),
-                    (*g).clone(),
-                    &opts,
-                    trtc::gpu(),
-                )
-                .context("compiling")?;
-                Ok((plan, t.elapsed().as_secs_f64()))
-            })
-            .collect::<Result<_>>()?,
+        super::Loaded::Model(g) => {
+            let int8 = super::compile::table_source_of(
+                a.precision.contains(&Precision::Int8),
+                a.input_format,
+                &super::compile::CalibrationFlags {
+                    data: &a.calibration_data,
+                    cache: a.calibration_cache.as_ref(),
+                    calibrator: a.calibrator,
+                    batches: a.calibration_batches,
+                    batch: None,
+                    size: a.size,
+                    resize: a.resize,
+                    mean: a.mean.as_deref(),
+                    std: a.std.as_deref(),
+                },
+                "bench --precision int8 needs a plan (from `trtc compile --precision int8`), \
+                 or a calibration table to compile the model with: --calibration-data DIR or \
+                 --calibration-cache FILE",
+            )?;
+            a.precision
+                .iter()
+                .map(|&precision| {
+                    let t = Instant::now();
+                    let opts = CompileOptions {
+                        precision,
+                        max_batch_size: max_batch,
+                        min_segment_size: a.min_segment_size,
+                        max_cached_engines: a.batch.len(),
+                        layout: a.layout,
+                        skip_passes: a.skip_passes.clone(),
+                        input_format: a.input_format,
+                        ..Default::default()
+                    };
+                    let name = a.model.display().to_string();
+                    let plan = match (&int8, precision) {
+                        (Some(source), Precision::Int8) => {
+                            let _json = StdoutToStderr::new(a.json);
+                            compile_int8(&name, (*g).clone(), &opts, trtc::gpu(), |g| {
+                                source.table(g).map_err(Into::into)
+                            })
+                        }
+                        _ => compile(&name, (*g).clone(), &opts, trtc::gpu()),
+                    }
+                    .context("compiling")?;
+                    if let (Some(r), false) = (&plan.report.int8, a.json) {
+                        println!("{r}");
+                    }
+                    Ok((plan, t.elapsed().as_secs_f64()))
+                })
+                .collect::<Result<_>>()?
+        }
     };
     let mut results = vec![];
     for (mut plan, compile_s) in plans {
@@ -314,6 +405,7 @@ pub fn bench(a: BenchArgs) -> Result<()> {
             }
             results.push(BenchResult {
                 precision: plan.options.precision,
+                int8: plan.report.int8.clone(),
                 batch,
                 engines: model
                     .engines()

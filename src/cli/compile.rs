@@ -142,32 +142,72 @@ fn input_format(a: &CompileArgs) -> Result<InputFormat> {
 /// Where `--precision int8` takes its calibration table from; `None` for another
 /// precision (which takes no calibration flag).
 fn table_source(a: &CompileArgs) -> Result<Option<super::calibrate::TableSource>> {
-    if a.precision != Precision::Int8 {
-        if !a.calibration_data.is_empty() || a.calibration_cache.is_some() {
+    table_source_of(
+        a.precision == Precision::Int8,
+        a.input_format,
+        &CalibrationFlags {
+            data: &a.calibration_data,
+            cache: a.calibration_cache.as_ref(),
+            calibrator: a.calibrator,
+            batches: a.calibration_batches,
+            batch: a.batch,
+            size: a.size,
+            resize: a.resize,
+            mean: a.mean.as_deref(),
+            std: a.std.as_deref(),
+        },
+        INT8_NEEDS_TABLE,
+    )
+}
+
+/// The INT8 calibration flags as given (`trtc compile`'s, and `trtc bench`'s).
+pub(super) struct CalibrationFlags<'a> {
+    pub data: &'a [PathBuf],
+    pub cache: Option<&'a PathBuf>,
+    pub calibrator: Calibrator,
+    pub batches: Option<usize>,
+    pub batch: Option<usize>,
+    pub size: u32,
+    pub resize: u32,
+    pub mean: Option<&'a str>,
+    pub std: Option<&'a str>,
+}
+
+/// Where an INT8 compile (`int8`) takes its calibration table from, checked (`missing`:
+/// the error without data or cache); `None` when not INT8 (then no calibration flag may
+/// be given).
+pub(super) fn table_source_of(
+    int8: bool,
+    input_format: InputFormat,
+    f: &CalibrationFlags,
+    missing: &str,
+) -> Result<Option<super::calibrate::TableSource>> {
+    if !int8 {
+        if !f.data.is_empty() || f.cache.is_some() {
             bail!("--calibration-data and --calibration-cache go with --precision int8");
         }
         return Ok(None);
     }
-    if matches!(a.input_format, InputFormat::U8Nhwc { .. }) {
+    if matches!(input_format, InputFormat::U8Nhwc { .. }) {
         bail!("--precision int8 with --input-format u8-nhwc is not supported yet (calibration feeds f32 images)");
     }
-    let triple = |v: &Option<String>, default: &str, flag: &str| {
-        parse_triple(v.as_deref().unwrap_or(default)).with_context(|| flag.to_string())
+    let triple = |v: Option<&str>, default: &str, flag: &str| {
+        parse_triple(v.unwrap_or(default)).with_context(|| flag.to_string())
     };
     let source = super::calibrate::TableSource {
-        data: a.calibration_data.clone(),
-        cache: a.calibration_cache.clone(),
-        calibrator: a.calibrator,
-        batches: a.calibration_batches,
-        batch: a.batch,
+        data: f.data.to_vec(),
+        cache: f.cache.cloned(),
+        calibrator: f.calibrator,
+        batches: f.batches,
+        batch: f.batch,
         preprocess: Preprocess {
-            size: a.size,
-            resize: a.resize,
-            mean: triple(&a.mean, "127", "--mean")?,
-            std: triple(&a.std, "128", "--std")?,
+            size: f.size,
+            resize: f.resize,
+            mean: triple(f.mean, "127", "--mean")?,
+            std: triple(f.std, "128", "--std")?,
         },
     };
-    source.check(INT8_NEEDS_TABLE)?;
+    source.check(missing)?;
     Ok(Some(source))
 }
 
