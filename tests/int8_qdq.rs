@@ -184,7 +184,7 @@ fn the_accuracy_guard_keeps_sensitive_layers_in_f32_until_the_tolerance_holds() 
         .find_map(|w| w.parse().ok())
         .unwrap();
     assert!(quantized <= 50, "{written}");
-    if !line.ends_with("kept in f32: none") {
+    if !line.ends_with("kept in float: none") {
         assert!(
             quantized < 50,
             "demoted layers are not quantized: {written}"

@@ -263,43 +263,6 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
-/// While alive, the process's stdout goes to stderr: with `--json`, stdout is the JSON's
-/// alone, and calibration prints its lines (`calibrated ...`, `... calibration skipped`).
-struct StdoutToStderr(Option<i32>);
-
-impl StdoutToStderr {
-    fn new(active: bool) -> Self {
-        use std::io::Write;
-        if !active {
-            return StdoutToStderr(None);
-        }
-        let _ = std::io::stdout().flush();
-        // SAFETY: file-descriptor calls only; fd 1 is restored on drop.
-        let saved = unsafe { libc::dup(1) };
-        if saved < 0 || unsafe { libc::dup2(2, 1) } < 0 {
-            if saved >= 0 {
-                unsafe { libc::close(saved) };
-            }
-            return StdoutToStderr(None);
-        }
-        StdoutToStderr(Some(saved))
-    }
-}
-
-impl Drop for StdoutToStderr {
-    fn drop(&mut self) {
-        use std::io::Write;
-        if let Some(saved) = self.0.take() {
-            let _ = std::io::stdout().flush();
-            // SAFETY: `saved` is the dup of the original fd 1, open until here.
-            unsafe {
-                libc::dup2(saved, 1);
-                libc::close(saved);
-            }
-        }
-    }
-}
-
 pub fn bench(a: BenchArgs) -> Result<()> {
     let max_batch = a.batch.iter().copied().max().unwrap_or(1);
     let plans: Vec<(Plan, f64)> = match super::load_any(&a.model)? {
@@ -322,7 +285,16 @@ pub fn bench(a: BenchArgs) -> Result<()> {
                 "bench --precision int8 needs a plan (from `trtc compile --precision int8`), \
                  or a calibration table to compile the model with: --calibration-data DIR or \
                  --calibration-cache FILE",
-            )?;
+            )?
+            .map(|source| super::calibrate::TableSource {
+                // With --json, stdout is the JSON's alone.
+                notes: if a.json {
+                    super::calibrate::Notes::Stderr
+                } else {
+                    super::calibrate::Notes::Stdout
+                },
+                ..source
+            });
             a.precision
                 .iter()
                 .map(|&precision| {
@@ -340,7 +312,6 @@ pub fn bench(a: BenchArgs) -> Result<()> {
                     let name = a.model.display().to_string();
                     let plan = match (&int8, precision) {
                         (Some(source), Precision::Int8) => {
-                            let _json = StdoutToStderr::new(a.json);
                             compile_int8(&name, (*g).clone(), &opts, trtc::gpu(), |g| {
                                 source.table(g).map_err(Into::into)
                             })

@@ -224,7 +224,7 @@ pub fn calibrate(a: CalibrateArgs) -> Result<()> {
             );
         }
         let out = a.output.as_ref().context("--from-qdq needs -o")?;
-        return write(&table, out);
+        return write(&table, out, Notes::Stdout);
     }
     let mut collector = Collector::new(&graph).context("preparing the model for calibration")?;
     let input = match collector.inputs() {
@@ -238,7 +238,7 @@ pub fn calibrate(a: CalibrateArgs) -> Result<()> {
     let preprocess = a.preprocess.preprocess()?;
     let dtype = input.dtype.unwrap_or(trtc::ir::DType::F32);
     let table = match cached {
-        Some(path) => read_cache(path, &graph)?,
+        Some(path) => read_cache(path, &graph, Notes::Stdout)?,
         None => {
             if a.calibration_data.is_empty() {
                 bail!(
@@ -250,16 +250,22 @@ pub fn calibrate(a: CalibrateArgs) -> Result<()> {
                 );
             }
             let batches = batches(&a, &input)?;
-            let table =
-                run_calibration(&mut collector, &batches, &preprocess, dtype, a.calibrator)?;
+            let table = run_calibration(
+                &mut collector,
+                &batches,
+                &preprocess,
+                dtype,
+                a.calibrator,
+                Notes::Stdout,
+            )?;
             if let Some(path) = &a.calibration_cache {
-                write(&table, path)?;
+                write(&table, path, Notes::Stdout)?;
             }
             table
         }
     };
     if let Some(out) = &a.output {
-        write(&table, out)?;
+        write(&table, out, Notes::Stdout)?;
     }
     if let Some(path) = &a.write_qdq {
         let q = if a.guard_data.is_empty() {
@@ -282,6 +288,24 @@ pub fn calibrate(a: CalibrateArgs) -> Result<()> {
     Ok(())
 }
 
+/// Where calibration's progress lines go: stdout, or stderr where stdout carries JSON
+/// (`trtc bench --json`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) enum Notes {
+    #[default]
+    Stdout,
+    Stderr,
+}
+
+impl Notes {
+    fn say(self, line: std::fmt::Arguments) {
+        match self {
+            Notes::Stdout => println!("{line}"),
+            Notes::Stderr => eprintln!("{line}"),
+        }
+    }
+}
+
 /// Where a compile's calibration table comes from (`trtc compile --precision int8`): the
 /// cache when it exists, else the data (then written to the cache, if one is named).
 pub(super) struct TableSource {
@@ -291,6 +315,8 @@ pub(super) struct TableSource {
     pub batches: Option<usize>,
     pub batch: Option<usize>,
     pub preprocess: trtc::preprocess::Preprocess,
+    /// Where its progress lines go.
+    pub notes: Notes,
 }
 
 impl TableSource {
@@ -314,7 +340,7 @@ impl TableSource {
     /// `trtc calibrate` does, and written to the cache when one is named.
     pub(super) fn table(&self, graph: &trtc::ir::Graph) -> Result<CalibrationTable> {
         if let Some(path) = self.cache.as_ref().filter(|p| p.exists()) {
-            return read_cache(path, graph);
+            return read_cache(path, graph, self.notes);
         }
         let mut collector = Collector::new(graph).context("preparing the model for calibration")?;
         let input = match collector.inputs() {
@@ -329,9 +355,10 @@ impl TableSource {
             &self.preprocess,
             dtype,
             self.calibrator,
+            self.notes,
         )?;
         if let Some(path) = &self.cache {
-            write(&table, path)?;
+            write(&table, path, self.notes)?;
         }
         Ok(table)
     }
@@ -396,6 +423,7 @@ fn run_calibration(
     preprocess: &trtc::preprocess::Preprocess,
     dtype: trtc::ir::DType,
     calibrator: Calibrator,
+    notes: Notes,
 ) -> Result<CalibrationTable> {
     let progress = trtc::engine::progress::start("calibrating", batches.len() as u64);
     let mut images = 0;
@@ -411,19 +439,19 @@ fn run_calibration(
     }
     drop(progress);
     let table = collector.table(calibrator)?;
-    println!(
+    notes.say(format_args!(
         "calibrated {} tensors with {} over {} batch(es) ({} image(s))",
         table.scales.len(),
         calibrator,
         batches.len(),
         images
-    );
+    ));
     Ok(table)
 }
 
 /// A calibration cache read instead of calibrating: every tensor it names must be one of
 /// the model's (else it was made for another model).
-fn read_cache(path: &Path, graph: &trtc::ir::Graph) -> Result<CalibrationTable> {
+fn read_cache(path: &Path, graph: &trtc::ir::Graph, notes: Notes) -> Result<CalibrationTable> {
     let what = || format!("calibration cache {}", path.display());
     let text = std::fs::read_to_string(path).with_context(what)?;
     let table = CalibrationTable::parse(&text).with_context(what)?;
@@ -448,12 +476,12 @@ fn read_cache(path: &Path, graph: &trtc::ir::Graph) -> Result<CalibrationTable> 
                 .join(", ")
         );
     }
-    println!(
+    notes.say(format_args!(
         "read {} tensor scales ({}) from {}: calibration skipped",
         table.scales.len(),
         table.algorithm,
         path.display()
-    );
+    ));
     Ok(table)
 }
 
@@ -579,13 +607,13 @@ fn check_output(path: &Path) -> Result<()> {
     }
 }
 
-fn write(table: &CalibrationTable, path: &Path) -> Result<()> {
+fn write(table: &CalibrationTable, path: &Path, notes: Notes) -> Result<()> {
     table.save(path).context("writing the calibration cache")?;
-    println!(
+    notes.say(format_args!(
         "wrote {} scales ({}) to {}",
         table.scales.len(),
         table.algorithm,
         path.display()
-    );
+    ));
     Ok(())
 }

@@ -206,6 +206,7 @@ pub(super) fn table_source_of(
             mean: triple(f.mean, "127", "--mean")?,
             std: triple(f.std, "128", "--std")?,
         },
+        notes: Default::default(),
     };
     source.check(missing)?;
     Ok(Some(source))
