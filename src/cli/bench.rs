@@ -286,7 +286,7 @@ pub fn bench(a: BenchArgs) -> Result<()> {
                  or a calibration table to compile the model with: --calibration-data DIR or \
                  --calibration-cache FILE",
             )?
-            .map(|source| super::calibrate::TableSource {
+            .map(|source| super::table_source::TableSource {
                 // With --json, stdout is the JSON's alone.
                 notes: if a.json {
                     super::calibrate::Notes::Stderr

@@ -67,13 +67,13 @@ pub struct CalibrateArgs {
 }
 
 /// One batch to feed: images to preprocess together, or a `.npy` file.
-enum Batch {
+pub(super) enum Batch {
     Images(Vec<PathBuf>),
     Npy(PathBuf),
 }
 
 impl Batch {
-    fn describe(&self) -> String {
+    pub(super) fn describe(&self) -> String {
         match self {
             Batch::Images(p) if p.len() == 1 => p[0].display().to_string(),
             Batch::Images(p) => format!(
@@ -166,7 +166,7 @@ fn batches(a: &CalibrateArgs, input: &TensorInfo) -> Result<Vec<Batch>> {
 }
 
 /// The batches `data` makes (at most `limit`), of `batch` images each.
-fn batches_of(
+pub(super) fn batches_of(
     data: &[PathBuf],
     limit: Option<usize>,
     batch: Option<usize>,
@@ -298,7 +298,7 @@ pub(super) enum Notes {
 }
 
 impl Notes {
-    fn say(self, line: std::fmt::Arguments) {
+    pub(super) fn say(self, line: std::fmt::Arguments) {
         match self {
             Notes::Stdout => println!("{line}"),
             Notes::Stderr => eprintln!("{line}"),
@@ -306,118 +306,8 @@ impl Notes {
     }
 }
 
-/// Where a compile's calibration table comes from (`trtc compile --precision int8`): the
-/// cache when it exists, else the data (then written to the cache, if one is named).
-pub(super) struct TableSource {
-    pub data: Vec<PathBuf>,
-    pub cache: Option<PathBuf>,
-    pub calibrator: Calibrator,
-    pub batches: Option<usize>,
-    pub batch: Option<usize>,
-    pub preprocess: trtc::preprocess::Preprocess,
-    /// Where its progress lines go.
-    pub notes: Notes,
-}
-
-impl TableSource {
-    /// Check what can be checked before compiling: data or an existing cache, and a cache
-    /// path that can be written.
-    pub(super) fn check(&self, missing: &str) -> Result<()> {
-        match &self.cache {
-            Some(c) if c.exists() => Ok(()),
-            Some(c) if self.data.is_empty() => bail!(
-                "{missing}: no --calibration-data, and no calibration cache at {}",
-                c.display()
-            ),
-            Some(c) => check_output(c).context("--calibration-cache"),
-            None if self.data.is_empty() => bail!("{missing}"),
-            None => Ok(()),
-        }
-    }
-
-    /// `graph`'s calibration table (its tensor names are `graph`'s): read from the cache
-    /// when it exists (every name must be in `graph`), else calibrated on the data as
-    /// `trtc calibrate` does, and written to the cache when one is named.
-    pub(super) fn table(&self, graph: &trtc::ir::Graph) -> Result<CalibrationTable> {
-        if let Some(path) = self.cache.as_ref().filter(|p| p.exists()) {
-            return read_cache(path, graph, self.notes);
-        }
-        let mut collector = Collector::new(graph).context("preparing the model for calibration")?;
-        let input = match collector.inputs() {
-            [one] => one.clone(),
-            many => bail!("calibration feeds one input; the model has {}", many.len()),
-        };
-        let dtype = input.dtype.unwrap_or(trtc::ir::DType::F32);
-        let batches = batches_of(&self.data, self.batches, self.batch, &input)?;
-        let table = run_calibration(
-            &mut collector,
-            &batches,
-            &self.preprocess,
-            dtype,
-            self.calibrator,
-            self.notes,
-        )?;
-        if let Some(path) = &self.cache {
-            write(&table, path, self.notes)?;
-        }
-        Ok(table)
-    }
-}
-
-/// Held-out data for `trtc compile --precision int8`'s accuracy guard.
-pub(super) struct GuardSource {
-    pub data: Vec<PathBuf>,
-    pub batches: usize,
-    pub tolerance: Tolerance,
-}
-
-impl TableSource {
-    /// [`TableSource::table`], then, with `guard`, the accuracy guard on what the GPU's
-    /// INT8 engines compute (`QdqOptions::gpu_simulated`, on tract): the layers it keeps
-    /// in float, and its summary.
-    pub(super) fn int8_table(
-        &self,
-        graph: &trtc::ir::Graph,
-        guard: Option<&GuardSource>,
-    ) -> Result<trtc::backend::Int8Table> {
-        let table = self.table(graph)?;
-        let Some(gs) = guard else {
-            return Ok(trtc::backend::Int8Table {
-                table,
-                keep_float: Default::default(),
-                guard: None,
-            });
-        };
-        let input = match graph.inputs() {
-            [one] => graph.tensor(trtc::ir::Outlet::new(*one, 0)).clone(),
-            many => bail!(
-                "the accuracy guard feeds one input; the model has {}",
-                many.len()
-            ),
-        };
-        let dtype = input.dtype.unwrap_or(trtc::ir::DType::F32);
-        let held_out =
-            batches_of(&gs.data, Some(gs.batches), self.batch, &input).context("--guard-data")?;
-        let samples = held_out
-            .iter()
-            .map(|b| {
-                load(b, &self.preprocess, dtype)
-                    .map(|t| vec![t])
-                    .with_context(|| format!("guard batch {}", b.describe()))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let opts = trtc::quant::QdqOptions::gpu_simulated();
-        let (_, _, report, summary) = run_guard(graph, &table, &samples, gs.tolerance, &opts)?;
-        Ok(trtc::backend::Int8Table {
-            table,
-            keep_float: report.demoted.into_iter().collect(),
-            guard: Some(summary),
-        })
-    }
-}
-
 /// Feed every batch through the collector, with a progress bar, and compute the table.
-fn run_calibration(
+pub(super) fn run_calibration(
     collector: &mut Collector,
     batches: &[Batch],
     preprocess: &trtc::preprocess::Preprocess,
@@ -451,7 +341,11 @@ fn run_calibration(
 
 /// A calibration cache read instead of calibrating: every tensor it names must be one of
 /// the model's (else it was made for another model).
-fn read_cache(path: &Path, graph: &trtc::ir::Graph, notes: Notes) -> Result<CalibrationTable> {
+pub(super) fn read_cache(
+    path: &Path,
+    graph: &trtc::ir::Graph,
+    notes: Notes,
+) -> Result<CalibrationTable> {
     let what = || format!("calibration cache {}", path.display());
     let text = std::fs::read_to_string(path).with_context(what)?;
     let table = CalibrationTable::parse(&text).with_context(what)?;
@@ -486,7 +380,7 @@ fn read_cache(path: &Path, graph: &trtc::ir::Graph, notes: Notes) -> Result<Cali
 }
 
 /// One batch as the model's input tensor.
-fn load(
+pub(super) fn load(
     b: &Batch,
     preprocess: &trtc::preprocess::Preprocess,
     dtype: trtc::ir::DType,
@@ -500,7 +394,7 @@ fn load(
 /// The accuracy guard (`trtc::quant::guard_with`, the Q/DQ of `opts`) on the held-out
 /// samples, with a progress bar: the QDQ model that keeps the tolerance, what its insertion
 /// did, the guard's report, and its summary (printed).
-fn run_guard(
+pub(super) fn run_guard(
     graph: &trtc::ir::Graph,
     table: &CalibrationTable,
     samples: &[Vec<Tensor>],
@@ -591,7 +485,7 @@ fn write_qdq(q: &(trtc::ir::Graph, trtc::quant::QdqReport), path: &Path) -> Resu
 }
 
 /// Fail before calibrating, not after, when the cache cannot be written there.
-fn check_output(path: &Path) -> Result<()> {
+pub(super) fn check_output(path: &Path) -> Result<()> {
     if path.is_dir() {
         bail!("{}: is a directory", path.display());
     }
@@ -607,7 +501,7 @@ fn check_output(path: &Path) -> Result<()> {
     }
 }
 
-fn write(table: &CalibrationTable, path: &Path, notes: Notes) -> Result<()> {
+pub(super) fn write(table: &CalibrationTable, path: &Path, notes: Notes) -> Result<()> {
     table.save(path).context("writing the calibration cache")?;
     notes.say(format_args!(
         "wrote {} scales ({}) to {}",

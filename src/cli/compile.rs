@@ -141,7 +141,7 @@ fn input_format(a: &CompileArgs) -> Result<InputFormat> {
 
 /// Where `--precision int8` takes its calibration table from; `None` for another
 /// precision (which takes no calibration flag).
-fn table_source(a: &CompileArgs) -> Result<Option<super::calibrate::TableSource>> {
+fn table_source(a: &CompileArgs) -> Result<Option<super::table_source::TableSource>> {
     table_source_of(
         a.precision == Precision::Int8,
         a.input_format,
@@ -181,7 +181,7 @@ pub(super) fn table_source_of(
     input_format: InputFormat,
     f: &CalibrationFlags,
     missing: &str,
-) -> Result<Option<super::calibrate::TableSource>> {
+) -> Result<Option<super::table_source::TableSource>> {
     if !int8 {
         if !f.data.is_empty() || f.cache.is_some() {
             bail!("--calibration-data and --calibration-cache go with --precision int8");
@@ -194,7 +194,7 @@ pub(super) fn table_source_of(
     let triple = |v: Option<&str>, default: &str, flag: &str| {
         parse_triple(v.unwrap_or(default)).with_context(|| flag.to_string())
     };
-    let source = super::calibrate::TableSource {
+    let source = super::table_source::TableSource {
         data: f.data.to_vec(),
         cache: f.cache.cloned(),
         calibrator: f.calibrator,
@@ -237,7 +237,7 @@ pub fn compile_cmd(a: CompileArgs) -> Result<()> {
     let guard = match (&int8, a.guard_data.is_empty()) {
         (_, true) => None,
         (None, false) => bail!("--guard-data goes with --precision int8"),
-        (Some(_), false) => Some(super::calibrate::GuardSource {
+        (Some(_), false) => Some(super::table_source::GuardSource {
             data: a.guard_data.clone(),
             batches: a.guard_batches,
             tolerance: a.accuracy_tolerance,

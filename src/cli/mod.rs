@@ -10,6 +10,7 @@ mod logging;
 mod optimize;
 mod run;
 mod run_images;
+mod table_source;
 
 use clap::{Parser, Subcommand};
 
