@@ -2,7 +2,8 @@
 //! calibrated and compiled for INT8 as `trtc compile --precision int8` does (here on the
 //! CPU: EfficientNet-Lite0 on 3 natural images), with a row per precision and the compile
 //! report's INT8 line; the calibration cache it writes is read by the next bench (and
-//! `--json` keeps stdout for the JSON); without data or cache, a clear error.
+//! `--json` keeps stdout for the JSON); `--accuracy-data` adds each precision's top-1
+//! agreement with the FP32 model; without data or cache, a clear error.
 
 mod common;
 use common::*;
@@ -84,6 +85,39 @@ fn bench_calibrates_int8_next_to_fp32_and_reuses_the_cache() {
         rows[0]
     );
     assert!(rows[0]["images_per_s"].as_f64().unwrap() > 0.0);
+    assert!(rows[0].get("top1_vs_fp32").is_none(), "{}", rows[0]);
+
+    // The accuracy column: each precision's top-1 against the FP32 model's on held-out
+    // images. FP32 (on tract here, as the reference) agrees on all of them.
+    let held = dir.join("held");
+    std::fs::create_dir_all(&held).unwrap();
+    for f in jpg_images("data/natural/heldout", |_| true)
+        .iter()
+        .step_by(60)
+    {
+        std::fs::copy(f, held.join(f.file_name().unwrap())).unwrap();
+    }
+    let o = bench(&[
+        "--precision",
+        "fp32,int8",
+        "--calibration-cache",
+        path(&cache),
+        "--accuracy-data",
+        path(&held),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let top1 = |i: usize| rows[i]["top1_vs_fp32"].as_f64().unwrap();
+    assert_eq!(
+        (rows[0]["precision"].as_str(), top1(0)),
+        (Some("fp32"), 1.0)
+    );
+    assert!((0.0..=1.0).contains(&top1(1)), "{}", rows[1]);
+    assert_clean_failure(
+        &bench(&["--accuracy-data", path(&calib.join("absent"))]),
+        "--accuracy-data",
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
 

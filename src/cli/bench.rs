@@ -1,4 +1,4 @@
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -33,10 +33,19 @@ pub struct BenchArgs {
     /// With --precision int8: use at most this many calibration batches.
     #[arg(long, value_name = "N")]
     pub calibration_batches: Option<usize>,
-    /// With --calibration-data: centre-crop size of the calibration images.
+    /// Held-out images (not the calibration ones) for an accuracy column: each precision's
+    /// top-1 against the FP32 model's (tract) on them, one image at a time (ONNX models
+    /// with an f32 image input only).
+    #[arg(long, num_args = 1.., value_name = "DIR_OR_IMAGES")]
+    pub accuracy_data: Vec<PathBuf>,
+    /// With --accuracy-data: at most this many images.
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    pub accuracy_images: usize,
+    /// With --calibration-data or --accuracy-data: centre-crop size of the images.
     #[arg(long, default_value_t = 224)]
     pub size: u32,
-    /// With --calibration-data: the images' shorter side is resized to this first.
+    /// With --calibration-data or --accuracy-data: the images' shorter side is resized to
+    /// this first.
     #[arg(long, default_value_t = 256)]
     pub resize: u32,
     /// With --calibration-data: mean subtracted from each pixel of the calibration images
@@ -194,6 +203,9 @@ struct BenchResult {
     pipelined_images_per_s: f64,
     /// The pipelined run overlapped its copies (else it ran one batch after another).
     pipelined_overlapped: bool,
+    /// With --accuracy-data: the share of its images whose top-1 is the FP32 model's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top1_vs_fp32: Option<f64>,
 }
 
 /// Random inputs at `batch`: of the `--shapes` profile when given (its batch replaced).
@@ -265,7 +277,34 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 pub fn bench(a: BenchArgs) -> Result<()> {
     let max_batch = a.batch.iter().copied().max().unwrap_or(1);
-    let plans: Vec<(Plan, f64)> = match super::load_any(&a.model)? {
+    let loaded = super::load_any(&a.model)?;
+    // The accuracy column's images and the FP32 model's top-1 on them, computed once.
+    let accuracy = match (&loaded, a.accuracy_data.is_empty()) {
+        (_, true) => None,
+        (super::Loaded::Plan(_), false) => {
+            bail!("--accuracy-data needs the ONNX model (its FP32 reference), not a plan")
+        }
+        (super::Loaded::Model(g), false) => {
+            if a.input_format != trtc::backend::InputFormat::F32Nchw {
+                bail!("--accuracy-data takes an f32 image input (not --input-format u8-nhwc)");
+            }
+            let triple = |v: &Option<String>, default: &str, flag: &str| {
+                trtc::preprocess::parse_triple(v.as_deref().unwrap_or(default))
+                    .with_context(|| flag.to_string())
+            };
+            let pre = trtc::preprocess::Preprocess {
+                size: a.size,
+                resize: a.resize,
+                mean: triple(&a.mean, "127", "--mean")?,
+                std: triple(&a.std, "128", "--std")?,
+            };
+            let images =
+                super::bench_accuracy::load_images(&a.accuracy_data, a.accuracy_images, &pre)?;
+            let reference = super::bench_accuracy::reference_top1(g, &images)?;
+            Some((images, reference))
+        }
+    };
+    let plans: Vec<(Plan, f64)> = match loaded {
         super::Loaded::Plan(p) => vec![(*p, 0.0)],
         super::Loaded::Model(g) => {
             let int8 = super::compile::table_source_of(
@@ -338,6 +377,13 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         for note in &model.notes {
             tracing::warn!("{note}");
         }
+        let top1 = accuracy
+            .as_ref()
+            .map(|(images, reference)| {
+                super::bench_accuracy::top1_agreement(&model, images, reference)
+            })
+            .transpose()
+            .context("--accuracy-data")?;
         for &batch in &a.batch {
             let inputs = bench_inputs(&plan.graph, a.shapes.as_deref(), batch)?;
             // Shared values: the timed runs do not include copying the inputs on the host.
@@ -392,6 +438,7 @@ pub fn bench(a: BenchArgs) -> Result<()> {
                 resident_images_per_s: resident.map(|ms| batch as f64 / (ms / 1e3)),
                 pipelined_images_per_s: pipelined.0,
                 pipelined_overlapped: pipelined.1,
+                top1_vs_fp32: top1,
             });
         }
     }
@@ -404,6 +451,12 @@ pub fn bench(a: BenchArgs) -> Result<()> {
             a.iterations,
             trtc::backend::runtime::DEFAULT_DEPTH
         );
+        if let Some((images, _)) = &accuracy {
+            println!(
+                "  (top-1 vs fp32: agreement with the FP32 model on {} held-out image(s))",
+                images.len()
+            );
+        }
         println!(
             "{:<9} {:>6} {:>10} {:>10} {:>10} {:>12} {:>13} {:>9} {:>12} {:>12}  engines",
             "precision",
@@ -444,6 +497,9 @@ pub fn bench(a: BenchArgs) -> Result<()> {
                 opt(r.resident_p50_ms, 3),
                 opt(r.resident_images_per_s, 1),
                 kinds.into_iter().collect::<Vec<_>>().join("+")
+                    + &r.top1_vs_fp32
+                        .map(|t| format!("  top-1 vs fp32 {:.1}%", 100.0 * t))
+                        .unwrap_or_default()
             );
         }
     }

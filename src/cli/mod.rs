@@ -1,6 +1,7 @@
 //! Subcommands. Each lives in its own file and returns `anyhow::Result`.
 
 mod bench;
+mod bench_accuracy;
 mod calibrate;
 mod compile;
 mod dot;
