@@ -1,5 +1,5 @@
 //! The structure stays as built: crates depend one way (ir <- optimizer <- engine <- cuda,
-//! ir <- quant <- backend <- trtc, the backend knowing no engine crate), and inside `trtc-cuda` each layer
+//! ir <- quant <- cuda and backend <- trtc, the backend knowing no engine crate), and inside `trtc-cuda` each layer
 //! only uses the layers below it. Read from the sources, so a change that breaks either
 //! fails here.
 
@@ -38,7 +38,7 @@ fn crates_depend_one_way() {
         ("trtc-quant", vec!["trtc-ir"]),
         (
             "trtc-cuda",
-            vec!["trtc-engine", "trtc-ir", "trtc-optimizer"],
+            vec!["trtc-engine", "trtc-ir", "trtc-optimizer", "trtc-quant"],
         ),
         (
             "trtc-backend",

@@ -21,6 +21,7 @@ use trtc_engine::FallbackReason;
 use trtc_ir::tensor::tensor_to_f32s;
 use trtc_ir::tract_onnx::prelude::DatumType;
 use trtc_ir::{AutoPad, ConvAttrs, Graph, NodeId, Op};
+use trtc_quant::quantize_per_tensor;
 
 pub static FAMILY: OpFamily = OpFamily {
     name: "conv",
@@ -87,22 +88,6 @@ fn input_dequantized(g: &Graph, id: NodeId) -> bool {
         .is_some_and(|o| qdq_kind(&g.node(o.node).op) == Some(false))
 }
 
-/// `w` quantized symmetrically per tensor: int8 values in [-127, 127] (rounded half to
-/// even) and the scale `max |w| / 127` (1 for all-zero weights).
-fn per_tensor(w: &[f32]) -> (Vec<i8>, f32) {
-    let amax = w.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let scale = if amax > 0.0 && amax.is_finite() {
-        amax / 127.0
-    } else {
-        1.0
-    };
-    let q = w
-        .iter()
-        .map(|v| (v / scale).round_ties_even().clamp(-127.0, 127.0) as i8)
-        .collect();
-    (q, scale)
-}
-
 fn lower(cx: &mut Lowering, id: NodeId) -> Result<()> {
     let g = cx.g;
     let name = g.node(id).name.as_str();
@@ -140,7 +125,10 @@ fn lower(cx: &mut Lowering, id: NodeId) -> Result<()> {
     // implicit quantization: the INT8 build's graph keeps float weights).
     let int8 = match g.input_outlet(id, 1).and_then(|o| quantized_const(g, o)) {
         Some(q) => q.scale.map(|s| (q.q, s)),
-        None if attrs.group == 1 && input_dequantized(g, id) => Some(per_tensor(&w)),
+        // Non-finite weights have no INT8 form: the conv stays fp16.
+        None if attrs.group == 1 && input_dequantized(g, id) => quantize_per_tensor(&w, &d)
+            .ok()
+            .map(|q| (q.values, q.scale)),
         None => None,
     };
     let w_int8 = int8.filter(|_| nhwc && half).map(|(q, scale)| {
