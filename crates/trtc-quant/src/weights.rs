@@ -62,6 +62,21 @@ fn channel_index(shape: &[usize], axis: usize, flat: usize) -> usize {
     (flat / inner.max(1)) % shape[axis].max(1)
 }
 
+/// `weights` holds as many values as `shape` has elements.
+fn check_count(weights: &[f32], shape: &[usize]) -> Result<()> {
+    let count = shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| QuantError::Weights(format!("shape {shape:?} overflows")))?;
+    if count != weights.len() {
+        return Err(QuantError::Weights(format!(
+            "{} values for shape {shape:?} ({count} elements)",
+            weights.len()
+        )));
+    }
+    Ok(())
+}
+
 /// Quantize `weights` (row-major, of `shape`) per channel along `axis`.
 pub fn quantize_per_channel(
     weights: &[f32],
@@ -73,16 +88,7 @@ pub fn quantize_per_channel(
             "channel axis {axis} is past the rank of shape {shape:?}"
         )));
     }
-    let count = shape
-        .iter()
-        .try_fold(1usize, |a, &d| a.checked_mul(d))
-        .ok_or_else(|| QuantError::Weights(format!("shape {shape:?} overflows")))?;
-    if count != weights.len() {
-        return Err(QuantError::Weights(format!(
-            "{} values for shape {shape:?} ({count} elements)",
-            weights.len()
-        )));
-    }
+    check_count(weights, shape)?;
     if let Some(i) = weights.iter().position(|w| !w.is_finite()) {
         return Err(QuantError::Weights(format!(
             "element {i} is {} (channel {})",
@@ -151,16 +157,7 @@ impl TensorQuantizedWeights {
 
 /// Quantize `weights` (row-major, of `shape`) with one scale for the whole tensor.
 pub fn quantize_per_tensor(weights: &[f32], shape: &[usize]) -> Result<TensorQuantizedWeights> {
-    let count = shape
-        .iter()
-        .try_fold(1usize, |a, &d| a.checked_mul(d))
-        .ok_or_else(|| QuantError::Weights(format!("shape {shape:?} overflows")))?;
-    if count != weights.len() {
-        return Err(QuantError::Weights(format!(
-            "{} values for shape {shape:?} ({count} elements)",
-            weights.len()
-        )));
-    }
+    check_count(weights, shape)?;
     if let Some(i) = weights.iter().position(|w| !w.is_finite()) {
         return Err(QuantError::Weights(format!(
             "element {i} is {}",
