@@ -86,8 +86,11 @@ impl Exec {
         })
     }
 
-    /// Launch INT8 conv step `i`.
+    /// Launch INT8 conv step `i`: trtc's kernel where the tactic chose it, else cuDNN's.
     pub(crate) fn launch_conv_int8(&self, inst: &Instance, i: usize) -> Result<()> {
+        if inst.qconvs.get(&i).is_some_and(|r| r.own) {
+            return self.launch_conv1x1_i8(inst, i);
+        }
         let p = &self.program;
         let Step::ConvInt8 {
             name,
@@ -110,9 +113,6 @@ impl Exec {
         let s = &self.dev.stream;
         let ptr = |slot: usize| inst.ptrs[slot];
         let alpha_z = if z.is_some() { *alpha_z } else { 0.0 };
-        if run.own {
-            return self.launch_conv1x1_i8(inst, i);
-        }
         let (ws, ws_len) = scratch_ptr(&run.workspace, s);
         let zp = z.map(ptr).unwrap_or(ptr(*y));
         // Safety: pointers are the instance's buffers and the program's weights, of the
