@@ -28,13 +28,12 @@ fn has_row(out: &str, precision: &str) -> bool {
 fn bench_calibrates_int8_next_to_fp32_and_reuses_the_cache() {
     let dir = temp_dir("bench-int8");
     let calib = dir.join("calib");
-    std::fs::create_dir_all(&calib).unwrap();
-    for f in jpg_images("data/natural/calib", |_| true)
-        .iter()
-        .step_by(24)
-    {
-        std::fs::copy(f, calib.join(f.file_name().unwrap())).unwrap();
-    }
+    copy_into(
+        &calib,
+        jpg_images("data/natural/calib", |_| true)
+            .iter()
+            .step_by(24),
+    );
     let cache = dir.join("c.cache");
     std::fs::remove_file(&cache).ok();
     let o = bench(&[
@@ -90,13 +89,12 @@ fn bench_calibrates_int8_next_to_fp32_and_reuses_the_cache() {
     // The accuracy column: each precision's top-1 against the FP32 model's on held-out
     // images. FP32 (on tract here, as the reference) agrees on all of them.
     let held = dir.join("held");
-    std::fs::create_dir_all(&held).unwrap();
-    for f in jpg_images("data/natural/heldout", |_| true)
-        .iter()
-        .step_by(60)
-    {
-        std::fs::copy(f, held.join(f.file_name().unwrap())).unwrap();
-    }
+    copy_into(
+        &held,
+        jpg_images("data/natural/heldout", |_| true)
+            .iter()
+            .step_by(60),
+    );
     let o = bench(&[
         "--precision",
         "fp32,int8",

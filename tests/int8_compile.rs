@@ -90,13 +90,12 @@ fn an_int8_plan_quantizes_activations_and_keeps_most_top1() {
     let dir = temp_dir("int8-compile");
     // 6 calibration images: every 12th of data/natural/calib.
     let calib = dir.join("calib");
-    std::fs::create_dir_all(&calib).unwrap();
-    for f in jpg_images("data/natural/calib", |_| true)
-        .iter()
-        .step_by(12)
-    {
-        std::fs::copy(f, calib.join(f.file_name().unwrap())).unwrap();
-    }
+    copy_into(
+        &calib,
+        jpg_images("data/natural/calib", |_| true)
+            .iter()
+            .step_by(12),
+    );
     let (plan_path, cache) = (dir.join("int8.trtc"), dir.join("c.cache"));
     std::fs::remove_file(&cache).ok();
     let o = compile(
@@ -337,19 +336,15 @@ fn the_accuracy_guard_keeps_the_layers_it_demotes_in_float() {
     // sensitivity (on tract, as the GPU's INT8 engines compute), keeps the most sensitive
     // in float until the top-1 holds, and the plan and its report say so.
     let dir = temp_dir("int8-guard");
-    let calib = dir.join("calib");
-    let held = dir.join("held");
-    for d in [&calib, &held] {
-        std::fs::create_dir_all(d).unwrap();
-    }
-    for f in jpg_images("data/natural/calib", |_| true)
-        .iter()
-        .step_by(24)
-    {
-        std::fs::copy(f, calib.join(f.file_name().unwrap())).unwrap();
-    }
+    let (calib, held) = (dir.join("calib"), dir.join("held"));
+    copy_into(
+        &calib,
+        jpg_images("data/natural/calib", |_| true)
+            .iter()
+            .step_by(24),
+    );
     let one = jpg_images("data/natural/heldout", |n| n.starts_with("astronaut"));
-    std::fs::copy(&one[0], held.join(one[0].file_name().unwrap())).unwrap();
+    copy_into(&held, one.iter().take(1));
     let plan_path = dir.join("guarded.trtc");
     let o = compile(
         &plan_path,

@@ -146,10 +146,7 @@ fn the_accuracy_guard_keeps_sensitive_layers_in_f32_until_the_tolerance_holds() 
             jpg_images("data/natural/heldout", |n| n.starts_with("coffee_s100c")),
         ),
     ] {
-        std::fs::create_dir_all(sub).unwrap();
-        for f in files.iter().take(4) {
-            std::fs::copy(f, sub.join(f.file_name().unwrap())).unwrap();
-        }
+        copy_into(sub, files.iter().take(4));
     }
     let qdq = dir.join("q.onnx");
     let o = trtc(&[

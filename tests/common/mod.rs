@@ -88,6 +88,14 @@ pub fn jpg_images(dir: &str, keep: impl Fn(&str) -> bool) -> Vec<PathBuf> {
     v
 }
 
+/// Folder `dir` created, holding copies of `files` (a test's own small image set).
+pub fn copy_into<'a>(dir: &std::path::Path, files: impl IntoIterator<Item = &'a PathBuf>) {
+    std::fs::create_dir_all(dir).unwrap();
+    for f in files {
+        std::fs::copy(f, dir.join(f.file_name().unwrap())).unwrap();
+    }
+}
+
 pub fn temp_dir(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("trtc-test-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
