@@ -6,7 +6,6 @@ use std::time::Instant;
 use trtc::backend::{compile, compile_int8, CompileOptions, HybridModel, Layout, Plan, Precision};
 use trtc::ir::tract_onnx::prelude::{TValue, TVec};
 use trtc::optimizer::verify::{random_inputs, random_inputs_of};
-use trtc::quant::Calibrator;
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
@@ -19,20 +18,8 @@ pub struct BenchArgs {
     /// --calibration-data or --calibration-cache, as `trtc compile --precision int8`.
     #[arg(long, value_delimiter = ',', default_value = "fp32")]
     pub precision: Vec<Precision>,
-    /// With --precision int8: directories of images (.png, .jpg, .jpeg) and .npy batches,
-    /// images, or .npy files to calibrate on (as `trtc compile`).
-    #[arg(long, num_args = 1.., value_name = "DIR_OR_NPY")]
-    pub calibration_data: Vec<PathBuf>,
-    /// With --precision int8: a TensorRT-format calibration cache of the optimized graph,
-    /// read instead of calibrating when the file exists, else calibrated and written there.
-    #[arg(long, value_name = "FILE")]
-    pub calibration_cache: Option<PathBuf>,
-    /// With --precision int8: entropy, minmax, percentile (99.99) or percentile:P.
-    #[arg(long, default_value = "entropy")]
-    pub calibrator: Calibrator,
-    /// With --precision int8: use at most this many calibration batches.
-    #[arg(long, value_name = "N")]
-    pub calibration_batches: Option<usize>,
+    #[command(flatten)]
+    pub calibration: super::table_source::CalibrationArgs,
     /// Held-out images (not the calibration ones) for an accuracy column: each precision's
     /// top-1 against the FP32 model's (tract) on them, one image at a time (ONNX models
     /// with an f32 image input only).
@@ -288,16 +275,12 @@ pub fn bench(a: BenchArgs) -> Result<()> {
             if a.input_format != trtc::backend::InputFormat::F32Nchw {
                 bail!("--accuracy-data takes an f32 image input (not --input-format u8-nhwc)");
             }
-            let triple = |v: &Option<String>, default: &str, flag: &str| {
-                trtc::preprocess::parse_triple(v.as_deref().unwrap_or(default))
-                    .with_context(|| flag.to_string())
-            };
-            let pre = trtc::preprocess::Preprocess {
-                size: a.size,
-                resize: a.resize,
-                mean: triple(&a.mean, "127", "--mean")?,
-                std: triple(&a.std, "128", "--std")?,
-            };
+            let pre = super::compile::preprocess_of(
+                a.size,
+                a.resize,
+                a.mean.as_deref(),
+                a.std.as_deref(),
+            )?;
             let images =
                 super::bench_accuracy::load_images(&a.accuracy_data, a.accuracy_images, &pre)?;
             let reference = super::bench_accuracy::reference_top1(g, &images)?;
@@ -311,10 +294,7 @@ pub fn bench(a: BenchArgs) -> Result<()> {
                 a.precision.contains(&Precision::Int8),
                 a.input_format,
                 &super::compile::CalibrationFlags {
-                    data: &a.calibration_data,
-                    cache: a.calibration_cache.as_ref(),
-                    calibrator: a.calibrator,
-                    batches: a.calibration_batches,
+                    args: &a.calibration,
                     batch: None,
                     size: a.size,
                     resize: a.resize,

@@ -7,7 +7,6 @@ use trtc::backend::{
     Layout, Precision, INT8_NEEDS_TABLE,
 };
 use trtc::preprocess::{parse_triple, Preprocess};
-use trtc::quant::Calibrator;
 
 #[derive(Args, Debug)]
 pub struct CompileArgs {
@@ -21,20 +20,8 @@ pub struct CompileArgs {
     /// get QuantizeLinear/DequantizeLinear (INT8 weights, per tensor for dense convs).
     #[arg(long, default_value = "fp32")]
     pub precision: Precision,
-    /// With --precision int8: directories of images (.png, .jpg, .jpeg) and .npy batches,
-    /// images, or .npy files to calibrate on (as `trtc calibrate`).
-    #[arg(long, num_args = 1.., value_name = "DIR_OR_NPY")]
-    pub calibration_data: Vec<PathBuf>,
-    /// With --precision int8: a TensorRT-format calibration cache of the optimized graph,
-    /// read instead of calibrating when the file exists, else calibrated and written there.
-    #[arg(long, value_name = "FILE")]
-    pub calibration_cache: Option<PathBuf>,
-    /// With --precision int8: entropy, minmax, percentile (99.99) or percentile:P.
-    #[arg(long, default_value = "entropy")]
-    pub calibrator: Calibrator,
-    /// With --precision int8: use at most this many calibration batches.
-    #[arg(long, value_name = "N")]
-    pub calibration_batches: Option<usize>,
+    #[command(flatten)]
+    pub calibration: super::table_source::CalibrationArgs,
     /// With --precision int8: images per calibration batch (default: the model's fixed
     /// batch, else 1).
     #[arg(long, value_name = "B")]
@@ -131,7 +118,8 @@ fn input_format(a: &CompileArgs) -> Result<InputFormat> {
             Ok(InputFormat::U8Nhwc { mean, std })
         }
         InputFormat::F32Nchw
-            if (a.mean.is_some() || a.std.is_some()) && a.calibration_data.is_empty() =>
+            if (a.mean.is_some() || a.std.is_some())
+                && a.calibration.calibration_data.is_empty() =>
         {
             bail!("--mean and --std go with --input-format u8-nhwc (the f32 input is normalized already)")
         }
@@ -146,10 +134,7 @@ fn table_source(a: &CompileArgs) -> Result<Option<super::table_source::TableSour
         a.precision == Precision::Int8,
         a.input_format,
         &CalibrationFlags {
-            data: &a.calibration_data,
-            cache: a.calibration_cache.as_ref(),
-            calibrator: a.calibrator,
-            batches: a.calibration_batches,
+            args: &a.calibration,
             batch: a.batch,
             size: a.size,
             resize: a.resize,
@@ -160,12 +145,28 @@ fn table_source(a: &CompileArgs) -> Result<Option<super::table_source::TableSour
     )
 }
 
+/// The image preprocessing of `--size`, `--resize`, `--mean` and `--std` (mean 127 and
+/// std 128 by default, as `trtc run --image`).
+pub(super) fn preprocess_of(
+    size: u32,
+    resize: u32,
+    mean: Option<&str>,
+    std: Option<&str>,
+) -> Result<Preprocess> {
+    let triple = |v: Option<&str>, default: &str, flag: &str| {
+        parse_triple(v.unwrap_or(default)).with_context(|| flag.to_string())
+    };
+    Ok(Preprocess {
+        size,
+        resize,
+        mean: triple(mean, "127", "--mean")?,
+        std: triple(std, "128", "--std")?,
+    })
+}
+
 /// The INT8 calibration flags as given (`trtc compile`'s, and `trtc bench`'s).
 pub(super) struct CalibrationFlags<'a> {
-    pub data: &'a [PathBuf],
-    pub cache: Option<&'a PathBuf>,
-    pub calibrator: Calibrator,
-    pub batches: Option<usize>,
+    pub args: &'a super::table_source::CalibrationArgs,
     pub batch: Option<usize>,
     pub size: u32,
     pub resize: u32,
@@ -183,7 +184,7 @@ pub(super) fn table_source_of(
     missing: &str,
 ) -> Result<Option<super::table_source::TableSource>> {
     if !int8 {
-        if !f.data.is_empty() || f.cache.is_some() {
+        if !f.args.calibration_data.is_empty() || f.args.calibration_cache.is_some() {
             bail!("--calibration-data and --calibration-cache go with --precision int8");
         }
         return Ok(None);
@@ -191,21 +192,13 @@ pub(super) fn table_source_of(
     if matches!(input_format, InputFormat::U8Nhwc { .. }) {
         bail!("--precision int8 with --input-format u8-nhwc is not supported yet (calibration feeds f32 images)");
     }
-    let triple = |v: Option<&str>, default: &str, flag: &str| {
-        parse_triple(v.unwrap_or(default)).with_context(|| flag.to_string())
-    };
     let source = super::table_source::TableSource {
-        data: f.data.to_vec(),
-        cache: f.cache.cloned(),
-        calibrator: f.calibrator,
-        batches: f.batches,
+        data: f.args.calibration_data.clone(),
+        cache: f.args.calibration_cache.clone(),
+        calibrator: f.args.calibrator,
+        batches: f.args.calibration_batches,
         batch: f.batch,
-        preprocess: Preprocess {
-            size: f.size,
-            resize: f.resize,
-            mean: triple(f.mean, "127", "--mean")?,
-            std: triple(f.std, "128", "--std")?,
-        },
+        preprocess: preprocess_of(f.size, f.resize, f.mean, f.std)?,
         notes: Default::default(),
     };
     source.check(missing)?;

@@ -6,8 +6,28 @@ use super::calibrate::{
     batches_of, check_output, load, read_cache, run_calibration, run_guard, write, Notes,
 };
 use anyhow::{bail, Context, Result};
+use clap::Args;
 use std::path::PathBuf;
 use trtc::quant::{CalibrationTable, Calibrator, Collector, Tolerance};
+
+/// The INT8 calibration flags `trtc compile` and `trtc bench` share.
+#[derive(Args, Debug, Clone)]
+pub struct CalibrationArgs {
+    /// With --precision int8: directories of images (.png, .jpg, .jpeg) and .npy batches,
+    /// images, or .npy files to calibrate on (as `trtc calibrate`).
+    #[arg(long, num_args = 1.., value_name = "DIR_OR_NPY")]
+    pub calibration_data: Vec<PathBuf>,
+    /// With --precision int8: a TensorRT-format calibration cache of the optimized graph,
+    /// read instead of calibrating when the file exists, else calibrated and written there.
+    #[arg(long, value_name = "FILE")]
+    pub calibration_cache: Option<PathBuf>,
+    /// With --precision int8: entropy, minmax, percentile (99.99) or percentile:P.
+    #[arg(long, default_value = "entropy")]
+    pub calibrator: Calibrator,
+    /// With --precision int8: use at most this many calibration batches.
+    #[arg(long, value_name = "N")]
+    pub calibration_batches: Option<usize>,
+}
 
 /// Where a compile's calibration table comes from (`trtc compile --precision int8`): the
 /// cache when it exists, else the data (then written to the cache, if one is named).
