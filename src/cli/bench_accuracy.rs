@@ -29,18 +29,10 @@ pub(super) fn load_images(
         .collect()
 }
 
+/// The top-1 class of output 0 (`trtc::classify::top1`, as `trtc run` reports it).
 fn argmax(t: &Tensor) -> Result<usize> {
     let v = trtc::ir::tensor::tensor_to_f32s(t).context("output 0 is not a float tensor")?;
-    Ok(v.iter()
-        .enumerate()
-        .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &x)| {
-            if x > bv {
-                (i, x)
-            } else {
-                (bi, bv)
-            }
-        })
-        .0)
+    Ok(trtc::classify::top1(&v).0)
 }
 
 /// The FP32 model's top-1 for each image (tract, the model as loaded).
