@@ -155,8 +155,9 @@ fn activation_scale(g: &Graph, id: NodeId) -> std::result::Result<f32, String> {
     }
 }
 
-/// The zero point (input 2), if any, is int8 and all 0.
-fn check_zero_point(g: &Graph, id: NodeId) -> std::result::Result<(), String> {
+/// The zero point (input 2) of Q/DQ node `id`, if it has one, is an int8 constant of
+/// zeros (symmetric quantization), or why not.
+pub fn check_zero_point(g: &Graph, id: NodeId) -> std::result::Result<(), String> {
     let Some(zp) = g.input_outlet(id, 2) else {
         return Ok(());
     };

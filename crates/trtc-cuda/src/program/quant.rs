@@ -36,24 +36,7 @@ pub fn scales(g: &Graph, id: NodeId) -> Result<Vec<f32>, String> {
     if s.is_empty() || s.iter().any(|v| !v.is_finite() || *v <= 0.0) {
         return Err("a scale is zero, negative or not finite".into());
     }
-    if g.input_outlet(id, 2).is_some() {
-        let z = g
-            .input_const(id, 2)
-            .ok_or("the zero point is computed at run time")?;
-        if z.datum_type() != DatumType::I8 {
-            return Err(format!(
-                "the zero point is {:?} (int8 only)",
-                z.datum_type()
-            ));
-        }
-        let zeros = z
-            .to_plain_array_view::<i8>()
-            .map(|v| v.iter().all(|&q| q == 0))
-            .unwrap_or(false);
-        if !zeros {
-            return Err("the zero point is not 0 (symmetric quantization only)".into());
-        }
-    }
+    trtc_quant::qdq::check_zero_point(g, id)?;
     Ok(s)
 }
 
