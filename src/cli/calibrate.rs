@@ -271,16 +271,8 @@ pub fn calibrate(a: CalibrateArgs) -> Result<()> {
         let q = if a.guard_data.is_empty() {
             quantized(&graph, &table)?
         } else {
-            let held_out = batches_of(&a.guard_data, Some(a.guard_batches), a.batch, &input)
-                .context("--guard-data")?;
-            let samples = held_out
-                .iter()
-                .map(|b| {
-                    load(b, &preprocess, dtype)
-                        .map(|t| vec![t])
-                        .with_context(|| format!("guard batch {}", b.describe()))
-                })
-                .collect::<Result<Vec<_>>>()?;
+            let samples =
+                guard_samples(&a.guard_data, a.guard_batches, a.batch, &input, &preprocess)?;
             guarded(&graph, &table, &samples, a.accuracy_tolerance)?
         };
         write_qdq(&q, path)?;
@@ -377,6 +369,27 @@ pub(super) fn read_cache(
         path.display()
     ));
     Ok(table)
+}
+
+/// The accuracy guard's held-out samples (`--guard-data`): at most `limit` batches of
+/// `batch` images (or `.npy` files), each the model's one input.
+pub(super) fn guard_samples(
+    data: &[PathBuf],
+    limit: usize,
+    batch: Option<usize>,
+    input: &TensorInfo,
+    preprocess: &trtc::preprocess::Preprocess,
+) -> Result<Vec<Vec<Tensor>>> {
+    let dtype = input.dtype.unwrap_or(trtc::ir::DType::F32);
+    batches_of(data, Some(limit), batch, input)
+        .context("--guard-data")?
+        .iter()
+        .map(|b| {
+            load(b, preprocess, dtype)
+                .map(|t| vec![t])
+                .with_context(|| format!("guard batch {}", b.describe()))
+        })
+        .collect()
 }
 
 /// One batch as the model's input tensor.

@@ -3,7 +3,7 @@
 //! runs it, `calibrate.rs`), then optionally the accuracy guard on held-out data.
 
 use super::calibrate::{
-    batches_of, check_output, load, read_cache, run_calibration, run_guard, write, Notes,
+    batches_of, check_output, guard_samples, read_cache, run_calibration, run_guard, write, Notes,
 };
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -118,17 +118,7 @@ impl TableSource {
                 many.len()
             ),
         };
-        let dtype = input.dtype.unwrap_or(trtc::ir::DType::F32);
-        let held_out =
-            batches_of(&gs.data, Some(gs.batches), self.batch, &input).context("--guard-data")?;
-        let samples = held_out
-            .iter()
-            .map(|b| {
-                load(b, &self.preprocess, dtype)
-                    .map(|t| vec![t])
-                    .with_context(|| format!("guard batch {}", b.describe()))
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let samples = guard_samples(&gs.data, gs.batches, self.batch, &input, &self.preprocess)?;
         let opts = trtc::quant::QdqOptions::gpu_simulated();
         let (_, _, report, summary) = run_guard(graph, &table, &samples, gs.tolerance, &opts)?;
         Ok(trtc::backend::Int8Table {
