@@ -24,8 +24,12 @@ extern "C" __global__ void pixels_in(DT* y, const unsigned char* x, IX total, in
         j = i; ch = i % c;
     }
     float v = (float)x[j];
-    int ops[4] = {op0, op1, op2, op3};
-    for (int k = 0; k < nops; ++k) v = bin_op<false>(ops[k], v, params[k * c + ch]);
+    // Unrolled, so that the op codes stay in registers (an array indexed in a loop of run-time
+    // length lives in local memory).
+    if (nops > 0) v = bin_op<false>(op0, v, params[ch]);
+    if (nops > 1) v = bin_op<false>(op1, v, params[c + ch]);
+    if (nops > 2) v = bin_op<false>(op2, v, params[2 * c + ch]);
+    if (nops > 3) v = bin_op<false>(op3, v, params[3 * c + ch]);
     y[i] = ST(v);
 }
 "#;
