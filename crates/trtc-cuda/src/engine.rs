@@ -463,12 +463,10 @@ fn tactic_name(inst: &Instance, i: usize) -> String {
         return "cublaslt".into();
     }
     if let Some(r) = inst.qconvs.get(&i) {
-        return if r.own {
-            "trtc int8 mma"
-        } else {
-            "cudnn int8 fused"
-        }
-        .into();
+        return match &r.own {
+            Some(own) => own.kernel.tactic(),
+            None => "cudnn int8 fused".into(),
+        };
     }
     String::new()
 }

@@ -134,11 +134,12 @@ pub fn on_input_grid(shape: &[usize], seed: u64) -> Tensor {
     Tensor::from_shape(shape, &v).unwrap_or_else(|_| Tensor::from(0f32))
 }
 
-/// `x [n, 64, h, w]`, quantized, through 1x1 convs that trtc's `conv1x1_i8` kernel takes
-/// (input channels a multiple of 64): `pw1` 64 -> 128 with ReLU, `pw2` 128 -> 128 plus
-/// `pw1`'s output as a residual with ReLU, `pw3` 128 -> 72 (no activation: a partial tile
-/// of output channels); each output quantized; then `pw4` 72 -> 8, its output the graph's.
-/// With `activations` false the activations are not quantized (the float model).
+/// `x [n, 64, h, w]`, quantized, through 1x1 convs that trtc's INT8 kernels take (input
+/// channels a multiple of 64, output channels of 16), one for each K of its streaming
+/// kernels: `pw1` 64 -> 128 with ReLU, `pw2` 128 -> 128 plus `pw1`'s output as a residual
+/// with ReLU, `pw3` 128 -> 256 with ReLU, `pw4` 256 -> 80 (no activation; 80 channels, a
+/// partial tile of output channels); each output quantized; then `pw5` 80 -> 8, its output
+/// the graph's. With `activations` false the activations are not quantized (the float model).
 pub fn qdq_pointwise_graph(n: usize, h: usize, w: usize, activations: bool) -> Graph {
     let mut b = GraphBuilder::new();
     let fake_quant = |b: &mut GraphBuilder, x: Outlet, s: f32, name: &str| {
@@ -169,14 +170,27 @@ pub fn qdq_pointwise_graph(n: usize, h: usize, w: usize, activations: bool) -> G
         Some(Activation::Relu),
     );
     let a2 = fake_quant(&mut b, y2, 5.0 / 127.0, "pw2_out");
-    let w3 = int8_weights(&mut b, [72, 128, 1, 1], 0.15, 15, "pw3_w");
-    let b3 = bias(&mut b, 72, 16);
-    let y3 = fused(&mut b, "pw3", &[a2, w3, b3], 1, 1, None);
+    let w3 = int8_weights(&mut b, [256, 128, 1, 1], 0.15, 15, "pw3_w");
+    let b3 = bias(&mut b, 256, 16);
+    let y3 = fused(&mut b, "pw3", &[a2, w3, b3], 1, 1, Some(Activation::Relu));
     let a3 = fake_quant(&mut b, y3, 6.0 / 127.0, "pw3_out");
-    let w4 = int8_weights(&mut b, [8, 72, 1, 1], 0.2, 17, "pw4_w");
-    let b4 = bias(&mut b, 8, 18);
+    let w4 = int8_weights(&mut b, [80, 256, 1, 1], 0.1, 17, "pw4_w");
+    let b4 = bias(&mut b, 80, 18);
     let y4 = fused(&mut b, "pw4", &[a3, w4, b4], 1, 1, None);
-    b.output(y4);
+    let a4 = fake_quant(&mut b, y4, 8.0 / 127.0, "pw4_out");
+    let w5 = int8_weights(&mut b, [8, 80, 1, 1], 0.2, 19, "pw5_w");
+    let b5 = bias(&mut b, 8, 20);
+    let y5 = fused(&mut b, "pw5", &[a4, w5, b5], 1, 1, None);
+    b.output(y5);
     b.build()
         .unwrap_or_else(|e| panic!("the INT8 pointwise test graph: {e}"))
+}
+
+/// trtc's INT8 1x1 kernels: each one's name (a value of `TRTC_INT8_CONV` that runs it on
+/// the layers it takes) and the input channel count it is built for (`None`: any).
+pub fn int8_kernels() -> Vec<(&'static str, Option<usize>)> {
+    crate::exec::OWN_KERNELS
+        .iter()
+        .map(|k| (k.name, k.built_for()))
+        .collect()
 }

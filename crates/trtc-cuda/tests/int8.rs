@@ -116,18 +116,51 @@ fn int8_precision_times_int8_against_fp16_and_runs_the_faster() {
 
 #[test]
 #[ignore = "needs a CUDA GPU"]
-fn pointwise_int8_convs_match_tract_with_either_kernel() {
-    // pw1..pw3 run in INT8; with TRTC_INT8_CONV=trtc on trtc's tensor-core kernel (pixels
-    // not a multiple of its 128-row tile, 72 output channels: partial tiles both ways, one
-    // and two 64-channel steps of K, a residual), with cudnn on cuDNN's. Both must match
-    // the QDQ graph, and each must be the one the profile names.
-    let g = trtc_cuda::testing::qdq_pointwise_graph(5, 9, 7, true);
-    let inputs = vec![on_input_grid(&[5, 64, 9, 7], 31)];
-    for (kernel, tactic) in [("trtc", "trtc int8 mma"), ("cudnn", "cudnn int8 fused")] {
+fn pointwise_int8_convs_match_tract_with_every_kernel() {
+    // pw1..pw4 run in INT8: K = 64, 128, 128 and 256, a residual, 80 output channels (a
+    // partial tile of channels), 37,636 pixels (a partial tile of pixels, and more tiles than
+    // the streaming kernels have blocks, so that each block walks several). Each kernel of
+    // trtc's runs the layers it takes, forced with TRTC_INT8_CONV (the streaming ones in two
+    // sets that cover every K), and cuDNN's all of them. Every run must match tract's QDQ
+    // graph and the profile must name who ran each layer; trtc's kernels, which share one
+    // epilogue, must give the same outputs bit for bit.
+    let g = trtc_cuda::testing::qdq_pointwise_graph(4, 97, 97, true);
+    let inputs = vec![on_input_grid(&[4, 64, 97, 97], 31)];
+    let reference = CpuModel::new(&g).unwrap().run(inputs.clone()).unwrap();
+    let kernels = trtc_cuda::testing::int8_kernels();
+    let streaming: Vec<&str> = kernels
+        .iter()
+        .filter(|(_, k)| k.is_some())
+        .map(|(n, _)| *n)
+        .collect();
+    let mut runs: Vec<String> = vec!["cudnn".into()];
+    runs.extend(
+        kernels
+            .iter()
+            .filter(|(_, k)| k.is_none())
+            .map(|(n, _)| n.to_string()),
+    );
+    // The first and the last streaming kernel for each K.
+    for pick in [0, 1] {
+        let set: Vec<&str> = [64, 128, 256]
+            .iter()
+            .filter_map(|&k| {
+                let of_k: Vec<&&str> = streaming
+                    .iter()
+                    .filter(|n| kernels.contains(&(**n, Some(k))))
+                    .collect();
+                (if pick == 0 { of_k.first() } else { of_k.last() }).map(|n| **n)
+            })
+            .collect();
+        assert_eq!(set.len(), 3, "a streaming kernel for each K: {streaming:?}");
+        runs.push(set.join(","));
+    }
+    let mut trtc_output: Option<Vec<trtc_ir::Tensor>> = None;
+    for run in &runs {
         // The GPU tests run one at a time (--test-threads=1): no other test reads it meanwhile.
-        std::env::set_var("TRTC_INT8_CONV", kernel);
-        let (rel, model) =
-            gpu_vs_tract_model(&g, inputs.clone(), &opts_for(Precision::Fp16, Layout::Auto));
+        std::env::set_var("TRTC_INT8_CONV", run);
+        let model = gpu_model(&g, &opts_for(Precision::Fp16, Layout::Auto));
+        let out = model.run(inputs.clone()).unwrap();
         let tactics: Vec<(String, String)> = model
             .profile(inputs.clone())
             .unwrap()
@@ -136,13 +169,29 @@ fn pointwise_int8_convs_match_tract_with_either_kernel() {
             .map(|(_, t)| (t.layer, t.tactic))
             .collect();
         std::env::remove_var("TRTC_INT8_CONV");
-        println!("{kernel}: relative error {rel}, {tactics:?}");
-        assert!(rel <= 1e-2, "{kernel}: relative error {rel}");
+        let (_, rel) = compare(&reference, &out).unwrap();
+        println!("{run}: relative error {rel}, {tactics:?}");
+        assert!(rel <= 3e-2, "{run}: relative error {rel}");
         let names: Vec<&str> = tactics.iter().map(|(l, _)| l.as_str()).collect();
-        assert_eq!(names, ["pw1", "pw2", "pw3"], "{kernel}");
-        assert!(
-            tactics.iter().all(|(_, t)| t == tactic),
-            "{kernel}: {tactics:?}"
-        );
+        assert_eq!(names, ["pw1", "pw2", "pw3", "pw4"], "{run}");
+        for ((layer, tactic), k) in tactics.iter().zip([64, 128, 128, 256]) {
+            let by = run
+                .split(',')
+                .find(|n| kernels.contains(&(*n, None)) || kernels.contains(&(*n, Some(k))));
+            let want = match by {
+                Some(name) => format!("trtc int8 mma {}", &name["conv1x1_i8_".len()..]),
+                None => "cudnn int8 fused".into(),
+            };
+            assert_eq!(tactic, &want, "{run}: {layer}");
+        }
+        if run != "cudnn" {
+            match &trtc_output {
+                None => trtc_output = Some(out),
+                Some(first) => {
+                    let (abs, _) = compare(first, &out).unwrap();
+                    assert_eq!(abs, 0.0, "{run}: not the first kernel's output");
+                }
+            }
+        }
     }
 }

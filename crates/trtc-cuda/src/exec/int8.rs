@@ -8,7 +8,7 @@ use crate::program::Step;
 use crate::sys::cudnn::{self as d, ActDesc, ConvDesc, Filter4d, Tensor4d};
 use crate::sys::device::{blocks, int8_kernel, kernel};
 use cudarc::cudnn::{result as dnn, sys as dnn_sys};
-use cudarc::driver::{CudaSlice, PushKernelArg};
+use cudarc::driver::{CudaFunction, CudaSlice, DevicePtr, LaunchConfig, PushKernelArg};
 
 /// What an INT8 convolution needs at one batch size.
 pub(crate) struct QConvRun {
@@ -19,16 +19,99 @@ pub(crate) struct QConvRun {
     conv: ConvDesc,
     act: ActDesc,
     workspace: Option<CudaSlice<u8>>,
-    /// Run by trtc's `conv1x1_i8` kernel instead of cuDNN.
-    pub(crate) own: bool,
+    /// The step's requantization scale per output channel, for trtc's kernels (which
+    /// take one per channel); present where `own_kernel_fits`.
+    alphas: Option<CudaSlice<f32>>,
+    /// Run by this one of trtc's kernels instead of cuDNN (`tactics/int8.rs`).
+    pub(crate) own: Option<OwnConv>,
 }
 
-/// Whether trtc's `conv1x1_i8` kernel takes INT8 conv `step`: 1x1, stride 1, no pads,
-/// input channels a multiple of 64, output channels of 8.
+/// One of trtc's INT8 1x1 kernels (`sys/conv1x1_i8.cu`, which instantiates the same list):
+/// `conv1x1_i8_<bm>x<bn>` for any K (a block per BM x BN output tile), or, where `kd` is
+/// not 0, the streaming `conv1x1_i8_s<kd>_<bm>x<bn>` for K = kd (the block's weights held
+/// in shared memory, pixel tiles streamed through `stages` buffers).
+pub(crate) struct OwnKernel {
+    pub(crate) name: &'static str,
+    kd: usize,
+    bm: u32,
+    bn: u32,
+    threads: u32,
+    stages: u32,
+}
+
+const fn own(
+    name: &'static str,
+    kd: usize,
+    bm: u32,
+    bn: u32,
+    threads: u32,
+    stages: u32,
+) -> OwnKernel {
+    OwnKernel {
+        name,
+        kd,
+        bm,
+        bn,
+        threads,
+        stages,
+    }
+}
+
+/// Every tile shape the tactic times (`benches/probes/conv1x1_i8_probe.cu` timed each on
+/// ResNet-50's 1x1 convs; each of these was the fastest on at least one).
+pub(crate) const OWN_KERNELS: [OwnKernel; 9] = [
+    own("conv1x1_i8_128x128", 0, 128, 128, 256, 2),
+    own("conv1x1_i8_128x64", 0, 128, 64, 128, 2),
+    own("conv1x1_i8_64x128", 0, 64, 128, 128, 2),
+    own("conv1x1_i8_64x64", 0, 64, 64, 128, 2),
+    own("conv1x1_i8_s64_128x64", 64, 128, 64, 256, 3),
+    own("conv1x1_i8_s64_128x128", 64, 128, 128, 256, 3),
+    own("conv1x1_i8_s128_64x128", 128, 64, 128, 256, 3),
+    own("conv1x1_i8_s256_64x64", 256, 64, 64, 128, 3),
+    own("conv1x1_i8_s256_64x128", 256, 64, 128, 256, 3),
+];
+
+impl OwnKernel {
+    /// Bytes of dynamic shared memory (the formulas of `conv1x1_i8.cu`).
+    fn smem(&self) -> u32 {
+        let (bm, bn, s) = (self.bm, self.bn, self.stages);
+        if self.kd == 0 {
+            s * (bm + bn) * 80 + bm * (bn + 16)
+        } else {
+            let ld = self.kd as u32 + 16;
+            bn * ld + s * bm * (ld + bn + 16)
+        }
+    }
+
+    /// Whether it computes a product over `k` input channels.
+    pub(crate) fn takes(&self, k: usize) -> bool {
+        self.kd == 0 || self.kd == k
+    }
+
+    /// The input channel count a streaming kernel is built for.
+    pub(crate) fn built_for(&self) -> Option<usize> {
+        (self.kd != 0).then_some(self.kd)
+    }
+
+    /// The profile's name for it.
+    pub(crate) fn tactic(&self) -> String {
+        format!("trtc int8 mma {}", &self.name["conv1x1_i8_".len()..])
+    }
+}
+
+/// A kernel of `OWN_KERNELS` ready to launch on one INT8 conv at one batch size.
+pub(crate) struct OwnConv {
+    pub(crate) kernel: &'static OwnKernel,
+    func: CudaFunction,
+    cfg: LaunchConfig,
+}
+
+/// Whether trtc's INT8 kernels take INT8 conv `step`: 1x1, stride 1, no pads, input
+/// channels a multiple of 64, output channels of 16.
 pub(crate) fn own_kernel_fits(step: &Step) -> bool {
     matches!(step, Step::ConvInt8 { w_dims, pads, stride, .. }
         if w_dims[2] == 1 && w_dims[3] == 1 && *pads == [0, 0] && *stride == [1, 1]
-            && w_dims[1] % 64 == 0 && w_dims[0] % 8 == 0)
+            && w_dims[1] % 64 == 0 && w_dims[0] % 16 == 0)
 }
 
 /// cuDNN's one algorithm for fused INT8 NHWC convolutions (the only one that takes an
@@ -48,6 +131,7 @@ impl Exec {
             pads,
             stride,
             relu,
+            alpha,
             ..
         } = &p.steps[i]
         else {
@@ -66,7 +150,8 @@ impl Exec {
             conv: d::conv2d(*pads, *stride, [1, 1], 1, d::Math::Int8).map_err(e)?,
             act: d::activation(*relu).map_err(e)?,
             workspace: None,
-            own: false,
+            alphas: None,
+            own: None,
         };
         // Safety: the descriptors are valid and the handle is the engine's.
         let bytes = unsafe {
@@ -80,16 +165,82 @@ impl Exec {
             )
         }
         .map_err(e)?;
+        let alphas = if own_kernel_fits(&p.steps[i]) {
+            let per_channel = vec![*alpha; w_dims[0] as usize];
+            let d = self.dev.stream.clone_htod(&per_channel);
+            Some(d.map_err(|e| cuda_err(name, e))?)
+        } else {
+            None
+        };
         Ok(QConvRun {
             workspace: self.scratch(name, bytes)?,
+            alphas,
             ..run
+        })
+    }
+
+    /// `kernel` of trtc's INT8 kernels made ready for INT8 conv step `i` at `batch`: its
+    /// shared memory allowed and its grid (every tile, or for a streaming kernel as many
+    /// blocks as the GPU holds at once, a multiple of the blocks across N).
+    pub(crate) fn own_conv(
+        &self,
+        i: usize,
+        batch: usize,
+        kernel: &'static OwnKernel,
+    ) -> Result<OwnConv> {
+        use cudarc::driver::sys::{CUdevice_attribute, CUfunction_attribute};
+        let p = &self.program;
+        let (name, y, n) = match &p.steps[i] {
+            Step::ConvInt8 {
+                name, y, w_dims, ..
+            } => (name, *y, w_dims[0] as u32),
+            _ => {
+                return Err(cuda_err(
+                    "engine",
+                    "own_conv of a step that is no INT8 conv",
+                ))
+            }
+        };
+        let err = |e: cudarc::driver::DriverError| cuda_err(name, e);
+        let func = int8_kernel(&self.dev, kernel.name).map_err(|e| cuda_err(name, e))?;
+        let smem = kernel.smem();
+        func.set_attribute(
+            CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+            smem as i32,
+        )
+        .map_err(err)?;
+        let ys = p.shape(y, batch);
+        let pixels = (ys[0] * ys[2] * ys[3]) as u32;
+        let across_n = n.div_ceil(kernel.bn);
+        let tiles = pixels.div_ceil(kernel.bm) * across_n;
+        let blocks = if kernel.kd == 0 {
+            tiles
+        } else {
+            let sms = self
+                .dev
+                .ctx
+                .attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
+                .map_err(err)? as u32;
+            let per_sm = func
+                .occupancy_max_active_blocks_per_multiprocessor(kernel.threads, smem as usize, None)
+                .map_err(err)?;
+            tiles.min((sms * per_sm / across_n).max(1) * across_n)
+        };
+        Ok(OwnConv {
+            kernel,
+            func,
+            cfg: LaunchConfig {
+                grid_dim: (blocks, 1, 1),
+                block_dim: (kernel.threads, 1, 1),
+                shared_mem_bytes: smem,
+            },
         })
     }
 
     /// Launch INT8 conv step `i`: trtc's kernel where the tactic chose it, else cuDNN's.
     pub(crate) fn launch_conv_int8(&self, inst: &Instance, i: usize) -> Result<()> {
-        if inst.qconvs.get(&i).is_some_and(|r| r.own) {
-            return self.launch_conv1x1_i8(inst, i);
+        if let Some(run) = inst.qconvs.get(&i).filter(|r| r.own.is_some()) {
+            return self.launch_conv1x1_i8(inst, i, run);
         }
         let p = &self.program;
         let Step::ConvInt8 {
@@ -142,8 +293,8 @@ impl Exec {
         .map_err(|e| cuda_err(name, format!("cuDNN INT8 convolution: {e}")))
     }
 
-    /// INT8 conv step `i` by trtc's `conv1x1_i8` kernel (`own_kernel_fits`).
-    fn launch_conv1x1_i8(&self, inst: &Instance, i: usize) -> Result<()> {
+    /// INT8 conv step `i` by the kernel of trtc's that the tactic chose (`run.own`).
+    fn launch_conv1x1_i8(&self, inst: &Instance, i: usize, run: &QConvRun) -> Result<()> {
         let p = &self.program;
         let Step::ConvInt8 {
             name,
@@ -153,7 +304,6 @@ impl Exec {
             w,
             w_dims,
             bias,
-            alpha,
             alpha_z,
             relu,
             ..
@@ -161,7 +311,9 @@ impl Exec {
         else {
             return Err(cuda_err("engine", "not an INT8 conv"));
         };
-        let f = int8_kernel(&self.dev, "conv1x1_i8").map_err(|e| cuda_err(name, e))?;
+        let (Some(own), Some(alphas)) = (&run.own, &run.alphas) else {
+            return Err(cuda_err(name, "no INT8 kernel of trtc's prepared"));
+        };
         let ys = p.shape(*y, inst.batch);
         let (pixels, k, n) = ((ys[0] * ys[2] * ys[3]) as i32, w_dims[1], w_dims[0]);
         let (yp, xp, wp, bp) = (
@@ -172,29 +324,25 @@ impl Exec {
         );
         let zp = z.map(|s| inst.ptrs[s]).unwrap_or(0);
         let relu = *relu as i32;
-        let cfg = cudarc::driver::LaunchConfig {
-            grid_dim: ((pixels as u32).div_ceil(128), (n as u32).div_ceil(128), 1),
-            block_dim: (256, 1, 1),
-            shared_mem_bytes: 2 * 2 * 128 * 80,
-        };
-        // Safety: x is [pixels][k] int8, w [n][k], z and y [pixels][n], bias n f32 values
-        // (the instance's buffers and the program's weights at this batch).
+        let s = &self.dev.stream;
+        let ap = alphas.device_ptr(s).0;
+        // Safety: x is [pixels][k] int8, w [n][k], z and y [pixels][n], bias and alphas n
+        // f32 values (the instance's buffers and the program's weights at this batch); the
+        // grid and shared memory are the ones `own_conv` made for this kernel and batch.
         unsafe {
-            self.dev
-                .stream
-                .launch_builder(&f)
+            s.launch_builder(&own.func)
                 .arg(&yp)
                 .arg(&xp)
                 .arg(&wp)
                 .arg(&bp)
+                .arg(&ap)
                 .arg(&zp)
-                .arg(alpha)
                 .arg(alpha_z)
                 .arg(&relu)
                 .arg(&pixels)
                 .arg(&k)
                 .arg(&n)
-                .launch(cfg)
+                .launch(own.cfg)
         }
         .map(|_| ())
         .map_err(|e| cuda_err(name, e))
@@ -227,5 +375,73 @@ impl Exec {
         }
         .map(|_| ())
         .map_err(|e| cuda_err(&p.names[i], e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sys::quant_kernels::CONV1X1_SOURCE;
+
+    /// Each kernel of the table is instantiated in `conv1x1_i8.cu` under its name, with the
+    /// same tile shape, warps and stages, and its shared memory fits one H100/H200 SM
+    /// (227 KiB); every instantiation is in the table.
+    #[test]
+    fn own_kernels_match_their_instantiations() {
+        for k in &OWN_KERNELS {
+            let named = if k.kd == 0 {
+                format!("conv1x1_i8_{}x{}", k.bm, k.bn)
+            } else {
+                format!("conv1x1_i8_s{}_{}x{}", k.kd, k.bm, k.bn)
+            };
+            assert_eq!(k.name, named, "the name the macro gives");
+            let line = CONV1X1_SOURCE
+                .lines()
+                .find(|l| {
+                    let l = l.replace(' ', "");
+                    let args = if k.kd == 0 {
+                        format!("C1_KERNEL({},{},", k.bm, k.bn)
+                    } else {
+                        format!("C1S_KERNEL({},{},{},", k.kd, k.bm, k.bn)
+                    };
+                    l.starts_with(&args)
+                })
+                .unwrap_or_else(|| panic!("{} is not instantiated", k.name));
+            let args: Vec<u32> = line
+                .split(['(', ')'])
+                .nth(1)
+                .unwrap()
+                .split(',')
+                .map(|a| a.trim().parse().unwrap())
+                .collect();
+            let (warps, stages) = match args.as_slice() {
+                [_, _, wm, wn, s] | [_, _, _, wm, wn, s] => (wm * wn, *s),
+                _ => panic!("{line}"),
+            };
+            assert_eq!(warps * 32, k.threads, "{}: {line}", k.name);
+            assert_eq!(stages, k.stages, "{}: {line}", k.name);
+            assert!(k.smem() <= 227 * 1024, "{}: {} bytes", k.name, k.smem());
+        }
+        assert_eq!(
+            CONV1X1_SOURCE.matches("\nC1_KERNEL(").count()
+                + CONV1X1_SOURCE.matches("\nC1S_KERNEL(").count(),
+            OWN_KERNELS.len(),
+            "every instantiated kernel is in the table"
+        );
+    }
+
+    #[test]
+    fn streaming_kernels_take_only_their_k() {
+        let s = OWN_KERNELS
+            .iter()
+            .find(|k| k.name == "conv1x1_i8_s128_64x128")
+            .unwrap();
+        assert!(s.takes(128) && !s.takes(64) && !s.takes(256));
+        assert_eq!(s.built_for(), Some(128));
+        assert_eq!(s.tactic(), "trtc int8 mma s128_64x128");
+        // 128 weight rows of 144 bytes, 3 stages of 64 x rows of 144 and 64 output rows of 144.
+        assert_eq!(s.smem(), 128 * 144 + 3 * 64 * (144 + 144));
+        let tiled = &OWN_KERNELS[0];
+        assert!(tiled.takes(64) && tiled.takes(2048) && tiled.built_for().is_none());
     }
 }

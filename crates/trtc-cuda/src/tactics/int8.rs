@@ -1,11 +1,13 @@
-//! Tactics for INT8 convolutions: cuDNN's INT8 kernel timed against trtc's tensor-core
-//! `conv1x1_i8` on the 1x1 convs it takes (`exec::int8::own_kernel_fits`), on the
-//! instance's shapes; the faster runs. Both compute the same int8 results (exact int32
-//! sums, the same f32 epilogue). Timed each time an instance is built (plans do not store
-//! this choice). `TRTC_INT8_CONV=cudnn|trtc` fixes it (tests, comparisons).
+//! Tactics for INT8 convolutions: cuDNN's INT8 kernel timed against each of trtc's
+//! tensor-core kernels (`exec::int8::OWN_KERNELS`) on the 1x1 convs they take
+//! (`exec::int8::own_kernel_fits`), on the instance's shapes; the fastest runs. All compute
+//! the same int8 results (exact int32 sums, the same f32 epilogue). Timed each time an
+//! instance is built (plans do not store this choice). `TRTC_INT8_CONV` fixes it (tests,
+//! comparisons): `cudnn`, `trtc` (the fastest of trtc's), or kernel names separated by
+//! commas (`conv1x1_i8_128x64`: the fastest of those that take the layer, else cuDNN).
 
 use crate::error::Result;
-use crate::exec::{own_kernel_fits, Exec, Instance};
+use crate::exec::{own_kernel_fits, Exec, Instance, OwnKernel, OWN_KERNELS};
 
 impl Exec {
     pub(crate) fn choose_int8_kernels(&self, inst: &mut Instance) -> Result<()> {
@@ -17,34 +19,54 @@ impl Exec {
             .filter(|&i| own_kernel_fits(&self.program.steps[i]))
             .collect();
         for i in candidates {
-            let set = |inst: &mut Instance, own: bool| {
-                if let Some(r) = inst.qconvs.get_mut(&i) {
-                    r.own = own;
-                }
+            let k = match &self.program.steps[i] {
+                crate::program::Step::ConvInt8 { w_dims, .. } => w_dims[1] as usize,
+                _ => continue,
             };
-            let own = match forced.as_deref() {
-                Some("trtc") => true,
-                Some("cudnn") => false,
-                _ => {
-                    set(inst, true);
-                    match self.time_step(inst, i) {
-                        Ok(t_own) => {
-                            set(inst, false);
-                            let t_cudnn = self.time_step(inst, i)?;
-                            t_own < t_cudnn
-                        }
-                        Err(e) => {
-                            tracing::warn!(
-                                "{}: trtc's INT8 kernel failed ({e}); cuDNN runs it",
-                                self.program.names[i]
-                            );
-                            false
-                        }
+            let kernels: Vec<&'static OwnKernel> = OWN_KERNELS
+                .iter()
+                .filter(|o| o.takes(k))
+                .filter(|o| match forced.as_deref() {
+                    None | Some("trtc") => true,
+                    Some(names) => names.split(',').any(|n| n == o.name),
+                })
+                .collect();
+            let time_cudnn = forced.is_none();
+            let mut best: Option<(f32, &'static OwnKernel)> = None;
+            for kernel in kernels {
+                let own = match self.own_conv(i, inst.batch, kernel) {
+                    Ok(own) => own,
+                    Err(e) => {
+                        tracing::warn!("{}: {} not used ({e})", self.program.names[i], kernel.name);
+                        continue;
                     }
+                };
+                set_own(inst, i, Some(own));
+                match self.time_step(inst, i) {
+                    Ok(t) if best.is_none_or(|(b, _)| t < b) => best = Some((t, kernel)),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(
+                        "{}: trtc's INT8 kernel {} failed ({e}); not used",
+                        self.program.names[i],
+                        kernel.name
+                    ),
                 }
+            }
+            set_own(inst, i, None);
+            let Some((t_own, kernel)) = best else {
+                continue;
             };
-            set(inst, own);
+            if time_cudnn && self.time_step(inst, i)? <= t_own {
+                continue;
+            }
+            set_own(inst, i, Some(self.own_conv(i, inst.batch, kernel)?));
         }
         Ok(())
+    }
+}
+
+fn set_own(inst: &mut Instance, i: usize, own: Option<crate::exec::OwnConv>) {
+    if let Some(r) = inst.qconvs.get_mut(&i) {
+        r.own = own;
     }
 }

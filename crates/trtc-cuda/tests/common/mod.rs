@@ -57,6 +57,15 @@ pub fn gpu_vs_tract_model(
     inputs: Vec<trtc_ir::Tensor>,
     opts: &CompileOptions,
 ) -> (f32, HybridModel) {
+    let hybrid = gpu_model(g, opts);
+    let reference = CpuModel::new(g).unwrap().run(inputs.clone()).unwrap();
+    let out = hybrid.run(inputs).unwrap();
+    let (_, rel) = compare(&reference, &out).unwrap();
+    (rel, hybrid)
+}
+
+/// `g` as one CUDA segment (asserted: every node on the GPU, in a CUDA engine).
+pub fn gpu_model(g: &Graph, opts: &CompileOptions) -> HybridModel {
     let p = partition(
         g,
         &CudaOpTable,
@@ -78,10 +87,7 @@ pub fn gpu_vs_tract_model(
         "{:?}",
         hybrid.notes
     );
-    let reference = CpuModel::new(g).unwrap().run(inputs.clone()).unwrap();
-    let out = hybrid.run(inputs).unwrap();
-    let (_, rel) = compare(&reference, &out).unwrap();
-    (rel, hybrid)
+    hybrid
 }
 
 /// The tactics `model`'s one CUDA engine runs (its plan payload).
