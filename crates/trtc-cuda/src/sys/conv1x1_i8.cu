@@ -114,6 +114,42 @@ __device__ __forceinline__ void c1_epilogue(unsigned char* os, int ld, const int
     }
 }
 
+// Zeroes a warp's accumulators.
+template <int MI, int NI> __device__ __forceinline__ void c1_zero(int (&acc)[MI][NI][4]) {
+    #pragma unroll
+    for (int mi = 0; mi < MI; mi++)
+        #pragma unroll
+        for (int ni = 0; ni < NI; ni++)
+            #pragma unroll
+            for (int r = 0; r < 4; r++) acc[mi][ni][r] = 0;
+}
+// The BM x BN residual tile at pixel p0, channel n0 into `os` (rows of BN + 16 bytes) by
+// cp.async, 16 bytes per copy (zeros past P or N).
+template <int BM, int BN, int T>
+__device__ __forceinline__ void c1_load_residual(unsigned char* os, const signed char* z, int p0,
+                                                 int n0, int P, int N) {
+    constexpr int OLDS = BN + 16, ROWCH = BN / 16;
+    #pragma unroll
+    for (int c = threadIdx.x; c < BM * ROWCH; c += T) {
+        int row = c / ROWCH, col = (c % ROWCH) * 16, p = p0 + row, n = n0 + col;
+        bool ok = p < P && n < N;
+        c1_cp16(os + row * OLDS + col, ok ? z + (size_t)p * N + n : z, ok);
+    }
+}
+// The BM x BN output tile in `os` to y at pixel p0, channel n0, 16 bytes per store.
+template <int BM, int BN, int T>
+__device__ __forceinline__ void c1_store_tile(signed char* y, const unsigned char* os, int p0,
+                                              int n0, int P, int N) {
+    constexpr int OLDS = BN + 16, ROWCH = BN / 16;
+    #pragma unroll
+    for (int c = threadIdx.x; c < BM * ROWCH; c += T) {
+        int row = c / ROWCH, col = (c % ROWCH) * 16, p = p0 + row, n = n0 + col;
+        if (p < P && n < N)
+            *reinterpret_cast<int4*>(y + (size_t)p * N + n) =
+                *reinterpret_cast<const int4*>(os + row * OLDS + col);
+    }
+}
+
 // Operand tile k0 into `stage`: BM rows of x, then BN rows of w, 64 bytes each (rows past P
 // or N read as zeros).
 template <int BM, int BN, int T>
@@ -143,7 +179,7 @@ __device__ __forceinline__ void c1_body(signed char* __restrict__ y,
                                         const signed char* __restrict__ z, float alpha_z,
                                         int relu, int P, int K, int N, unsigned char* smem) {
     constexpr int T = 32 * WM * WN, TM = BM / WM, TN = BN / WN, MI = TM / 16, NI = TN / 8;
-    constexpr int STAGE = (BM + BN) * C1_LDS, OLDS = BN + 16, ROWCH = BN / 16;
+    constexpr int STAGE = (BM + BN) * C1_LDS, OLDS = BN + 16;
     static_assert(TM % 16 == 0 && TN % 16 == 0, "warp tiles are whole 16 x 16 pieces");
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
     const int wm = warp % WM, wn = warp / WM;
@@ -154,14 +190,7 @@ __device__ __forceinline__ void c1_body(signed char* __restrict__ y,
 
     c1_load<BM, BN, T>(smem, 0, p0, n0, x, w, P, K, N);
     c1_commit();
-    if (z) {
-        #pragma unroll
-        for (int c = tid; c < BM * ROWCH; c += T) {
-            int row = c / ROWCH, col = (c % ROWCH) * 16, p = p0 + row, n = n0 + col;
-            bool ok = p < P && n < N;
-            c1_cp16(os + row * OLDS + col, ok ? z + (size_t)p * N + n : z, ok);
-        }
-    }
+    if (z) c1_load_residual<BM, BN, T>(os, z, p0, n0, P, N);
     c1_commit();
     #pragma unroll
     for (int s = 1; s < S - 1; s++) {
@@ -170,12 +199,7 @@ __device__ __forceinline__ void c1_body(signed char* __restrict__ y,
     }
 
     int acc[MI][NI][4];
-    #pragma unroll
-    for (int mi = 0; mi < MI; mi++)
-        #pragma unroll
-        for (int ni = 0; ni < NI; ni++)
-            #pragma unroll
-            for (int r = 0; r < 4; r++) acc[mi][ni][r] = 0;
+    c1_zero(acc);
 
     for (int kt = 0; kt < ktiles; kt++) {
         int next = kt + S - 1;
@@ -197,13 +221,7 @@ __device__ __forceinline__ void c1_body(signed char* __restrict__ y,
     c1_epilogue<MI, NI, TM, TN>(os, OLDS, acc, wm, wn, lane, n0, N, alpha, bias, z != nullptr,
                                 alpha_z, relu, K <= 256);
     __syncthreads();
-    #pragma unroll
-    for (int c = tid; c < BM * ROWCH; c += T) {
-        int row = c / ROWCH, col = (c % ROWCH) * 16, p = p0 + row, n = n0 + col;
-        if (p < P && n < N)
-            *reinterpret_cast<int4*>(y + (size_t)p * N + n) =
-                *reinterpret_cast<const int4*>(os + row * OLDS + col);
-    }
+    c1_store_tile<BM, BN, T>(y, os, p0, n0, P, N);
 }
 
 // One kernel per tile shape: conv1x1_i8_<BM>x<BN>. The engine times them per layer
@@ -239,7 +257,7 @@ __device__ __forceinline__ void c1s_body(signed char* __restrict__ y,
                                          const signed char* __restrict__ z, float alpha_z,
                                          int relu, int P, int N, unsigned char* smem) {
     constexpr int T = 32 * WM * WN, TM = BM / WM, TN = BN / WN, MI = TM / 16, NI = TN / 8;
-    constexpr int LD = KD + 16, OLDS = BN + 16, KCH = KD / 16, ROWCH = BN / 16;
+    constexpr int LD = KD + 16, OLDS = BN + 16, KCH = KD / 16;
     constexpr int STAGE = BM * LD + BM * OLDS;
     static_assert(TM % 16 == 0 && TN % 16 == 0 && KD % 64 == 0, "whole fragments");
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
@@ -265,14 +283,7 @@ __device__ __forceinline__ void c1s_body(signed char* __restrict__ y,
             int row = c / KCH, kc = (c % KCH) * 16, p = p0 + row;
             c1_cp16(As + row * LD + kc, p < P ? x + (size_t)p * KD + kc : x, p < P);
         }
-        if (z) {
-            #pragma unroll
-            for (int c = tid; c < BM * ROWCH; c += T) {
-                int row = c / ROWCH, col = (c % ROWCH) * 16, p = p0 + row, n = n0 + col;
-                bool ok = p < P && n < N;
-                c1_cp16(Os + row * OLDS + col, ok ? z + (size_t)p * N + n : z, ok);
-            }
-        }
+        if (z) c1_load_residual<BM, BN, T>(Os, z, p0, n0, P, N);
     };
     int pt = blockIdx.x / nblocks;
     #pragma unroll
@@ -289,12 +300,7 @@ __device__ __forceinline__ void c1s_body(signed char* __restrict__ y,
         unsigned char* As = stages + (i % S) * STAGE;
         unsigned char* Os = As + BM * LD;
         int acc[MI][NI][4];
-        #pragma unroll
-        for (int mi = 0; mi < MI; mi++)
-            #pragma unroll
-            for (int ni = 0; ni < NI; ni++)
-                #pragma unroll
-                for (int r = 0; r < 4; r++) acc[mi][ni][r] = 0;
+        c1_zero(acc);
         #pragma unroll
         for (int kk = 0; kk < KD; kk += 32)
             c1_mma_k32<MI, NI>(acc, As + wm * TM * LD + kk, Bs + wn * TN * LD + kk, LD, lane);
@@ -302,13 +308,7 @@ __device__ __forceinline__ void c1s_body(signed char* __restrict__ y,
                                     z != nullptr, alpha_z, relu, true);
         __syncthreads();
         const int p0 = pt * BM;
-        #pragma unroll
-        for (int c = tid; c < BM * ROWCH; c += T) {
-            int row = c / ROWCH, col = (c % ROWCH) * 16, p = p0 + row, n = n0 + col;
-            if (p < P && n < N)
-                *reinterpret_cast<int4*>(y + (size_t)p * N + n) =
-                    *reinterpret_cast<const int4*>(Os + row * OLDS + col);
-        }
+        c1_store_tile<BM, BN, T>(y, Os, p0, n0, P, N);
         __syncthreads();
     }
     c1_wait<0>();
