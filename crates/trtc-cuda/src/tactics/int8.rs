@@ -7,7 +7,7 @@
 //! commas (`conv1x1_i8_128x64`: the fastest of those that take the layer, else cuDNN).
 
 use crate::error::Result;
-use crate::exec::{own_kernel_fits, Exec, Instance, OwnKernel, OWN_KERNELS};
+use crate::exec::{own_kernel_fits, Exec, Instance, OwnConv, OwnKernel, OWN_KERNELS};
 
 impl Exec {
     pub(crate) fn choose_int8_kernels(&self, inst: &mut Instance) -> Result<()> {
@@ -32,7 +32,8 @@ impl Exec {
                 })
                 .collect();
             let time_cudnn = forced.is_none();
-            let mut best: Option<(f32, &'static OwnKernel)> = None;
+            // The fastest of trtc's kernels, kept as prepared for this instance.
+            let mut best: Option<(f32, OwnConv)> = None;
             for kernel in kernels {
                 let own = match self.own_conv(i, inst.batch, kernel) {
                     Ok(own) => own,
@@ -42,8 +43,12 @@ impl Exec {
                     }
                 };
                 set_own(inst, i, Some(own));
-                match self.time_step(inst, i) {
-                    Ok(t) if best.is_none_or(|(b, _)| t < b) => best = Some((t, kernel)),
+                let timed = self.time_step(inst, i);
+                let own = set_own(inst, i, None);
+                match timed {
+                    Ok(t) if best.as_ref().is_none_or(|(b, _)| t < *b) => {
+                        best = own.map(|own| (t, own))
+                    }
                     Ok(_) => {}
                     Err(e) => tracing::warn!(
                         "{}: trtc's INT8 kernel {} failed ({e}); not used",
@@ -52,21 +57,22 @@ impl Exec {
                     ),
                 }
             }
-            set_own(inst, i, None);
-            let Some((t_own, kernel)) = best else {
+            let Some((t_own, own)) = best else {
                 continue;
             };
             if time_cudnn && self.time_step(inst, i)? <= t_own {
                 continue;
             }
-            set_own(inst, i, Some(self.own_conv(i, inst.batch, kernel)?));
+            set_own(inst, i, Some(own));
         }
         Ok(())
     }
 }
 
-fn set_own(inst: &mut Instance, i: usize, own: Option<crate::exec::OwnConv>) {
-    if let Some(r) = inst.qconvs.get_mut(&i) {
-        r.own = own;
-    }
+/// INT8 conv `i` of `inst` run by `own` (trtc's kernel) or by cuDNN (`None`); returns what
+/// ran it before.
+fn set_own(inst: &mut Instance, i: usize, own: Option<OwnConv>) -> Option<OwnConv> {
+    inst.qconvs
+        .get_mut(&i)
+        .and_then(|r| std::mem::replace(&mut r.own, own))
 }
