@@ -28,12 +28,7 @@ fn has_row(out: &str, precision: &str) -> bool {
 fn bench_calibrates_int8_next_to_fp32_and_reuses_the_cache() {
     let dir = temp_dir("bench-int8");
     let calib = dir.join("calib");
-    copy_into(
-        &calib,
-        jpg_images("data/natural/calib", |_| true)
-            .iter()
-            .step_by(24),
-    );
+    copy_every_nth("data/natural/calib", 24, &calib);
     let cache = dir.join("c.cache");
     std::fs::remove_file(&cache).ok();
     let o = bench(&[
@@ -89,12 +84,7 @@ fn bench_calibrates_int8_next_to_fp32_and_reuses_the_cache() {
     // The accuracy column: each precision's top-1 against the FP32 model's on held-out
     // images. FP32 (on tract here, as the reference) agrees on all of them.
     let held = dir.join("held");
-    copy_into(
-        &held,
-        jpg_images("data/natural/heldout", |_| true)
-            .iter()
-            .step_by(60),
-    );
+    copy_every_nth("data/natural/heldout", 60, &held);
     let o = bench(&[
         "--precision",
         "fp32,int8",

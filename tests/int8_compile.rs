@@ -90,12 +90,7 @@ fn an_int8_plan_quantizes_activations_and_keeps_most_top1() {
     let dir = temp_dir("int8-compile");
     // 6 calibration images: every 12th of data/natural/calib.
     let calib = dir.join("calib");
-    copy_into(
-        &calib,
-        jpg_images("data/natural/calib", |_| true)
-            .iter()
-            .step_by(12),
-    );
+    copy_every_nth("data/natural/calib", 12, &calib);
     let (plan_path, cache) = (dir.join("int8.trtc"), dir.join("c.cache"));
     std::fs::remove_file(&cache).ok();
     let o = compile(
@@ -337,12 +332,7 @@ fn the_accuracy_guard_keeps_the_layers_it_demotes_in_float() {
     // in float until the top-1 holds, and the plan and its report say so.
     let dir = temp_dir("int8-guard");
     let (calib, held) = (dir.join("calib"), dir.join("held"));
-    copy_into(
-        &calib,
-        jpg_images("data/natural/calib", |_| true)
-            .iter()
-            .step_by(24),
-    );
+    copy_every_nth("data/natural/calib", 24, &calib);
     let one = jpg_images("data/natural/heldout", |n| n.starts_with("astronaut"));
     copy_into(&held, one.iter().take(1));
     let plan_path = dir.join("guarded.trtc");

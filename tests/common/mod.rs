@@ -96,6 +96,11 @@ pub fn copy_into<'a>(dir: &std::path::Path, files: impl IntoIterator<Item = &'a 
     }
 }
 
+/// Folder `to` created, holding copies of every `step`-th image (name order) of `from`.
+pub fn copy_every_nth(from: &str, step: usize, to: &std::path::Path) {
+    copy_into(to, jpg_images(from, |_| true).iter().step_by(step));
+}
+
 pub fn temp_dir(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("trtc-test-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
