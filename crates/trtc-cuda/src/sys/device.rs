@@ -1,11 +1,13 @@
 //! The GPU device every CUDA engine shares: context, stream, and trtc's NVRTC kernels
-//! compiled once (a float and an fp16 module), with a cache of loaded functions.
+//! (a float and an fp16 module, compiled once per machine: `kernel_cache`), with a cache
+//! of loaded functions.
 //!
 //! Libraries are loaded at run time: a machine without CUDA builds and runs trtc, and
 //! [`probe`] says why no engine can be built instead of panicking.
 
 use crate::error::{EngineError, Result};
 use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaStream, LaunchConfig};
+use cudarc::nvrtc::Ptx;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -29,19 +31,46 @@ pub(crate) fn int8_kernel(dev: &Device, name: &str) -> std::result::Result<CudaF
     let module = dev
         .int8
         .get_or_init(|| {
-            let opts = cudarc::nvrtc::CompileOptions {
-                arch: Some(dev.arch),
-                ..Default::default()
-            };
-            let ptx =
-                cudarc::nvrtc::compile_ptx_with_opts(super::quant_kernels::CONV1X1_SOURCE, opts)
-                    .map_err(|e| format!("NVRTC (INT8 kernels): {e}"))?;
-            dev.ctx
-                .load_module(ptx)
-                .map_err(|e| format!("loading the INT8 kernels: {e}"))
+            load(
+                &dev.ctx,
+                super::quant_kernels::CONV1X1_SOURCE,
+                dev.arch,
+                "INT8 kernels",
+            )
         })
         .clone()?;
     module.load_function(name).map_err(|e| e.to_string())
+}
+
+/// The module of `source`, its machine code from trtc's kernel cache or compiled.
+fn load(
+    ctx: &Arc<CudaContext>,
+    source: &str,
+    arch: &str,
+    what: &str,
+) -> std::result::Result<Arc<CudaModule>, String> {
+    let cubin = super::kernel_cache::cubin(source, arch, what)?;
+    load_cubin(ctx, source, arch, what, cubin)
+}
+
+/// Loads `cubin` (of `source`); a cached file the driver refuses is compiled again once.
+fn load_cubin(
+    ctx: &Arc<CudaContext>,
+    source: &str,
+    arch: &str,
+    what: &str,
+    cubin: Vec<u8>,
+) -> std::result::Result<Arc<CudaModule>, String> {
+    match ctx.load_module(Ptx::from_binary(cubin)) {
+        Ok(m) => Ok(m),
+        Err(e) => {
+            tracing::debug!("{what}: the cached machine code did not load ({e}); compiling");
+            super::kernel_cache::forget(source, arch);
+            let cubin = super::kernel_cache::cubin(source, arch, what)?;
+            ctx.load_module(Ptx::from_binary(cubin))
+                .map_err(|e| format!("loading the {what}: {e}"))
+        }
+    }
 }
 
 /// Kernel `name` of the float or the fp16 module.
@@ -104,18 +133,33 @@ pub fn device() -> std::result::Result<Arc<Device>, String> {
             let stream = ctx.new_stream().map_err(|e| format!("CUDA stream: {e}"))?;
             let (major, minor) = ctx.compute_capability().map_err(|e| e.to_string())?;
             let arch: &'static str = Box::leak(format!("sm_{major}{minor}").into_boxed_str());
-            let module = |half: bool| {
-                let opts = cudarc::nvrtc::CompileOptions {
-                    arch: Some(arch),
-                    ..Default::default()
-                };
-                let ptx =
-                    cudarc::nvrtc::compile_ptx_with_opts(super::kernels::module_source(half), opts)
-                        .map_err(|e| format!("NVRTC: {e}"))?;
-                ctx.load_module(ptx)
-                    .map_err(|e| format!("loading kernels: {e}"))
-            };
-            let modules = [module(false)?, module(true)?];
+            // The float and the fp16 module compiled at once: most of a fresh machine's
+            // first start.
+            let sources = [
+                super::kernels::module_source(false),
+                super::kernels::module_source(true),
+            ];
+            let compiled: Vec<_> = std::thread::scope(|s| {
+                let threads: Vec<_> = sources
+                    .iter()
+                    .map(|src| s.spawn(|| super::kernel_cache::cubin(src, arch, "kernels")))
+                    .collect();
+                threads
+                    .into_iter()
+                    .map(|t| {
+                        t.join()
+                            .unwrap_or_else(|_| Err("NVRTC: compile thread died".into()))
+                    })
+                    .collect()
+            });
+            let mut modules = Vec::with_capacity(2);
+            for (src, cubin) in sources.iter().zip(compiled) {
+                modules.push(load_cubin(&ctx, src, arch, "kernels", cubin?)?);
+            }
+            let [float, fp16]: [Arc<CudaModule>; 2] = modules
+                .try_into()
+                .map_err(|_| "kernel modules: two expected".to_string())?;
+            let modules = [float, fp16];
             Ok(Arc::new(Device {
                 ctx,
                 stream,

@@ -1,5 +1,5 @@
 //! The bottom layer: the GPU and its libraries. The device (context, stream, the NVRTC
-//! module of trtc's kernels), the kernels' sources, and thin safe wrappers of cuDNN's
+//! modules of trtc's kernels, compiled once per machine: `kernel_cache`), the kernels' sources, and thin safe wrappers of cuDNN's
 //! descriptors and cuBLASLt's products. Nothing here knows about programs or engines.
 
 pub mod conv_kernels;
@@ -7,6 +7,7 @@ pub mod cublaslt;
 pub mod cudnn;
 pub mod device;
 pub mod gather_kernels;
+pub mod kernel_cache;
 pub mod kernels;
 pub mod matmul_kernels;
 pub mod pixel_kernels;
