@@ -96,7 +96,8 @@ pub(super) struct GuardSource {
 
 impl TableSource {
     /// [`TableSource::table`], then, with `guard`, the accuracy guard on what the GPU's
-    /// INT8 engines compute (`QdqOptions::gpu_simulated`, on tract): the layers it keeps
+    /// INT8 engines compute (`QdqOptions::gpu_simulated`, with the weights of the convs
+    /// `trtc_cuda::int8_per_channel_convs` names per channel, on tract): the layers it keeps
     /// in float, and its summary.
     pub(super) fn int8_table(
         &self,
@@ -119,7 +120,9 @@ impl TableSource {
             ),
         };
         let samples = guard_samples(&gs.data, gs.batches, self.batch, &input, &self.preprocess)?;
-        let opts = trtc::quant::QdqOptions::gpu_simulated();
+        // The dense convs the engine runs on its own kernels have per-channel weights.
+        let per_channel = trtc::cuda::int8_per_channel_convs(graph);
+        let opts = trtc::quant::QdqOptions::gpu_simulated(per_channel);
         let (_, _, report, summary) = run_guard(graph, &table, &samples, gs.tolerance, &opts)?;
         Ok(trtc::backend::Int8Table {
             table,

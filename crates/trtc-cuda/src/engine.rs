@@ -464,7 +464,7 @@ fn tactic_name(inst: &Instance, i: usize) -> String {
     }
     if let Some(r) = inst.qconvs.get(&i) {
         return match &r.own {
-            Some(own) => own.kernel.tactic(),
+            Some(own) => own.tactic(),
             None => "cudnn int8 fused".into(),
         };
     }

@@ -33,7 +33,7 @@ pub mod testing;
 
 use engine::int8_choice::{self, Int8Choice};
 pub use engine::CudaEngine;
-pub use ops::{CudaOpTable, FAMILIES};
+pub use ops::{int8_per_channel_convs, CudaOpTable, FAMILIES};
 use program::Program;
 pub use sys::device::probe;
 pub use tactics::saved::{ConvTactic, EngineTactics, InstanceTactics, LtTactic};

@@ -46,6 +46,54 @@ pub fn int8_weights(
     b.op(&format!("{name}_dq"), qdq("DequantizeLinear"), &[qt, sc, z])
 }
 
+/// Random weights `[k, c, r, r]`, output channel `j` in `[-a_j, a_j)` with `a_j` from
+/// `amp / 10` to `amp` (a tenfold spread, which one scale for the whole tensor would
+/// crush), quantized per output channel: the int8 values under a `DequantizeLinear` of
+/// scales `a_j / 127` along axis 0, as quantization toolkits export them.
+pub fn int8_weights_per_channel(
+    b: &mut GraphBuilder,
+    dims: [usize; 4],
+    amp: f32,
+    seed: u64,
+    name: &str,
+) -> Outlet {
+    let k = dims[0];
+    let amps: Vec<f32> = (0..k)
+        .map(|j| amp * (0.1 + 0.9 * j as f32 / (k - 1).max(1) as f32))
+        .collect();
+    let per = dims[1..].iter().product::<usize>().max(1);
+    let q: Vec<i8> = tensor_to_f32s(&random_uniform(&dims, seed))
+        .unwrap_or_default()
+        .iter()
+        .map(|v| (v * 127.0).round().clamp(-127.0, 127.0) as i8)
+        .collect();
+    let scales: Vec<f32> = amps.iter().map(|a| a / 127.0).collect();
+    let qt = b.constant(
+        name,
+        Tensor::from_shape(&dims, &q).unwrap_or_else(|_| Tensor::from(0i8)),
+    );
+    let sc = b.constant(
+        &format!("{name}_s"),
+        Tensor::from_shape(&[k], &scales).unwrap_or_else(|_| Tensor::from(0f32)),
+    );
+    let z = b.constant(
+        &format!("{name}_z"),
+        Tensor::from_shape(&[k], &vec![0i8; k]).unwrap_or_else(|_| Tensor::from(0i8)),
+    );
+    debug_assert_eq!(q.len(), k * per);
+    let dq = Op::Other(OtherOp {
+        op_type: "DequantizeLinear".into(),
+        domain: String::new(),
+        attributes: vec![trtc_ir::tract_onnx::pb::AttributeProto {
+            name: "axis".into(),
+            r#type: 2,
+            i: 0,
+            ..Default::default()
+        }],
+    });
+    b.op(&format!("{name}_dq"), dq, &[qt, sc, z])
+}
+
 fn fused(
     b: &mut GraphBuilder,
     name: &str,
@@ -193,4 +241,58 @@ pub fn int8_kernels() -> Vec<(&'static str, Option<usize>)> {
         .iter()
         .map(|k| (k.name, k.built_for()))
         .collect()
+}
+
+/// `x [n, 48, h, w]`, quantized, through 1x1 convs with weights quantized per output channel
+/// (`int8_weights_per_channel`) that only trtc's INT8 kernels take with their scales: `pc1`
+/// 48 -> 32 with ReLU (K = 48: the tiled kernels read past it as zeros up to 64), `pc2`
+/// 32 -> 80 plus nothing, no activation; `pc3` 80 -> 16 with ReLU; each output quantized;
+/// then `pc4` 16 -> 8 (8 output channels: no INT8 kernel, fp16), its output the graph's.
+pub fn qdq_per_channel_graph(n: usize, h: usize, w: usize) -> Graph {
+    let mut b = GraphBuilder::new();
+    let x = b.input("x", &[n, 48, h, w]);
+    let xq = fake_quant(&mut b, x, 1.0 / 127.0, "x");
+    let bias = |b: &mut GraphBuilder, k: usize, seed: u64| {
+        let v = random_uniform(&[k], seed);
+        b.constant(&format!("cb{seed}"), v)
+    };
+    let mut a = xq;
+    let layers = [
+        ("pc1", 48, 32, Some(Activation::Relu), 2.0),
+        ("pc2", 32, 80, None, 4.0),
+        ("pc3", 80, 16, Some(Activation::Relu), 6.0),
+    ];
+    for (i, (name, c, k, act, range)) in layers.into_iter().enumerate() {
+        let seed = 40 + 2 * i as u64;
+        let w = int8_weights_per_channel(&mut b, [k, c, 1, 1], 0.3, seed, &format!("{name}_w"));
+        let bb = bias(&mut b, k, seed + 1);
+        let y = fused(&mut b, name, &[a, w, bb], 1, 1, act);
+        a = fake_quant(&mut b, y, range / 127.0, &format!("{name}_out"));
+    }
+    let w4 = int8_weights_per_channel(&mut b, [8, 16, 1, 1], 0.3, 50, "pc4_w");
+    let b4 = bias(&mut b, 8, 51);
+    let y4 = fused(&mut b, "pc4", &[a, w4, b4], 1, 1, None);
+    b.output(y4);
+    b.build()
+        .unwrap_or_else(|e| panic!("the per-channel INT8 test graph: {e}"))
+}
+
+/// `x [n, 1024, h, w]`, quantized, through `deep1`, a 1x1 conv 1024 -> 64 with ReLU and
+/// weights quantized per output channel (sixteen of K's 64-wide steps: with few pixels, the
+/// tiled INT8 kernels split K across blocks), its output quantized, then `deep2` 64 -> 8
+/// (fp16), the graph's output.
+pub fn qdq_deep_pointwise_graph(n: usize, h: usize, w: usize) -> Graph {
+    let mut b = GraphBuilder::new();
+    let x = b.input("x", &[n, 1024, h, w]);
+    let xq = fake_quant(&mut b, x, 1.0 / 127.0, "x");
+    let w1 = int8_weights_per_channel(&mut b, [64, 1024, 1, 1], 0.1, 60, "deep1_w");
+    let b1 = b.constant("deep1_b", random_uniform(&[64], 61));
+    let y1 = fused(&mut b, "deep1", &[xq, w1, b1], 1, 1, Some(Activation::Relu));
+    let a1 = fake_quant(&mut b, y1, 4.0 / 127.0, "deep1_out");
+    let w2 = int8_weights_per_channel(&mut b, [8, 64, 1, 1], 0.3, 62, "deep2_w");
+    let b2 = b.constant("deep2_b", random_uniform(&[8], 63));
+    let y2 = fused(&mut b, "deep2", &[a1, w2, b2], 1, 1, None);
+    b.output(y2);
+    b.build()
+        .unwrap_or_else(|e| panic!("the deep pointwise INT8 test graph: {e}"))
 }

@@ -195,3 +195,101 @@ fn pointwise_int8_convs_match_tract_with_every_kernel() {
         }
     }
 }
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn per_channel_weights_run_on_trtcs_kernels_and_match_tract() {
+    // pc1..pc3 have weights quantized per output channel, their scales ten times apart:
+    // only trtc's kernels take them (cuDNN's INT8 convolution takes one scale), so they run
+    // there even when TRTC_INT8_CONV asks for cuDNN, and they must match tract's QDQ graph,
+    // which one scale for all the channels would not (the test graph's smallest channels
+    // would lose 3 of their 8 bits). K = 48 runs the tiled kernels past K as zeros.
+    let g = trtc_cuda::testing::qdq_per_channel_graph(2, 45, 45);
+    let inputs = vec![on_input_grid(&[2, 48, 45, 45], 33)];
+    let reference = CpuModel::new(&g).unwrap().run(inputs.clone()).unwrap();
+    for forced in [None, Some("cudnn"), Some("conv1x1_i8_64x64")] {
+        // The GPU tests run one at a time (--test-threads=1): no other test reads it meanwhile.
+        if let Some(f) = forced {
+            std::env::set_var("TRTC_INT8_CONV", f);
+        }
+        let model = gpu_model(&g, &opts_for(Precision::Fp16, Layout::Auto));
+        let out = model.run(inputs.clone()).unwrap();
+        let tactics: Vec<(String, String)> = model
+            .profile(inputs.clone())
+            .unwrap()
+            .into_iter()
+            .filter(|(_, t)| t.kind == "conv_int8")
+            .map(|(_, t)| (t.layer, t.tactic))
+            .collect();
+        std::env::remove_var("TRTC_INT8_CONV");
+        let (_, rel) = compare(&reference, &out).unwrap();
+        println!("{forced:?}: relative error {rel}, {tactics:?}");
+        assert!(rel <= 3e-2, "{forced:?}: relative error {rel}");
+        let names: Vec<&str> = tactics.iter().map(|(l, _)| l.as_str()).collect();
+        assert_eq!(names, ["pc1", "pc2", "pc3"], "{forced:?}");
+        for (layer, tactic) in &tactics {
+            assert!(
+                tactic.starts_with("trtc int8 mma"),
+                "{forced:?}: {layer} {tactic}"
+            );
+            if forced == Some("conv1x1_i8_64x64") {
+                assert_eq!(tactic, "trtc int8 mma 64x64", "{layer}");
+            }
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn split_k_gives_the_unsplit_sums_run_after_run() {
+    // 49 pixels, K = 1024: one output tile, so the tiled kernels split K across blocks. Each
+    // split count must give the unsplit kernel's output bit for bit, on a second run too (the
+    // last block of a tile puts the workspace back to zero), and match tract's QDQ graph.
+    let g = trtc_cuda::testing::qdq_deep_pointwise_graph(1, 7, 7);
+    let inputs = vec![on_input_grid(&[1, 1024, 7, 7], 35)];
+    let reference = CpuModel::new(&g).unwrap().run(inputs.clone()).unwrap();
+    let mut first: Option<Vec<trtc_ir::Tensor>> = None;
+    for (forced, tactic) in [
+        ("conv1x1_i8_64x64:1", "trtc int8 mma 64x64"),
+        ("conv1x1_i8_64x64:2", "trtc int8 mma 64x64 split 2"),
+        ("conv1x1_i8_64x64:4", "trtc int8 mma 64x64 split 4"),
+        ("conv1x1_i8_64x64:8", "trtc int8 mma 64x64 split 8"),
+        (
+            "conv1x1_i8_128x128_4st:8",
+            "trtc int8 mma 128x128_4st split 8",
+        ),
+        ("conv1x1_i8_64x64_4st:4", "trtc int8 mma 64x64_4st split 4"),
+    ] {
+        // The GPU tests run one at a time (--test-threads=1): no other test reads it meanwhile.
+        std::env::set_var("TRTC_INT8_CONV", forced);
+        let model = gpu_model(&g, &opts_for(Precision::Fp16, Layout::Auto));
+        let outs: Vec<_> = (0..3).map(|_| model.run(inputs.clone()).unwrap()).collect();
+        let tactics: Vec<(String, String)> = model
+            .profile(inputs.clone())
+            .unwrap()
+            .into_iter()
+            .filter(|(_, t)| t.kind == "conv_int8")
+            .map(|(_, t)| (t.layer, t.tactic))
+            .collect();
+        std::env::remove_var("TRTC_INT8_CONV");
+        assert_eq!(
+            tactics,
+            [("deep1".to_string(), tactic.to_string())],
+            "{forced}"
+        );
+        let (_, rel) = compare(&reference, &outs[0]).unwrap();
+        println!("{forced}: relative error {rel}");
+        assert!(rel <= 3e-2, "{forced}: relative error {rel}");
+        for again in &outs[1..] {
+            let (abs, _) = compare(&outs[0], again).unwrap();
+            assert_eq!(abs, 0.0, "{forced}: a second run differs");
+        }
+        match &first {
+            None => first = Some(outs[0].clone()),
+            Some(f) => {
+                let (abs, _) = compare(f, &outs[0]).unwrap();
+                assert_eq!(abs, 0.0, "{forced}: not the unsplit kernel's output");
+            }
+        }
+    }
+}

@@ -15,8 +15,8 @@
 //!   INT8 convolution takes: one scalar weight scale per layer), by
 //!   `DequantizeLinear(int8 values, scale, zero point int8 0)` with one rank-0 scale and no
 //!   `axis`, quantized by [`quantize_per_tensor`]; or, with
-//!   [`WeightScales::DenseConvsPerTensor`], per tensor for convs of group 1 and per
-//!   channel for the others; or, with [`WeightScales::Float`], not at all (the engine
+//!   [`WeightScales::DenseConvsPerTensor`], per tensor for convs of group 1 but those named
+//!   in [`QdqOptions::per_channel_convs`], and per channel for the others; or, with [`WeightScales::Float`], not at all (the engine
 //!   quantizes what it runs in INT8). A weight of rank < 2 under MatMul, or
 //!   one of another type, stays f32.
 //! - **activations**: each non-constant f32 input among the node's data inputs (input 0;
@@ -64,9 +64,11 @@ pub enum WeightScales {
     PerChannel,
     /// One scale for the whole weight (a rank-0 scale, no `axis`): cuDNN's INT8 convolution.
     PerTensor,
-    /// Per tensor for dense convs (group 1: what the GPU runs in INT8), per channel for the
-    /// other weights (grouped and depthwise convs, products: the GPU runs them in FP16 on
-    /// the dequantized weights, so per-tensor scales would only lose accuracy).
+    /// Per tensor for dense convs (group 1: what the GPU runs in INT8 on cuDNN, which takes
+    /// one weight scale) but those in [`QdqOptions::per_channel_convs`] (which the GPU runs
+    /// on its own kernels, taking a scale per output channel); per channel for the other
+    /// weights (grouped and depthwise convs, products: the GPU runs them in FP16 on the
+    /// dequantized weights, so per-tensor scales would only lose accuracy).
     DenseConvsPerTensor,
     /// Weights stay f32: the engine quantizes those it runs in INT8 itself (TensorRT's
     /// implicit quantization), and a layer it runs in FP16 keeps its exact weights.
@@ -82,6 +84,9 @@ pub struct QdqOptions {
     pub residual: bool,
     /// Nodes left in f32 (their weights and inputs both), by name.
     pub keep_float: HashSet<String>,
+    /// Dense convs whose weights stay per channel under
+    /// [`WeightScales::DenseConvsPerTensor`], by name.
+    pub per_channel_convs: HashSet<String>,
 }
 
 impl QdqOptions {
@@ -93,7 +98,7 @@ impl QdqOptions {
         QdqOptions {
             weights: WeightScales::Float,
             residual: true,
-            keep_float: HashSet::new(),
+            ..QdqOptions::default()
         }
     }
 }
@@ -101,13 +106,15 @@ impl QdqOptions {
 impl QdqOptions {
     /// What the GPU's INT8 engines compute for [`QdqOptions::gpu`]'s graph, as a QDQ graph
     /// tract can run: dense convs' weights quantized per tensor (as the engine quantizes
-    /// them for cuDNN's INT8 convolution), the other weights per channel, residuals
-    /// quantized. The accuracy guard measures this model.
-    pub fn gpu_simulated() -> Self {
+    /// them for cuDNN's INT8 convolution) but those in `per_channel_convs` (the convs the
+    /// engine runs on its own kernels, which it quantizes per output channel), the other
+    /// weights per channel, residuals quantized. The accuracy guard measures this model.
+    pub fn gpu_simulated(per_channel_convs: HashSet<String>) -> Self {
         QdqOptions {
             weights: WeightScales::DenseConvsPerTensor,
             residual: true,
             keep_float: HashSet::new(),
+            per_channel_convs,
         }
     }
 }
@@ -223,8 +230,7 @@ pub fn insert_qdq_with(
         if opts.keep_float.contains(&g.node(id).name) {
             continue;
         }
-        let mut quantized =
-            quantize_weight(&mut g, id, opts.weights, &mut report, &mut old_weights)?;
+        let mut quantized = quantize_weight(&mut g, id, opts, &mut report, &mut old_weights)?;
         for slot in slots {
             let Some(x) = g.input_outlet(id, slot) else {
                 continue;
@@ -274,11 +280,11 @@ pub fn insert_qdq_with(
 }
 
 /// Replace node `id`'s constant f32 weight (input 1) by a DequantizeLinear, per channel or
-/// per tensor as `scales` says. Whether it did.
+/// per tensor as `opts` say. Whether it did.
 fn quantize_weight(
     g: &mut Graph,
     id: NodeId,
-    scales: WeightScales,
+    opts: &QdqOptions,
     report: &mut QdqReport,
     old_weights: &mut Vec<Outlet>,
 ) -> Result<bool> {
@@ -305,11 +311,13 @@ fn quantize_weight(
         Op::FusedConv(f) => f.conv.group == 1,
         _ => false,
     };
-    let per_tensor = match scales {
+    let per_tensor = match opts.weights {
         WeightScales::Float => return Ok(false),
         WeightScales::PerChannel => false,
         WeightScales::PerTensor => true,
-        WeightScales::DenseConvsPerTensor => dense_conv,
+        WeightScales::DenseConvsPerTensor => {
+            dense_conv && !opts.per_channel_convs.contains(&node_name)
+        }
     };
     let (values, scales, zeros, axis) = match per_tensor {
         false => {

@@ -105,7 +105,7 @@ fn the_guard_measures_the_model_the_gpu_computes_when_asked() {
     let table = calibrate(&g, samples(6), Calibrator::MinMax, |_, _| {}).unwrap();
     let held_out = samples(10)[6..].to_vec();
     let tol = Tolerance::RelErr(0.02);
-    let opts = QdqOptions::gpu_simulated();
+    let opts = QdqOptions::gpu_simulated(Default::default());
     let (q, _, gpu) = guard_with(&g, &table, &held_out, tol, &opts, |_, _| {}).unwrap();
     let (_, _, per_channel) = guard(&g, &table, &held_out, tol, |_, _| {}).unwrap();
     let benign = |r: &trtc_quant::GuardReport| {

@@ -242,7 +242,7 @@ fn gpu_opts() -> QdqOptions {
     QdqOptions {
         weights: WeightScales::PerTensor,
         residual: true,
-        keep_float: Default::default(),
+        ..Default::default()
     }
 }
 
@@ -350,4 +350,35 @@ fn the_defaults_are_per_channel_weights_and_float_residuals() {
     };
     assert!(o.attributes.iter().any(|x| x.name == "axis" && x.i == 0));
     assert_eq!(a.input_const(dq, 1).unwrap().shape(), [4]);
+}
+
+#[test]
+fn dense_convs_named_per_channel_keep_a_scale_per_output_channel() {
+    // What the GPU computes: cuDNN's convs per tensor, trtc's 1x1 kernels' per channel.
+    let g = residual_graph();
+    let table = calibrate(&g, residual_batches(), Calibrator::MinMax, |_, _| {}).unwrap();
+    let opts = QdqOptions::gpu_simulated(["c1".to_string()].into());
+    let (q, report) = insert_qdq_with(&g, &table, &opts).unwrap();
+    assert_eq!((report.weights, report.residuals), (2, 1), "{report:?}");
+    let scales = |conv: &str| {
+        let dq = q.input_outlet(node_named(&q, conv), 1).unwrap().node;
+        let Op::Other(o) = &q.node(dq).op else {
+            panic!("{conv}'s weight is not dequantized")
+        };
+        let axis = o.attributes.iter().find(|a| a.name == "axis").map(|a| a.i);
+        (axis, f32s(q.input_const(dq, 1).unwrap()))
+    };
+    let (axis, s1) = scales("c1");
+    assert_eq!(axis, Some(0));
+    // Each output channel's own max |w| / 127.
+    let w = f32s(&random_uniform(&RES_W, 11));
+    let per = w.len() / RES_W[0];
+    for (c, s) in s1.iter().enumerate() {
+        let max = w[c * per..(c + 1) * per]
+            .iter()
+            .fold(0f32, |m, x| m.max(x.abs()));
+        assert_eq!(*s, max / 127.0, "channel {c}");
+    }
+    let (axis, s2) = scales("c2");
+    assert_eq!((axis, s2.len()), (None, 1), "c2 stays per tensor");
 }

@@ -4,6 +4,7 @@
 
 use super::{scratch_ptr, Exec, Instance};
 use crate::error::{cuda_err, Result};
+use crate::program::conv_rules::int8_kernels_take;
 use crate::program::Step;
 use crate::sys::cudnn::{self as d, ActDesc, ConvDesc, Filter4d, Tensor4d};
 use crate::sys::device::{blocks, int8_kernel, kernel};
@@ -58,12 +59,15 @@ const fn own(
 }
 
 /// Every tile shape the tactic times (`benches/probes/conv1x1_i8_probe.cu` timed each on
-/// ResNet-50's 1x1 convs; each of these was the fastest on at least one).
-pub(crate) const OWN_KERNELS: [OwnKernel; 9] = [
+/// ResNet-50's 1x1 convs); the tiled ones also with split K where their grid is small
+/// (`Exec::split_counts`).
+pub(crate) const OWN_KERNELS: [OwnKernel; 11] = [
     own("conv1x1_i8_128x128", 0, 128, 128, 256, 2),
     own("conv1x1_i8_128x64", 0, 128, 64, 128, 2),
     own("conv1x1_i8_64x128", 0, 64, 128, 128, 2),
     own("conv1x1_i8_64x64", 0, 64, 64, 128, 2),
+    own("conv1x1_i8_128x128_4st", 0, 128, 128, 256, 4),
+    own("conv1x1_i8_64x64_4st", 0, 64, 64, 128, 4),
     own("conv1x1_i8_s64_128x64", 64, 128, 64, 256, 3),
     own("conv1x1_i8_s64_128x128", 64, 128, 128, 256, 3),
     own("conv1x1_i8_s128_64x128", 128, 64, 128, 256, 3),
@@ -88,6 +92,11 @@ impl OwnKernel {
         self.kd == 0 || self.kd == k
     }
 
+    /// Whether it can split K across blocks (the tiled kernels).
+    pub(crate) fn splits_k(&self) -> bool {
+        self.kd == 0
+    }
+
     /// The input channel count a streaming kernel is built for.
     pub(crate) fn built_for(&self) -> Option<usize> {
         (self.kd != 0).then_some(self.kd)
@@ -102,16 +111,51 @@ impl OwnKernel {
 /// A kernel of `OWN_KERNELS` ready to launch on one INT8 conv at one batch size.
 pub(crate) struct OwnConv {
     pub(crate) kernel: &'static OwnKernel,
+    /// Blocks per output tile, each summing a share of K (1: no split).
+    pub(crate) splits: u32,
     func: CudaFunction,
     cfg: LaunchConfig,
+    /// With split K: the int32 sums `[P][N]` and one counter per tile, zero between launches
+    /// (the last block of each tile puts its part back to zero).
+    ws: Option<CudaSlice<i32>>,
 }
 
-/// Whether trtc's INT8 kernels take INT8 conv `step`: 1x1, stride 1, no pads, input
-/// channels a multiple of 64, output channels of 16.
+impl OwnConv {
+    /// The profile's name for it.
+    pub(crate) fn tactic(&self) -> String {
+        match self.splits {
+            1 => self.kernel.tactic(),
+            s => format!("{} split {s}", self.kernel.tactic()),
+        }
+    }
+}
+
+/// Whether trtc's INT8 kernels take INT8 conv `step` (`conv_rules::int8_kernels_take`:
+/// 1x1, stride 1, no pads, input and output channels multiples of 16).
 pub(crate) fn own_kernel_fits(step: &Step) -> bool {
-    matches!(step, Step::ConvInt8 { w_dims, pads, stride, .. }
-        if w_dims[2] == 1 && w_dims[3] == 1 && *pads == [0, 0] && *stride == [1, 1]
-            && w_dims[1] % 64 == 0 && w_dims[0] % 16 == 0)
+    let Step::ConvInt8 {
+        w_dims,
+        pads,
+        stride,
+        ..
+    } = step
+    else {
+        return false;
+    };
+    let i64s = |v: &[i32]| v.iter().map(|&x| i64::from(x)).collect::<Vec<_>>();
+    int8_kernels_take(
+        w_dims.map(|d| d as usize),
+        1,
+        &i64s(pads),
+        &i64s(stride),
+        &[1, 1],
+    )
+}
+
+/// Whether INT8 conv `step` has a requantization scale per output channel (weights
+/// quantized per channel), which only trtc's kernels take.
+pub(crate) fn per_channel(step: &Step) -> bool {
+    matches!(step, Step::ConvInt8 { alpha, .. } if alpha.len() > 1)
 }
 
 /// cuDNN's one algorithm for fused INT8 NHWC convolutions (the only one that takes an
@@ -166,7 +210,10 @@ impl Exec {
         }
         .map_err(e)?;
         let alphas = if own_kernel_fits(&p.steps[i]) {
-            let per_channel = vec![*alpha; w_dims[0] as usize];
+            let per_channel = match alpha.as_slice() {
+                [one] => vec![*one; w_dims[0] as usize],
+                many => many.to_vec(),
+            };
             let d = self.dev.stream.clone_htod(&per_channel);
             Some(d.map_err(|e| cuda_err(name, e))?)
         } else {
@@ -179,29 +226,76 @@ impl Exec {
         })
     }
 
-    /// `kernel` of trtc's INT8 kernels made ready for INT8 conv step `i` at `batch`: its
-    /// shared memory allowed and its grid (every tile, or for a streaming kernel as many
-    /// blocks as the GPU holds at once, a multiple of the blocks across N).
+    /// The GPU's SM count.
+    fn sm_count(&self) -> std::result::Result<u32, cudarc::driver::DriverError> {
+        use cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT;
+        Ok(self
+            .dev
+            .ctx
+            .attribute(CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)? as u32)
+    }
+
+    /// INT8 conv step `i` at `batch`: its output pixels, input and output channels.
+    fn int8_dims(&self, i: usize, batch: usize) -> Result<(u32, u32, u32)> {
+        match &self.program.steps[i] {
+            Step::ConvInt8 { y, w_dims, .. } => {
+                let ys = self.program.shape(*y, batch);
+                let pixels = (ys[0] * ys[2] * ys[3]) as u32;
+                Ok((pixels, w_dims[1] as u32, w_dims[0] as u32))
+            }
+            _ => Err(cuda_err(
+                "engine",
+                "an INT8 kernel for a step that is no INT8 conv",
+            )),
+        }
+    }
+
+    /// The split counts worth timing for tiled `kernel` on INT8 conv `i` at `batch`: 1, and
+    /// 2, 4, 8, 16 while the split grid still leaves SMs idle without it (fewer tiles than
+    /// SMs times the split / 2) and each split gets at least two of K's 64-wide steps.
+    pub(crate) fn split_counts(
+        &self,
+        i: usize,
+        batch: usize,
+        kernel: &OwnKernel,
+    ) -> Result<Vec<u32>> {
+        if !kernel.splits_k() {
+            return Ok(vec![1]);
+        }
+        let (pixels, k, n) = self.int8_dims(i, batch)?;
+        let sms = self
+            .sm_count()
+            .map_err(|e| cuda_err(&self.program.names[i], e))?;
+        let tiles = pixels.div_ceil(kernel.bm) * n.div_ceil(kernel.bn);
+        let ksteps = k.div_ceil(64);
+        Ok(std::iter::once(1)
+            .chain(
+                [2, 4, 8, 16]
+                    .into_iter()
+                    .filter(|&s| tiles * s / 2 < sms && 2 * s <= ksteps),
+            )
+            .collect())
+    }
+
+    /// `kernel` of trtc's INT8 kernels made ready for INT8 conv step `i` at `batch`, with K
+    /// split `splits` ways (a tiled kernel; 1 for the others): its shared memory allowed,
+    /// its grid (every tile times the splits, or for a streaming kernel as many blocks as
+    /// the GPU holds at once, a multiple of the blocks across N), and the split's zeroed
+    /// workspace.
     pub(crate) fn own_conv(
         &self,
         i: usize,
         batch: usize,
         kernel: &'static OwnKernel,
+        splits: u32,
     ) -> Result<OwnConv> {
-        use cudarc::driver::sys::{CUdevice_attribute, CUfunction_attribute};
-        let p = &self.program;
-        let (name, y, n) = match &p.steps[i] {
-            Step::ConvInt8 {
-                name, y, w_dims, ..
-            } => (name, *y, w_dims[0] as u32),
-            _ => {
-                return Err(cuda_err(
-                    "engine",
-                    "own_conv of a step that is no INT8 conv",
-                ))
-            }
-        };
+        use cudarc::driver::sys::CUfunction_attribute;
+        let name = &self.program.names[i];
+        let (pixels, _, n) = self.int8_dims(i, batch)?;
         let err = |e: cudarc::driver::DriverError| cuda_err(name, e);
+        if splits > 1 && !kernel.splits_k() {
+            return Err(cuda_err(name, format!("{} does not split K", kernel.name)));
+        }
         let func = int8_kernel(&self.dev, kernel.name).map_err(|e| cuda_err(name, e))?;
         let smem = kernel.smem();
         func.set_attribute(
@@ -209,31 +303,33 @@ impl Exec {
             smem as i32,
         )
         .map_err(err)?;
-        let ys = p.shape(y, batch);
-        let pixels = (ys[0] * ys[2] * ys[3]) as u32;
         let across_n = n.div_ceil(kernel.bn);
         let tiles = pixels.div_ceil(kernel.bm) * across_n;
         let blocks = if kernel.kd == 0 {
-            tiles
+            tiles * splits
         } else {
-            let sms = self
-                .dev
-                .ctx
-                .attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
-                .map_err(err)? as u32;
+            let sms = self.sm_count().map_err(err)?;
             let per_sm = func
                 .occupancy_max_active_blocks_per_multiprocessor(kernel.threads, smem as usize, None)
                 .map_err(err)?;
             tiles.min((sms * per_sm / across_n).max(1) * across_n)
         };
+        let ws = if splits > 1 {
+            let len = pixels as usize * n as usize + tiles as usize;
+            Some(self.dev.stream.alloc_zeros::<i32>(len).map_err(err)?)
+        } else {
+            None
+        };
         Ok(OwnConv {
             kernel,
+            splits,
             func,
             cfg: LaunchConfig {
                 grid_dim: (blocks, 1, 1),
                 block_dim: (kernel.threads, 1, 1),
                 shared_mem_bytes: smem,
             },
+            ws,
         })
     }
 
@@ -264,6 +360,13 @@ impl Exec {
         let s = &self.dev.stream;
         let ptr = |slot: usize| inst.ptrs[slot];
         let alpha_z = if z.is_some() { *alpha_z } else { 0.0 };
+        // cuDNN takes one scale; the lowering gives more only where trtc's kernels run.
+        let [alpha] = alpha.as_slice() else {
+            return Err(cuda_err(
+                name,
+                "weights quantized per channel: cuDNN's INT8 convolution takes one scale",
+            ));
+        };
         let (ws, ws_len) = scratch_ptr(&run.workspace, s);
         let zp = z.map(ptr).unwrap_or(ptr(*y));
         // Safety: pointers are the instance's buffers and the program's weights, of the
@@ -326,9 +429,12 @@ impl Exec {
         let relu = *relu as i32;
         let s = &self.dev.stream;
         let ap = alphas.device_ptr(s).0;
+        let wsp = own.ws.as_ref().map(|w| w.device_ptr(s).0).unwrap_or(0);
+        let splits = own.splits as i32;
         // Safety: x is [pixels][k] int8, w [n][k], z and y [pixels][n], bias and alphas n
         // f32 values (the instance's buffers and the program's weights at this batch); the
-        // grid and shared memory are the ones `own_conv` made for this kernel and batch.
+        // grid, shared memory and split workspace (pixels * n + tiles int32, zero) are the
+        // ones `own_conv` made for this kernel, split and batch.
         unsafe {
             s.launch_builder(&own.func)
                 .arg(&yp)
@@ -342,6 +448,8 @@ impl Exec {
                 .arg(&pixels)
                 .arg(&k)
                 .arg(&n)
+                .arg(&wsp)
+                .arg(&splits)
                 .launch(own.cfg)
         }
         .map(|_| ())
@@ -389,22 +497,25 @@ mod tests {
     #[test]
     fn own_kernels_match_their_instantiations() {
         for k in &OWN_KERNELS {
-            let named = if k.kd == 0 {
-                format!("conv1x1_i8_{}x{}", k.bm, k.bn)
-            } else {
-                format!("conv1x1_i8_s{}_{}x{}", k.kd, k.bm, k.bn)
+            let (named, args) = match (k.kd, k.stages) {
+                (0, 2) => (
+                    format!("conv1x1_i8_{}x{}", k.bm, k.bn),
+                    format!("C1_KERNEL({},{},", k.bm, k.bn),
+                ),
+                (0, s) => (
+                    format!("conv1x1_i8_{}x{}_{s}st", k.bm, k.bn),
+                    format!("C1_KERNEL_ST({},{},", k.bm, k.bn),
+                ),
+                (kd, _) => (
+                    format!("conv1x1_i8_s{kd}_{}x{}", k.bm, k.bn),
+                    format!("C1S_KERNEL({kd},{},{},", k.bm, k.bn),
+                ),
             };
             assert_eq!(k.name, named, "the name the macro gives");
             let line = CONV1X1_SOURCE
                 .lines()
                 .find(|l| {
-                    let l = l.replace(' ', "");
-                    let args = if k.kd == 0 {
-                        format!("C1_KERNEL({},{},", k.bm, k.bn)
-                    } else {
-                        format!("C1S_KERNEL({},{},{},", k.kd, k.bm, k.bn)
-                    };
-                    l.starts_with(&args)
+                    l.replace(' ', "").starts_with(&args) && l.contains(&format!("{})", k.stages))
                 })
                 .unwrap_or_else(|| panic!("{} is not instantiated", k.name));
             let args: Vec<u32> = line
@@ -424,6 +535,7 @@ mod tests {
         }
         assert_eq!(
             CONV1X1_SOURCE.matches("\nC1_KERNEL(").count()
+                + CONV1X1_SOURCE.matches("\nC1_KERNEL_ST(").count()
                 + CONV1X1_SOURCE.matches("\nC1S_KERNEL(").count(),
             OWN_KERNELS.len(),
             "every instantiated kernel is in the table"

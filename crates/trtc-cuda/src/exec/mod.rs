@@ -14,7 +14,7 @@ mod direct;
 mod elementwise;
 mod gather;
 mod int8;
-pub(crate) use int8::{own_kernel_fits, OwnConv, OwnKernel, OWN_KERNELS};
+pub(crate) use int8::{own_kernel_fits, per_channel, OwnConv, OwnKernel, OWN_KERNELS};
 mod launch;
 mod pixels;
 mod reduce;

@@ -5,23 +5,26 @@
 //! convs trtc's own NHWC kernels can run, also in their `[kh][kw][c][k]` order); the
 //! tactics choose per instance between cuDNN (fused or not), cuBLASLt for 1x1 convs, and
 //! trtc's kernels. Weights may be a DequantizeLinear of int8 values (a quantized model):
-//! the conv reads them dequantized, and keeps int8 values quantized per tensor for
-//! `passes/int8_convs.rs`; a dense conv reading a DequantizeLinear with float weights has
-//! them quantized per tensor here for it.
+//! the conv reads them dequantized, and keeps the int8 values for `passes/int8_convs.rs`
+//! (quantized per tensor, or per output channel where trtc's INT8 kernels take the conv); a
+//! dense conv reading a DequantizeLinear with float weights has them quantized here for it:
+//! per output channel where trtc's INT8 1x1 kernels take it ([`int8_per_channel`]), else per
+//! tensor (cuDNN's INT8 convolution takes one weight scale).
 
 use super::rules::{attr, const_input, input_rank};
 use super::{OpDoc, OpFamily};
 use crate::error::{cuda_err, Result};
-use crate::program::conv_rules::{direct_kernel_fits, weights_rsck};
+use crate::program::conv_rules::{direct_kernel_fits, int8_kernels_take, weights_rsck};
 use crate::program::host::nchw_to_nhwc;
 use crate::program::lowering::Lowering;
 use crate::program::quant::{qdq_kind, quantized_const, weight_const};
 use crate::program::Step;
+use std::collections::HashSet;
 use trtc_engine::FallbackReason;
 use trtc_ir::tensor::tensor_to_f32s;
 use trtc_ir::tract_onnx::prelude::DatumType;
 use trtc_ir::{AutoPad, ConvAttrs, Graph, NodeId, Op};
-use trtc_quant::quantize_per_tensor;
+use trtc_quant::{quantize_per_channel, quantize_per_tensor};
 
 pub static FAMILY: OpFamily = OpFamily {
     name: "conv",
@@ -88,6 +91,36 @@ fn input_dequantized(g: &Graph, id: NodeId) -> bool {
         .is_some_and(|o| qdq_kind(&g.node(o.node).op) == Some(false))
 }
 
+/// Whether an INT8 engine quantizes conv `id`'s weights per output channel when it runs it
+/// in INT8: a conv trtc's INT8 1x1 kernels take (`conv_rules::int8_kernels_take`), which
+/// take a scale per channel. The others run on cuDNN's INT8 convolution, per tensor.
+pub fn int8_per_channel(g: &Graph, id: NodeId) -> bool {
+    let Some((attrs, _, _)) = parts(&g.node(id).op) else {
+        return false;
+    };
+    let Some(Ok(d)) = weight_const(g, id, 1).map(|w| <[usize; 4]>::try_from(w.shape())) else {
+        return false;
+    };
+    int8_kernels_take(
+        d,
+        attrs.group,
+        &attrs.pads(2),
+        &attrs.strides(2),
+        &attrs.dilations(2),
+    )
+}
+
+/// The convs of `g` whose weights the CUDA engines quantize per output channel where they
+/// run them in INT8 ([`int8_per_channel`]), by name: what the accuracy guard's model of
+/// the GPU quantizes the same way (`trtc_quant::QdqOptions::gpu_simulated`).
+pub fn int8_per_channel_convs(g: &Graph) -> HashSet<String> {
+    g.node_ids()
+        .into_iter()
+        .filter(|&id| int8_per_channel(g, id))
+        .map(|id| g.node(id).name.clone())
+        .collect()
+}
+
 fn lower(cx: &mut Lowering, id: NodeId) -> Result<()> {
     let g = cx.g;
     let name = g.node(id).name.as_str();
@@ -120,21 +153,36 @@ fn lower(cx: &mut Lowering, id: NodeId) -> Result<()> {
     let nhwc = cx.p.nhwc;
     let half = cx.p.half;
     // In an fp16 NHWC engine, a conv that may run in INT8 keeps int8 weights too: its own
-    // when they are quantized per tensor (a DequantizeLinear of int8 values), else, where
-    // its input is dequantized, its float weights quantized per tensor here (TensorRT's
+    // (a DequantizeLinear of int8 values) when they have one scale, or one per output
+    // channel where trtc's kernels take the conv; else, where its input is dequantized, its
+    // float weights quantized here, per channel or per tensor by the same rule (TensorRT's
     // implicit quantization: the INT8 build's graph keeps float weights).
-    let int8 = match g.input_outlet(id, 1).and_then(|o| quantized_const(g, o)) {
-        Some(q) => q.scale.map(|s| (q.q, s)),
-        // Non-finite weights have no INT8 form: the conv stays fp16.
-        None if attrs.group == 1 && input_dequantized(g, id) => quantize_per_tensor(&w, &d)
-            .ok()
-            .map(|q| (q.values, q.scale)),
-        None => None,
-    };
-    let w_int8 = int8.filter(|_| nhwc && half).map(|(q, scale)| {
+    let per_channel = int8_per_channel(g, id);
+    let int8: Option<(Vec<i8>, Vec<f32>)> =
+        match g.input_outlet(id, 1).and_then(|o| quantized_const(g, o)) {
+            Some(q) => match q.axis {
+                None => Some((q.q, q.scales)),
+                Some(0) if per_channel => Some((q.q, q.scales)),
+                Some(_) => None,
+            },
+            // Non-finite weights have no INT8 form: the conv stays fp16.
+            None if attrs.group == 1 && input_dequantized(g, id) => {
+                if per_channel {
+                    quantize_per_channel(&w, &d, 0)
+                        .ok()
+                        .map(|q| (q.values, q.scales))
+                } else {
+                    quantize_per_tensor(&w, &d)
+                        .ok()
+                        .map(|q| (q.values, vec![q.scale]))
+                }
+            }
+            None => None,
+        };
+    let w_int8 = int8.filter(|_| nhwc && half).map(|(q, scales)| {
         let krsc = nchw_to_nhwc(&q.iter().map(|&v| v as f32).collect::<Vec<_>>(), wd);
         let bytes = krsc.iter().map(|&v| v as i8 as u8).collect();
-        (cx.weight_bytes(bytes), scale)
+        (cx.weight_bytes(bytes), scales)
     });
     let step = Step::Conv {
         name: name.to_string(),

@@ -29,6 +29,8 @@ mod resize;
 mod shape;
 mod softmax;
 mod transpose;
+
+pub use conv::int8_per_channel_convs;
 mod unary;
 mod variadic;
 

@@ -1,12 +1,13 @@
 //! INT8 convolutions: a conv between a `Dequantize` and a `Quantize` becomes one INT8
 //! convolution that reads and writes the int8 tensors.
 //!
-//! The rule: a `Step::Conv` whose weights were quantized per tensor (`w_int8`: int8 values
-//! `q_w`, scale `s_w`), whose input x is the output of a `Dequantize` of int8 `q_x` (scale
+//! The rule: a `Step::Conv` whose weights were quantized (`w_int8`: int8 values `q_w`,
+//! scale `s_w`, or `s_w[c]` per output channel where trtc's INT8 1x1 kernels take the
+//! conv: `ops/conv.rs`), whose input x is the output of a `Dequantize` of int8 `q_x` (scale
 //! `s_x`), whose output y is read by exactly one step, a `Quantize` into `q_y` (scale
 //! `s_y`), and whose residual z, if it has one, is the output of a `Dequantize` of `q_z`
 //! (scale `s_z`), becomes a `Step::ConvInt8` reading `q_x` (and `q_z`) and writing `q_y`:
-//! `alpha = s_x s_w / s_y`, `alpha_z = s_z / s_y`, the bias divided by `s_y`. cuDNN fuses
+//! `alpha[c] = s_x s_w[c] / s_y`, `alpha_z = s_z / s_y`, the bias divided by `s_y`. cuDNN fuses
 //! ReLU only: a Clip(0, m) is a ReLU where `m / s_y >= 127`, int8 saturation clipping
 //! first (a ReLU6 whose output range was calibrated at most 6).
 //! This is what the QDQ graph computes (int8 products summed exactly in int32, the result
@@ -113,7 +114,7 @@ fn as_int8(
     if *groups != 1 {
         return Err("grouped or depthwise (cuDNN's INT8 convolution is dense only)");
     }
-    let (wq, s_w) = w_int8.ok_or("weights not quantized per tensor")?;
+    let (wq, s_w) = w_int8.as_ref().ok_or("weights not quantized")?;
     let b32 = b_f32.ok_or("no f32 bias")?;
     if *dilation != [1, 1] {
         return Err("dilated");
@@ -145,10 +146,10 @@ fn as_int8(
         x: q_x,
         y: q_y,
         z: q_z.map(|(q, _)| q),
-        w: wq,
+        w: *wq,
         w_dims: *w_dims,
         bias,
-        alpha: s_x * s_w / s_y,
+        alpha: s_w.iter().map(|s| s_x * s / s_y).collect(),
         alpha_z: q_z.map(|(_, s)| s / s_y).unwrap_or(0.0),
         pads: [pads[0], pads[1]],
         stride: *stride,
@@ -188,8 +189,14 @@ pub fn int8_convs(p: &mut Program) -> Vec<LayerPrecision> {
         };
         let (precision, why) = match decided {
             Ok((reader, step, bias)) => {
+                let why = match &step {
+                    Step::ConvInt8 { alpha, .. } if alpha.len() > 1 => {
+                        "weights per channel: trtc's INT8 1x1 kernels"
+                    }
+                    _ => "weights per tensor: cuDNN's INT8 convolution, or trtc's INT8 1x1 kernels",
+                };
                 rewrites.push((i, reader, step, bias));
-                ("int8".to_string(), "cuDNN INT8 convolution".to_string())
+                ("int8".to_string(), why.to_string())
             }
             Err(why) => (engine.clone(), why.to_string()),
         };
@@ -289,7 +296,10 @@ mod tests {
             assert!(p.slots[*x].int8 && p.inputs.len() == 1);
             // s_x s_w / s_y = (1/127) (0.25/127) / (3/127).
             let want = (1.0 / 127.0) * (0.25 / 127.0) / (3.0 / 127.0);
-            assert!((alpha - want).abs() < 1e-9, "{alpha} vs {want}");
+            assert!(
+                alpha.len() == 1 && (alpha[0] - want).abs() < 1e-9,
+                "{alpha:?} vs {want}"
+            );
             let Step::ConvInt8 {
                 name,
                 x,
@@ -346,25 +356,29 @@ mod tests {
         }
     }
 
-    #[test]
-    fn float_weights_are_quantized_per_tensor_by_the_engine() {
+    /// A `k x k` conv of `c` channels between fake-quantized tensors (x scale 0.01, y
+    /// 0.05), lowered for INT8: its `ConvInt8` step's alphas and int8 weights
+    /// (`[c][k][k][c]`), and its float weights' max |w| per output channel.
+    fn int8_conv_of(k: usize, c: usize) -> (Vec<f32>, Vec<i8>, Vec<f32>) {
         use crate::testing::fake_quant;
         use trtc_ir::{ConvAttrs, FusedConv, GraphBuilder, Op};
         let mut b = GraphBuilder::new();
-        let x = b.input("x", &[1, 8, 6, 6]);
+        let x = b.input("x", &[1, c, 6, 6]);
         let xq = fake_quant(&mut b, x, 0.01, "x");
-        let w = trtc_ir::tensor::random_uniform(&[8, 8, 3, 3], 3);
-        let amax = trtc_ir::tensor::tensor_to_f32s(&w)
+        let w = trtc_ir::tensor::random_uniform(&[c, c, k, k], 3);
+        let amax: Vec<f32> = trtc_ir::tensor::tensor_to_f32s(&w)
             .unwrap()
-            .iter()
-            .fold(0f32, |m, v| m.max(v.abs()));
+            .chunks(c * k * k)
+            .map(|ch| ch.iter().fold(0f32, |m, v| m.max(v.abs())))
+            .collect();
         let w = b.constant("w", w);
-        let bias = b.constant("b", trtc_ir::tensor::random_uniform(&[8], 4));
+        let bias = b.constant("b", trtc_ir::tensor::random_uniform(&[c], 4));
+        let p = (k / 2) as i64;
         let conv = Op::FusedConv(FusedConv {
             conv: ConvAttrs {
                 group: 1,
-                kernel_shape: vec![3, 3],
-                pads: vec![1, 1, 1, 1],
+                kernel_shape: vec![k as i64; 2],
+                pads: vec![p; 4],
                 ..Default::default()
             },
             residual: false,
@@ -381,12 +395,75 @@ mod tests {
         else {
             panic!("no INT8 conv: {:?}", p.names)
         };
-        let want = 0.01 * (amax / 127.0) / 0.05;
-        assert!((alpha - want).abs() < 1e-7, "{alpha} vs {want}");
+        let q = p.weights[w.0].iter().map(|&v| v as i8).collect();
+        (alpha.clone(), q, amax)
+    }
+
+    #[test]
+    fn float_weights_of_a_3x3_conv_are_quantized_per_tensor_by_the_engine() {
+        let (alpha, q, amax) = int8_conv_of(3, 8);
+        let max = amax.iter().fold(0f32, |m, &v| m.max(v));
+        let want = 0.01 * (max / 127.0) / 0.05;
+        assert_eq!(alpha.len(), 1, "one scale for cuDNN");
+        assert!((alpha[0] - want).abs() < 1e-7, "{alpha:?} vs {want}");
         // The weights in int8, the largest at +-127.
-        let q = &p.weights[w.0];
         assert_eq!(q.len(), 8 * 8 * 9);
-        assert_eq!(q.iter().map(|&v| (v as i8).unsigned_abs()).max(), Some(127));
+        assert_eq!(q.iter().map(|v| v.unsigned_abs()).max(), Some(127));
+    }
+
+    #[test]
+    fn float_weights_of_a_1x1_conv_are_quantized_per_output_channel() {
+        // 16 channels, 1x1: trtc's INT8 kernels take it, with a scale per channel.
+        let (alpha, q, amax) = int8_conv_of(1, 16);
+        assert_eq!(alpha.len(), 16);
+        for (c, (a, m)) in alpha.iter().zip(&amax).enumerate() {
+            let want = 0.01 * (m / 127.0) / 0.05;
+            assert!((a - want).abs() < 1e-7, "channel {c}: {a} vs {want}");
+            // Each channel's largest weight at +-127.
+            let row = &q[c * 16..(c + 1) * 16];
+            assert_eq!(row.iter().map(|v| v.unsigned_abs()).max(), Some(127));
+        }
+    }
+
+    #[test]
+    fn a_quantized_models_per_channel_weights_keep_their_scales() {
+        // Weights a toolkit quantized per output channel: INT8 where trtc's kernels take the
+        // conv (alpha per channel), fp16 where no INT8 kernel takes them (8 outputs).
+        let g = crate::testing::qdq_per_channel_graph(1, 5, 5);
+        let p = lower_all(&g, Precision::Fp16, Layout::Auto);
+        let alphas: Vec<(String, usize)> = p
+            .steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::ConvInt8 { name, alpha, .. } => Some((name.clone(), alpha.len())),
+                _ => None,
+            })
+            .collect();
+        let want = [("pc1", 32), ("pc2", 80), ("pc3", 16)].map(|(n, k)| (n.to_string(), k));
+        assert_eq!(alphas, want);
+        // pc1's alphas: x scale 1/127 times its channel scales over its output's 2/127.
+        let Some(Step::ConvInt8 { alpha, .. }) = p
+            .steps
+            .iter()
+            .find(|s| matches!(s, Step::ConvInt8 { name, .. } if name == "pc1"))
+        else {
+            unreachable!()
+        };
+        for (j, a) in alpha.iter().enumerate() {
+            let s_w = 0.3 * (0.1 + 0.9 * j as f32 / 31.0) / 127.0;
+            let want = (1.0 / 127.0) * s_w / (2.0 / 127.0);
+            assert!(
+                (a - want).abs() < 1e-7 * want.max(1.0),
+                "channel {j}: {a} vs {want}"
+            );
+        }
+        assert_eq!(
+            count(
+                &p,
+                |s| matches!(s, Step::Conv { name, .. } if name == "pc4")
+            ),
+            1
+        );
     }
 
     #[test]

@@ -27,6 +27,28 @@ pub fn direct_kernel_fits([k, c, kh, kw]: [usize; 4], groups: i64) -> bool {
     depthwise || few_inputs
 }
 
+/// Whether trtc's INT8 1x1 kernels (`sys/conv1x1_i8.cu`) take a dense conv with weights
+/// `[k, c, kh, kw]` in `groups` groups, `pads`, `strides` and `dilations`: one group, 1x1,
+/// stride 1, no pads or dilation, input and output channels multiples of 16 (whole 16-byte
+/// pieces of int8 rows). Those kernels take a requantization scale per output channel, so
+/// the engine quantizes such a conv's weights per channel; cuDNN's INT8 convolution, which
+/// runs the other dense convs in INT8, takes one scale for the whole weight.
+pub fn int8_kernels_take(
+    [k, c, kh, kw]: [usize; 4],
+    groups: i64,
+    pads: &[i64],
+    strides: &[i64],
+    dilations: &[i64],
+) -> bool {
+    groups == 1
+        && (kh, kw) == (1, 1)
+        && pads.iter().all(|&p| p == 0)
+        && strides.iter().all(|&s| s == 1)
+        && dilations.iter().all(|&d| d == 1)
+        && c.is_multiple_of(16)
+        && k.is_multiple_of(16)
+}
+
 /// `[k][c][kh][kw]` weights reordered to `[kh][kw][c][k]`: neighbouring output channels
 /// neighbouring in memory, as the direct kernels' threads read them.
 pub fn weights_rsck(w: &[f32], [k, c, kh, kw]: [usize; 4]) -> Vec<f32> {
@@ -46,6 +68,20 @@ pub fn weights_rsck(w: &[f32], [k, c, kh, kw]: [usize; 4]) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn int8_kernels_take_unpadded_unit_stride_1x1_convs_of_16_channels() {
+        let take = |w, g, p: &[i64], s: &[i64], d: &[i64]| int8_kernels_take(w, g, p, s, d);
+        let (p0, s1, d1): (&[i64], &[i64], &[i64]) = (&[0; 4], &[1, 1], &[1, 1]);
+        assert!(take([64, 32, 1, 1], 1, p0, s1, d1));
+        assert!(!take([64, 32, 3, 3], 1, p0, s1, d1), "3x3");
+        assert!(!take([64, 32, 1, 1], 2, p0, s1, d1), "grouped");
+        assert!(!take([64, 24, 1, 1], 1, p0, s1, d1), "24 inputs");
+        assert!(!take([40, 32, 1, 1], 1, p0, s1, d1), "40 outputs");
+        assert!(!take([64, 32, 1, 1], 1, &[0, 0, 1, 0], s1, d1), "padded");
+        assert!(!take([64, 32, 1, 1], 1, p0, &[2, 2], d1), "strided");
+        assert!(!take([64, 32, 1, 1], 1, p0, s1, &[2, 2]), "dilated");
+    }
 
     #[test]
     fn direct_weights_put_output_channels_last() {

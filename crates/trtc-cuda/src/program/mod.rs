@@ -82,16 +82,19 @@ pub enum Step {
         x_clamp: Option<(f32, f32)>,
         /// The depthwise conv step that can take over this conv's Clip.
         clip_to: Option<usize>,
-        /// The weights were quantized per tensor (a DequantizeLinear of int8 values with
-        /// one scale): those values as int8 `[k][kh][kw][c]`, and the scale
-        /// (`passes/int8_convs.rs` may run the conv in INT8 with them).
-        w_int8: Option<(WeightId, f32)>,
+        /// The weights quantized (a DequantizeLinear of int8 values, or float weights the
+        /// lowering quantized): those values as int8 `[k][kh][kw][c]`, and their scales,
+        /// one, or one per output channel (`passes/int8_convs.rs` may run the conv in INT8
+        /// with them).
+        w_int8: Option<(WeightId, Vec<f32>)>,
     },
-    /// An INT8 convolution (`passes/int8_convs.rs`, cuDNN's INT8 NHWC kernels): int8 x
-    /// (and residual z) in, int8 y out, int32 accumulation;
-    /// `y = act(alpha * conv(x, w) + alpha_z * z + bias)` rounded and saturated to int8,
-    /// where `alpha = x_scale * w_scale / y_scale`, `alpha_z = z_scale / y_scale` and the f32
-    /// `bias` is already divided by `y_scale`; `act` is ReLU or none.
+    /// An INT8 convolution (`passes/int8_convs.rs`; cuDNN's INT8 NHWC kernels, or trtc's
+    /// 1x1 kernels): int8 x (and residual z) in, int8 y out, int32 accumulation;
+    /// `y = act(alpha[c] * conv(x, w) + alpha_z * z + bias)` rounded and saturated to int8,
+    /// where `alpha[c] = x_scale * w_scale[c] / y_scale` (one value when the weights have
+    /// one scale; one per output channel `c` only where trtc's kernels take the conv, as
+    /// cuDNN takes one), `alpha_z = z_scale / y_scale` and the f32 `bias` is already
+    /// divided by `y_scale`; `act` is ReLU or none.
     ConvInt8 {
         name: String,
         x: usize,
@@ -100,7 +103,7 @@ pub enum Step {
         w: WeightId,
         w_dims: [i32; 4],
         bias: WeightId,
-        alpha: f32,
+        alpha: Vec<f32>,
         alpha_z: f32,
         pads: [i32; 2],
         stride: [i32; 2],

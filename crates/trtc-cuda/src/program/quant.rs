@@ -56,8 +56,10 @@ pub struct QuantizedConst {
     pub shape: Vec<usize>,
     /// The int8 values, in the tensor's order.
     pub q: Vec<i8>,
-    /// One scale for the whole tensor, else `None` (one per channel).
-    pub scale: Option<f32>,
+    /// One scale for the whole tensor, or one per slice along `axis`.
+    pub scales: Vec<f32>,
+    /// The axis of per-channel scales (`None`: one scale).
+    pub axis: Option<usize>,
     /// `q * scale`, as the model computes it.
     pub values: Vec<f32>,
 }
@@ -89,8 +91,8 @@ pub fn quantized_const(g: &Graph, o: Outlet) -> Option<QuantizedConst> {
         .collect();
     let shape = t.shape().to_vec();
     let s = scales(g, o.node).ok()?;
-    let values: Vec<f32> = if s.len() == 1 {
-        q.iter().map(|&v| v as f32 * s[0]).collect()
+    let (values, axis): (Vec<f32>, Option<usize>) = if s.len() == 1 {
+        (q.iter().map(|&v| v as f32 * s[0]).collect(), None)
     } else {
         let Op::Other(op) = &g.node(o.node).op else {
             return None;
@@ -107,15 +109,18 @@ pub fn quantized_const(g: &Graph, o: Outlet) -> Option<QuantizedConst> {
             return None;
         }
         let inner: usize = shape[axis as usize + 1..].iter().product();
-        q.iter()
+        let values = q
+            .iter()
             .enumerate()
             .map(|(i, &v)| v as f32 * s[(i / inner) % s.len()])
-            .collect()
+            .collect();
+        (values, Some(axis as usize))
     };
     Some(QuantizedConst {
         shape,
         q,
-        scale: (s.len() == 1).then_some(s[0]),
+        scales: s,
+        axis,
         values,
     })
 }

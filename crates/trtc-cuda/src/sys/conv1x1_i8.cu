@@ -6,7 +6,9 @@
 //
 // int8 x [P][K] (NHWC pixels), w [N][K], z (the residual, may be null) and y [P][N]; alpha
 // per output channel (per-channel weight scales), int32 accumulation through
-// mma.sync.m16n8k32; act is ReLU when relu != 0. K a multiple of 64, N of 16.
+// mma.sync.m16n8k32; act is ReLU when relu != 0. K and N multiples of 16 (the tiled kernels
+// read a K that is not a multiple of 64 as zeros up to the next one; the streaming kernels
+// take only their K).
 //
 // A block computes BM x BN outputs with WM x WN warps. Its blocks are numbered along N first,
 // so that the blocks reading the same pixels run together and share them in L2. The operand
@@ -151,7 +153,7 @@ __device__ __forceinline__ void c1_store_tile(signed char* y, const unsigned cha
 }
 
 // Operand tile k0 into `stage`: BM rows of x, then BN rows of w, 64 bytes each (rows past P
-// or N read as zeros).
+// or N, and bytes past K, read as zeros).
 template <int BM, int BN, int T>
 __device__ __forceinline__ void c1_load(unsigned char* stage, int k0, int p0, int n0,
                                         const signed char* x, const signed char* w, int P,
@@ -159,17 +161,54 @@ __device__ __forceinline__ void c1_load(unsigned char* stage, int k0, int p0, in
     #pragma unroll
     for (int c = threadIdx.x; c < (BM + BN) * 4; c += T) {
         int row = c >> 2, kc = (c & 3) * 16;
+        bool in_k = k0 + kc < K;
         unsigned char* dst = stage + row * C1_LDS + kc;
         if (row < BM) {
             int p = p0 + row;
-            c1_cp16(dst, p < P ? x + (size_t)p * K + k0 + kc : x, p < P);
+            bool ok = p < P && in_k;
+            c1_cp16(dst, ok ? x + (size_t)p * K + k0 + kc : x, ok);
         } else {
             int n = n0 + row - BM;
-            c1_cp16(dst, n < N ? w + (size_t)n * K + k0 + kc : w, n < N);
+            bool ok = n < N && in_k;
+            c1_cp16(dst, ok ? w + (size_t)n * K + k0 + kc : w, ok);
         }
     }
 }
 
+// Split K: a warp's sums added into the int32 workspace `ws` ([P][N]), or with TAKE the
+// totals read from it into the warp's accumulators and the workspace put back to zero.
+template <int MI, int NI, int TM, int TN, bool TAKE>
+__device__ __forceinline__ void c1_split_sums(int (&acc)[MI][NI][4], int* ws, int p0, int n0,
+                                              int wm, int wn, int lane, int P, int N) {
+    const int g = lane >> 2, t = lane & 3;
+    #pragma unroll
+    for (int mi = 0; mi < MI; mi++)
+        #pragma unroll
+        for (int ni = 0; ni < NI; ni++)
+            #pragma unroll
+            for (int h = 0; h < 2; h++) {
+                int p = p0 + wm * TM + mi * 16 + g + h * 8;
+                int n = n0 + wn * TN + ni * 8 + t * 2;
+                if (p >= P || n >= N) continue;
+                int* o = ws + (size_t)p * N + n;
+                if (TAKE) {
+                    acc[mi][ni][2 * h] = __ldcg(o);
+                    acc[mi][ni][2 * h + 1] = __ldcg(o + 1);
+                    o[0] = 0;
+                    o[1] = 0;
+                } else {
+                    atomicAdd(o, acc[mi][ni][2 * h]);
+                    atomicAdd(o + 1, acc[mi][ni][2 * h + 1]);
+                }
+            }
+}
+
+// With `splits` > 1 (split K, for grids too small to fill the GPU: few pixels, large K), the
+// blocks of one output tile are `splits` consecutive blocks, each summing its share of K's
+// 64-wide steps; each adds its int32 sums into `ws` ([P][N] int32, then one counter per tile,
+// all zero before the launch), and the block that arrives last at its tile's counter reads
+// the totals back, puts the tile's sums and counter back to zero for the next launch, and
+// runs the epilogue.
 template <int BM, int BN, int WM, int WN, int S>
 __device__ __forceinline__ void c1_body(signed char* __restrict__ y,
                                         const signed char* __restrict__ x,
@@ -177,24 +216,30 @@ __device__ __forceinline__ void c1_body(signed char* __restrict__ y,
                                         const float* __restrict__ bias,
                                         const float* __restrict__ alpha,
                                         const signed char* __restrict__ z, float alpha_z,
-                                        int relu, int P, int K, int N, unsigned char* smem) {
+                                        int relu, int P, int K, int N, int* __restrict__ ws,
+                                        int splits, unsigned char* smem) {
     constexpr int T = 32 * WM * WN, TM = BM / WM, TN = BN / WN, MI = TM / 16, NI = TN / 8;
     constexpr int STAGE = (BM + BN) * C1_LDS, OLDS = BN + 16;
     static_assert(TM % 16 == 0 && TN % 16 == 0, "warp tiles are whole 16 x 16 pieces");
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
     const int wm = warp % WM, wn = warp / WM;
     const int nblocks = (N + BN - 1) / BN;
-    const int p0 = (blockIdx.x / nblocks) * BM, n0 = (blockIdx.x % nblocks) * BN;
+    const int tile = blockIdx.x / splits, split = blockIdx.x % splits;
+    const int p0 = (tile / nblocks) * BM, n0 = (tile % nblocks) * BN;
     unsigned char* os = smem + S * STAGE;
-    const int ktiles = K / 64;
+    // This block's steps of 64 along K: [k_first, k_first + ktiles).
+    const int all_ktiles = (K + 63) / 64, per_split = (all_ktiles + splits - 1) / splits;
+    const int k_first = split * per_split;
+    const int ktiles = max(0, min(all_ktiles, k_first + per_split) - k_first);
+    const int kb = k_first * 64;
 
-    c1_load<BM, BN, T>(smem, 0, p0, n0, x, w, P, K, N);
+    if (ktiles > 0) c1_load<BM, BN, T>(smem, kb, p0, n0, x, w, P, K, N);
     c1_commit();
     if (z) c1_load_residual<BM, BN, T>(os, z, p0, n0, P, N);
     c1_commit();
     #pragma unroll
     for (int s = 1; s < S - 1; s++) {
-        if (s < ktiles) c1_load<BM, BN, T>(smem + s * STAGE, s * 64, p0, n0, x, w, P, K, N);
+        if (s < ktiles) c1_load<BM, BN, T>(smem + s * STAGE, kb + s * 64, p0, n0, x, w, P, K, N);
         c1_commit();
     }
 
@@ -204,7 +249,7 @@ __device__ __forceinline__ void c1_body(signed char* __restrict__ y,
     for (int kt = 0; kt < ktiles; kt++) {
         int next = kt + S - 1;
         if (next < ktiles)
-            c1_load<BM, BN, T>(smem + (next % S) * STAGE, next * 64, p0, n0, x, w, P, K, N);
+            c1_load<BM, BN, T>(smem + (next % S) * STAGE, kb + next * 64, p0, n0, x, w, P, K, N);
         c1_commit();
         // Groups younger than tile kt: tiles kt+1 .. kt+S-1, and at kt = 0 the residual's.
         if (kt == 0) c1_wait<S>(); else c1_wait<S - 1>();
@@ -218,29 +263,52 @@ __device__ __forceinline__ void c1_body(signed char* __restrict__ y,
     c1_wait<0>();
     __syncthreads();
 
+    if (splits > 1) {
+        __shared__ int c1_last;
+        c1_split_sums<MI, NI, TM, TN, false>(acc, ws, p0, n0, wm, wn, lane, P, N);
+        __threadfence();
+        __syncthreads();
+        if (tid == 0) {
+            int* counter = ws + (size_t)P * N + tile;
+            c1_last = atomicAdd(counter, 1) == splits - 1;
+            if (c1_last) *counter = 0;
+        }
+        __syncthreads();
+        if (!c1_last) return;
+        __threadfence();
+        c1_split_sums<MI, NI, TM, TN, true>(acc, ws, p0, n0, wm, wn, lane, P, N);
+    }
+
     c1_epilogue<MI, NI, TM, TN>(os, OLDS, acc, wm, wn, lane, n0, N, alpha, bias, z != nullptr,
                                 alpha_z, relu, K <= 256);
     __syncthreads();
     c1_store_tile<BM, BN, T>(y, os, p0, n0, P, N);
 }
 
-// One kernel per tile shape: conv1x1_i8_<BM>x<BN>. The engine times them per layer
-// (`tactics/int8.rs`); `c1_smem_bytes` in `exec/int8.rs` gives each one's shared memory,
-// S * (BM + BN) * 80 + BM * (BN + 16) bytes.
-#define C1_KERNEL(BM, BN, WM, WN, S)                                                          \
-    extern "C" __global__ void __launch_bounds__(32 * WM * WN) conv1x1_i8_##BM##x##BN(         \
+// One kernel per tile shape and stage count: conv1x1_i8_<BM>x<BN> (2 stages) and
+// conv1x1_i8_<BM>x<BN>_<S>st. The engine times them per layer (`tactics/int8.rs`), with and
+// without split K; `OwnKernel::smem` in `exec/int8.rs` gives each one's shared memory,
+// S * (BM + BN) * 80 + BM * (BN + 16) bytes. Launched with gridDim.x = tiles * splits.
+#define C1_KERNEL_NAMED(NAME, BM, BN, WM, WN, S)                                              \
+    extern "C" __global__ void __launch_bounds__(32 * WM * WN) NAME(                          \
         signed char* __restrict__ y, const signed char* __restrict__ x,                       \
         const signed char* __restrict__ w, const float* __restrict__ bias,                    \
         const float* __restrict__ alpha, const signed char* __restrict__ z, float alpha_z,    \
-        int relu, int P, int K, int N) {                                                      \
+        int relu, int P, int K, int N, int* __restrict__ ws, int splits) {                    \
         extern __shared__ __align__(16) unsigned char c1_smem[];                              \
-        c1_body<BM, BN, WM, WN, S>(y, x, w, bias, alpha, z, alpha_z, relu, P, K, N, c1_smem); \
+        c1_body<BM, BN, WM, WN, S>(y, x, w, bias, alpha, z, alpha_z, relu, P, K, N, ws,       \
+                                   splits, c1_smem);                                          \
     }
+#define C1_KERNEL(BM, BN, WM, WN, S) C1_KERNEL_NAMED(conv1x1_i8_##BM##x##BN, BM, BN, WM, WN, S)
+#define C1_KERNEL_ST(BM, BN, WM, WN, S)                                                       \
+    C1_KERNEL_NAMED(conv1x1_i8_##BM##x##BN##_##S##st, BM, BN, WM, WN, S)
 // The engine's list of these (`exec/int8.rs`, OWN_KERNELS) names the same shapes.
 C1_KERNEL(128, 128, 4, 2, 2)
 C1_KERNEL(128, 64, 4, 1, 2)
 C1_KERNEL(64, 128, 2, 2, 2)
 C1_KERNEL(64, 64, 2, 2, 2)
+C1_KERNEL_ST(128, 128, 4, 2, 4)
+C1_KERNEL_ST(64, 64, 2, 2, 4)
 
 // The streaming form, for small K (compile-time KD <= 256), where the layer is bound by its
 // bytes: a fixed number of blocks (the GPU's occupancy, a multiple of the N-blocks), each
@@ -315,14 +383,15 @@ __device__ __forceinline__ void c1s_body(signed char* __restrict__ y,
 }
 
 // conv1x1_i8_s<KD>_<BM>x<BN>: shared memory BN * (KD + 16) + S * BM * (KD + 16 + BN + 16)
-// bytes; launched with gridDim.x a multiple of N's blocks of BN.
+// bytes; launched with gridDim.x a multiple of N's blocks of BN. `ws` and `splits` are the
+// tiled kernels' (one signature for all): unused, no split K.
 #define C1S_KERNEL(KD, BM, BN, WM, WN, S)                                                     \
     extern "C" __global__ void __launch_bounds__(32 * WM * WN)                                \
         conv1x1_i8_s##KD##_##BM##x##BN(                                                        \
             signed char* __restrict__ y, const signed char* __restrict__ x,                   \
             const signed char* __restrict__ w, const float* __restrict__ bias,                \
             const float* __restrict__ alpha, const signed char* __restrict__ z,               \
-            float alpha_z, int relu, int P, int K, int N) {                                   \
+            float alpha_z, int relu, int P, int K, int N, int* ws, int splits) {              \
         extern __shared__ __align__(16) unsigned char c1_smem[];                              \
         c1s_body<KD, BM, BN, WM, WN, S>(y, x, w, bias, alpha, z, alpha_z, relu, P, N,         \
                                         c1_smem);                                             \
