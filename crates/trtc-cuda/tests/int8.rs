@@ -6,15 +6,44 @@
 use crate::common::*;
 use trtc_cuda::testing::{on_input_grid, qdq_conv_graph};
 
-/// The INT8 layers (`conv_int8` in the profile) of `model` on `inputs`.
-fn int8_layers(model: &HybridModel, inputs: &[trtc_ir::Tensor]) -> Vec<String> {
+/// The INT8 layers (`conv_int8` in the profile) of `model` on `inputs`, with their tactics.
+fn int8_tactics(model: &HybridModel, inputs: &[trtc_ir::Tensor]) -> Vec<(String, String)> {
     model
         .profile(inputs.to_vec())
         .unwrap()
         .into_iter()
         .filter(|(_, t)| t.kind == "conv_int8")
-        .map(|(_, t)| t.layer)
+        .map(|(_, t)| (t.layer, t.tactic))
         .collect()
+}
+
+/// The INT8 layers of `model` on `inputs`.
+fn int8_layers(model: &HybridModel, inputs: &[trtc_ir::Tensor]) -> Vec<String> {
+    int8_tactics(model, inputs)
+        .into_iter()
+        .map(|(layer, _)| layer)
+        .collect()
+}
+
+/// `g` built as an fp16 engine with `TRTC_INT8_CONV` set to `forced` (left unset for
+/// `None`) while it runs `inputs` `runs` times: the outputs, and the INT8 layers' tactics.
+fn run_with_int8_conv(
+    g: &trtc_ir::Graph,
+    forced: Option<&str>,
+    inputs: &[trtc_ir::Tensor],
+    runs: usize,
+) -> (Vec<Vec<trtc_ir::Tensor>>, Vec<(String, String)>) {
+    // The GPU tests run one at a time (--test-threads=1): no other test reads it meanwhile.
+    if let Some(f) = forced {
+        std::env::set_var("TRTC_INT8_CONV", f);
+    }
+    let model = gpu_model(g, &opts_for(Precision::Fp16, Layout::Auto));
+    let outs = (0..runs)
+        .map(|_| model.run(inputs.to_vec()).unwrap())
+        .collect();
+    let tactics = int8_tactics(&model, inputs);
+    std::env::remove_var("TRTC_INT8_CONV");
+    (outs, tactics)
 }
 
 #[test]
@@ -157,18 +186,8 @@ fn pointwise_int8_convs_match_tract_with_every_kernel() {
     }
     let mut trtc_output: Option<Vec<trtc_ir::Tensor>> = None;
     for run in &runs {
-        // The GPU tests run one at a time (--test-threads=1): no other test reads it meanwhile.
-        std::env::set_var("TRTC_INT8_CONV", run);
-        let model = gpu_model(&g, &opts_for(Precision::Fp16, Layout::Auto));
-        let out = model.run(inputs.clone()).unwrap();
-        let tactics: Vec<(String, String)> = model
-            .profile(inputs.clone())
-            .unwrap()
-            .into_iter()
-            .filter(|(_, t)| t.kind == "conv_int8")
-            .map(|(_, t)| (t.layer, t.tactic))
-            .collect();
-        std::env::remove_var("TRTC_INT8_CONV");
+        let (mut outs, tactics) = run_with_int8_conv(&g, Some(run), &inputs, 1);
+        let out = outs.remove(0);
         let (_, rel) = compare(&reference, &out).unwrap();
         println!("{run}: relative error {rel}, {tactics:?}");
         assert!(rel <= 3e-2, "{run}: relative error {rel}");
@@ -208,21 +227,8 @@ fn per_channel_weights_run_on_trtcs_kernels_and_match_tract() {
     let inputs = vec![on_input_grid(&[2, 48, 45, 45], 33)];
     let reference = CpuModel::new(&g).unwrap().run(inputs.clone()).unwrap();
     for forced in [None, Some("cudnn"), Some("conv1x1_i8_64x64")] {
-        // The GPU tests run one at a time (--test-threads=1): no other test reads it meanwhile.
-        if let Some(f) = forced {
-            std::env::set_var("TRTC_INT8_CONV", f);
-        }
-        let model = gpu_model(&g, &opts_for(Precision::Fp16, Layout::Auto));
-        let out = model.run(inputs.clone()).unwrap();
-        let tactics: Vec<(String, String)> = model
-            .profile(inputs.clone())
-            .unwrap()
-            .into_iter()
-            .filter(|(_, t)| t.kind == "conv_int8")
-            .map(|(_, t)| (t.layer, t.tactic))
-            .collect();
-        std::env::remove_var("TRTC_INT8_CONV");
-        let (_, rel) = compare(&reference, &out).unwrap();
+        let (outs, tactics) = run_with_int8_conv(&g, forced, &inputs, 1);
+        let (_, rel) = compare(&reference, &outs[0]).unwrap();
         println!("{forced:?}: relative error {rel}, {tactics:?}");
         assert!(rel <= 3e-2, "{forced:?}: relative error {rel}");
         let names: Vec<&str> = tactics.iter().map(|(l, _)| l.as_str()).collect();
@@ -260,18 +266,7 @@ fn split_k_gives_the_unsplit_sums_run_after_run() {
         ),
         ("conv1x1_i8_64x64_4st:4", "trtc int8 mma 64x64_4st split 4"),
     ] {
-        // The GPU tests run one at a time (--test-threads=1): no other test reads it meanwhile.
-        std::env::set_var("TRTC_INT8_CONV", forced);
-        let model = gpu_model(&g, &opts_for(Precision::Fp16, Layout::Auto));
-        let outs: Vec<_> = (0..3).map(|_| model.run(inputs.clone()).unwrap()).collect();
-        let tactics: Vec<(String, String)> = model
-            .profile(inputs.clone())
-            .unwrap()
-            .into_iter()
-            .filter(|(_, t)| t.kind == "conv_int8")
-            .map(|(_, t)| (t.layer, t.tactic))
-            .collect();
-        std::env::remove_var("TRTC_INT8_CONV");
+        let (outs, tactics) = run_with_int8_conv(&g, Some(forced), &inputs, 3);
         assert_eq!(
             tactics,
             [("deep1".to_string(), tactic.to_string())],

@@ -16,9 +16,9 @@
 //!   `DequantizeLinear(int8 values, scale, zero point int8 0)` with one rank-0 scale and no
 //!   `axis`, quantized by [`quantize_per_tensor`]; or, with
 //!   [`WeightScales::DenseConvsPerTensor`], per tensor for convs of group 1 but those named
-//!   in [`QdqOptions::per_channel_convs`], and per channel for the others; or, with [`WeightScales::Float`], not at all (the engine
-//!   quantizes what it runs in INT8). A weight of rank < 2 under MatMul, or
-//!   one of another type, stays f32.
+//!   in [`QdqOptions::per_channel_convs`], and per channel for the others; or, with
+//!   [`WeightScales::Float`], not at all (the engine quantizes what it runs in INT8). A
+//!   weight of rank < 2 under MatMul, or one of another type, stays f32.
 //! - **activations**: each non-constant f32 input among the node's data inputs (input 0;
 //!   for Gemm and MatMul also input 1 when it is not a constant, as in attention) whose
 //!   tensor name has a scale `s` in the table is read by this node through

@@ -29,10 +29,10 @@ mod resize;
 mod shape;
 mod softmax;
 mod transpose;
-
-pub use conv::int8_per_channel_convs;
 mod unary;
 mod variadic;
+
+pub use conv::int8_per_channel_convs;
 
 use crate::error::{cuda_err, Result};
 use crate::passes::{

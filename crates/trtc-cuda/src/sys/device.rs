@@ -135,31 +135,19 @@ pub fn device() -> std::result::Result<Arc<Device>, String> {
             let arch: &'static str = Box::leak(format!("sm_{major}{minor}").into_boxed_str());
             // The float and the fp16 module compiled at once: most of a fresh machine's
             // first start.
-            let sources = [
-                super::kernels::module_source(false),
-                super::kernels::module_source(true),
-            ];
-            let compiled: Vec<_> = std::thread::scope(|s| {
-                let threads: Vec<_> = sources
-                    .iter()
-                    .map(|src| s.spawn(|| super::kernel_cache::cubin(src, arch, "kernels")))
-                    .collect();
-                threads
-                    .into_iter()
-                    .map(|t| {
-                        t.join()
-                            .unwrap_or_else(|_| Err("NVRTC: compile thread died".into()))
-                    })
-                    .collect()
+            let [float_src, fp16_src] = [false, true].map(super::kernels::module_source);
+            let (float, fp16) = std::thread::scope(|s| {
+                let fp16 = s.spawn(|| super::kernel_cache::cubin(&fp16_src, arch, "kernels"));
+                let float = super::kernel_cache::cubin(&float_src, arch, "kernels");
+                let fp16 = fp16
+                    .join()
+                    .unwrap_or_else(|_| Err("NVRTC: compile thread died".into()));
+                (float, fp16)
             });
-            let mut modules = Vec::with_capacity(2);
-            for (src, cubin) in sources.iter().zip(compiled) {
-                modules.push(load_cubin(&ctx, src, arch, "kernels", cubin?)?);
-            }
-            let [float, fp16]: [Arc<CudaModule>; 2] = modules
-                .try_into()
-                .map_err(|_| "kernel modules: two expected".to_string())?;
-            let modules = [float, fp16];
+            let modules = [
+                load_cubin(&ctx, &float_src, arch, "kernels", float?)?,
+                load_cubin(&ctx, &fp16_src, arch, "kernels", fp16?)?,
+            ];
             Ok(Arc::new(Device {
                 ctx,
                 stream,
