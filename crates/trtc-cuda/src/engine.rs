@@ -450,6 +450,8 @@ fn tactic_name(inst: &Instance, i: usize) -> String {
                 DirectForm::Pixel => "trtc direct",
                 DirectForm::Rows => "trtc rows",
                 DirectForm::Tiles => "trtc tiles",
+                DirectForm::HalfTiles => "trtc half2 tiles",
+                DirectForm::Mma => "trtc mma",
             }
             .into();
         }

@@ -98,8 +98,10 @@ fn convolutions_match_tract() {
     ];
     // Through cuDNN, and through trtc's direct kernels where they fit, in NHWC engines: up
     // to 4 input channels with outputs in whole 16-byte vectors (cases 0, 6 and 7), and the
-    // depthwise case 3.
-    for choice in ["cudnn", "direct"] {
+    // depthwise case 3; with `mma`, those stems on tensor cores in fp16 (case 7: 147 taps,
+    // 10 k-steps, and a second group of 32 channels only a quarter full; 11 x 9 pixels at
+    // batch 3: a last block of pixels only partly full).
+    for choice in ["cudnn", "direct", "mma"] {
         std::env::set_var("TRTC_DIRECT", choice);
         for (i, (cin, cout, k, attrs)) in cases.iter().enumerate() {
             for batch in [1, 3] {
@@ -124,11 +126,17 @@ fn convolutions_match_tract() {
                         "{what}: relative error {rel} over {tolerance}"
                     );
                     let tactics = tactics_of(&model);
-                    let direct = tactics.instances[0].convs[0].1.direct;
+                    let run = &tactics.instances[0].convs[0].1;
                     let few_inputs = *cin <= 4 && cout % 8 == 0 && attrs.group == 1;
                     let depthwise = attrs.group as usize == *cin && cin == cout;
                     let fits = layout.nhwc_for(precision) && (few_inputs || depthwise);
-                    assert_eq!(direct, fits && choice == "direct", "{what}: direct kernel");
+                    assert_eq!(
+                        run.direct,
+                        fits && choice != "cudnn",
+                        "{what}: direct kernel"
+                    );
+                    let mma = choice == "mma" && few_inputs && precision == Precision::Fp16;
+                    assert_eq!(run.mma, mma, "{what}: tensor-core stem kernel");
                 }
             }
         }
@@ -142,12 +150,13 @@ fn convolutions_match_tract() {
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn stem_with_residual_through_the_direct_kernel_matches_tract() {
-    std::env::set_var("TRTC_DIRECT", "direct");
-    for act in [
-        Some(Activation::Clip { min: 0.0, max: 6.0 }),
-        Some(Activation::Relu),
-        None,
+    for (kernel, act) in [
+        ("direct", Some(Activation::Clip { min: 0.0, max: 6.0 })),
+        ("mma", Some(Activation::Clip { min: 0.0, max: 6.0 })),
+        ("direct", Some(Activation::Relu)),
+        ("mma", None),
     ] {
+        std::env::set_var("TRTC_DIRECT", kernel);
         let mut b = GraphBuilder::new();
         let x = b.input_with(
             "x",
@@ -173,7 +182,7 @@ fn stem_with_residual_through_the_direct_kernel_matches_tract() {
         for (precision, layout, tolerance) in CONFIGS {
             let inputs = vec![random_tensor(&[2, 3, 13, 10], 14)];
             let (rel, model) = gpu_vs_tract_model(&g, inputs, &opts_for(precision, layout));
-            let what = format!("stem {act:?}, {precision:?} {layout:?}");
+            let what = format!("stem {act:?} via {kernel}, {precision:?} {layout:?}");
             assert!(
                 rel <= tolerance,
                 "{what}: relative error {rel} over {tolerance}"
@@ -183,6 +192,9 @@ fn stem_with_residual_through_the_direct_kernel_matches_tract() {
             assert_eq!(convs.len(), 2, "{what}: two convs");
             let direct = convs.iter().all(|(_, c)| c.direct);
             assert_eq!(direct, layout.nhwc_for(precision), "{what}: direct kernel");
+            let mma = convs.iter().all(|(_, c)| c.mma);
+            let half = precision == Precision::Fp16;
+            assert_eq!(mma, kernel == "mma" && half, "{what}: tensor-core kernel");
         }
     }
     std::env::remove_var("TRTC_DIRECT");
@@ -252,13 +264,18 @@ fn depthwise_kernels_match_tract() {
     // 6 channels: trtc's per-pixel kernel; 16: its 16-byte vector form, and (`rows`) its
     // row-tiled forms for 3x3 and 5x5 windows of stride 1 and 2 (11 columns: the last
     // group of pixels in a row is short); (`tiles`) its 2-D tiled forms, for 16 channels
-    // and 12 (whole quads, not whole fp16 vectors; 9 rows: the last group of rows is short).
-    for choice in ["direct", "rows", "tiles", "cudnn"] {
+    // and 12 (whole quads, not whole fp16 vectors; 9 rows: the last group of rows is short);
+    // (`half2`) the fp16 engine's 2-D tiled forms in fp16 arithmetic, for whole 16-byte
+    // vectors (9 rows: 8-row tiles, the last one's lower threads past the edge); 40 channels
+    // over 30 x 21 pixels: a short last chunk of channels, more than one tile each way, and
+    // 16-row tiles at stride 1.
+    for choice in ["direct", "rows", "tiles", "half2", "cudnn"] {
         std::env::set_var("TRTC_DEPTHWISE", choice);
         for (i, (k, attrs, activation, residual)) in cases.iter().enumerate() {
-            for c in [6, 16, 12] {
+            for c in [6, 16, 12, 40] {
+                let (h, w) = if c == 40 { (30, 21) } else { (9, 11) };
                 let mut b = GraphBuilder::new();
-                let x = b.input("x", &[2, c, 9, 11]);
+                let x = b.input("x", &[2, c, h, w]);
                 let attrs = ConvAttrs {
                     group: c as i64,
                     ..attrs.clone()
@@ -278,7 +295,7 @@ fn depthwise_kernels_match_tract() {
                 b.output(y);
                 let g = b.build().unwrap();
                 for (precision, layout, tolerance) in CONFIGS {
-                    let inputs = vec![random_tensor(&[2, c, 9, 11], 3)];
+                    let inputs = vec![random_tensor(&[2, c, h, w], 3)];
                     let (rel, model) = gpu_vs_tract_model(&g, inputs, &opts_for(precision, layout));
                     let what = format!(
                         "depthwise case {i}, {c} channels, via {choice}, {precision:?} {layout:?}"
@@ -290,21 +307,21 @@ fn depthwise_kernels_match_tract() {
                     let tactics = tactics_of(&model);
                     let run = &tactics.instances[0].convs[0].1;
                     // Whole vectors: 8 fp16 or 4 f32 channels; no dilation.
-                    let vec = if precision == Precision::Fp16 { 8 } else { 4 };
-                    let fits = layout.nhwc_for(precision)
-                        && c % vec == 0
-                        && attrs_dilated(&cases[i].1).is_none();
+                    let half = precision == Precision::Fp16;
+                    let vec = if half { 8 } else { 4 };
+                    let undilated = attrs_dilated(&cases[i].1).is_none();
+                    let fits = layout.nhwc_for(precision) && c % vec == 0 && undilated;
                     assert_eq!(
                         run.rows,
                         choice == "rows" && fits,
                         "{what}: row-tiled kernel"
                     );
-                    let quads = layout.nhwc_for(precision)
-                        && c % 4 == 0
-                        && attrs_dilated(&cases[i].1).is_none();
+                    let quads = layout.nhwc_for(precision) && c % 4 == 0 && undilated;
+                    let half2 = choice == "half2" && half && fits;
+                    assert_eq!(run.half2, half2, "{what}: fp16-arithmetic tiled kernel");
                     assert_eq!(
                         run.tiles,
-                        choice == "tiles" && quads,
+                        (choice == "tiles" && quads) || half2,
                         "{what}: 2-D tiled kernel"
                     );
                 }

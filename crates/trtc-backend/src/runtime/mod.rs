@@ -7,6 +7,7 @@
 //! built (TF-TRT's `is_dynamic_op`), from the tactics the plan stored for that key when
 //! it has them; up to `max_cached_engines` keys are kept, least recently used going first.
 
+mod host_copy;
 mod pipelined;
 mod segmented;
 mod shape_cache;

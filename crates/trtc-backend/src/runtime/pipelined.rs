@@ -7,6 +7,7 @@
 //! contract: outputs in order, each with its index; a batch of the wrong shape or dtype is
 //! delivered as its error and the rest still run.
 
+use super::host_copy::copy_parallel;
 use super::HybridModel;
 use crate::error::{BackendError, Result};
 use serde::Serialize;
@@ -185,38 +186,5 @@ fn batch_error(i: usize, e: BackendError) -> BackendError {
     BackendError::Batch {
         index: i,
         reason: e.to_string(),
-    }
-}
-
-/// `dst.copy_from_slice(src)`, on several threads when it is large (a batch of images is
-/// tens of megabytes; one thread copies it slower than PCIe moves it).
-fn copy_parallel(dst: &mut [u8], src: &[u8]) {
-    const SERIAL: usize = 8 << 20;
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(16));
-    if src.len() <= SERIAL || threads == 1 || dst.len() != src.len() {
-        let n = dst.len().min(src.len());
-        dst[..n].copy_from_slice(&src[..n]);
-        return;
-    }
-    let per = src.len().div_ceil(threads);
-    std::thread::scope(|s| {
-        for (d, c) in dst.chunks_mut(per).zip(src.chunks(per)) {
-            s.spawn(move || d.copy_from_slice(c));
-        }
-    });
-}
-
-#[cfg(test)]
-mod tests {
-    use super::copy_parallel;
-
-    #[test]
-    fn parallel_copy_copies_every_byte() {
-        for n in [0, 7, 8 << 20, (8 << 20) + 1, (20 << 20) + 3] {
-            let src: Vec<u8> = (0..n).map(|i| (i * 31 % 251) as u8).collect();
-            let mut dst = vec![0u8; n];
-            copy_parallel(&mut dst, &src);
-            assert!(dst == src, "{n} bytes");
-        }
     }
 }

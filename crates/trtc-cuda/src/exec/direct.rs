@@ -1,10 +1,13 @@
 //! Launching convolutions that trtc's own NHWC kernels run (`run.direct`, a tactic timed
-//! against cuDNN): depthwise convs in one of three forms (`run.form`: one output pixel per
-//! thread; a few neighbouring pixels of a row per thread, sharing the loads of their
-//! windows; or 8 x 8 output pixels per block from an input tile in shared memory), and
-//! ordinary convs of few input channels (image stems), all with bias, residual and
-//! activation in the kernel. Weights are `[kh][kw][c][k]`
-//! (`weights_rsck`).
+//! against cuDNN), all with bias, residual and activation in the kernel:
+//! - depthwise convs in one of four forms (`run.form`): one output pixel per thread; a few
+//!   neighbouring pixels of a row per thread, sharing the loads of their windows; 8 x 8
+//!   output pixels per block from an input tile in shared memory; or, in fp16 engines,
+//!   8 x 8 or 8 x 16 pixels per block with the window summed in fp16 pairs;
+//! - ordinary convs of few input channels (image stems): one pixel and 32 channels per
+//!   thread, or, in fp16 engines, an implicit GEMM on tensor cores.
+//!
+//! Weights are `[kh][kw][c][k]` (`weights_rsck`).
 
 use super::{DirectForm, Exec, Instance};
 use crate::error::{cuda_err, Result};
@@ -20,6 +23,18 @@ const TILE_KERNELS: &[(&str, i32, i32)] = &[
     ("depthwise_smem_k3s2", 3, 2),
     ("depthwise_smem_k5s1", 5, 1),
     ("depthwise_smem_k5s2", 5, 2),
+];
+
+/// The fp16 module's 2-D tiled depthwise kernels that sum the window in fp16 pairs
+/// (`depthwise_h2_k{K}s{S}r{RY}`): window, stride, and the rows of output pixels a block
+/// computes (2 * RY; 8 columns wide, 32 channels), taller tiles first.
+const HALF_TILE_KERNELS: &[(&str, i32, i32, usize)] = &[
+    ("depthwise_h2_k3s1r8", 3, 1, 16),
+    ("depthwise_h2_k3s1r4", 3, 1, 8),
+    ("depthwise_h2_k3s2r4", 3, 2, 8),
+    ("depthwise_h2_k5s1r8", 5, 1, 16),
+    ("depthwise_h2_k5s1r4", 5, 1, 8),
+    ("depthwise_h2_k5s2r4", 5, 2, 8),
 ];
 
 /// One block per output pixel, its threads over the channels.
@@ -80,6 +95,40 @@ impl Exec {
             .map(|t| t.0)
     }
 
+    /// The fp16-arithmetic 2-D tiled depthwise kernel that fits conv step `i`, and the
+    /// output rows of its blocks: an fp16 engine, the windows and strides of `tiles`,
+    /// channels in whole 16-byte vectors. Of the tile heights, the tallest (fewer input rows
+    /// loaded per output row) whose last tile leaves at most a quarter of its rows past the
+    /// output's bottom edge (7 rows: 8, not 16).
+    pub(crate) fn half_tiles(&self, i: usize) -> Option<(&'static str, usize)> {
+        let (c, [kh, kw], [sh, sw]) = self.undilated_depthwise(i)?;
+        if !self.program.half || kh != kw || sh != sw || !c.is_multiple_of(8) {
+            return None;
+        }
+        let Step::Conv { y, .. } = &self.program.steps[i] else {
+            return None;
+        };
+        let ho = *self.program.shape(*y, 1).get(2)?;
+        let fits: Vec<_> = HALF_TILE_KERNELS
+            .iter()
+            .filter(|t| (t.1, t.2) == (kw, sw))
+            .collect();
+        fits.iter()
+            .find(|t| 4 * (ho.div_ceil(t.3) * t.3 - ho) <= ho.div_ceil(t.3) * t.3)
+            .or(fits.last())
+            .map(|t| (t.0, t.3))
+    }
+
+    /// Whether the tensor-core stem kernel (`conv_few_inputs_mma`) can run conv step `i`:
+    /// an fp16 engine on sm_80 or later, a conv trtc's kernels take that is not depthwise
+    /// (few input channels, outputs in whole vectors: `direct_kernel_fits`).
+    pub(crate) fn stem_mma(&self, i: usize) -> bool {
+        matches!(&self.program.steps[i],
+            Step::Conv { w_dims, groups, w_direct: Some(_), .. } if !is_depthwise(w_dims, *groups))
+            && self.program.half
+            && self.dev.has_mma_f16()
+    }
+
     /// Whether `form` of trtc's kernel can run conv step `i` (the per-pixel form can run
     /// every conv the direct kernels take).
     pub(crate) fn form_fits(&self, i: usize, form: DirectForm) -> bool {
@@ -87,6 +136,8 @@ impl Exec {
             DirectForm::Pixel => true,
             DirectForm::Rows => self.row_tiles(i).is_some(),
             DirectForm::Tiles => self.tiles(i).is_some(),
+            DirectForm::HalfTiles => self.half_tiles(i).is_some(),
+            DirectForm::Mma => self.stem_mma(i),
         }
     }
 
@@ -139,11 +190,16 @@ impl Exec {
         let rows = (form == Some(DirectForm::Rows))
             .then(|| self.row_tiles(i))
             .flatten();
-        let tiles = (form == Some(DirectForm::Tiles))
-            .then(|| self.tiles(i))
-            .flatten();
+        // 2-D tiles: the kernel and the output rows of its blocks (8 columns, 32 channels).
+        let tiles = match form {
+            Some(DirectForm::Tiles) => self.tiles(i).map(|t| (t, 8)),
+            Some(DirectForm::HalfTiles) => self.half_tiles(i),
+            _ => None,
+        };
+        let mma = form == Some(DirectForm::Mma) && self.stem_mma(i);
         let kernel_name = match (depthwise, vectors, tiles, rows) {
-            (true, _, Some(t), _) => t,
+            (false, true, ..) if mma => "conv_few_inputs_mma",
+            (true, _, Some((t, _)), _) => t,
             (true, true, None, Some((tiled, _))) => tiled,
             (true, false, None, _) => "depthwise_nhwc",
             (true, true, None, None) => "depthwise_nhwc_vec",
@@ -187,7 +243,7 @@ impl Exec {
         let pixels = ys[0] * ys[2] * ys[3];
         // Threads: one per vector of channels (depthwise), or per pixel and 32 channels.
         let total = match (depthwise, tiles, rows) {
-            // Unused: blocks of 8 x 8 pixels and 32 channels.
+            // Unused: blocks of 8 columns of pixels and 32 channels.
             (true, Some(_), _) => 0,
             (true, None, Some((_, px))) => (ys[0] * ys[2] * ys[3].div_ceil(px) * ys[1] / v) as u32,
             (true, None, None) => (pixels * ys[1] / v) as u32,
@@ -197,20 +253,31 @@ impl Exec {
         if counted {
             l.arg(&total);
         }
-        let cfg = match (depthwise, counted) {
-            // 8 x 8 pixels of 32 channels per block.
-            (true, _) if tiles.is_some() => LaunchConfig {
+        let cfg = match (depthwise, counted, tiles) {
+            // `rows` x 8 pixels of 32 channels per block.
+            (true, _, Some((_, rows))) => LaunchConfig {
                 grid_dim: (
-                    (ys[0] * ys[2].div_ceil(8) * ys[3].div_ceil(8) * ys[1].div_ceil(32)) as u32,
+                    (ys[0] * ys[2].div_ceil(rows) * ys[3].div_ceil(8) * ys[1].div_ceil(32)) as u32,
                     1,
                     1,
                 ),
                 block_dim: (128, 1, 1),
                 shared_mem_bytes: 0,
             },
-            (true, true) => blocks(total as usize, 128),
-            (true, false) => per_pixel(pixels, ys[1]),
-            (false, _) => LaunchConfig {
+            (true, true, None) => blocks(total as usize, 128),
+            (true, false, None) => per_pixel(pixels, ys[1]),
+            // 128 pixels and 32 channels per block; the channels' weights as fp16 pairs
+            // along the taps padded to 16 (rows of 4 words more), then a tap table.
+            (false, ..) if mma => {
+                let taps = (w_dims[1] * w_dims[2] * w_dims[3]) as u32;
+                let padded = taps.div_ceil(16) * 16;
+                LaunchConfig {
+                    grid_dim: (total.div_ceil(128), (ys[1] as u32).div_ceil(32), 1),
+                    block_dim: (128, 1, 1),
+                    shared_mem_bytes: 32 * (padded / 2 + 4) * 4 + padded * 16,
+                }
+            }
+            (false, ..) => LaunchConfig {
                 grid_dim: (total.div_ceil(128), (ys[1] as u32).div_ceil(32), 1),
                 block_dim: (128, 1, 1),
                 // The block's weights: kh * kw * c taps of 32 floats.

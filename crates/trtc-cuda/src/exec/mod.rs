@@ -49,7 +49,7 @@ pub(crate) struct Exec {
 unsafe impl Send for Exec {}
 unsafe impl Sync for Exec {}
 
-/// The forms of trtc's own depthwise kernel (`direct.rs`).
+/// The forms of trtc's own depthwise and image-stem kernels (`direct.rs`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) enum DirectForm {
     /// One output pixel per thread (or per block, for channels not in whole vectors).
@@ -59,6 +59,10 @@ pub(crate) enum DirectForm {
     Rows,
     /// 8 x 8 output pixels per block from an input tile in shared memory (`Exec::tiles`).
     Tiles,
+    /// `Tiles` in fp16 arithmetic, the window summed in fp16 pairs (`Exec::half_tiles`).
+    HalfTiles,
+    /// An image stem on tensor cores (`conv_few_inputs_mma`; fp16 engines, sm_80 and later).
+    Mma,
 }
 
 /// What a convolution needs at one batch size.

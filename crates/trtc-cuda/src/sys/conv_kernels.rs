@@ -1,7 +1,8 @@
 //! The NVRTC source of trtc's own NHWC convolution kernels (`direct.rs` launches them):
 //! depthwise convs, one output pixel per block or per thread, or a row tile of pixels per
 //! thread; and ordinary convs of few input channels (image stems). It is appended to
-//! `kernels.rs`'s source, whose `DT`, `LD`/`ST`, `VEC`, `Vec16` and `act_apply` it uses.
+//! `kernels.rs`'s source, whose `DT`, `LD`/`ST`, `VEC`, `Vec16` and `act_apply` it uses;
+//! the fp16 module's own forms of these kernels are in `conv_kernels_fp16.rs`.
 
 pub(super) const SOURCE: &str = r#"
 // Depthwise convolution (one filter per channel), NHWC, with bias, residual and activation.

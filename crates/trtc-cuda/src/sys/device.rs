@@ -26,6 +26,17 @@ pub struct Device {
     int8: OnceLock<std::result::Result<Arc<CudaModule>, String>>,
 }
 
+impl Device {
+    /// Whether the device has fp16 `mma.sync.m16n8k16` (sm_80 and later), which
+    /// `conv_few_inputs_mma` needs.
+    pub(crate) fn has_mma_f16(&self) -> bool {
+        self.arch
+            .trim_start_matches("sm_")
+            .parse::<u32>()
+            .is_ok_and(|sm| sm >= 80)
+    }
+}
+
 /// Kernel `name` of the tensor-core INT8 module, or why there is none.
 pub(crate) fn int8_kernel(dev: &Device, name: &str) -> std::result::Result<CudaFunction, String> {
     let module = dev

@@ -4,15 +4,18 @@
 //! and precision changes at segment boundaries).
 //!
 //! The source is compiled twice: once with `DT` = float, once with `HALF` defined, where
-//! `DT` is an fp16 bit pattern (loads widen to float, all arithmetic is in float, stores
-//! round to nearest). Kernels taking a layout flag read NCHW (0) or NHWC (1) tensors.
+//! `DT` is an fp16 bit pattern (loads widen to float, arithmetic is in float, stores round
+//! to nearest; the exceptions are `conv_kernels_fp16.rs`'s, which sum a depthwise window in
+//! fp16 or multiply on tensor cores). Kernels taking a layout flag read NCHW (0) or NHWC
+//! (1) tensors.
 
 /// Source of both modules; `module_source(true)` is the fp16 one.
 pub fn module_source(half: bool) -> String {
     let prelude = if half { "#define HALF 1\n" } else { "" };
     format!(
-        "{prelude}{SOURCE}{}{}{}{}{}{}{}",
+        "{prelude}{SOURCE}{}{}{}{}{}{}{}{}",
         super::conv_kernels::SOURCE,
+        super::conv_kernels_fp16::SOURCE,
         super::resample_kernels::SOURCE,
         super::reduce_kernels::SOURCE,
         super::gather_kernels::SOURCE,

@@ -3,6 +3,7 @@
 //! descriptors and cuBLASLt's products. Nothing here knows about programs or engines.
 
 pub mod conv_kernels;
+pub mod conv_kernels_fp16;
 pub mod cublaslt;
 pub mod cudnn;
 pub mod device;

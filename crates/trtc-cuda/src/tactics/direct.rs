@@ -1,7 +1,9 @@
 //! Tactics for the convolutions trtc's own NHWC kernels can run (depthwise convs and image
-//! stems): cuDNN timed against trtc's per-pixel, row-tiled and 2-D tiled kernels on the
-//! instance's shapes, the Clip of a 1x1 conv moved into the depthwise conv after it timed
-//! as a pair, and that 1x1 conv as a cuBLASLt product where its Clip has moved.
+//! stems): cuDNN timed against trtc's per-pixel, row-tiled and 2-D tiled kernels (the
+//! latter in f32 and, in fp16 engines, in fp16 arithmetic) and, for stems in fp16 engines,
+//! its tensor-core kernel, on the instance's shapes, the
+//! Clip of a 1x1 conv moved into the depthwise conv after it timed as a pair, and that 1x1
+//! conv as a cuBLASLt product where its Clip has moved.
 
 use crate::error::Result;
 use crate::exec::{DirectForm, Exec, Instance, LtRun};
@@ -13,7 +15,7 @@ impl Exec {
     /// channels: `direct::direct_kernel_fits`), time cuDNN against that kernel, and
     /// against its row-tiled and 2-D tiled forms where they fit (`direct::row_tiles`,
     /// `direct::tiles`), on this batch size and keep the fastest.
-    /// `TRTC_DIRECT=direct|rows|tiles|cudnn` fixes the choice for all of them,
+    /// `TRTC_DIRECT=direct|rows|tiles|half2|mma|cudnn` fixes the choice for all of them,
     /// `TRTC_DEPTHWISE` for depthwise convs (for tests and comparisons; `rows` and `tiles`
     /// are `direct` where no such kernel fits).
     pub(super) fn choose_direct_kernels(&self, inst: &mut Instance) -> Result<()> {
@@ -35,9 +37,9 @@ impl Exec {
             })
             .collect();
         let env = |var: &str| {
-            std::env::var(var)
-                .ok()
-                .filter(|c| ["direct", "rows", "tiles", "cudnn"].contains(&c.as_str()))
+            std::env::var(var).ok().filter(|c| {
+                ["direct", "rows", "tiles", "half2", "mma", "cudnn"].contains(&c.as_str())
+            })
         };
         for i in candidates {
             let depthwise = matches!(&self.program.steps[i],
@@ -48,6 +50,8 @@ impl Exec {
                 let form = match choice.as_str() {
                     "rows" => DirectForm::Rows,
                     "tiles" => DirectForm::Tiles,
+                    "half2" => DirectForm::HalfTiles,
+                    "mma" => DirectForm::Mma,
                     _ => DirectForm::Pixel,
                 };
                 let form = if self.form_fits(i, form) {
@@ -83,7 +87,13 @@ impl Exec {
             };
             let mut best = (cudnn_ms, false, DirectForm::Pixel);
             let mut best_direct: Option<(f32, DirectForm)> = None;
-            let forms = [DirectForm::Pixel, DirectForm::Rows, DirectForm::Tiles];
+            let forms = [
+                DirectForm::Pixel,
+                DirectForm::Rows,
+                DirectForm::Tiles,
+                DirectForm::HalfTiles,
+                DirectForm::Mma,
+            ];
             for form in forms.into_iter().filter(|&f| self.form_fits(i, f)) {
                 set(inst, true, form);
                 if let Ok(ms) = time(inst) {

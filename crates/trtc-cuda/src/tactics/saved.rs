@@ -33,6 +33,12 @@ pub struct ConvTactic {
     /// trtc's 2-D tiled depthwise kernel (plans from before: another one).
     #[serde(default)]
     pub tiles: bool,
+    /// Its form in fp16 arithmetic (with `tiles`; plans from before: the f32 one).
+    #[serde(default)]
+    pub half2: bool,
+    /// trtc's tensor-core image-stem kernel (plans from before: its plain one).
+    #[serde(default)]
+    pub mma: bool,
     pub lt: Option<LtTactic>,
 }
 
@@ -99,7 +105,9 @@ fn conv_tactic(r: &ConvRun) -> ConvTactic {
         unfused: r.unfused,
         direct: r.direct,
         rows: r.form == DirectForm::Rows,
-        tiles: r.form == DirectForm::Tiles,
+        tiles: matches!(r.form, DirectForm::Tiles | DirectForm::HalfTiles),
+        half2: r.form == DirectForm::HalfTiles,
+        mma: r.form == DirectForm::Mma,
         lt: r.gemm.as_ref().map(lt_tactic),
     }
 }
@@ -176,6 +184,8 @@ impl Exec {
             run.unfused = c.unfused;
             run.direct = c.direct;
             let form = match (c.tiles, c.rows) {
+                _ if c.mma => DirectForm::Mma,
+                (true, _) if c.half2 => DirectForm::HalfTiles,
                 (true, _) => DirectForm::Tiles,
                 (_, true) => DirectForm::Rows,
                 _ => DirectForm::Pixel,
@@ -262,6 +272,8 @@ mod tests {
                         direct: false,
                         rows: false,
                         tiles: false,
+                        half2: false,
+                        mma: false,
                         lt: Some(LtTactic {
                             algo: vec![1, 2, 3, 4, 5, 6, 7, 8],
                             workspace: 0,

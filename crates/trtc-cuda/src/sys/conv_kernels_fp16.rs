@@ -1,0 +1,242 @@
+//! The NVRTC source of trtc's NHWC convolution kernels that compute in fp16 or on tensor
+//! cores, for the fp16 module only (everything is inside `#ifdef HALF`): depthwise convs
+//! with the window summed in fp16 pairs (`depthwise_h2_*`), and image stems as an implicit
+//! GEMM on `mma.sync` (`conv_few_inputs_mma`). It is appended after `conv_kernels.rs`'s
+//! source, whose `load_ch`/`store_ch` it uses (and `kernels.rs`'s `DT`, `LD`/`ST`, `Vec16`,
+//! `act_apply`); `direct.rs` launches the kernels.
+
+pub(super) const SOURCE: &str = r#"
+#ifdef HALF
+// fp16 pairs (`f16x2` in a 32-bit register): a * b + c, rounded once.
+__device__ __forceinline__ unsigned hfma2(unsigned a, unsigned b, unsigned c) {
+    unsigned d; asm("fma.rn.f16x2 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(c)); return d;
+}
+// Four channels of f16x2 pairs, widened.
+__device__ __forceinline__ void widen4(const unsigned* q, float* f) {
+    #pragma unroll
+    for (int k = 0; k < 2; ++k) {
+        f[2 * k] = LD((DT)(q[k] & 0xffffu));
+        f[2 * k + 1] = LD((DT)(q[k] >> 16));
+    }
+}
+
+// depthwise_smem in fp16 arithmetic (the fp16 module only): the K x K window's products are
+// summed in f16x2 pairs, two channels per instruction, with no widening; bias, residual and
+// activation are applied in f32 at the end. About a third of depthwise_smem's instructions
+// per output; the window's sum carries fp16 rounding (K * K additions). A block of 128
+// threads computes an 8-wide, 2 * RY-tall tile of output pixels for 32 channels (RY 4 or 8,
+// `direct.rs` picks): the tile's
+// input pixels are loaded into shared memory once, 16 bytes (8 channels) per load, then each
+// thread computes a column of RY output rows for 4 channels. Channels in whole 16-byte
+// vectors; blocks: channel chunks of 32 fastest, then tile columns, tile rows, images.
+template <int K, int S, int RY>
+__device__ __forceinline__ void depthwise_h2(DT* y, const DT* x, const DT* w, const DT* bias, const DT* z,
+                                             int c, int h, int wd, int ho, int wo, int pt, int pl,
+                                             int has_z, int kind, float a, float b,
+                                             int has_clamp, float lo, float hi) {
+    constexpr int TW = 8, TH = 2 * RY, CB = 32, INW = (TW - 1) * S + K, INH = (TH - 1) * S + K;
+    __shared__ uint4 tile[INH * INW * (CB / 8)];
+    int chunks = (c + CB - 1) / CB, tcols = (wo + TW - 1) / TW, trows = (ho + TH - 1) / TH;
+    IX bid = blockIdx.x;
+    int chunk = bid % chunks; bid /= chunks;
+    int tx = bid % tcols; bid /= tcols;
+    int ty = bid % trows; IX p = bid / trows;
+    int ch_base = chunk * CB, vecs = min(CB, c - ch_base) / 8;
+    int oy0 = ty * TH, ox0 = tx * TW, y0 = oy0 * S - pt, x0 = ox0 * S - pl;
+    for (int i = threadIdx.x; i < INH * INW * (CB / 8); i += blockDim.x) {
+        int cv = i % (CB / 8), pix = i / (CB / 8), r = pix / INW, col = pix - r * INW;
+        int iy = y0 + r, ix = x0 + col;
+        Vec16 v; v.raw.x = v.raw.y = v.raw.z = v.raw.w = 0u;
+        if (cv < vecs && iy >= 0 && iy < h && ix >= 0 && ix < wd) {
+            v.raw = *reinterpret_cast<const uint4*>(x + (((p * h + iy) * (IX)wd + ix) * c + ch_base + cv * 8));
+            if (has_clamp) {
+                #pragma unroll
+                for (int k = 0; k < 8; ++k) v.v[k] = ST(fminf(fmaxf(LD(v.v[k]), lo), hi));
+            }
+        }
+        tile[i] = v.raw;
+    }
+    __syncthreads();
+    const uint2* quads = reinterpret_cast<const uint2*>(tile);
+    int cq = threadIdx.x % (CB / 4), pos = threadIdx.x / (CB / 4);   // 16 positions
+    int col = pos % TW, r0 = (pos / TW) * RY;
+    int ox = ox0 + col;
+    if (cq >= 2 * vecs || ox >= wo || oy0 + r0 >= ho) return;
+    int ch0 = ch_base + cq * 4;
+    unsigned wk[K * K][2];
+    #pragma unroll
+    for (int t = 0; t < K * K; ++t) {
+        uint2 q = *reinterpret_cast<const uint2*>(w + (IX)t * c + ch0);
+        wk[t][0] = q.x; wk[t][1] = q.y;
+    }
+    unsigned acc[RY][2];
+    #pragma unroll
+    for (int j = 0; j < RY; ++j) acc[j][0] = acc[j][1] = 0u;
+    #pragma unroll
+    for (int kr = 0; kr < (RY - 1) * S + K; ++kr) {
+        unsigned xs[K][2];
+        #pragma unroll
+        for (int s = 0; s < K; ++s) {
+            uint2 q = quads[((r0 * S + kr) * INW + col * S + s) * (CB / 4) + cq];
+            xs[s][0] = q.x; xs[s][1] = q.y;
+        }
+        #pragma unroll
+        for (int j = 0; j < RY; ++j) {
+            const int wr = kr - j * S;
+            if (wr < 0 || wr >= K) continue;
+            #pragma unroll
+            for (int s = 0; s < K; ++s) {
+                acc[j][0] = hfma2(xs[s][0], wk[wr * K + s][0], acc[j][0]);
+                acc[j][1] = hfma2(xs[s][1], wk[wr * K + s][1], acc[j][1]);
+            }
+        }
+    }
+    float bv[4];
+    load_ch<4>(bias + ch0, bv);
+    #pragma unroll
+    for (int j = 0; j < RY; ++j) {
+        int oy = oy0 + r0 + j;
+        if (oy >= ho) break;
+        IX o = ((p * ho + oy) * (IX)wo + ox) * c + ch0;
+        float v[4], zr[4] = {0.f, 0.f, 0.f, 0.f};
+        widen4(acc[j], v);
+        if (has_z) load_ch<4>(z + o, zr);
+        #pragma unroll
+        for (int k = 0; k < 4; ++k) v[k] = act_apply(v[k] + bv[k] + zr[k], kind, a, b);
+        store_ch<4>(y + o, v);
+    }
+}
+
+#define DEPTHWISE_H2(K, S, RY)                                                                            \
+extern "C" __global__ void __launch_bounds__(128) depthwise_h2_k##K##s##S##r##RY(                       \
+        DT* y, const DT* x, const DT* w, const DT* bias,                                                  \
+        const DT* z, int c, int h, int wd, int ho, int wo, int kh, int kw, int sh, int sw, int pt, int pl, \
+        int dh, int dw, int has_z, int kind, float a, float b, int has_clamp, float lo, float hi, IX total) { \
+    depthwise_h2<K, S, RY>(y, x, w, bias, z, c, h, wd, ho, wo, pt, pl, has_z, kind, a, b,               \
+                           has_clamp, lo, hi);                                                             \
+}
+DEPTHWISE_H2(3, 1, 8)
+DEPTHWISE_H2(3, 1, 4)
+DEPTHWISE_H2(3, 2, 4)
+DEPTHWISE_H2(5, 1, 8)
+DEPTHWISE_H2(5, 1, 4)
+DEPTHWISE_H2(5, 2, 4)
+#endif
+
+#ifdef HALF
+// An image stem (conv_few_inputs_nhwc's convs) on tensor cores, fp16 in, f32 accumulation:
+// the product of the im2col matrix (pixels x taps, gathered from x as the mma fragments need
+// it, zero outside the image) and the weights (taps x 32 output channels of blockIdx.y's
+// group), taps padded to whole k-steps of 16, mma.sync.m16n8k16. A block of 4 warps takes
+// 128 pixels, each warp 2 groups of 16. Shared memory: the group's weights as fp16 pairs
+// along the taps, [32][tp / 2 + 4] words (the 4 words of padding put the 8 rows a fragment
+// load touches in different banks), then per tap its row and column offsets in the window
+// and its offset in x, {dy, dx, offset, valid}. Bias, residual and activation in f32, two
+// channels per store. Needs sm_80 (the engine does not pick it below).
+extern "C" __global__ void __launch_bounds__(128) conv_few_inputs_mma(DT* y, const DT* x, const DT* w,
+        const DT* bias, const DT* z, int c, int h, int wd, int ho, int wo, int k, int kh, int kw,
+        int sh, int sw, int pt, int pl, int dh, int dw, int has_z, int kind, float a, float b, IX pixels) {
+#if __CUDA_ARCH__ >= 800
+    constexpr int GROUPS = 2;
+    extern __shared__ int4 smem4[];
+    unsigned* wsm = reinterpret_cast<unsigned*>(smem4);
+    const int taps = kh * kw * c, tp = (taps + 15) & ~15, ws = tp / 2 + 4;
+    int4* tab = reinterpret_cast<int4*>(wsm + 32 * ws);
+    const int k0 = blockIdx.y * 32;
+    for (int i = threadIdx.x; i < 32 * (tp / 2); i += blockDim.x) {
+        int n = i / (tp / 2), pr = i - n * (tp / 2), t0 = 2 * pr, kn = k0 + n;
+        unsigned lo = (t0 < taps && kn < k) ? w[(IX)t0 * k + kn] : 0u;
+        unsigned hi = (t0 + 1 < taps && kn < k) ? w[(IX)(t0 + 1) * k + kn] : 0u;
+        wsm[n * ws + pr] = lo | (hi << 16);
+    }
+    for (int t = threadIdx.x; t < tp; t += blockDim.x) {
+        int4 e = make_int4(0, 0, 0, 0);
+        if (t < taps) {
+            int ci = t % c, rs = t / c, s = rs % kw, r = rs / kw;
+            e = make_int4(r * dh, s * dw, (r * dh * wd + s * dw) * c + ci, 1);
+        }
+        tab[t] = e;
+    }
+    __syncthreads();
+    const int lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3;
+    const IX base = blockIdx.x * 128 + (threadIdx.x >> 5) * 16 * GROUPS;
+    // The two pixels (rows g and g + 8 of each group) this lane gathers for: their window's
+    // top-left corner and its offset in x (wrapping, like all IX arithmetic).
+    int y0[GROUPS][2], x0[GROUPS][2];
+    IX off[GROUPS][2];
+    bool live[GROUPS][2];
+    #pragma unroll
+    for (int gr = 0; gr < GROUPS; ++gr)
+        #pragma unroll
+        for (int hf = 0; hf < 2; ++hf) {
+            IX pix = base + gr * 16 + g + hf * 8;
+            live[gr][hf] = pix < pixels;
+            int ox = pix % wo; IX q = pix / wo; int oy = q % ho; IX n = q / ho;
+            y0[gr][hf] = oy * sh - pt; x0[gr][hf] = ox * sw - pl;
+            off[gr][hf] = ((n * h + (IX)y0[gr][hf]) * (IX)wd + (IX)x0[gr][hf]) * (IX)c;
+        }
+    float acc[GROUPS][4][4];
+    #pragma unroll
+    for (int gr = 0; gr < GROUPS; ++gr)
+        #pragma unroll
+        for (int nt = 0; nt < 4; ++nt)
+            #pragma unroll
+            for (int e = 0; e < 4; ++e) acc[gr][nt][e] = 0.f;
+    for (int kb = 0; kb < tp; kb += 16) {
+        unsigned bf[4][2];
+        #pragma unroll
+        for (int nt = 0; nt < 4; ++nt) {
+            bf[nt][0] = wsm[(nt * 8 + g) * ws + kb / 2 + tq];
+            bf[nt][1] = wsm[(nt * 8 + g) * ws + kb / 2 + 4 + tq];
+        }
+        // Taps 2tq, 2tq + 1, 2tq + 8, 2tq + 9 of this k-step.
+        int4 tt[4] = {tab[kb + 2 * tq], tab[kb + 2 * tq + 1], tab[kb + 2 * tq + 8], tab[kb + 2 * tq + 9]};
+        #pragma unroll
+        for (int gr = 0; gr < GROUPS; ++gr) {
+            unsigned v[2][4];
+            #pragma unroll
+            for (int hf = 0; hf < 2; ++hf)
+                #pragma unroll
+                for (int j = 0; j < 4; ++j) {
+                    int iy = y0[gr][hf] + tt[j].x, ix = x0[gr][hf] + tt[j].y;
+                    bool in = tt[j].w && live[gr][hf] && iy >= 0 && iy < h && ix >= 0 && ix < wd;
+                    v[hf][j] = in ? (unsigned)x[off[gr][hf] + (IX)tt[j].z] : 0u;
+                }
+            // Fragment registers: (row g, taps 2tq..), (row g + 8, ..), (row g, taps 2tq + 8..),
+            // (row g + 8, taps 2tq + 8..), the lower tap in the lower half.
+            unsigned a0 = v[0][0] | (v[0][1] << 16), a1 = v[1][0] | (v[1][1] << 16);
+            unsigned a2 = v[0][2] | (v[0][3] << 16), a3 = v[1][2] | (v[1][3] << 16);
+            #pragma unroll
+            for (int nt = 0; nt < 4; ++nt) {
+                float* d = acc[gr][nt];
+                asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
+                    "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
+                    : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                    : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(bf[nt][0]), "r"(bf[nt][1]));
+            }
+        }
+    }
+    #pragma unroll
+    for (int nt = 0; nt < 4; ++nt) {
+        int ch = k0 + nt * 8 + 2 * tq;
+        if (k0 + nt * 8 >= k) break;
+        float b0 = LD(bias[ch]), b1 = LD(bias[ch + 1]);
+        #pragma unroll
+        for (int gr = 0; gr < GROUPS; ++gr)
+            #pragma unroll
+            for (int hf = 0; hf < 2; ++hf) {
+                if (!live[gr][hf]) continue;
+                IX o = (base + gr * 16 + g + hf * 8) * (IX)k + ch;
+                float v0 = acc[gr][nt][2 * hf] + b0, v1 = acc[gr][nt][2 * hf + 1] + b1;
+                if (has_z) {
+                    unsigned zz = *reinterpret_cast<const unsigned*>(z + o);
+                    v0 += LD((DT)(zz & 0xffffu)); v1 += LD((DT)(zz >> 16));
+                }
+                unsigned lo = ST(act_apply(v0, kind, a, b)), hi = ST(act_apply(v1, kind, a, b));
+                *reinterpret_cast<unsigned*>(y + o) = lo | (hi << 16);
+            }
+    }
+#endif
+}
+#endif
+"#;
