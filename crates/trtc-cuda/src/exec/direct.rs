@@ -37,6 +37,21 @@ const HALF_TILE_KERNELS: &[(&str, i32, i32, usize)] = &[
     ("depthwise_h2_k5s2r4", 5, 2, 8),
 ];
 
+/// The fp16-arithmetic depthwise kernel for a `k` x `k` window of stride `stride` and `ho`
+/// output rows, and the rows of its tiles: the tallest tile whose last tile leaves at most a
+/// quarter of its rows past the bottom edge, else the shortest.
+fn half_tile_kernel(k: i32, stride: i32, ho: usize) -> Option<(&'static str, usize)> {
+    let fits: Vec<_> = HALF_TILE_KERNELS
+        .iter()
+        .filter(|t| (t.1, t.2) == (k, stride))
+        .collect();
+    let covered = |rows: usize| ho.div_ceil(rows) * rows;
+    fits.iter()
+        .find(|t| 4 * (covered(t.3) - ho) <= covered(t.3))
+        .or(fits.last())
+        .map(|t| (t.0, t.3))
+}
+
 /// One block per output pixel, its threads over the channels.
 pub(crate) fn per_pixel(pixels: usize, channels: usize) -> LaunchConfig {
     LaunchConfig {
@@ -109,14 +124,7 @@ impl Exec {
             return None;
         };
         let ho = *self.program.shape(*y, 1).get(2)?;
-        let fits: Vec<_> = HALF_TILE_KERNELS
-            .iter()
-            .filter(|t| (t.1, t.2) == (kw, sw))
-            .collect();
-        fits.iter()
-            .find(|t| 4 * (ho.div_ceil(t.3) * t.3 - ho) <= ho.div_ceil(t.3) * t.3)
-            .or(fits.last())
-            .map(|t| (t.0, t.3))
+        half_tile_kernel(kw, sw, ho)
     }
 
     /// Whether the tensor-core stem kernel (`conv_few_inputs_mma`) can run conv step `i`:
@@ -287,5 +295,30 @@ impl Exec {
         unsafe { l.launch(cfg) }
             .map(|_| ())
             .map_err(|e| cuda_err(name, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::half_tile_kernel;
+
+    #[test]
+    fn half_tiles_are_tall_unless_the_last_tile_would_be_mostly_past_the_edge() {
+        let rows = |k, stride, ho| half_tile_kernel(k, stride, ho).map(|t| t.1);
+        // 16-row tiles where they waste at most a quarter of the last tile's rows.
+        for ho in [14, 28, 30, 56, 112] {
+            assert_eq!(rows(3, 1, ho), Some(16), "{ho} rows");
+            assert_eq!(rows(5, 1, ho), Some(16), "{ho} rows");
+        }
+        // 7 rows in 16 would leave 9 idle: 8-row tiles; 9 and 19 rows waste a lot either
+        // way: the shorter.
+        for ho in [7, 9, 19] {
+            assert_eq!(rows(3, 1, ho), Some(8), "{ho} rows");
+        }
+        // Stride 2 has only 8-row tiles, and other windows or strides none.
+        assert_eq!(half_tile_kernel(3, 2, 56), Some(("depthwise_h2_k3s2r4", 8)));
+        assert_eq!(half_tile_kernel(5, 1, 7), Some(("depthwise_h2_k5s1r4", 8)));
+        assert_eq!(half_tile_kernel(7, 1, 56), None);
+        assert_eq!(half_tile_kernel(3, 3, 56), None);
     }
 }
