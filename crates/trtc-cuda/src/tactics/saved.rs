@@ -271,8 +271,8 @@ mod tests {
                         unfused: true,
                         direct: false,
                         rows: false,
-                        tiles: false,
-                        half2: false,
+                        tiles: true,
+                        half2: true,
                         mma: false,
                         lt: Some(LtTactic {
                             algo: vec![1, 2, 3, 4, 5, 6, 7, 8],
@@ -295,5 +295,14 @@ mod tests {
             .replace(r#","views":[5,9]"#, "");
         let parsed = serde_json::from_str::<EngineTactics>(&old).unwrap();
         assert_eq!(parsed.instances[0].views, None);
+        // Plans written before the fp16 depthwise and tensor-core stem kernels: their
+        // tiled convs run the f32 tile kernel, nothing runs the stem kernel.
+        let old = old
+            .replace(r#","half2":true"#, "")
+            .replace(r#","mma":false"#, "");
+        assert!(!old.contains("half2") && !old.contains("mma"));
+        let parsed = serde_json::from_str::<EngineTactics>(&old).unwrap();
+        let conv = &parsed.instances[0].convs[0].1;
+        assert!(conv.tiles && !conv.half2 && !conv.mma);
     }
 }
