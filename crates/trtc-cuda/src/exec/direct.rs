@@ -38,8 +38,9 @@ const HALF_TILE_KERNELS: &[(&str, i32, i32, usize)] = &[
 ];
 
 /// The fp16-arithmetic depthwise kernel for a `k` x `k` window of stride `stride` and `ho`
-/// output rows, and the rows of its tiles: the tallest tile whose last tile leaves at most a
-/// quarter of its rows past the bottom edge, else the shortest.
+/// output rows, and the rows of its tiles: the tallest tile (fewer input rows loaded per
+/// output row) whose last tile leaves at most a quarter of its rows past the bottom edge
+/// (7 rows: 8, not 16), else the shortest.
 fn half_tile_kernel(k: i32, stride: i32, ho: usize) -> Option<(&'static str, usize)> {
     let fits: Vec<_> = HALF_TILE_KERNELS
         .iter()
@@ -112,9 +113,7 @@ impl Exec {
 
     /// The fp16-arithmetic 2-D tiled depthwise kernel that fits conv step `i`, and the
     /// output rows of its blocks: an fp16 engine, the windows and strides of `tiles`,
-    /// channels in whole 16-byte vectors. Of the tile heights, the tallest (fewer input rows
-    /// loaded per output row) whose last tile leaves at most a quarter of its rows past the
-    /// output's bottom edge (7 rows: 8, not 16).
+    /// channels in whole 16-byte vectors; the tile height by `half_tile_kernel`'s rule.
     pub(crate) fn half_tiles(&self, i: usize) -> Option<(&'static str, usize)> {
         let (c, [kh, kw], [sh, sw]) = self.undilated_depthwise(i)?;
         if !self.program.half || kh != kw || sh != sw || !c.is_multiple_of(8) {
@@ -274,23 +273,23 @@ impl Exec {
             },
             (true, true, None) => blocks(total as usize, 128),
             (true, false, None) => per_pixel(pixels, ys[1]),
-            // 128 pixels and 32 channels per block; the channels' weights as fp16 pairs
-            // along the taps padded to 16 (rows of 4 words more), then a tap table.
-            (false, ..) if mma => {
+            // 128 pixels and 32 channels per block, the block's weights in shared memory.
+            (false, ..) => {
                 let taps = (w_dims[1] * w_dims[2] * w_dims[3]) as u32;
                 let padded = taps.div_ceil(16) * 16;
                 LaunchConfig {
                     grid_dim: (total.div_ceil(128), (ys[1] as u32).div_ceil(32), 1),
                     block_dim: (128, 1, 1),
-                    shared_mem_bytes: 32 * (padded / 2 + 4) * 4 + padded * 16,
+                    shared_mem_bytes: if mma {
+                        // fp16 pairs along the taps padded to 16 (rows of 4 words more),
+                        // then a tap table of 16 bytes per padded tap.
+                        32 * (padded / 2 + 4) * 4 + padded * 16
+                    } else {
+                        // 32 floats per tap.
+                        taps * 32 * 4
+                    },
                 }
             }
-            (false, ..) => LaunchConfig {
-                grid_dim: (total.div_ceil(128), (ys[1] as u32).div_ceil(32), 1),
-                block_dim: (128, 1, 1),
-                // The block's weights: kh * kw * c taps of 32 floats.
-                shared_mem_bytes: (w_dims[1] * w_dims[2] * w_dims[3]) as u32 * 32 * 4,
-            },
         };
         unsafe { l.launch(cfg) }
             .map(|_| ())

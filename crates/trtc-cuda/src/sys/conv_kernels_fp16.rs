@@ -25,10 +25,10 @@ __device__ __forceinline__ void widen4(const unsigned* q, float* f) {
 // activation are applied in f32 at the end. About a third of depthwise_smem's instructions
 // per output; the window's sum carries fp16 rounding (K * K additions). A block of 128
 // threads computes an 8-wide, 2 * RY-tall tile of output pixels for 32 channels (RY 4 or 8,
-// `direct.rs` picks): the tile's
-// input pixels are loaded into shared memory once, 16 bytes (8 channels) per load, then each
-// thread computes a column of RY output rows for 4 channels. Channels in whole 16-byte
-// vectors; blocks: channel chunks of 32 fastest, then tile columns, tile rows, images.
+// `direct.rs` picks): the tile's input pixels are loaded into shared memory once, 16 bytes
+// (8 channels) per load, then each thread computes a column of RY output rows for 4
+// channels. Channels in whole 16-byte vectors; blocks: channel chunks of 32 fastest, then
+// tile columns, tile rows, images.
 template <int K, int S, int RY>
 __device__ __forceinline__ void depthwise_h2(DT* y, const DT* x, const DT* w, const DT* bias, const DT* z,
                                              int c, int h, int wd, int ho, int wo, int pt, int pl,
@@ -121,9 +121,7 @@ DEPTHWISE_H2(3, 2, 4)
 DEPTHWISE_H2(5, 1, 8)
 DEPTHWISE_H2(5, 1, 4)
 DEPTHWISE_H2(5, 2, 4)
-#endif
 
-#ifdef HALF
 // An image stem (conv_few_inputs_nhwc's convs) on tensor cores, fp16 in, f32 accumulation:
 // the product of the im2col matrix (pixels x taps, gathered from x as the mma fragments need
 // it, zero outside the image) and the weights (taps x 32 output channels of blockIdx.y's

@@ -1,9 +1,9 @@
 //! Tactics for the convolutions trtc's own NHWC kernels can run (depthwise convs and image
 //! stems): cuDNN timed against trtc's per-pixel, row-tiled and 2-D tiled kernels (the
 //! latter in f32 and, in fp16 engines, in fp16 arithmetic) and, for stems in fp16 engines,
-//! its tensor-core kernel, on the instance's shapes, the
-//! Clip of a 1x1 conv moved into the depthwise conv after it timed as a pair, and that 1x1
-//! conv as a cuBLASLt product where its Clip has moved.
+//! its tensor-core kernel, on the instance's shapes; the Clip of a 1x1 conv moved into the
+//! depthwise conv after it timed as a pair, and that 1x1 conv as a cuBLASLt product where
+//! its Clip has moved.
 
 use crate::error::Result;
 use crate::exec::{DirectForm, Exec, Instance, LtRun};
@@ -13,8 +13,9 @@ use crate::program::Step;
 impl Exec {
     /// For each convolution trtc's own NHWC kernels can run (depthwise, and few input
     /// channels: `direct::direct_kernel_fits`), time cuDNN against that kernel, and
-    /// against its row-tiled and 2-D tiled forms where they fit (`direct::row_tiles`,
-    /// `direct::tiles`), on this batch size and keep the fastest.
+    /// against its other forms where they fit (`Exec::form_fits`: row-tiled, 2-D tiled in
+    /// f32 and in fp16 arithmetic, the tensor-core stem), on this batch size and keep the
+    /// fastest.
     /// `TRTC_DIRECT=direct|rows|tiles|half2|mma|cudnn` fixes the choice for all of them,
     /// `TRTC_DEPTHWISE` for depthwise convs (for tests and comparisons; `rows` and `tiles`
     /// are `direct` where no such kernel fits).
