@@ -445,6 +445,9 @@ impl Engine for CudaEngine {
 /// What runs step `i` of `inst`, where a tactic chose it (convs, products).
 fn tactic_name(inst: &Instance, i: usize) -> String {
     if let Some(r) = inst.convs.get(&i) {
+        if r.pointwise {
+            return "trtc pointwise mma".into();
+        }
         if r.direct {
             return match r.form {
                 DirectForm::Pixel => "trtc direct",

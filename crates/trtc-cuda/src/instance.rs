@@ -296,6 +296,7 @@ impl Exec {
             direct: false,
             form: Default::default(),
             gemm_only: false,
+            pointwise: false,
             gemm: None,
             conv,
             act: act_desc,

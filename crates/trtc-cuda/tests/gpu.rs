@@ -16,6 +16,7 @@ mod layer_norm;
 mod normalization;
 mod pipelined;
 mod pixels;
+mod pointwise;
 mod pooling;
 mod reduce;
 mod resize;

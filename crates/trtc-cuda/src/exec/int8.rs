@@ -227,7 +227,7 @@ impl Exec {
     }
 
     /// The GPU's SM count.
-    fn sm_count(&self) -> std::result::Result<u32, cudarc::driver::DriverError> {
+    pub(super) fn sm_count(&self) -> std::result::Result<u32, cudarc::driver::DriverError> {
         use cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT;
         Ok(self
             .dev

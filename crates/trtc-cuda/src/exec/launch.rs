@@ -54,10 +54,13 @@ impl Exec {
                         .convs
                         .get(&i)
                         .ok_or_else(|| cuda_err(name, "no instance"))?;
+                    let act = &self.conv_act(inst, i);
+                    if run.pointwise {
+                        return self.launch_pointwise_mma(inst, i, *act);
+                    }
                     if run.gemm_only && run.gemm.is_none() {
                         return Err(cuda_err(name, "a strided NHWC output needs cuBLASLt"));
                     }
-                    let act = &self.conv_act(inst, i);
                     if let (Some(g), Some(h)) = (&run.gemm, &self.lt) {
                         let ws = scratch_ptr(&g.workspace, s);
                         g.gemm

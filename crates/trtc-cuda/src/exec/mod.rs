@@ -2,7 +2,7 @@
 //! weights on the device, the cuDNN and cuBLASLt handles) and, per batch size, an
 //! [`Instance`] (buffers, per-layer descriptors and the tactics chosen), with the launches
 //! of each step (`launch.rs`, `direct.rs`, `elementwise.rs`, `resample.rs`, `reduce.rs`,
-//! `pixels.rs`, `int8.rs`) and
+//! `pixels.rs`, `pointwise.rs`, `int8.rs`) and
 //! CUDA graph replay.
 //!
 //! Below: the program (`program/`), its passes' results (`passes/`), the libraries
@@ -17,6 +17,7 @@ mod int8;
 pub(crate) use int8::{own_kernel_fits, per_channel, OwnConv, OwnKernel, OWN_KERNELS};
 mod launch;
 mod pixels;
+mod pointwise;
 mod reduce;
 mod resample;
 
@@ -89,8 +90,11 @@ pub(crate) struct ConvRun {
     /// it faster than cuDNN.
     pub(crate) gemm: Option<LtRun>,
     /// Its output is a slice of a concat's output that cuDNN cannot write (strided NHWC):
-    /// only the cuBLASLt product may run it.
+    /// only the cuBLASLt product (or `pointwise`) may run it.
     pub(crate) gemm_only: bool,
+    /// A 1x1 convolution of an fp16 NHWC engine run by trtc's tensor-core kernel
+    /// (`pointwise.rs`), where timing showed it faster than cuBLASLt and cuDNN.
+    pub(crate) pointwise: bool,
     /// Asymmetric pads: the input is copied into this zero-padded buffer first
     /// (buffer, padded height and width, top and left pads).
     pub(crate) padded: Option<(CudaSlice<u8>, [usize; 4])>,

@@ -1,9 +1,10 @@
 //! The NVRTC source of trtc's NHWC convolution kernels that compute in fp16 or on tensor
 //! cores, for the fp16 module only (everything is inside `#ifdef HALF`): depthwise convs
 //! with the window summed in fp16 pairs (`depthwise_h2_*`), and image stems as an implicit
-//! GEMM on `mma.sync` (`conv_few_inputs_mma`). It is appended after `conv_kernels.rs`'s
-//! source, whose `load_ch`/`store_ch` it uses (and `kernels.rs`'s `DT`, `LD`/`ST`, `Vec16`,
-//! `act_apply`); `direct.rs` launches the kernels.
+//! GEMM on `mma.sync` (`conv_few_inputs_mma`), 1x1 convs of few input channels on
+//! `mma.sync` (`pointwise_mma`). It is appended after `conv_kernels.rs`'s source, whose
+//! `load_ch`/`store_ch` it uses (and `kernels.rs`'s `DT`, `LD`/`ST`, `Vec16`, `act_apply`);
+//! `exec/direct.rs` and `exec/pointwise.rs` launch the kernels.
 
 pub(super) const SOURCE: &str = r#"
 #ifdef HALF
@@ -236,5 +237,165 @@ extern "C" __global__ void __launch_bounds__(128) conv_few_inputs_mma(DT* y, con
     }
 #endif
 }
+// One m16n8k16 product on tensor cores, fp16 in, f32 accumulated into `d`.
+__device__ __forceinline__ void mma_m16n8k16(float* d, const unsigned* a, unsigned b0, unsigned b1) {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
+        "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// The A fragments of pointwise_mma's tile `t` (16 pixels, rows g and g + 8 of this lane),
+// straight from global memory: 4-byte pairs of channels, zero past the pixels and K.
+template <int KS>
+__device__ __forceinline__ void pointwise_load_a(unsigned (&af)[KS][4], const DT* x, IX m, int kin,
+                                                 IX t, int g, int tq) {
+    const IX r0 = t * 16 + g, r1 = r0 + 8;
+    const unsigned* x0 = reinterpret_cast<const unsigned*>(x + r0 * (IX)kin);
+    const unsigned* x1 = reinterpret_cast<const unsigned*>(x + r1 * (IX)kin);
+    const bool in0 = r0 < m, in1 = r1 < m;
+    #pragma unroll
+    for (int ks = 0; ks < KS; ++ks) {
+        const int k0 = ks * 16 + 2 * tq;
+        const bool lo = k0 < kin, hi = k0 + 8 < kin;
+        af[ks][0] = in0 && lo ? x0[k0 / 2] : 0u;
+        af[ks][1] = in1 && lo ? x1[k0 / 2] : 0u;
+        af[ks][2] = in0 && hi ? x0[k0 / 2 + 4] : 0u;
+        af[ks][3] = in1 && hi ? x1[k0 / 2 + 4] : 0u;
+    }
+}
+
+// act_apply on four values, with one branch on `kind` for the four.
+__device__ __forceinline__ void act_apply4(float* v, int kind, float a, float b) {
+    switch (kind) {
+        case 0: break;
+        case 1:
+            #pragma unroll
+            for (int e = 0; e < 4; ++e) v[e] = fmaxf(v[e], 0.f);
+            break;
+        case 2:
+            #pragma unroll
+            for (int e = 0; e < 4; ++e) v[e] = fminf(fmaxf(v[e], a), b);
+            break;
+        default:
+            #pragma unroll
+            for (int e = 0; e < 4; ++e) v[e] = act_apply(v[e], kind, a, b);
+    }
+}
+
+// Two floats rounded to an f16x2 pair (the first in the low half), one instruction.
+__device__ __forceinline__ unsigned pack_h2(float lo, float hi) {
+    unsigned r; asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo)); return r;
+}
+
+// pointwise_mma's body for K of KS k-steps of 16. The block's weights are laid out once in
+// shared memory in B-fragment order (one 8-byte load per lane per n8 tile and k-step) with
+// the bias as floats; then each warp walks its tiles of 16 pixels (tile t, t + the grid's
+// warps, ...), the next tile's A fragments loaded while the current one is multiplied, and
+// for each chunk of 64 output channels: products, bias, residual, activation in f32, the
+// fp16 results into the warp's own [16][72] staging, then 16-byte stores (lane l stores
+// vector l % 8 of rows l / 8, + 4, + 8, + 12: a pixel's 128-byte run of channels per 8
+// lanes). Only __syncwarp inside the loop. The kernel is bound by issued instructions more
+// than by memory (`ncu`), so the epilogue is kept short: one branch on the activation per
+// n8 tile, paired conversions, no divisions.
+template <int KS>
+__device__ __forceinline__ void pointwise_mma_body(DT* y, const DT* x, const DT* w, const DT* bias,
+        const DT* z, IX m, int kin, int n, int ld_y, int ld_z, int has_z, int kind, float a, float b) {
+    constexpr int WARPS = 8, CH = 64, RS = CH + 8;
+    extern __shared__ int4 pointwise_smem[];
+    const int nts = n / 8;
+    uint2* wf = reinterpret_cast<uint2*>(pointwise_smem);
+    float* bs = reinterpret_cast<float*>(wf + nts * KS * 32);
+    DT* stage = reinterpret_cast<DT*>(bs + n) + (threadIdx.x >> 5) * 16 * RS;
+    for (int i = threadIdx.x; i < nts * KS * 32; i += blockDim.x) {
+        const int l = i & 31, q = i >> 5, ks = q % KS, row = (q / KS) * 8 + (l >> 2);
+        const int k0 = ks * 16 + 2 * (l & 3);
+        const unsigned* wr = reinterpret_cast<const unsigned*>(w + (IX)row * kin);
+        wf[i] = make_uint2(k0 < kin ? wr[k0 / 2] : 0u, k0 + 8 < kin ? wr[k0 / 2 + 4] : 0u);
+    }
+    for (int i = threadIdx.x; i < n; i += blockDim.x) bs[i] = LD(bias[i]);
+    __syncthreads();
+    const int lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3, cv = lane & 7, cr = lane >> 3;
+    const IX tiles = (m + 15) / 16, step = (IX)gridDim.x * WARPS;
+    IX t = (IX)blockIdx.x * WARPS + (threadIdx.x >> 5);
+    unsigned next[KS][4];
+    if (t < tiles) pointwise_load_a<KS>(next, x, m, kin, t, g, tq);
+    unsigned* st0 = reinterpret_cast<unsigned*>(stage + g * RS + 2 * tq);
+    unsigned* st1 = reinterpret_cast<unsigned*>(stage + (g + 8) * RS + 2 * tq);
+    for (; t < tiles; t += step) {
+        unsigned af[KS][4];
+        #pragma unroll
+        for (int ks = 0; ks < KS; ++ks)
+            #pragma unroll
+            for (int e = 0; e < 4; ++e) af[ks][e] = next[ks][e];
+        if (t + step < tiles) pointwise_load_a<KS>(next, x, m, kin, t + step, g, tq);
+        const IX r0 = t * 16 + g, r1 = r0 + 8;
+        for (int c0 = 0; c0 < n; c0 += CH) {
+            const int tiles_n = min(CH, n - c0) / 8;
+            const uint2* wq = wf + (c0 / 8) * KS * 32 + lane;
+            const float2* bq = reinterpret_cast<const float2*>(bs + c0) + tq;
+            for (int j = 0; j < tiles_n; ++j) {
+                float d[4] = {0.f, 0.f, 0.f, 0.f};
+                #pragma unroll
+                for (int ks = 0; ks < KS; ++ks) {
+                    const uint2 q = wq[(j * KS + ks) * 32];
+                    mma_m16n8k16(d, af[ks], q.x, q.y);
+                }
+                const float2 bb = bq[j * 4];
+                float v[4] = {d[0] + bb.x, d[1] + bb.y, d[2] + bb.x, d[3] + bb.y};
+                if (has_z) {
+                    const int col = c0 + j * 8 + 2 * tq;
+                    if (r0 < m) {
+                        const unsigned zz = *reinterpret_cast<const unsigned*>(z + r0 * (IX)ld_z + col);
+                        v[0] += LD((DT)(zz & 0xffffu)); v[1] += LD((DT)(zz >> 16));
+                    }
+                    if (r1 < m) {
+                        const unsigned zz = *reinterpret_cast<const unsigned*>(z + r1 * (IX)ld_z + col);
+                        v[2] += LD((DT)(zz & 0xffffu)); v[3] += LD((DT)(zz >> 16));
+                    }
+                }
+                act_apply4(v, kind, a, b);
+                st0[j * 4] = pack_h2(v[0], v[1]);
+                st1[j * 4] = pack_h2(v[2], v[3]);
+            }
+            __syncwarp();
+            if (cv < tiles_n) {
+                DT* yc = y + c0 + cv * 8;
+                #pragma unroll
+                for (int rr = cr; rr < 16; rr += 4) {
+                    const IX row = t * 16 + rr;
+                    if (row < m)
+                        *reinterpret_cast<uint4*>(yc + row * (IX)ld_y) =
+                            *reinterpret_cast<const uint4*>(stage + rr * RS + cv * 8);
+                }
+            }
+            __syncwarp();
+        }
+    }
+}
+
+// A 1x1 convolution of at most 64 input channels (fp16 NHWC, one group, stride 1, no pads)
+// on tensor cores, f32 accumulation: the product of the input (pixels x K, rows contiguous)
+// and the weights ([N][K], cuDNN's NHWC filter layout), K padded to whole k-steps of 16;
+// bias, residual and activation in the epilogue. The thin products of mobile networks'
+// expand convs (K 16..64, outputs 4-6x the input), which the libraries run well below the
+// copy rate. Blocks of 8 warps, as many as the GPU holds at once (`exec/pointwise.rs`), each
+// warp streaming 16-pixel tiles through all N output channels, so the input is read once.
+// `ld_y`, `ld_z`: elements between output and residual pixels (slices of a concat's output).
+// Shared memory (`pointwise_mma_smem`): weights N * KS * 32 bytes, bias N floats, and per
+// warp a [16][72] fp16 staging. One kernel per number of k-steps, `pointwise_mma_k1` ..
+// `_k4`, so that each holds only the A fragments it needs (47 to 64 registers). Needs sm_80.
+#define POINTWISE_MMA(KS)                                                                              \
+extern "C" __global__ void __launch_bounds__(256) pointwise_mma_k##KS(DT* y, const DT* x, const DT* w, \
+        const DT* bias, const DT* z, IX m, int kin, int n, int ld_y, int ld_z, int has_z, int kind,    \
+        float a, float b) {                                                                            \
+    pointwise_mma_body<KS>(y, x, w, bias, z, m, kin, n, ld_y, ld_z, has_z, kind, a, b);                \
+}
+#if __CUDA_ARCH__ >= 800
+POINTWISE_MMA(1)
+POINTWISE_MMA(2)
+POINTWISE_MMA(3)
+POINTWISE_MMA(4)
+#endif
 #endif
 "#;

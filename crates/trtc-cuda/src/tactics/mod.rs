@@ -2,10 +2,12 @@
 //! timing on the instance's shapes (as TensorRT's builder does). cuDNN's algorithms are
 //! timed with `cudnnFindConvolutionForwardAlgorithm` (cached by layer shape across the
 //! build); the fused call is timed against the unfused pair, and cuDNN against trtc's own
-//! kernels (`direct.rs`), cuDNN's INT8 convolution against trtc's (`int8.rs`).
+//! kernels (`direct.rs`, `pointwise.rs`), cuDNN's INT8 convolution against trtc's
+//! (`int8.rs`).
 
 mod direct;
 mod int8;
+mod pointwise;
 pub mod saved;
 
 use crate::error::{cuda_err, Result};
@@ -71,6 +73,9 @@ impl Exec {
             self.choose_conv_gemms(inst, false)?;
         }
         self.choose_direct_kernels(inst)?;
+        if !force_unfused {
+            self.choose_pointwise_kernels(inst)?;
+        }
         self.dev
             .stream
             .synchronize()

@@ -39,6 +39,9 @@ pub struct ConvTactic {
     /// trtc's tensor-core image-stem kernel (plans from before: its plain one).
     #[serde(default)]
     pub mma: bool,
+    /// trtc's tensor-core 1x1 kernel (plans from before: cuBLASLt or cuDNN).
+    #[serde(default)]
+    pub pointwise: bool,
     pub lt: Option<LtTactic>,
 }
 
@@ -108,6 +111,7 @@ fn conv_tactic(r: &ConvRun) -> ConvTactic {
         tiles: matches!(r.form, DirectForm::Tiles | DirectForm::HalfTiles),
         half2: r.form == DirectForm::HalfTiles,
         mma: r.form == DirectForm::Mma,
+        pointwise: r.pointwise,
         lt: r.gemm.as_ref().map(lt_tactic),
     }
 }
@@ -201,6 +205,7 @@ impl Exec {
                 run.bias_f32 = true;
             }
             run.gemm = lt;
+            run.pointwise = c.pointwise;
         }
         for (i, lt) in &t.gemms {
             let name = self.program.names.get(*i).cloned().unwrap_or_default();
@@ -274,6 +279,7 @@ mod tests {
                         tiles: true,
                         half2: true,
                         mma: false,
+                        pointwise: true,
                         lt: Some(LtTactic {
                             algo: vec![1, 2, 3, 4, 5, 6, 7, 8],
                             workspace: 0,
@@ -295,14 +301,15 @@ mod tests {
             .replace(r#","views":[5,9]"#, "");
         let parsed = serde_json::from_str::<EngineTactics>(&old).unwrap();
         assert_eq!(parsed.instances[0].views, None);
-        // Plans written before the fp16 depthwise and tensor-core stem kernels: their
-        // tiled convs run the f32 tile kernel, nothing runs the stem kernel.
+        // Plans written before the fp16 depthwise and tensor-core stem and 1x1 kernels:
+        // their tiled convs run the f32 tile kernel, nothing runs the tensor-core kernels.
         let old = old
             .replace(r#","half2":true"#, "")
-            .replace(r#","mma":false"#, "");
-        assert!(!old.contains("half2") && !old.contains("mma"));
+            .replace(r#","mma":false"#, "")
+            .replace(r#","pointwise":true"#, "");
+        assert!(!old.contains("half2") && !old.contains("mma") && !old.contains("pointwise"));
         let parsed = serde_json::from_str::<EngineTactics>(&old).unwrap();
         let conv = &parsed.instances[0].convs[0].1;
-        assert!(conv.tiles && !conv.half2 && !conv.mma);
+        assert!(conv.tiles && !conv.half2 && !conv.mma && !conv.pointwise);
     }
 }
