@@ -123,6 +123,29 @@ DEPTHWISE_H2(5, 1, 8)
 DEPTHWISE_H2(5, 1, 4)
 DEPTHWISE_H2(5, 2, 4)
 
+// act_apply on four values, with one branch on `kind` for the four.
+__device__ __forceinline__ void act_apply4(float* v, int kind, float a, float b) {
+    switch (kind) {
+        case 0: break;
+        case 1:
+            #pragma unroll
+            for (int e = 0; e < 4; ++e) v[e] = fmaxf(v[e], 0.f);
+            break;
+        case 2:
+            #pragma unroll
+            for (int e = 0; e < 4; ++e) v[e] = fminf(fmaxf(v[e], a), b);
+            break;
+        default:
+            #pragma unroll
+            for (int e = 0; e < 4; ++e) v[e] = act_apply(v[e], kind, a, b);
+    }
+}
+
+// Two floats rounded to an f16x2 pair (the first in the low half), one instruction.
+__device__ __forceinline__ unsigned pack_h2(float lo, float hi) {
+    unsigned r; asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo)); return r;
+}
+
 // An image stem (conv_few_inputs_nhwc's convs) on tensor cores, fp16 in, f32 accumulation:
 // the product of the im2col matrix (pixels x taps, gathered from x as the mma fragments need
 // it, zero outside the image) and the weights (taps x 32 output channels of blockIdx.y's
@@ -130,8 +153,10 @@ DEPTHWISE_H2(5, 2, 4)
 // 128 pixels, each warp 2 groups of 16. Shared memory: the group's weights as fp16 pairs
 // along the taps, [32][tp / 2 + 4] words (the 4 words of padding put the 8 rows a fragment
 // load touches in different banks), then per tap its row and column offsets in the window
-// and its offset in x, {dy, dx, offset, valid}. Bias, residual and activation in f32, two
-// channels per store. Needs sm_80 (the engine does not pick it below).
+// and its offset in x, {dy, dx, offset, valid}. A pixel whose window lies inside the image
+// gathers its taps without bounds checks. Bias, residual and activation in f32 (one branch
+// on the activation per four values), two channels per store. Needs sm_80 (the engine does
+// not pick it below).
 extern "C" __global__ void __launch_bounds__(128) conv_few_inputs_mma(DT* y, const DT* x, const DT* w,
         const DT* bias, const DT* z, int c, int h, int wd, int ho, int wo, int k, int kh, int kw,
         int sh, int sw, int pt, int pl, int dh, int dw, int has_z, int kind, float a, float b, IX pixels) {
@@ -163,7 +188,7 @@ extern "C" __global__ void __launch_bounds__(128) conv_few_inputs_mma(DT* y, con
     // top-left corner and its offset in x (wrapping, like all IX arithmetic).
     int y0[GROUPS][2], x0[GROUPS][2];
     IX off[GROUPS][2];
-    bool live[GROUPS][2];
+    bool live[GROUPS][2], inner[GROUPS][2];
     #pragma unroll
     for (int gr = 0; gr < GROUPS; ++gr)
         #pragma unroll
@@ -173,6 +198,9 @@ extern "C" __global__ void __launch_bounds__(128) conv_few_inputs_mma(DT* y, con
             int ox = pix % wo; IX q = pix / wo; int oy = q % ho; IX n = q / ho;
             y0[gr][hf] = oy * sh - pt; x0[gr][hf] = ox * sw - pl;
             off[gr][hf] = ((n * h + (IX)y0[gr][hf]) * (IX)wd + (IX)x0[gr][hf]) * (IX)c;
+            // The whole window inside the image: its taps need no bounds checks.
+            inner[gr][hf] = live[gr][hf] && y0[gr][hf] >= 0 && x0[gr][hf] >= 0
+                && y0[gr][hf] + (kh - 1) * dh < h && x0[gr][hf] + (kw - 1) * dw < wd;
         }
     float acc[GROUPS][4][4];
     #pragma unroll
@@ -197,8 +225,11 @@ extern "C" __global__ void __launch_bounds__(128) conv_few_inputs_mma(DT* y, con
             for (int hf = 0; hf < 2; ++hf)
                 #pragma unroll
                 for (int j = 0; j < 4; ++j) {
-                    int iy = y0[gr][hf] + tt[j].x, ix = x0[gr][hf] + tt[j].y;
-                    bool in = tt[j].w && live[gr][hf] && iy >= 0 && iy < h && ix >= 0 && ix < wd;
+                    bool in = tt[j].w && inner[gr][hf];
+                    if (!inner[gr][hf]) {
+                        int iy = y0[gr][hf] + tt[j].x, ix = x0[gr][hf] + tt[j].y;
+                        in = tt[j].w && live[gr][hf] && iy >= 0 && iy < h && ix >= 0 && ix < wd;
+                    }
                     v[hf][j] = in ? (unsigned)x[off[gr][hf] + (IX)tt[j].z] : 0u;
                 }
             // Fragment registers: (row g, taps 2tq..), (row g + 8, ..), (row g, taps 2tq + 8..),
@@ -221,19 +252,24 @@ extern "C" __global__ void __launch_bounds__(128) conv_few_inputs_mma(DT* y, con
         if (k0 + nt * 8 >= k) break;
         float b0 = LD(bias[ch]), b1 = LD(bias[ch + 1]);
         #pragma unroll
-        for (int gr = 0; gr < GROUPS; ++gr)
-            #pragma unroll
-            for (int hf = 0; hf < 2; ++hf) {
-                if (!live[gr][hf]) continue;
-                IX o = (base + gr * 16 + g + hf * 8) * (IX)k + ch;
-                float v0 = acc[gr][nt][2 * hf] + b0, v1 = acc[gr][nt][2 * hf + 1] + b1;
-                if (has_z) {
-                    unsigned zz = *reinterpret_cast<const unsigned*>(z + o);
-                    v0 += LD((DT)(zz & 0xffffu)); v1 += LD((DT)(zz >> 16));
+        for (int gr = 0; gr < GROUPS; ++gr) {
+            const IX o0 = (base + gr * 16 + g) * (IX)k + ch, o1 = o0 + 8 * (IX)k;
+            float v[4] = {acc[gr][nt][0] + b0, acc[gr][nt][1] + b1, acc[gr][nt][2] + b0,
+                          acc[gr][nt][3] + b1};
+            if (has_z) {
+                if (live[gr][0]) {
+                    unsigned zz = *reinterpret_cast<const unsigned*>(z + o0);
+                    v[0] += LD((DT)(zz & 0xffffu)); v[1] += LD((DT)(zz >> 16));
                 }
-                unsigned lo = ST(act_apply(v0, kind, a, b)), hi = ST(act_apply(v1, kind, a, b));
-                *reinterpret_cast<unsigned*>(y + o) = lo | (hi << 16);
+                if (live[gr][1]) {
+                    unsigned zz = *reinterpret_cast<const unsigned*>(z + o1);
+                    v[2] += LD((DT)(zz & 0xffffu)); v[3] += LD((DT)(zz >> 16));
+                }
             }
+            act_apply4(v, kind, a, b);
+            if (live[gr][0]) *reinterpret_cast<unsigned*>(y + o0) = pack_h2(v[0], v[1]);
+            if (live[gr][1]) *reinterpret_cast<unsigned*>(y + o1) = pack_h2(v[2], v[3]);
+        }
     }
 #endif
 }
@@ -263,29 +299,6 @@ __device__ __forceinline__ void pointwise_load_a(unsigned (&af)[KS][4], const DT
         af[ks][2] = in0 && hi ? x0[k0 / 2 + 4] : 0u;
         af[ks][3] = in1 && hi ? x1[k0 / 2 + 4] : 0u;
     }
-}
-
-// act_apply on four values, with one branch on `kind` for the four.
-__device__ __forceinline__ void act_apply4(float* v, int kind, float a, float b) {
-    switch (kind) {
-        case 0: break;
-        case 1:
-            #pragma unroll
-            for (int e = 0; e < 4; ++e) v[e] = fmaxf(v[e], 0.f);
-            break;
-        case 2:
-            #pragma unroll
-            for (int e = 0; e < 4; ++e) v[e] = fminf(fmaxf(v[e], a), b);
-            break;
-        default:
-            #pragma unroll
-            for (int e = 0; e < 4; ++e) v[e] = act_apply(v[e], kind, a, b);
-    }
-}
-
-// Two floats rounded to an f16x2 pair (the first in the low half), one instruction.
-__device__ __forceinline__ unsigned pack_h2(float lo, float hi) {
-    unsigned r; asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo)); return r;
 }
 
 // pointwise_mma's body for K of KS k-steps of 16. The block's weights are laid out once in
