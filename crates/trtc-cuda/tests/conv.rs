@@ -427,14 +427,7 @@ fn pointwise_convs_as_products_match_tract() {
 fn clip_moved_into_the_depthwise_conv_matches_tract() {
     for (min, max) in [(0.0, 6.0), (-1.0, 2.0)] {
         let clip = Some(Activation::Clip { min, max });
-        let expand = FusedConv {
-            conv: ConvAttrs {
-                group: 1,
-                ..Default::default()
-            },
-            residual: false,
-            activation: clip,
-        };
+        let expand = one_by_one(false, clip);
         let depthwise = FusedConv {
             conv: ConvAttrs {
                 group: 32,

@@ -22,14 +22,7 @@ fn pointwise_mma_matches_tract() {
     for (k, n, activation, residual) in cases {
         let mut b = GraphBuilder::new();
         let x = b.input("x", &[3, k, 13, 11]);
-        let f = FusedConv {
-            conv: ConvAttrs {
-                group: 1,
-                ..Default::default()
-            },
-            residual,
-            activation,
-        };
+        let f = one_by_one(residual, activation);
         let y = fused_conv(&mut b, "pw", x, [n, k, 1, 1], 5, f);
         b.output(y);
         let g = b.build().unwrap();
@@ -56,14 +49,7 @@ fn pointwise_mma_writes_into_a_concat() {
     std::env::set_var("TRTC_POINTWISE", "mma");
     let mut b = GraphBuilder::new();
     let x = b.input("x", &[2, 16, 9, 7]);
-    let plain = FusedConv {
-        conv: ConvAttrs {
-            group: 1,
-            ..Default::default()
-        },
-        residual: false,
-        activation: Some(Activation::Relu),
-    };
+    let plain = one_by_one(false, Some(Activation::Relu));
     let l = fused_conv(&mut b, "left", x, [32, 16, 1, 1], 7, plain.clone());
     let r = fused_conv(&mut b, "right", x, [24, 16, 1, 1], 8, plain);
     let y = b.op("cat", Op::Concat { axis: 1 }, &[l, r]);
@@ -95,14 +81,7 @@ fn pointwise_mma_walks_many_tiles_per_warp() {
     let z = b.input("z", &[2, 104, 300, 300]);
     let w = b.constant("pw_w", random_tensor(&[104, 16, 1, 1], 11));
     let bias = b.constant("pw_b", random_tensor(&[104], 2));
-    let f = FusedConv {
-        conv: ConvAttrs {
-            group: 1,
-            ..Default::default()
-        },
-        residual: true,
-        activation: Some(Activation::Clip { min: 0.0, max: 6.0 }),
-    };
+    let f = one_by_one(true, Some(Activation::Clip { min: 0.0, max: 6.0 }));
     let y = b.op("pw", Op::FusedConv(f), &[x, w, bias, z]);
     b.output(y);
     let g = b.build().unwrap();

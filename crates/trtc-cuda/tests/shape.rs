@@ -71,14 +71,7 @@ fn reshapes_and_broadcasts_across_layouts_match_tract() {
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn concat_inputs_written_in_place_match_tract() {
-    let relu_1x1 = FusedConv {
-        conv: ConvAttrs {
-            group: 1,
-            ..Default::default()
-        },
-        residual: false,
-        activation: Some(Activation::Relu),
-    };
+    let relu_1x1 = one_by_one(false, Some(Activation::Relu));
     let plain_3x3 = FusedConv {
         conv: ConvAttrs {
             group: 1,

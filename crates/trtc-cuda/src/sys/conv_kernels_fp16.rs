@@ -146,6 +146,14 @@ __device__ __forceinline__ unsigned pack_h2(float lo, float hi) {
     unsigned r; asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo)); return r;
 }
 
+// One m16n8k16 product on tensor cores, fp16 in, f32 accumulated into `d`.
+__device__ __forceinline__ void mma_m16n8k16(float* d, const unsigned* a, unsigned b0, unsigned b1) {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
+        "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
 // An image stem (conv_few_inputs_nhwc's convs) on tensor cores, fp16 in, f32 accumulation:
 // the product of the im2col matrix (pixels x taps, gathered from x as the mma fragments need
 // it, zero outside the image) and the weights (taps x 32 output channels of blockIdx.y's
@@ -234,16 +242,10 @@ extern "C" __global__ void __launch_bounds__(128) conv_few_inputs_mma(DT* y, con
                 }
             // Fragment registers: (row g, taps 2tq..), (row g + 8, ..), (row g, taps 2tq + 8..),
             // (row g + 8, taps 2tq + 8..), the lower tap in the lower half.
-            unsigned a0 = v[0][0] | (v[0][1] << 16), a1 = v[1][0] | (v[1][1] << 16);
-            unsigned a2 = v[0][2] | (v[0][3] << 16), a3 = v[1][2] | (v[1][3] << 16);
+            const unsigned af[4] = {v[0][0] | (v[0][1] << 16), v[1][0] | (v[1][1] << 16),
+                                    v[0][2] | (v[0][3] << 16), v[1][2] | (v[1][3] << 16)};
             #pragma unroll
-            for (int nt = 0; nt < 4; ++nt) {
-                float* d = acc[gr][nt];
-                asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
-                    "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
-                    : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-                    : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(bf[nt][0]), "r"(bf[nt][1]));
-            }
+            for (int nt = 0; nt < 4; ++nt) mma_m16n8k16(acc[gr][nt], af, bf[nt][0], bf[nt][1]);
         }
     }
     #pragma unroll
@@ -273,14 +275,6 @@ extern "C" __global__ void __launch_bounds__(128) conv_few_inputs_mma(DT* y, con
     }
 #endif
 }
-// One m16n8k16 product on tensor cores, fp16 in, f32 accumulated into `d`.
-__device__ __forceinline__ void mma_m16n8k16(float* d, const unsigned* a, unsigned b0, unsigned b1) {
-    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
-        "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
 // The A fragments of pointwise_mma's tile `t` (16 pixels, rows g and g + 8 of this lane),
 // straight from global memory: 4-byte pairs of channels, zero past the pixels and K.
 template <int KS>

@@ -118,6 +118,18 @@ pub fn conv(
     b.op(&format!("conv{seed}"), Op::Conv(attrs), &[x, w, bias])
 }
 
+/// A 1x1 conv of one group (stride 1, no pads) with `residual` and `activation` fused.
+pub fn one_by_one(residual: bool, activation: Option<Activation>) -> FusedConv {
+    FusedConv {
+        conv: ConvAttrs {
+            group: 1,
+            ..Default::default()
+        },
+        residual,
+        activation,
+    }
+}
+
 /// FusedConv `f` of `x`, with random weights of shape `w_shape` (seed `seed`) and bias
 /// (seed 2); with a residual, x itself is the added tensor.
 pub fn fused_conv(
